@@ -1,0 +1,45 @@
+"""Agora wire protocol v1, sans I/O: frames, codecs, validation, codes.
+
+Both the server and the clients import this package, so they can never
+disagree about a frame's shape. It does no I/O and imports nothing from
+``server`` or ``clients``.
+"""
+
+from protocol.codec import DEFAULT_MAX_FRAME, Encoding, Wire, decode, encode, transcode
+from protocol.codes import RECONNECTABLE, CloseCode, ErrorCode
+from protocol.commands import COMMANDS
+from protocol.errors import FrameError, ProtocolError, RequestError
+from protocol.frames import (
+    PROTOCOL_VERSION,
+    Command,
+    error,
+    error_from,
+    event,
+    hello,
+    parse_command,
+    reply,
+)
+
+__all__ = [
+    "COMMANDS",
+    "DEFAULT_MAX_FRAME",
+    "PROTOCOL_VERSION",
+    "RECONNECTABLE",
+    "CloseCode",
+    "Command",
+    "Encoding",
+    "ErrorCode",
+    "FrameError",
+    "ProtocolError",
+    "RequestError",
+    "Wire",
+    "decode",
+    "encode",
+    "error",
+    "error_from",
+    "event",
+    "hello",
+    "parse_command",
+    "reply",
+    "transcode",
+]

@@ -1,0 +1,92 @@
+"""Declarative validation of command payloads.
+
+A ``Schema`` is a list of ``Field``s. ``Schema.validate(d)`` returns a new dict
+holding exactly the declared fields (defaults filled in, unknown keys dropped
+for forward compatibility) or raises ``RequestError`` naming the field and
+what was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol.codec import type_name
+from protocol.codes import ErrorCode
+from protocol.errors import RequestError
+
+#: The largest integer every client can represent exactly (JavaScript's safe range).
+MAX_SAFE_INT = 2**53 - 1
+
+_TYPE_NAMES: dict[type, str] = {
+    str: "a string",
+    int: "an integer",
+    bool: "a boolean",
+    dict: "a map",
+    list: "an array",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One payload field.
+
+    ``max_len`` is in characters for strings and items for arrays; a longer
+    value is refused with ``too_large``. ``minimum``/``maximum`` bound integers.
+    """
+
+    name: str
+    kind: type
+    required: bool = True
+    default: Any = None
+    minimum: int | None = None
+    maximum: int | None = None
+    max_len: int | None = None
+    nonempty: bool = False
+
+    def check(self, value: Any) -> Any:
+        if not _is_kind(value, self.kind):
+            raise RequestError(
+                f"field '{self.name}' must be {_TYPE_NAMES[self.kind]}, got {type_name(value)}"
+            )
+        if self.kind is int:
+            low = 0 if self.minimum is None else self.minimum
+            high = MAX_SAFE_INT if self.maximum is None else self.maximum
+            if not low <= value <= high:
+                raise RequestError(f"field '{self.name}' must be between {low} and {high}")
+        if self.kind is str and self.nonempty and not value.strip():
+            raise RequestError(f"field '{self.name}' must not be empty")
+        if self.max_len is not None and len(value) > self.max_len:
+            raise RequestError(
+                f"field '{self.name}' is {len(value)} long, over the limit of {self.max_len}",
+                code=ErrorCode.TOO_LARGE,
+            )
+        return value
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    if kind is int:  # bool is an int in Python, never on the wire
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    fields: tuple[Field, ...] = field(default_factory=tuple)
+
+    def validate(self, d: Any) -> dict[str, Any]:
+        if not isinstance(d, dict):
+            raise RequestError(f"field 'd' must be a map, got {type_name(d)}")
+        out: dict[str, Any] = {}
+        for f in self.fields:
+            if f.name in d and d[f.name] is not None:
+                out[f.name] = f.check(d[f.name])
+            elif f.required:
+                raise RequestError(f"field '{f.name}' is required")
+            else:
+                out[f.name] = f.default
+        return out
+
+
+def schema(*fields: Field) -> Schema:
+    return Schema(tuple(fields))

@@ -1,0 +1,134 @@
+"""The application: ``create_app(settings)`` wires store, broker, hub and routes.
+
+An app factory rather than module globals, so that tests and benchmarks can
+run several servers in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from server import accounts, channels, messages
+from server.accounts import Accounts
+from server.broker import Broker, MemoryBroker
+from server.commands import CommandRouter
+from server.gateway import Gateway
+from server.hub import Hub
+from server.metrics import CONTENT_TYPE_LATEST, Metrics
+from server.session import Session
+from server.settings import Settings
+from server.store import Appended, Store
+from server.store.sqlite import SQLiteStore
+
+log = logging.getLogger("agora")
+
+WEB_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "web"
+
+
+class Agora:
+    """One server's services, shared by its routes and sessions."""
+
+    def __init__(self, settings: Settings, store: Store, broker: Broker) -> None:
+        self.settings = settings
+        self.store = store
+        self.broker = broker
+        self.metrics = Metrics()
+        self.hub = Hub(store, broker, self.metrics)
+        self.accounts = Accounts(store, registration=settings.registration)
+        self.router = CommandRouter()
+        for domain in (accounts, channels, messages):
+            self.router.include(domain.router)
+        self.sessions: set[Session] = set()
+        self.draining = False
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.hub.start()
+
+    async def stop(self) -> None:
+        await self.drain()
+        await self.hub.stop()
+        await self.store.close()
+
+    async def publish(
+        self,
+        channel: str,
+        t: str,
+        d: dict[str, Any],
+        *,
+        idempotency: tuple[str, str] | None = None,
+    ) -> Appended:
+        """Store a durable event, then publish it: the one path every event takes."""
+        stored = await self.store.append(channel, t, d, idempotency=idempotency)
+        if stored.created:
+            await self.broker.publish(channel, stored.frame)
+            self.metrics.events_published.inc()
+        return stored
+
+    async def drain(self) -> None:
+        """Close every session with 1001 once its in-flight command is answered."""
+        if self.draining:
+            return
+        self.draining = True
+        for session in list(self.sessions):
+            session.drain()
+        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_timeout_ms / 1000
+        while self.sessions and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    broker: Broker | None = None,
+) -> Starlette:
+    settings = settings or Settings()
+    agora = Agora(
+        settings,
+        store or SQLiteStore(settings.db, community_name=settings.community_name),
+        broker or MemoryBroker(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await agora.start()
+        try:
+            yield
+        finally:
+            await agora.stop()
+
+    async def healthz(request: Request) -> Response:
+        try:
+            await asyncio.wait_for(agora.store.check(), timeout=2)
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def metrics(request: Request) -> Response:
+        return Response(agora.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    app = Starlette(
+        routes=[
+            Route("/api/v1/auth/register", accounts.register, methods=["POST"]),
+            Route("/api/v1/auth/login", accounts.login, methods=["POST"]),
+            Route("/healthz", healthz),
+            Route("/metrics", metrics),
+            WebSocketRoute("/gateway", Gateway(agora)),
+            Mount("/", StaticFiles(directory=WEB_CLIENT, html=True)),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.agora = agora
+    return app

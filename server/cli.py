@@ -1,0 +1,65 @@
+"""The ``agora`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from server.app import create_app
+from server.settings import Settings
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, closing sessions with 1001 before uvicorn closes sockets.
+
+    uvicorn's own shutdown would close every WebSocket with 1012 at once; Agora
+    first lets each session's in-flight command be answered.
+    """
+
+    async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
+        app = self.config.loaded_app
+        while hasattr(app, "app") and not hasattr(app, "state"):
+            app = app.app  # unwrap uvicorn's middleware
+        await app.state.agora.drain()
+        await super().shutdown(sockets=sockets)
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame,
+        ws_per_message_deflate=False,
+        ws_ping_interval=None,  # Agora's own heartbeat (4009) watches liveness
+        lifespan="on",
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=max(1, settings.shutdown_timeout_ms // 1000),
+    )
+    _Server(config).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="agora", description="Agora discussion server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run the server")
+    Settings.add_arguments(serve_parser)
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env().with_arguments(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.command == "serve":
+        serve(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The WebSocket endpoint at ``/gateway``: handshake checks and the session's loops.
+
+A raw ASGI app (not Starlette's ``WebSocket`` wrapper) so that the writer task
+hands each pre-built ASGI message straight to the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+from starlette.requests import HTTPConnection
+from starlette.types import Receive, Scope, Send
+
+from protocol import PROTOCOL_VERSION, CloseCode, Encoding, hello
+from server.session import Session
+
+if TYPE_CHECKING:
+    from server.app import Agora
+
+
+class Gateway:
+    def __init__(self, agora: Agora) -> None:
+        self.agora = agora
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        conn = HTTPConnection(scope)
+        await send({"type": "websocket.accept"})
+        if not self._origin_allowed(conn):
+            await self._refuse(send, CloseCode.POLICY_VIOLATION, "origin not allowed")
+            return
+        version = conn.query_params.get("v", str(PROTOCOL_VERSION))
+        if version != str(PROTOCOL_VERSION):
+            await self._refuse(
+                send, CloseCode.UNSUPPORTED, f"unsupported protocol version {version[:16]!r}"
+            )
+            return
+        try:
+            encoding = Encoding(conn.query_params.get("encoding", Encoding.MSGPACK))
+        except ValueError:
+            await self._refuse(
+                send, CloseCode.UNSUPPORTED, "unsupported encoding; use msgpack or json"
+            )
+            return
+        await self._serve(Session(self.agora, encoding), receive, send)
+
+    async def _refuse(self, send: Send, code: CloseCode, reason: str) -> None:
+        self.agora.metrics.closes.labels(str(int(code))).inc()
+        await send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def _origin_allowed(self, conn: HTTPConnection) -> bool:
+        """Browsers send Origin; other clients need no check (they carry no cookies)."""
+        origin = conn.headers.get("origin")
+        if origin is None:
+            return True
+        allowed = self.agora.settings.origins
+        if "*" in allowed or origin.rstrip("/") in allowed:
+            return True
+        host = conn.headers.get("host", "")
+        scheme = "https" if conn.url.scheme == "wss" else "http"
+        return origin.rstrip("/") == f"{scheme}://{host}"
+
+    async def _serve(self, session: Session, receive: Receive, send: Send) -> None:
+        agora = self.agora
+        settings = agora.settings
+        agora.sessions.add(session)
+        agora.metrics.connections.inc()
+        writer = asyncio.create_task(session.outbox.write_to(send, agora.metrics.frames_out))
+        session.send(
+            hello(
+                heartbeat_ms=settings.heartbeat_ms,
+                server=settings.server_name,
+                max_frame=settings.max_frame,
+            )
+        )
+        session.start_timers()
+        if agora.draining:
+            session.drain()
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive":
+                    break
+                data = message.get("bytes")
+                await session.receive(data if data is not None else message.get("text", ""))
+        finally:
+            session.stop_timers()
+            session.leave_all()
+            agora.sessions.discard(session)
+            agora.metrics.connections.dec()
+            if session.user is not None:
+                agora.metrics.sessions.dec()
+            session.outbox.closing = True
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer

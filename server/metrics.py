@@ -1,0 +1,57 @@
+"""Prometheus metrics of one server, in a registry of its own.
+
+A registry per app (not the global default) lets tests run several servers
+in one process. Hot paths count in batches: the hub once per event, the
+writer once per drained burst.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.connections = Gauge(
+            "agora_connections", "Open WebSocket connections", registry=registry
+        )
+        self.sessions = Gauge("agora_sessions", "Identified sessions", registry=registry)
+        self.frames_in = Counter(
+            "agora_frames_in", "Frames received from clients", registry=registry
+        )
+        self.frames_out = Counter("agora_frames_out", "Frames sent to clients", registry=registry)
+        self.events_published = Counter(
+            "agora_events_published", "Durable events stored and published", registry=registry
+        )
+        self.deliveries = Counter(
+            "agora_event_deliveries", "Events pushed to session outboxes", registry=registry
+        )
+        self.fanout_seconds = Histogram(
+            "agora_fanout_seconds",
+            "Time to push one event to every local subscriber's outbox",
+            buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5),
+            registry=registry,
+        )
+        self.errors = Counter(
+            "agora_errors", "Error frames sent, by code", ["code"], registry=registry
+        )
+        self.closes = Counter(
+            "agora_closes",
+            "Connections closed by the server, by close code",
+            ["code"],
+            registry=registry,
+        )
+        self.gaps_repaired = Counter(
+            "agora_gaps_repaired", "Out-of-order events repaired from the store", registry=registry
+        )
+
+    def observe_fanout(self, recipients: int, seconds: float) -> None:
+        self.deliveries.inc(recipients)
+        self.fanout_seconds.observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,190 @@
+"""One client connection after the handshake: its state, limits and outbox.
+
+A session decodes and validates each inbound frame, applies the rate limit,
+routes the command to its domain handler and queues the answer. Commands are
+handled one at a time, so they are answered in the order they were sent. All
+writes go through ``Session.outbox``; nothing here awaits the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from protocol import (
+    CloseCode,
+    Encoding,
+    ErrorCode,
+    ProtocolError,
+    Wire,
+    decode,
+    error,
+    error_from,
+    parse_command,
+    reply,
+)
+from server.commands import Fatal, Reply
+from server.ids import new_id
+from server.outbox import Outbox, OutFrame
+from server.ratelimit import TokenBucket
+
+if TYPE_CHECKING:
+    from server.app import Agora
+    from server.hub import ChannelFeed
+    from server.store import Channel, User
+
+log = logging.getLogger("agora.session")
+
+
+class Session:
+    def __init__(self, agora: Agora, encoding: Encoding) -> None:
+        settings = agora.settings
+        self.agora = agora
+        self.id = new_id()
+        self.encoding = encoding
+        self.user: User | None = None
+        self.outbox = Outbox(settings.outbox_limit, self.overflowed)
+        #: channel id -> the feed this session is subscribed to
+        self.feeds: dict[str, ChannelFeed] = {}
+        #: channels this session's user may read and post to (checked once)
+        self.channels: dict[str, Channel] = {}
+        self.busy = False
+        self.draining = False
+        self._loop = asyncio.get_running_loop()
+        self.last_seen = self._loop.time()
+        self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
+        self._limited_in_a_row = 0
+        self._timers: list[asyncio.TimerHandle] = []
+
+    # output
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.outbox.push(OutFrame.of(frame, self.encoding))
+
+    def send_error(self, exc: ProtocolError) -> None:
+        self.agora.metrics.errors.labels(exc.code.value).inc()
+        self.send(error_from(exc))
+
+    def close(self, code: CloseCode, reason: str = "", *, flush: bool = True) -> None:
+        if not self.outbox.closing:
+            self.agora.metrics.closes.labels(str(int(code))).inc()
+            self.outbox.close(code, reason, flush=flush)
+
+    def overflowed(self) -> None:
+        """The outbox went over its limit: cut this session loose (4010).
+
+        The hub is iterating over outboxes when this runs, so leaving the
+        feeds waits for the next turn of the loop.
+        """
+        self.close(CloseCode.TOO_SLOW, "outbound buffer overflowed", flush=False)
+        self._loop.call_soon(self.leave_all)
+
+    def leave_all(self) -> None:
+        feeds, self.feeds = self.feeds, {}
+        for feed in feeds.values():
+            feed.leave(self.outbox)
+            self.agora.hub.release(feed)
+
+    # input
+
+    async def receive(self, data: Wire) -> None:
+        """Handle one inbound WebSocket message."""
+        self.last_seen = self._loop.time()
+        self.agora.metrics.frames_in.inc()
+        if self.outbox.closing:
+            return
+        try:
+            command = parse_command(
+                decode(data, self.encoding, max_size=self.agora.settings.max_frame)
+            )
+        except ProtocolError as exc:
+            self.send_error(exc)
+            return
+        if not self._allow(command.id):
+            return
+        if self.user is None and command.op != "identify":
+            self.send_error(
+                ProtocolError("identify first", code=ErrorCode.UNAUTHORIZED, command_id=command.id)
+            )
+            return
+        handler = self.agora.router.handlers[command.op]
+        self.busy = True
+        try:
+            answer = await handler(self, command.d)
+        except ProtocolError as exc:
+            exc.command_id = command.id
+            self.send_error(exc)
+            if isinstance(exc, Fatal):
+                self.close(exc.close_code, exc.message)
+        except Exception:
+            log.exception("command %s failed", command.op)
+            self.send_error(
+                ProtocolError(
+                    "the server failed to handle this command",
+                    code=ErrorCode.INTERNAL,
+                    command_id=command.id,
+                )
+            )
+        else:
+            if isinstance(answer, Reply):
+                self.send(reply(command.id, answer.d))
+                answer.then()
+            else:
+                self.send(reply(command.id, answer))
+        finally:
+            self.busy = False
+            if self.draining:
+                self.close(CloseCode.GOING_AWAY, "server shutting down")
+
+    def _allow(self, command_id: int) -> bool:
+        """Apply the rate limit; flooding past it closes the session (4008)."""
+        wait = self._bucket.take()
+        if wait == 0.0:
+            self._limited_in_a_row = 0
+            return True
+        self._limited_in_a_row += 1
+        if self._limited_in_a_row > self.agora.settings.flood_limit:
+            self.close(CloseCode.FLOODING, "flooding after rate_limited errors")
+            return False
+        retry_after_ms = max(1, round(wait * 1000))
+        self.agora.metrics.errors.labels(ErrorCode.RATE_LIMITED.value).inc()
+        self.send(
+            error(
+                ErrorCode.RATE_LIMITED,
+                f"too many commands; retry in {retry_after_ms} ms",
+                command_id=command_id,
+                retry_after_ms=retry_after_ms,
+            )
+        )
+        return False
+
+    # timers
+
+    def start_timers(self) -> None:
+        settings = self.agora.settings
+        self._timers = [
+            self._loop.call_later(settings.identify_timeout_ms / 1000, self._check_identified),
+            self._loop.call_later(settings.heartbeat_ms / 2000, self._check_heartbeat),
+        ]
+
+    def stop_timers(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+
+    def _check_identified(self) -> None:
+        if self.user is None:
+            self.close(CloseCode.NOT_AUTHENTICATED, "not identified in time")
+
+    def _check_heartbeat(self) -> None:
+        heartbeat = self.agora.settings.heartbeat_ms / 1000
+        if self._loop.time() - self.last_seen > 1.5 * heartbeat:
+            self.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat", flush=False)
+        elif not self.outbox.closing:
+            self._timers[1] = self._loop.call_later(heartbeat / 2, self._check_heartbeat)
+
+    def drain(self) -> None:
+        """Close with 1001 once the command in flight (if any) is answered."""
+        self.draining = True
+        if not self.busy:
+            self.close(CloseCode.GOING_AWAY, "server shutting down")

@@ -1,0 +1,110 @@
+"""Every operator setting, with its unit and documented default.
+
+Each setting is a command-line option of ``agora serve`` (``--max-frame``)
+and an environment variable (``AGORA_MAX_FRAME``); the option wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any
+
+from protocol import DEFAULT_MAX_FRAME
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = _setting("127.0.0.1", "interface to listen on")
+    port: int = _setting(8000, "TCP port to listen on")
+    db: str = _setting("agora.db", "path of the SQLite database file (embedded store)")
+    max_frame: int = _setting(DEFAULT_MAX_FRAME, "largest inbound frame in bytes; larger: 1009")
+    rate_limit: int = _setting(
+        600, "commands per minute per session (0 = no limit); over it: rate_limited"
+    )
+    rate_burst: int = _setting(30, "commands a session may send at once before the rate applies")
+    flood_limit: int = _setting(
+        20, "rate_limited errors in a row after which the session is closed with 4008"
+    )
+    outbox_limit: int = _setting(
+        1024 * 1024, "bytes queued for one session before it is closed with 4010"
+    )
+    heartbeat_ms: int = _setting(30_000, "heartbeat interval; silence for 1.5x closes with 4009")
+    identify_timeout_ms: int = _setting(10_000, "time to identify before the close with 4001")
+    replay_cap: int = _setting(1000, "most events a subscribe with since replays")
+    allowed_origins: str = _setting(
+        "", "comma-separated browser origins allowed to connect ('' = same origin, '*' = any)"
+    )
+    registration: bool = _setting(True, "whether anyone may register an account")
+    community_name: str = _setting("Agora", "name of the community a fresh database gets")
+    server_name: str = _setting("agora", "server name sent in hello")
+    shutdown_timeout_ms: int = _setting(
+        5_000, "on SIGTERM, time given to in-flight commands before sessions close with 1001"
+    )
+    log_level: str = _setting("info", "log level: debug, info, warning, error")
+
+    @property
+    def origins(self) -> frozenset[str]:
+        return frozenset(
+            o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()
+        )
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Settings from ``AGORA_*`` environment variables over the defaults."""
+        environ = dict(os.environ) if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f"AGORA_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _parse(f.type, raw, f"AGORA_{f.name.upper()}")
+        return cls(**values)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add one ``--option`` per setting; unset options keep the env or default value."""
+        for f in fields(cls):
+            default = f.default if f.default is not MISSING else None
+            flag = "--" + f.name.replace("_", "-")
+            help_text = f"{f.metadata['help']} (default {default!r}, env AGORA_{f.name.upper()})"
+            if f.type == "bool":
+                parser.add_argument(
+                    flag,
+                    dest=f.name,
+                    default=None,
+                    action=argparse.BooleanOptionalAction,
+                    help=help_text,
+                )
+            else:
+                parser.add_argument(
+                    flag, dest=f.name, default=None, type=_TYPES[f.type], help=help_text
+                )
+
+    def with_arguments(self, args: argparse.Namespace) -> Settings:
+        given = {
+            f.name: getattr(args, f.name)
+            for f in fields(self)
+            if getattr(args, f.name, None) is not None
+        }
+        return replace(self, **given)
+
+
+_TYPES = {"int": int, "str": str}
+
+
+def _parse(kind: str, raw: str, name: str) -> Any:
+    if kind == "bool":
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"{name} must be true or false, got {raw!r}")
+    try:
+        return _TYPES[kind](raw)
+    except ValueError:
+        raise ValueError(f"{name} must be {kind}, got {raw!r}") from None

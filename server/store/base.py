@@ -1,0 +1,147 @@
+"""The Store interface: everything Agora keeps, and the channel event logs.
+
+What a Store promises:
+
+- **Acknowledged is durable.** A coroutine that changes state returns only
+  after the change is committed to durable storage (it survives ``kill -9`` of
+  the process).
+- **Gapless offsets.** ``append`` assigns a channel's next offset (1, 2, 3, …)
+  atomically with storing the event; two appends never get the same offset and
+  no offset is skipped, even under concurrency or across processes.
+- **Stored before published.** The caller publishes an event only after
+  ``append`` returned it, so any event a subscriber sees can be read back with
+  ``read_after``/``read_before`` on any node.
+- **Idempotent sends.** An ``append`` with an ``idempotency`` key that was
+  already used in that channel stores nothing and returns the original event
+  with ``created=False``.
+- **Epochs.** ``LogHead.epoch`` names one incarnation of a channel's log; it
+  changes whenever a log had to start again from offset 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Conflict(Exception):
+    """The change would break a uniqueness rule (a taken username, …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    username: str
+    display_name: str
+    bot: bool = False
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "username": self.username,
+            "name": self.display_name,
+            "bot": self.bot,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    id: str
+    community_id: str
+    name: str
+    kind: str = "text"
+    parent: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "name": self.name, "kind": self.kind}
+        if self.parent is not None:
+            out["parent"] = self.parent
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CommunityView:
+    """A community as one member sees it: its channels and the member's role."""
+
+    id: str
+    name: str
+    role: str
+    channels: tuple[Channel, ...]
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "channels": [c.public() for c in self.channels],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LogHead:
+    offset: int  # the channel's latest offset; 0 for an empty log
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """An event as stored: its offset, its frame, and its msgpack encoding."""
+
+    offset: int
+    event: dict[str, Any]  # the whole event frame: {op, t, ch, o, d}
+    frame: bytes  # msgpack of ``event``, the bytes the broker carries
+    created: bool  # False when an idempotency key matched an earlier append
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Create or migrate storage; a fresh store gets its first community."""
+
+    async def close(self) -> None: ...
+
+    async def check(self) -> None:
+        """Raise unless the store can serve (for ``/healthz``)."""
+
+    # accounts
+    async def create_user(
+        self, username: str, display_name: str, password_hash: str, *, bot: bool = False
+    ) -> User:
+        """Create an account; the first account ever becomes the first community's owner.
+
+        Raises ``Conflict`` when the username (compared case-insensitively) is taken.
+        """
+
+    async def credentials(self, username: str) -> tuple[User, str] | None:
+        """The account and its password hash, or None."""
+
+    async def add_token(self, token_id: str, user_id: str, secret_hash: bytes) -> None: ...
+
+    async def token(self, token_id: str) -> tuple[User, bytes] | None:
+        """The token's user and the hash of its secret, or None."""
+
+    # communities and channels
+    async def communities_of(self, user_id: str) -> list[CommunityView]: ...
+
+    async def channel(self, channel_id: str) -> Channel | None: ...
+
+    async def role(self, community_id: str, user_id: str) -> str | None:
+        """The user's role in the community, or None if not a member."""
+
+    # channel logs
+    async def append(
+        self,
+        channel_id: str,
+        t: str,
+        d: dict[str, Any],
+        *,
+        idempotency: tuple[str, str] | None = None,
+    ) -> Appended:
+        """Store an event at the channel's next offset. See the module docstring."""
+
+    async def read_after(self, channel_id: str, after: int, limit: int) -> list[bytes]:
+        """Stored frames with ``o > after``, oldest first, at most ``limit``."""
+
+    async def read_before(self, channel_id: str, before: int | None, limit: int) -> list[bytes]:
+        """The newest ``limit`` stored frames with ``o < before``, oldest first."""
+
+    async def log_head(self, channel_id: str) -> LogHead: ...

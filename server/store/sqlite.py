@@ -1,0 +1,399 @@
+"""The embedded Store: one SQLite file in WAL mode, written by one thread.
+
+Every operation runs on a single worker thread that owns the connection. The
+worker takes all the operations queued at that moment and runs them in one
+transaction (each in its own savepoint, so one failure rolls back only
+itself), commits once with ``synchronous=FULL``, and only then resolves their
+futures, in order. This group commit makes acknowledged writes durable
+against ``kill -9`` and power loss while paying one fsync per batch, not per
+write; offsets are assigned by ``UPDATE channels SET head = head + 1`` inside
+that transaction, so they are gapless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgpack
+
+from protocol import event
+from server.ids import new_id, now_ms
+from server.store.base import Appended, Channel, CommunityView, Conflict, LogHead, User
+
+T = TypeVar("T")
+
+#: Most operations committed in one transaction.
+BATCH_MAX = 512
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users(
+    id TEXT PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    display_name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    bot INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens(
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    secret_hash BLOB NOT NULL,
+    created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS communities(
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS members(
+    community_id TEXT NOT NULL REFERENCES communities(id),
+    user_id TEXT NOT NULL REFERENCES users(id),
+    role TEXT NOT NULL,
+    joined_ms INTEGER NOT NULL,
+    PRIMARY KEY(community_id, user_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS channels(
+    id TEXT PRIMARY KEY,
+    community_id TEXT NOT NULL REFERENCES communities(id),
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    parent TEXT,
+    epoch TEXT NOT NULL,
+    head INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS events(
+    channel_id TEXT NOT NULL,
+    o INTEGER NOT NULL,
+    t TEXT NOT NULL,
+    frame BLOB NOT NULL,
+    PRIMARY KEY(channel_id, o)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nonces(
+    channel_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    o INTEGER NOT NULL,
+    PRIMARY KEY(channel_id, user_id, nonce)) WITHOUT ROWID;
+"""
+
+_Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
+_Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
+
+
+class SQLiteStore:
+    def __init__(self, path: str, *, community_name: str = "Agora") -> None:
+        self.path = path
+        self.community_name = community_name
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # lifecycle
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._work, args=(ready,), name="agora-sqlite", daemon=True
+        )
+        self._thread.start()
+        await ready
+        await self._call(self._bootstrap)
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    async def check(self) -> None:
+        await self._call(lambda db: db.execute("SELECT 1").fetchone())
+
+    # accounts
+
+    async def create_user(
+        self, username: str, display_name: str, password_hash: str, *, bot: bool = False
+    ) -> User:
+        return await self._call(self._create_user, username, display_name, password_hash, bot)
+
+    async def credentials(self, username: str) -> tuple[User, str] | None:
+        def run(db: sqlite3.Connection) -> tuple[User, str] | None:
+            row = db.execute(
+                "SELECT id, username, display_name, bot, password_hash FROM users"
+                " WHERE username = ?",
+                (username,),
+            ).fetchone()
+            return None if row is None else (_user(row), row[4])
+
+        return await self._call(run)
+
+    async def add_token(self, token_id: str, user_id: str, secret_hash: bytes) -> None:
+        await self._call(
+            lambda db: db.execute(
+                "INSERT INTO tokens(id, user_id, secret_hash, created_ms) VALUES (?, ?, ?, ?)",
+                (token_id, user_id, secret_hash, now_ms()),
+            )
+        )
+
+    async def token(self, token_id: str) -> tuple[User, bytes] | None:
+        def run(db: sqlite3.Connection) -> tuple[User, bytes] | None:
+            row = db.execute(
+                "SELECT u.id, u.username, u.display_name, u.bot, t.secret_hash"
+                " FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?",
+                (token_id,),
+            ).fetchone()
+            return None if row is None else (_user(row), row[4])
+
+        return await self._call(run)
+
+    # communities and channels
+
+    async def communities_of(self, user_id: str) -> list[CommunityView]:
+        def run(db: sqlite3.Connection) -> list[CommunityView]:
+            views = []
+            for cid, name, role in db.execute(
+                "SELECT c.id, c.name, m.role FROM members m"
+                " JOIN communities c ON c.id = m.community_id"
+                " WHERE m.user_id = ? ORDER BY c.created_ms, c.id",
+                (user_id,),
+            ).fetchall():
+                channels = tuple(
+                    Channel(*row)
+                    for row in db.execute(
+                        "SELECT id, community_id, name, kind, parent FROM channels"
+                        " WHERE community_id = ? ORDER BY rowid",
+                        (cid,),
+                    )
+                )
+                views.append(CommunityView(cid, name, role, channels))
+            return views
+
+        return await self._call(run)
+
+    async def channel(self, channel_id: str) -> Channel | None:
+        def run(db: sqlite3.Connection) -> Channel | None:
+            row = db.execute(
+                "SELECT id, community_id, name, kind, parent FROM channels WHERE id = ?",
+                (channel_id,),
+            ).fetchone()
+            return None if row is None else Channel(*row)
+
+        return await self._call(run)
+
+    async def role(self, community_id: str, user_id: str) -> str | None:
+        def run(db: sqlite3.Connection) -> str | None:
+            row = db.execute(
+                "SELECT role FROM members WHERE community_id = ? AND user_id = ?",
+                (community_id, user_id),
+            ).fetchone()
+            return None if row is None else row[0]
+
+        return await self._call(run)
+
+    # channel logs
+
+    async def append(
+        self,
+        channel_id: str,
+        t: str,
+        d: dict[str, Any],
+        *,
+        idempotency: tuple[str, str] | None = None,
+    ) -> Appended:
+        return await self._call(self._append, channel_id, t, d, idempotency)
+
+    async def read_after(self, channel_id: str, after: int, limit: int) -> list[bytes]:
+        return await self._call(
+            lambda db: [
+                row[0]
+                for row in db.execute(
+                    "SELECT frame FROM events WHERE channel_id = ? AND o > ? ORDER BY o LIMIT ?",
+                    (channel_id, after, limit),
+                )
+            ]
+        )
+
+    async def read_before(self, channel_id: str, before: int | None, limit: int) -> list[bytes]:
+        def run(db: sqlite3.Connection) -> list[bytes]:
+            rows = db.execute(
+                "SELECT frame FROM events WHERE channel_id = ? AND o < ? ORDER BY o DESC LIMIT ?",
+                (channel_id, before if before is not None else 2**62, limit),
+            ).fetchall()
+            return [row[0] for row in reversed(rows)]
+
+        return await self._call(run)
+
+    async def log_head(self, channel_id: str) -> LogHead:
+        def run(db: sqlite3.Connection) -> LogHead:
+            row = db.execute(
+                "SELECT head, epoch FROM channels WHERE id = ?", (channel_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(channel_id)
+            return LogHead(row[0], row[1])
+
+        return await self._call(run)
+
+    # the worker thread
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._loop is None:
+            raise RuntimeError("the store is not open")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._jobs.put((fn, args, future))
+        return await future
+
+    def _work(self, ready: asyncio.Future[None]) -> None:
+        assert self._loop is not None
+        loop = self._loop
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(_SCHEMA)
+        except Exception as exc:  # report to open() instead of dying silently
+            loop.call_soon_threadsafe(_fail, ready, exc)
+            return
+        loop.call_soon_threadsafe(_succeed, ready, None)
+        try:
+            while (job := self._jobs.get()) is not None:
+                batch = [job]
+                while len(batch) < BATCH_MAX:
+                    try:
+                        more = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        self._jobs.put(None)  # finish this batch, then stop
+                        break
+                    batch.append(more)
+                loop.call_soon_threadsafe(_settle, self._run_batch(db, batch))
+        finally:
+            db.close()
+
+    @staticmethod
+    def _run_batch(db: sqlite3.Connection, batch: list[_Job]) -> list[_Outcome]:
+        results: list[_Outcome] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for fn, args, future in batch:
+                db.execute("SAVEPOINT job")
+                try:
+                    value = fn(db, *args)
+                except Exception as exc:
+                    db.execute("ROLLBACK TO job")
+                    results.append((future, None, exc))
+                else:
+                    results.append((future, value, None))
+                db.execute("RELEASE job")
+            db.execute("COMMIT")
+        except Exception as exc:  # the commit failed: nothing of this batch is durable
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            return [(future, None, exc) for _, _, future in batch]
+        return results
+
+    # operations, run on the worker thread
+
+    def _bootstrap(self, db: sqlite3.Connection) -> None:
+        if db.execute("SELECT value FROM meta WHERE key = 'default_community'").fetchone():
+            return
+        community_id = new_id()
+        db.execute(
+            "INSERT INTO communities(id, name, created_ms) VALUES (?, ?, ?)",
+            (community_id, self.community_name, now_ms()),
+        )
+        db.execute(
+            "INSERT INTO channels(id, community_id, name, kind, epoch) VALUES (?, ?, ?, ?, ?)",
+            (new_id(), community_id, "general", "text", secrets.token_hex(8)),
+        )
+        db.execute("INSERT INTO meta(key, value) VALUES ('default_community', ?)", (community_id,))
+
+    def _create_user(
+        self,
+        db: sqlite3.Connection,
+        username: str,
+        display_name: str,
+        password_hash: str,
+        bot: bool,
+    ) -> User:
+        first = db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None
+        user = User(new_id(), username, display_name, bot)
+        try:
+            db.execute(
+                "INSERT INTO users(id, username, display_name, password_hash, bot, created_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (user.id, username, display_name, password_hash, int(bot), now_ms()),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"username '{username}' is taken") from None
+        (community_id,) = db.execute(
+            "SELECT value FROM meta WHERE key = 'default_community'"
+        ).fetchone()
+        db.execute(
+            "INSERT INTO members(community_id, user_id, role, joined_ms) VALUES (?, ?, ?, ?)",
+            (community_id, user.id, "owner" if first else "member", now_ms()),
+        )
+        return user
+
+    def _append(
+        self,
+        db: sqlite3.Connection,
+        channel_id: str,
+        t: str,
+        d: dict[str, Any],
+        idempotency: tuple[str, str] | None,
+    ) -> Appended:
+        if idempotency is not None:
+            row = db.execute(
+                "SELECT e.frame FROM nonces n JOIN events e"
+                " ON e.channel_id = n.channel_id AND e.o = n.o"
+                " WHERE n.channel_id = ? AND n.user_id = ? AND n.nonce = ?",
+                (channel_id, *idempotency),
+            ).fetchone()
+            if row is not None:
+                frame = row[0]
+                stored = msgpack.unpackb(frame, raw=False)
+                return Appended(stored["o"], stored, frame, created=False)
+        row = db.execute(
+            "UPDATE channels SET head = head + 1 WHERE id = ? RETURNING head", (channel_id,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(channel_id)
+        offset = row[0]
+        frame_map = event(t, channel_id, d, offset)
+        frame = msgpack.packb(frame_map, use_bin_type=True)
+        db.execute(
+            "INSERT INTO events(channel_id, o, t, frame) VALUES (?, ?, ?, ?)",
+            (channel_id, offset, t, frame),
+        )
+        if idempotency is not None:
+            db.execute(
+                "INSERT INTO nonces(channel_id, user_id, nonce, o) VALUES (?, ?, ?, ?)",
+                (channel_id, *idempotency, offset),
+            )
+        return Appended(offset, frame_map, frame, created=True)
+
+
+def _user(row: tuple[Any, ...]) -> User:
+    return User(row[0], row[1], row[2], bool(row[3]))
+
+
+def _settle(results: list[_Outcome]) -> None:
+    for future, value, exc in results:
+        if future.done():  # its awaiter was cancelled
+            continue
+        if exc is None:
+            future.set_result(value)
+        else:
+            future.set_exception(exc)
+
+
+def _succeed(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
