@@ -58,7 +58,6 @@ def decode(data: Wire, encoding: Encoding, *, max_size: int = DEFAULT_MAX_FRAME)
                 data,
                 raw=False,
                 strict_map_key=True,
-                max_buffer_len=max_size,
                 max_str_len=max_size,
                 max_bin_len=max_size,
                 max_array_len=max_size,
@@ -67,7 +66,6 @@ def decode(data: Wire, encoding: Encoding, *, max_size: int = DEFAULT_MAX_FRAME)
             )
         except (
             ValueError,
-            TypeError,
             msgpack.ExtraData,
             msgpack.FormatError,
             msgpack.StackError,

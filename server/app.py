@@ -20,6 +20,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from server import accounts, channels, messages
+from server import session as gateway_session
 from server.accounts import Accounts
 from server.broker import Broker, MemoryBroker
 from server.commands import CommandRouter
@@ -47,7 +48,7 @@ class Agora:
         self.hub = Hub(store, broker, self.metrics)
         self.accounts = Accounts(store, registration=settings.registration)
         self.router = CommandRouter()
-        for domain in (accounts, channels, messages):
+        for domain in (gateway_session, accounts, channels, messages):
             self.router.include(domain.router)
         self.sessions: set[Session] = set()
         self.draining = False

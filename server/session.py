@@ -24,7 +24,7 @@ from protocol import (
     parse_command,
     reply,
 )
-from server.commands import Fatal, Reply
+from server.commands import CommandRouter, Fatal, Reply
 from server.ids import new_id
 from server.outbox import Outbox, OutFrame
 from server.ratelimit import TokenBucket
@@ -35,6 +35,14 @@ if TYPE_CHECKING:
     from server.store import Channel, User
 
 log = logging.getLogger("agora.session")
+
+router = CommandRouter()
+
+
+@router.command("ping")
+async def ping(session: Session, d: dict[str, Any]) -> dict[str, Any]:
+    """Heartbeat: any inbound frame counts, and a ping is the cheapest one."""
+    return {}
 
 
 class Session:

@@ -1,0 +1,282 @@
+"""The core contract of PROTOCOL.md over real sockets, in both encodings."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from protocol import Encoding, encode
+from tests.conftest import AgoraProcess, general_channel, new_user, raw_session, timeout
+
+
+async def identified(server: AgoraProcess, encoding: Encoding):
+    account = await new_user(server)
+    session = await raw_session(server, encoding, token=account["token"])
+    return session, general_channel(session.identity)
+
+
+async def test_hello_comes_first_with_its_fields(server: AgoraProcess, encoding: Encoding) -> None:
+    session = await raw_session(server, encoding)
+    assert session.hello["op"] == "hello"
+    assert session.hello["d"]["protocol"] == 1
+    assert session.hello["d"]["heartbeat_ms"] > 0
+    assert session.hello["d"]["max_frame"] == 64 * 1024
+    assert isinstance(session.hello["d"]["server"], str)
+    await session.ws.close()
+
+
+async def test_identify_replies_user_session_and_communities(
+    server: AgoraProcess, encoding: Encoding
+) -> None:
+    account = await new_user(server)
+    session = await raw_session(server, encoding, token=account["token"])
+    d = session.identity
+    assert d["user"]["id"] == account["user"]["id"]
+    assert isinstance(d["session"], str)
+    community = d["communities"][0]
+    assert community["role"] in ("owner", "member")
+    assert {"id", "name", "kind"} <= set(community["channels"][0])
+    assert "general" in [c["name"] for c in community["channels"]]
+    await session.ws.close()
+
+
+async def test_commands_before_identify_are_unauthorized(
+    server: AgoraProcess, encoding: Encoding
+) -> None:
+    session = await raw_session(server, encoding)
+    for op, d in [("ping", {}), ("subscribe", {"channel": "x"}),
+                  ("message.send", {"channel": "x", "text": "hi"})]:
+        frame = await session.command(op, d)
+        assert frame["op"] == "error"
+        assert frame["d"]["code"] == "unauthorized"
+    await session.ws.close()
+
+
+async def test_identify_twice_is_a_conflict(server: AgoraProcess, encoding: Encoding) -> None:
+    account = await new_user(server)
+    session = await raw_session(server, encoding, token=account["token"])
+    frame = await session.command("identify", {"token": account["token"]})
+    assert frame["d"]["code"] == "conflict"
+    await session.ws.close()
+
+
+async def test_bad_token_gets_an_error_then_close_4001(
+    server: AgoraProcess, encoding: Encoding
+) -> None:
+    session = await raw_session(server, encoding)
+    for token in ["nonsense", "123.456", "1.2.3"]:
+        pass
+    frame = await session.command("identify", {"token": "123.not-the-secret"})
+    assert frame["d"]["code"] == "unauthorized"
+    assert await session.close_code() == 4001
+
+
+async def test_identify_deadline_closes_with_4001(make_server) -> None:
+    server = make_server(identify_timeout_ms=300)
+    session = await raw_session(server)
+    assert await session.close_code(wait=3) == 4001
+
+
+async def test_silent_session_is_closed_with_4009(make_server) -> None:
+    server = make_server(heartbeat_ms=300)
+    account = await new_user(server)
+    session = await raw_session(server, token=account["token"])
+    assert session.hello["d"]["heartbeat_ms"] == 300
+    assert await session.close_code(wait=3) == 4009
+
+
+async def test_pings_keep_a_session_alive(make_server) -> None:
+    server = make_server(heartbeat_ms=300)
+    account = await new_user(server)
+    session = await raw_session(server, token=account["token"])
+    for _ in range(8):  # 1.6 s: more than 1.5 x heartbeat several times over
+        assert (await session.command("ping"))["op"] == "reply"
+        await asyncio.sleep(0.2)
+    assert session.ws.close_code is None
+    await session.ws.close()
+
+
+@pytest.mark.parametrize(
+    "query", ["v=2&encoding=msgpack", "v=x", "v=1&encoding=xml", "encoding=cbor"]
+)
+async def test_unsupported_version_or_encoding_closes_with_4002(
+    server: AgoraProcess, query: str
+) -> None:
+    from websockets.asyncio.client import connect
+
+    import websockets
+
+    ws = await connect(f"{server.ws}/gateway?{query}")
+    with pytest.raises(websockets.ConnectionClosed) as caught:
+        await asyncio.wait_for(ws.recv(), timeout(5))
+    assert caught.value.rcvd.code == 4002
+    assert caught.value.rcvd.reason
+
+
+async def test_defaults_are_v1_msgpack(server: AgoraProcess) -> None:
+    session = await raw_session(server, query="")
+    assert session.hello["d"]["protocol"] == 1
+    await session.ws.close()
+
+
+async def test_frame_over_the_limit_closes_with_1009(make_server) -> None:
+    server = make_server(max_frame=1024)
+    account = await new_user(server)
+    session = await raw_session(server, token=account["token"])
+    channel = general_channel(session.identity)
+    ok = await session.command("message.send", {"channel": channel, "text": "x" * 500})
+    assert ok["op"] == "reply"
+    await session.send({"op": "message.send", "id": 99, "d": {"channel": channel,
+                                                               "text": "x" * 2000}})
+    assert await session.close_code() == 1009
+
+
+async def test_message_of_the_wrong_kind_is_bad_frame_and_session_stays(
+    server: AgoraProcess, encoding: Encoding
+) -> None:
+    session, _ = await identified(server, encoding)
+    wrong = "{}" if encoding is Encoding.MSGPACK else b"\x80"
+    await session.ws.send(wrong)
+    frame = await session.recv()
+    assert frame["op"] == "error" and frame["d"]["code"] == "bad_frame"
+    assert "id" not in frame
+    assert (await session.command("ping"))["op"] == "reply"
+    await session.ws.close()
+
+
+@pytest.mark.parametrize("payload", ["garbage", "[1, 2]", "12"])
+async def test_undecodable_or_non_map_frames_are_bad_frame(
+    server: AgoraProcess, encoding: Encoding, payload: str
+) -> None:
+    session, _ = await identified(server, encoding)
+    if encoding is Encoding.MSGPACK:
+        import msgpack
+
+        data = {"garbage": b"\xc1\xff", "[1, 2]": msgpack.packb([1, 2]),
+                "12": msgpack.packb(12)}[payload]
+    else:
+        data = payload
+    await session.ws.send(data)
+    frame = await session.recv()
+    assert frame["d"]["code"] == "bad_frame"
+    assert (await session.command("ping"))["op"] == "reply"
+    await session.ws.close()
+
+
+@pytest.mark.parametrize(
+    ("frame", "field"),
+    [
+        ({"op": "no.such.op", "id": 5, "d": {}}, "no.such.op"),
+        ({"op": "message.send", "id": 5, "d": {"channel": "c"}}, "'text'"),
+        ({"op": "message.send", "id": 5, "d": {"channel": 7, "text": "x"}}, "'channel'"),
+        ({"op": "history", "id": 5, "d": {"channel": "c", "limit": 101}}, "'limit'"),
+        ({"op": "subscribe", "id": 5, "d": {"channel": "c", "since": "x"}}, "'since'"),
+        ({"op": "ping", "id": 5, "d": []}, "'d'"),
+    ],
+)
+async def test_bad_requests_name_the_field_and_echo_the_id(
+    server: AgoraProcess, encoding: Encoding, frame: dict, field: str
+) -> None:
+    session, _ = await identified(server, encoding)
+    await session.send(frame)
+    answer = await session.recv()
+    assert answer["op"] == "error"
+    assert answer["id"] == 5
+    assert answer["d"]["code"] == "bad_request"
+    assert field in answer["d"]["message"]
+    await session.ws.close()
+
+
+async def test_frame_without_usable_id_gets_error_without_id(
+    server: AgoraProcess, encoding: Encoding
+) -> None:
+    session, _ = await identified(server, encoding)
+    await session.send({"op": "ping", "id": "seven"})
+    answer = await session.recv()
+    assert answer["d"]["code"] == "bad_request" and "id" not in answer
+    await session.ws.close()
+
+
+async def test_too_long_text_is_too_large(server: AgoraProcess, encoding: Encoding) -> None:
+    session, channel = await identified(server, encoding)
+    frame = await session.command("message.send", {"channel": channel, "text": "x" * 4001})
+    assert frame["d"]["code"] == "too_large"
+    await session.ws.close()
+
+
+async def test_unknown_channel_is_not_found(server: AgoraProcess, encoding: Encoding) -> None:
+    session, _ = await identified(server, encoding)
+    for op, d in [("subscribe", {"channel": "nope"}), ("history", {"channel": "nope"}),
+                  ("message.send", {"channel": "nope", "text": "hi"})]:
+        frame = await session.command(op, d)
+        assert frame["d"]["code"] == "not_found", (op, frame)
+    await session.ws.close()
+
+
+async def test_commands_are_answered_in_order(server: AgoraProcess, encoding: Encoding) -> None:
+    session, channel = await identified(server, encoding)
+    ops = []
+    for i in range(1, 41):
+        op = ["ping", "history", "message.send", "no.such"][i % 4]
+        d = {"ping": {}, "history": {"channel": channel, "limit": 1},
+             "message.send": {"channel": channel, "text": f"m{i}"}, "no.such": {}}[op]
+        await session.send({"op": op, "id": 1000 + i, "d": d})
+        ops.append(1000 + i)
+    answered = []
+    while len(answered) < len(ops):
+        frame = await session.recv()
+        if frame["op"] in ("reply", "error"):
+            answered.append(frame["id"])
+    assert answered == ops
+    await session.ws.close()
+
+
+async def test_message_reaches_every_subscriber_and_the_sender(
+    server: AgoraProcess, encoding: Encoding
+) -> None:
+    alice, channel = await identified(server, encoding)
+    bob, _ = await identified(server, Encoding.JSON if encoding is Encoding.MSGPACK
+                              else Encoding.MSGPACK)
+    await alice.ok("subscribe", {"channel": channel})
+    await bob.ok("subscribe", {"channel": channel})
+    reply = await alice.ok("message.send", {"channel": channel, "text": "hello, cohort"})
+    message = reply["message"]
+    assert message["text"] == "hello, cohort"
+    assert message["channel"] == channel
+    assert message["author"]["id"] == alice.identity["user"]["id"]
+    assert isinstance(message["author"]["name"], str)
+    assert isinstance(message["ts"], int) and isinstance(message["id"], str)
+    for session in (alice, bob):
+        frames = [*session.early]
+        session.early.clear()
+        while not any(f["op"] == "event" for f in frames):
+            frames.append(await session.recv())
+        event = next(f for f in frames if f["op"] == "event")
+        assert event["t"] == "message.created"
+        assert event["ch"] == channel
+        assert isinstance(event["o"], int) and event["o"] >= 1
+        assert event["d"]["message"] == message
+    await alice.ws.close()
+    await bob.ws.close()
+
+
+async def test_unsubscribe_stops_events(server: AgoraProcess, encoding: Encoding) -> None:
+    alice, channel = await identified(server, encoding)
+    bob, _ = await identified(server, encoding)
+    await bob.ok("subscribe", {"channel": channel})
+    await bob.ok("unsubscribe", {"channel": channel})
+    await alice.ok("message.send", {"channel": channel, "text": "are you there?"})
+    await bob.ok("ping")
+    assert not [f for f in bob.early if f["op"] == "event"]
+    with pytest.raises(TimeoutError):
+        await bob.recv(wait=0.3)
+    await alice.ws.close()
+    await bob.ws.close()
+
+
+async def test_raw_ping_frame_with_extra_keys_is_fine(server: AgoraProcess) -> None:
+    session, _ = await identified(server, Encoding.MSGPACK)
+    await session.ws.send(encode({"op": "ping", "id": 3, "d": {}, "future": [1]}, Encoding.MSGPACK))
+    assert (await session.recv())["op"] == "reply"
+    await session.ws.close()
