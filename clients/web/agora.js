@@ -1,0 +1,273 @@
+// agora.js — a client for the Agora wire protocol v1 (JSON encoding).
+//
+// No DOM and no dependencies: any browser program can import it.
+//
+//   import { Agora } from './agora.js';
+//   const client = new Agora(token, { onstatus: (s) => console.log(s) });
+//   client.on('message.created', (d, frame) => console.log(frame.ch, d.message.text));
+//   client.onready = async (me) => { await client.subscribe(me.communities[0].channels[0].id); };
+//   client.connect();
+//
+// Commands return promises that resolve to the reply's `d` or reject with an
+// AgoraError {code, message}. While disconnected they reject at once with code
+// 'offline'; commands in flight when the connection drops reject with
+// 'disconnected'. The client remembers, per subscribed channel, the highest
+// offset `o` it has seen and the log's epoch; after a drop it reconnects with
+// backoff, identifies again and re-subscribes every channel with `since` and
+// `epoch`, so that no durable event is missed or delivered twice.
+
+/** Close codes after which reconnecting cannot help (see PROTOCOL.md). */
+const FINAL_CLOSE_CODES = new Set([1008, 1009, 4002]);
+const BAD_TOKEN = 4001;
+
+export class AgoraError extends Error {
+  constructor(code, message, extra = {}) {
+    super(message);
+    this.name = 'AgoraError';
+    this.code = code;
+    Object.assign(this, extra); // e.g. retry_after_ms
+  }
+}
+
+/** The gateway URL for the page's own origin (ws: or wss: to match). */
+export function gatewayUrl(base = globalThis.location?.href) {
+  const url = new URL('/gateway?v=1&encoding=json', base);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  return url.href;
+}
+
+export class Agora {
+  /**
+   * @param {string} token  a token from /api/v1/auth/login or /register
+   * @param {object} [options]
+   *   url       the gateway URL (default: this page's origin)
+   *   onstatus  (status, reason) with status one of 'connecting', 'online',
+   *             'offline' (reconnecting), 'unauthorized' (bad token, stopped),
+   *             'stopped' (refused for good), 'closed' (after close())
+   *   onready   (identifyReply) after every successful identify, once the
+   *             known channels have been re-subscribed
+   *   onreset   (channel, subscribeReply) when events of a channel could not be
+   *             replayed after a reconnect: reload its history
+   *   minDelay, maxDelay  reconnect backoff bounds in ms
+   */
+  constructor(token, options = {}) {
+    const noop = () => {};
+    this.token = token;
+    this.url = options.url ?? gatewayUrl();
+    this.onstatus = options.onstatus ?? noop;
+    this.onready = options.onready ?? noop;
+    this.onreset = options.onreset ?? noop;
+    this.minDelay = options.minDelay ?? 500;
+    this.maxDelay = options.maxDelay ?? 15000;
+    this.channels = new Map(); // channel id -> {o, epoch, gen, sub}
+    this.listeners = new Map(); // event type (or '*') -> Set of functions
+    this.pending = new Map(); // command id -> {resolve, reject}
+    this.nextId = 1;
+    this.gen = 0; // counts successful identifies: one per connection
+    this.ws = null;
+    this.ready = false;
+    this.stopped = true;
+    this.attempt = 0;
+    this.status = null;
+  }
+
+  /** Open the connection; it stays open (reconnecting as needed) until close(). */
+  connect() {
+    if (!this.stopped) return this;
+    this.stopped = false;
+    this.attempt = 0;
+    this._setStatus('connecting');
+    this._open();
+    return this;
+  }
+
+  /** Close for good: no reconnect. */
+  close() {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    const ws = this.ws;
+    this._drop(ws, 1000, 'closed by the client');
+    ws?.close(1000);
+    this._setStatus('closed');
+  }
+
+  /** Listen to events of type `t` ('*' for all): fn(d, frame). Returns an unlisten function. */
+  on(t, fn) {
+    if (!this.listeners.has(t)) this.listeners.set(t, new Set());
+    this.listeners.get(t).add(fn);
+    return () => this.listeners.get(t).delete(fn);
+  }
+
+  /** Send command `op`; resolves to the reply's `d`, rejects with an AgoraError. */
+  command(op, d = {}) {
+    if (!this.ready) return Promise.reject(new AgoraError('offline', 'not connected'));
+    return this._send(op, d);
+  }
+
+  /**
+   * Subscribe to a channel, resuming from the last offset seen if it was
+   * subscribed before. Idempotent per connection. While offline, the channel
+   * is remembered and subscribed on the next connect (resolves to null now).
+   */
+  subscribe(channel) {
+    let c = this.channels.get(channel);
+    if (!c) this.channels.set(channel, (c = { o: null, epoch: null, gen: -1, sub: null }));
+    if (!this.ready) return Promise.resolve(null);
+    if (c.gen === this.gen) return c.sub;
+    const d = { channel };
+    if (c.o !== null) Object.assign(d, { since: c.o }, c.epoch ? { epoch: c.epoch } : {});
+    const gen = (c.gen = this.gen);
+    c.sub = this.command('subscribe', d).then(
+      (reply) => {
+        // Replayed events arrived before this reply; live ones follow it.
+        c.o = reply.offset;
+        c.epoch = reply.epoch;
+        if ('since' in d && !reply.recovered) this.onreset(channel, reply);
+        return reply;
+      },
+      (err) => {
+        if (c.gen === gen) c.gen = -1; // try again on the next call or connect
+        throw err;
+      },
+    );
+    return c.sub;
+  }
+
+  unsubscribe(channel) {
+    this.channels.delete(channel);
+    return this.ready ? this.command('unsubscribe', { channel }) : Promise.resolve({});
+  }
+
+  /** Older durable events of a channel, oldest first: resolves to {events}. */
+  history(channel, { before, limit } = {}) {
+    const d = { channel };
+    if (before !== undefined && before !== null) d.before = before;
+    if (limit !== undefined) d.limit = limit;
+    return this.command('history', d);
+  }
+
+  /** Send a message; the same nonce again never creates a second one. */
+  send(channel, text, nonce) {
+    return this.command('message.send', nonce ? { channel, text, nonce } : { channel, text });
+  }
+
+  // The connection
+
+  _open() {
+    const ws = (this.ws = new WebSocket(this.url));
+    ws.onmessage = (e) => {
+      let frame;
+      try {
+        frame = JSON.parse(e.data);
+      } catch {
+        return console.warn('agora: undecodable frame', e.data);
+      }
+      this._frame(frame);
+    };
+    ws.onclose = (e) => this._drop(ws, e.code, e.reason);
+  }
+
+  _send(op, d) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.ws.send(JSON.stringify({ op, id, d }));
+    });
+  }
+
+  _frame(f) {
+    const waiter = f.id !== undefined ? this.pending.get(f.id) : undefined;
+    if (waiter) this.pending.delete(f.id);
+    switch (f.op) {
+      case 'hello':
+        this._heartbeat(f.d?.heartbeat_ms ?? 30000);
+        return this._identify();
+      case 'reply':
+        return waiter?.resolve(f.d ?? {});
+      case 'error': {
+        const { code = 'internal', message = 'error', ...extra } = f.d ?? {};
+        const err = new AgoraError(code, message, extra);
+        return waiter ? waiter.reject(err) : console.warn('agora:', code, message);
+      }
+      case 'event':
+        return this._event(f);
+    }
+  }
+
+  _event(f) {
+    if (typeof f.o === 'number') {
+      const c = this.channels.get(f.ch);
+      if (!c) return; // a late event of a channel we left
+      if (c.o !== null && f.o <= c.o) return; // seen already
+      c.o = f.o;
+    }
+    for (const key of [f.t, '*']) {
+      for (const fn of this.listeners.get(key) ?? []) {
+        try {
+          fn(f.d ?? {}, f);
+        } catch (err) {
+          console.error(err);
+        }
+      }
+    }
+  }
+
+  async _identify() {
+    let reply;
+    try {
+      reply = await this._send('identify', { token: this.token });
+    } catch {
+      return; // a bad token closes the connection with 4001: handled in _drop
+    }
+    this.ready = true;
+    this.gen += 1;
+    this.attempt = 0;
+    this._setStatus('online');
+    for (const channel of this.channels.keys()) {
+      this.subscribe(channel).catch((err) => console.warn('agora: subscribe', channel, err));
+    }
+    this.onready(reply);
+  }
+
+  _heartbeat(ms) {
+    clearInterval(this.beat);
+    const ws = this.ws;
+    this.beat = setInterval(() => {
+      if (!this.ready) return;
+      // No answer within a beat: the connection is dead even if TCP hasn't noticed.
+      const timer = setTimeout(() => {
+        this._drop(ws, 4000, 'ping timeout');
+        ws.close();
+      }, ms);
+      this._send('ping', {}).then(
+        () => clearTimeout(timer),
+        () => clearTimeout(timer),
+      );
+    }, ms);
+  }
+
+  _drop(ws, code, reason) {
+    if (!ws || ws !== this.ws) return;
+    ws.onmessage = ws.onclose = null;
+    this.ws = null;
+    this.ready = false;
+    clearInterval(this.beat);
+    const lost = new AgoraError('disconnected', 'the connection was lost');
+    for (const waiter of this.pending.values()) waiter.reject(lost);
+    this.pending.clear();
+    if (this.stopped) return;
+    if (code === BAD_TOKEN || FINAL_CLOSE_CODES.has(code)) {
+      this.stopped = true;
+      return this._setStatus(code === BAD_TOKEN ? 'unauthorized' : 'stopped', reason);
+    }
+    const backoff = Math.min(this.maxDelay, this.minDelay * 2 ** this.attempt++);
+    this._setStatus('offline', reason);
+    this.retryTimer = setTimeout(() => this._open(), backoff * (0.5 + Math.random() / 2));
+  }
+
+  _setStatus(status, reason = '') {
+    if (status === this.status) return;
+    this.status = status;
+    this.onstatus(status, reason);
+  }
+}

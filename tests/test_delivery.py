@@ -1,0 +1,190 @@
+"""Durable delivery: offsets, replay with since, recovery, history, idempotent sends."""
+
+from __future__ import annotations
+
+import asyncio
+
+from protocol import Encoding
+from tests.conftest import AgoraProcess, general_channel, new_user, raw_session, timeout
+
+
+async def fresh_channel_server(make_server, **settings) -> tuple[AgoraProcess, str, str]:
+    """A server of its own (offsets start at 1), its general channel, and a token."""
+    server = make_server(rate_limit=0, **settings)
+    account = await new_user(server)
+    session = await raw_session(server, token=account["token"])
+    channel = general_channel(session.identity)
+    await session.ws.close()
+    return server, channel, account["token"]
+
+
+async def send_many(server: AgoraProcess, token: str, channel: str, texts: list[str]) -> list[int]:
+    session = await raw_session(server, token=token)
+    offsets = []
+    for text in texts:
+        await session.ok("message.send", {"channel": channel, "text": text})
+    events = [f for f in session.early if f["op"] == "event"]
+    offsets = [f["o"] for f in events]
+    await session.ws.close()
+    return offsets
+
+
+async def events_until(session, count: int, wait: float = 10) -> list[dict]:
+    """The next ``count`` event frames (those already kept by ``command`` first)."""
+    events = [f for f in session.early if f["op"] == "event"]
+    session.early.clear()
+    async with asyncio.timeout(timeout(wait)):
+        while len(events) < count:
+            frame = await session.recv()
+            if frame["op"] == "event":
+                events.append(frame)
+    return events
+
+
+async def test_offsets_are_gapless_from_one(make_server) -> None:
+    server, channel, token = await fresh_channel_server(make_server)
+    sub = await raw_session(server, token=token)
+    assert (await sub.ok("subscribe", {"channel": channel}))["offset"] == 0
+    await send_many(server, token, channel, [f"m{i}" for i in range(25)])
+    events = await events_until(sub, 25)
+    assert [e["o"] for e in events] == list(range(1, 26))
+    await sub.ws.close()
+
+
+async def test_subscribe_since_replays_missed_events_then_replies(
+    make_server, encoding: Encoding
+) -> None:
+    server, channel, token = await fresh_channel_server(make_server)
+    await send_many(server, token, channel, [f"m{i}" for i in range(1, 11)])
+    sub = await raw_session(server, encoding, token=token)
+    reply = await sub.command("subscribe", {"channel": channel, "since": 4})
+    replayed = [f for f in sub.early if f["op"] == "event"]
+    assert [e["o"] for e in replayed] == [5, 6, 7, 8, 9, 10]
+    assert [e["d"]["message"]["text"] for e in replayed] == [f"m{i}" for i in range(5, 11)]
+    assert reply["d"]["recovered"] is True
+    assert reply["d"]["offset"] == 10
+    assert isinstance(reply["d"]["epoch"], str)
+    await sub.ws.close()
+
+
+async def test_subscribe_without_since_replays_nothing(make_server) -> None:
+    server, channel, token = await fresh_channel_server(make_server)
+    await send_many(server, token, channel, ["a", "b", "c"])
+    sub = await raw_session(server, token=token)
+    reply = await sub.ok("subscribe", {"channel": channel})
+    assert reply == {"offset": 3, "epoch": reply["epoch"], "recovered": False}
+    assert not [f for f in sub.early if f["op"] == "event"]
+    await send_many(server, token, channel, ["d"])
+    (live,) = await events_until(sub, 1)
+    assert live["o"] == 4
+    await sub.ws.close()
+
+
+async def test_more_missed_than_the_cap_replays_none(make_server) -> None:
+    server, channel, token = await fresh_channel_server(make_server, replay_cap=5)
+    await send_many(server, token, channel, [f"m{i}" for i in range(12)])
+    sub = await raw_session(server, token=token)
+    reply = await sub.ok("subscribe", {"channel": channel, "since": 6})  # 6 missed > 5
+    assert reply["recovered"] is False and reply["offset"] == 12
+    assert not [f for f in sub.early if f["op"] == "event"]
+    within = await sub.ok("subscribe", {"channel": channel, "since": 7})  # 5 missed
+    assert within["recovered"] is True
+    assert [f["o"] for f in sub.early if f["op"] == "event"] == [8, 9, 10, 11, 12]
+    await sub.ws.close()
+
+
+async def test_a_stale_epoch_is_not_recovered(make_server) -> None:
+    server, channel, token = await fresh_channel_server(make_server)
+    await send_many(server, token, channel, ["a", "b"])
+    sub = await raw_session(server, token=token)
+    reply = await sub.ok("subscribe", {"channel": channel, "since": 1, "epoch": "not-this-log"})
+    assert reply["recovered"] is False
+    assert not [f for f in sub.early if f["op"] == "event"]
+    right = await sub.ok("subscribe", {"channel": channel, "since": 1, "epoch": reply["epoch"]})
+    assert right["recovered"] is True
+    await sub.ws.close()
+
+
+async def test_since_beyond_the_log_is_not_recovered(make_server) -> None:
+    server, channel, token = await fresh_channel_server(make_server)
+    sub = await raw_session(server, token=token)
+    reply = await sub.ok("subscribe", {"channel": channel, "since": 50})
+    assert reply["recovered"] is False and reply["offset"] == 0
+    await sub.ws.close()
+
+
+async def test_replay_joins_live_sends_with_no_gap_and_no_duplicate(
+    make_server, encoding: Encoding
+) -> None:
+    server, channel, token = await fresh_channel_server(make_server)
+    await send_many(server, token, channel, [f"before{i}" for i in range(50)])
+    sending = asyncio.Event()
+    total = 300
+
+    async def publisher() -> None:
+        session = await raw_session(server, token=token)
+        for i in range(total):
+            await session.send({"op": "message.send", "id": i + 1,
+                                "d": {"channel": channel, "text": f"live{i}"}})
+            if i == 20:
+                sending.set()
+            if i % 10 == 0:
+                await asyncio.sleep(0)
+        answered = 0
+        while answered < total:
+            frame = await session.recv()
+            answered += frame["op"] == "reply"
+        await session.ws.close()
+
+    task = asyncio.create_task(publisher())
+    await sending.wait()
+    subscribers = []
+    for since in (0, 10, 30):  # subscribe repeatedly while the publisher is mid-flight
+        sub = await raw_session(server, encoding, token=token)
+        reply = await sub.ok("subscribe", {"channel": channel, "since": since})
+        assert reply["recovered"] is True
+        subscribers.append((sub, since))
+        await asyncio.sleep(0.01)
+    await task
+    for sub, since in subscribers:
+        events = await events_until(sub, 50 + total - since)
+        assert [e["o"] for e in events] == list(range(since + 1, 50 + total + 1))
+        await sub.ok("ping")
+        assert not [f for f in sub.early if f["op"] == "event"], "an event came twice"
+        await sub.ws.close()
+
+
+async def test_history_pages_backwards_oldest_first(make_server, encoding: Encoding) -> None:
+    server, channel, token = await fresh_channel_server(make_server)
+    await send_many(server, token, channel, [f"m{i}" for i in range(1, 131)])
+    session = await raw_session(server, encoding, token=token)
+    latest = (await session.ok("history", {"channel": channel}))["events"]
+    assert [e["o"] for e in latest] == list(range(81, 131))  # default limit 50
+    assert latest[0]["t"] == "message.created" and latest[0]["ch"] == channel
+    page = (await session.ok("history", {"channel": channel, "before": 81, "limit": 100}))
+    assert [e["o"] for e in page["events"]] == list(range(1, 81))
+    tail = await session.ok("history", {"channel": channel, "before": 1})
+    assert tail["events"] == []
+    over = await session.command("history", {"channel": channel, "limit": 101})
+    assert over["d"]["code"] == "bad_request"
+    await session.ws.close()
+
+
+async def test_a_nonce_makes_a_send_idempotent(server: AgoraProcess, encoding: Encoding) -> None:
+    account = await new_user(server)
+    other = await new_user(server)
+    alice = await raw_session(server, encoding, token=account["token"])
+    channel = general_channel(alice.identity)
+    await alice.ok("subscribe", {"channel": channel})
+    first = await alice.ok("message.send", {"channel": channel, "text": "once", "nonce": "n-1"})
+    again = await alice.ok("message.send", {"channel": channel, "text": "once", "nonce": "n-1"})
+    assert again["message"] == first["message"]
+    assert first["message"]["nonce"] == "n-1"
+    await alice.ok("ping")
+    created = [f for f in alice.early if f["op"] == "event"]
+    assert len(created) == 1, "the retry created a second event"
+    bob = await raw_session(server, encoding, token=other["token"])
+    theirs = await bob.ok("message.send", {"channel": channel, "text": "mine", "nonce": "n-1"})
+    assert theirs["message"]["id"] != first["message"]["id"]
+    await alice.ws.close()
+    await bob.ws.close()
