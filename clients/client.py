@@ -310,7 +310,10 @@ class Client:
             self._ws = ws
             reader = asyncio.create_task(self._read(ws))
             try:
-                self.identity = await self._command(ws, "identify", {"token": self.token})
+                try:
+                    self.identity = await self._command(ws, "identify", {"token": self.token})
+                except CommandError as exc:  # the server closes with 4001 right after
+                    raise ConnectionClosed(CloseCode.NOT_AUTHENTICATED, exc.message) from None
                 for channel, since in list(self.offsets.items()):
                     d: dict[str, Any] = {"channel": channel, "since": since}
                     if channel in self.epochs:
@@ -461,7 +464,7 @@ def _event(frame: dict[str, Any]) -> Event:
 
 
 def _closed_of(ws: ClientConnection) -> ConnectionClosed:
-    rcvd = ws.close_rcvd
+    rcvd = ws.protocol.close_rcvd
     return ConnectionClosed(rcvd.code, rcvd.reason) if rcvd else ConnectionClosed(1006)
 
 

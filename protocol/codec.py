@@ -8,6 +8,7 @@ WebSocket message carries: ``bytes`` for msgpack, ``str`` for JSON.
 from __future__ import annotations
 
 import json
+import math
 from enum import StrEnum
 from typing import Any
 
@@ -79,7 +80,7 @@ def decode(data: Wire, encoding: Encoding, *, max_size: int = DEFAULT_MAX_FRAME)
         if len(data) > max_size:
             raise FrameError(f"frame of {len(data)} characters is over the limit of {max_size}")
         try:
-            value = json.loads(data, parse_constant=_reject_constant)
+            value = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
         except (ValueError, RecursionError) as exc:
             raise FrameError(f"not valid JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -89,6 +90,13 @@ def decode(data: Wire, encoding: Encoding, *, max_size: int = DEFAULT_MAX_FRAME)
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def transcode(data: bytes, encoding: Encoding) -> Wire:

@@ -54,8 +54,14 @@ class Field:
             high = MAX_SAFE_INT if self.maximum is None else self.maximum
             if not low <= value <= high:
                 raise RequestError(f"field '{self.name}' must be between {low} and {high}")
-        if self.kind is str and self.nonempty and not value.strip():
-            raise RequestError(f"field '{self.name}' must not be empty")
+        if self.kind is str:
+            if not value.isascii():
+                try:  # JSON escapes can smuggle in lone surrogates, which no store can keep
+                    value.encode()
+                except UnicodeEncodeError:
+                    raise RequestError(f"field '{self.name}' is not valid Unicode") from None
+            if self.nonempty and not value.strip():
+                raise RequestError(f"field '{self.name}' must not be empty")
         if self.max_len is not None and len(value) > self.max_len:
             raise RequestError(
                 f"field '{self.name}' is {len(value)} long, over the limit of {self.max_len}",

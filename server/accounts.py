@@ -102,6 +102,14 @@ async def _credentials_from(request: Request) -> dict[str, Any] | JSONResponse:
     for name in ("username", "password"):
         if not isinstance(body.get(name), str):
             return http_error(400, ErrorCode.BAD_REQUEST, f"field '{name}' must be a string")
+    for name, value in body.items():
+        if isinstance(value, str) and not value.isascii():
+            try:  # JSON escapes can carry lone surrogates
+                value.encode()
+            except UnicodeEncodeError:
+                return http_error(
+                    400, ErrorCode.BAD_REQUEST, f"field '{name}' is not valid Unicode"
+                )
     return body
 
 

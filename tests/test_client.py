@@ -1,0 +1,116 @@
+"""The Python client against real servers: commands, events, heartbeats, reconnect and resume."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from clients import Client, CommandError, ConnectionClosed, Event, Gap
+from tests.conftest import AgoraProcess, new_user, timeout
+
+
+async def texts(client: Client, count: int) -> list[str]:
+    out = []
+    while len(out) < count:
+        event = await client.next_event(timeout(10))
+        assert isinstance(event, Event), event
+        out.append(event.d["message"]["text"])
+    return out
+
+
+async def test_commands_return_replies_and_raise_typed_errors(client: Client) -> None:
+    general = client.channel_named("general")
+    await client.subscribe(general)
+    message = await client.send_message(general, "hi")
+    assert message["text"] == "hi" and message["nonce"]
+    event = await client.next_event()
+    assert isinstance(event, Event) and event.d["message"] == message
+    assert client.offsets[general] == event.o
+    with pytest.raises(CommandError) as caught:
+        await client.request("history", {"channel": "nope"})
+    assert caught.value.code == "not_found"
+
+
+async def test_a_bad_token_fails_to_connect_with_4001(server: AgoraProcess) -> None:
+    with pytest.raises(ConnectionClosed) as caught:
+        await Client(server.ws, "1.wrong").connect()
+    assert caught.value.code == 4001
+
+
+async def test_heartbeats_keep_the_connection(make_server) -> None:
+    server = make_server(heartbeat_ms=300)
+    account = await new_user(server)
+    async with Client(server.ws, account["token"]) as client:
+        await asyncio.sleep(1.5)  # five heartbeat intervals
+        assert client.connections == 1
+        assert await client.request("ping") == {}
+
+
+async def test_resumes_after_kill_9_with_every_event_once_in_order(make_server) -> None:
+    server = make_server(rate_limit=0)
+    account = await new_user(server)
+    async with Client(server.ws, account["token"]) as reader:
+        general = reader.channel_named("general")
+        await reader.subscribe(general)
+        async with Client(server.ws, account["token"], reconnect=False) as writer:
+            for i in range(5):
+                await writer.send_message(general, f"before {i}")
+        assert await texts(reader, 5) == [f"before {i}" for i in range(5)]
+        server.kill()
+        server.start()
+        async with Client(server.ws, account["token"], reconnect=False) as writer:
+            for i in range(5):
+                await writer.send_message(general, f"while away {i}")
+        got = await texts(reader, 5)
+        assert got == [f"while away {i}" for i in range(5)]
+        async with Client(server.ws, account["token"], reconnect=False) as writer:
+            await writer.send_message(general, "after")
+        assert await texts(reader, 1) == ["after"]
+        assert reader.connections == 2
+
+
+async def test_too_many_missed_events_yield_a_gap(make_server) -> None:
+    server = make_server(rate_limit=0, replay_cap=5)
+    account = await new_user(server)
+    async with Client(server.ws, account["token"]) as reader:
+        general = reader.channel_named("general")
+        await reader.subscribe(general)
+        server.kill()
+        server.start()
+        async with Client(server.ws, account["token"], reconnect=False) as writer:
+            for i in range(8):
+                await writer.send_message(general, f"m{i}")
+            # the reader reconnects on its own; this one goes live after the gap
+            while reader.connections < 2:
+                await asyncio.sleep(0.05)
+            await writer.send_message(general, "live")
+        gap = await reader.next_event()
+        assert gap == Gap(general, 0, 8)
+        assert await texts(reader, 1) == ["live"]
+        missed = await reader.history(general, before=gap.until + 1, limit=gap.until - gap.after)
+        assert [e.o for e in missed] == list(range(1, 9))
+
+
+async def test_a_send_retried_across_a_reconnect_is_stored_once(make_server) -> None:
+    server = make_server(rate_limit=0)
+    account = await new_user(server)
+    async with Client(server.ws, account["token"]) as client:
+        general = client.channel_named("general")
+        first = await client.send_message(general, "only once", nonce="retry-me")
+        server.kill()
+        server.start()
+        again = await client.send_message(general, "only once", nonce="retry-me")
+        assert again == first
+        history = await client.history(general)
+        assert [e.d["message"]["id"] for e in history] == [first["id"]]
+
+
+async def test_json_encoding_works_the_same(server: AgoraProcess) -> None:
+    account = await new_user(server)
+    async with Client(server.ws, account["token"], encoding="json") as client:
+        general = client.channel_named("general")
+        await client.subscribe(general)
+        sent = await client.send_message(general, "über 😀")
+        event = await client.next_event()
+        assert isinstance(event, Event) and event.d["message"] == sent
