@@ -206,8 +206,10 @@ class Hub:
         if not feed._early:
             feed._repair = None
             return
-        missing = min(feed._early) - feed.last - 1
-        frames = await self.store.read_after(feed.channel, feed.last, missing)
+        # Read through the newest waiting frame: there may be more than one gap.
+        frames = await self.store.read_after(
+            feed.channel, feed.last, max(feed._early) - feed.last
+        )
         self.metrics.gaps_repaired.inc()
         feed.fill(frames)
 

@@ -124,8 +124,9 @@ async def test_replay_joins_live_sends_with_no_gap_and_no_duplicate(
     async def publisher() -> None:
         session = await raw_session(server, token=token)
         for i in range(total):
-            await session.send({"op": "message.send", "id": i + 1,
-                                "d": {"channel": channel, "text": f"live{i}"}})
+            await session.send(
+                {"op": "message.send", "id": i + 1, "d": {"channel": channel, "text": f"live{i}"}}
+            )
             if i == 20:
                 sending.set()
             if i % 10 == 0:
@@ -161,7 +162,7 @@ async def test_history_pages_backwards_oldest_first(make_server, encoding: Encod
     latest = (await session.ok("history", {"channel": channel}))["events"]
     assert [e["o"] for e in latest] == list(range(81, 131))  # default limit 50
     assert latest[0]["t"] == "message.created" and latest[0]["ch"] == channel
-    page = (await session.ok("history", {"channel": channel, "before": 81, "limit": 100}))
+    page = await session.ok("history", {"channel": channel, "before": 81, "limit": 100})
     assert [e["o"] for e in page["events"]] == list(range(1, 81))
     tail = await session.ok("history", {"channel": channel, "before": 1})
     assert tail["events"] == []

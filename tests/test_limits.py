@@ -53,8 +53,14 @@ async def test_slow_consumer_is_cut_at_4010_and_others_keep_receiving(make_serve
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
-    slow_ws = await connect(f"{server.ws}/gateway?v=1&encoding=msgpack", sock=sock,
-                            max_queue=1, ping_interval=None, compression=None, max_size=None)
+    slow_ws = await connect(
+        f"{server.ws}/gateway?v=1&encoding=msgpack",
+        sock=sock,
+        max_queue=1,
+        ping_interval=None,
+        compression=None,
+        max_size=None,
+    )
     slow = RawSession(slow_ws, Encoding.MSGPACK)
     slow.hello = await slow.recv()
     slow.identity = await slow.ok("identify", {"token": account["token"]})
@@ -76,8 +82,9 @@ async def test_slow_consumer_is_cut_at_4010_and_others_keep_receiving(make_serve
 
     reader = asyncio.create_task(read_fast())
     for i in range(count):
-        await publisher.send({"op": "message.send", "id": i + 1,
-                              "d": {"channel": channel, "text": text}})
+        await publisher.send(
+            {"op": "message.send", "id": i + 1, "d": {"channel": channel, "text": text}}
+        )
     answered = 0
     while answered < count:
         answered += (await publisher.recv(wait=20))["op"] == "reply"
@@ -112,13 +119,18 @@ async def test_a_channel_of_another_community_is_forbidden(make_server) -> None:
     server.stop()
     with sqlite3.connect(server.db) as db:
         db.execute("INSERT INTO communities(id, name, created_ms) VALUES ('c2', 'Other', 0)")
-        db.execute("INSERT INTO channels(id, community_id, name, kind, epoch)"
-                   " VALUES ('private', 'c2', 'staff', 'text', 'e')")
+        db.execute(
+            "INSERT INTO channels(id, community_id, name, kind, epoch)"
+            " VALUES ('private', 'c2', 'staff', 'text', 'e')"
+        )
     server.start()
     session = await raw_session(server, token=account["token"])
     assert [c["id"] for c in session.identity["communities"]] != ["c2"]
-    for op, d in [("subscribe", {"channel": "private"}), ("history", {"channel": "private"}),
-                  ("message.send", {"channel": "private", "text": "hi"})]:
+    for op, d in [
+        ("subscribe", {"channel": "private"}),
+        ("history", {"channel": "private"}),
+        ("message.send", {"channel": "private", "text": "hi"}),
+    ]:
         assert (await session.command(op, d))["d"]["code"] == "forbidden"
     await session.ws.close()
 
@@ -128,8 +140,10 @@ async def test_acknowledged_message_survives_kill_9(make_server) -> None:
     account = await new_user(server)
     session = await raw_session(server, token=account["token"])
     channel = general_channel(session.identity)
-    sent = [(await session.ok("message.send", {"channel": channel, "text": f"keep {i}"}))
-            ["message"] for i in range(20)]
+    sent = [
+        (await session.ok("message.send", {"channel": channel, "text": f"keep {i}"}))["message"]
+        for i in range(20)
+    ]
     server.kill()
     server.start()
     session = await raw_session(server, token=account["token"])
@@ -145,8 +159,9 @@ async def test_sigterm_answers_in_flight_commands_then_closes_1001(make_server) 
     channel = general_channel(sessions[0].identity)
     ids = list(range(1, 31))
     for i in ids:
-        await sessions[0].send({"op": "message.send", "id": i,
-                                "d": {"channel": channel, "text": f"m{i}"}})
+        await sessions[0].send(
+            {"op": "message.send", "id": i, "d": {"channel": channel, "text": f"m{i}"}}
+        )
     assert server.proc is not None
     server.proc.send_signal(signal.SIGTERM)
     answered, code = [], None

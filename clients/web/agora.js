@@ -1,20 +1,18 @@
-// agora.js — a client for the Agora wire protocol v1 (JSON encoding).
-//
-// No DOM and no dependencies: any browser program can import it.
+// agora.js — a client for the Agora wire protocol v1 (JSON encoding), with no
+// DOM and no dependencies, so that any browser program can import it:
 //
 //   import { Agora } from './agora.js';
-//   const client = new Agora(token, { onstatus: (s) => console.log(s) });
+//   const client = new Agora(token, { onstatus: (status) => console.log(status) });
 //   client.on('message.created', (d, frame) => console.log(frame.ch, d.message.text));
-//   client.onready = async (me) => { await client.subscribe(me.communities[0].channels[0].id); };
+//   client.onready = (reply) => client.subscribe(reply.communities[0].channels[0].id);
 //   client.connect();
 //
-// Commands return promises that resolve to the reply's `d` or reject with an
-// AgoraError {code, message}. While disconnected they reject at once with code
-// 'offline'; commands in flight when the connection drops reject with
-// 'disconnected'. The client remembers, per subscribed channel, the highest
-// offset `o` it has seen and the log's epoch; after a drop it reconnects with
-// backoff, identifies again and re-subscribes every channel with `since` and
-// `epoch`, so that no durable event is missed or delivered twice.
+// Commands resolve to the reply's `d` or reject with an AgoraError {code, message}:
+// at once with 'offline' while disconnected, with 'disconnected' if the
+// connection drops first. Per subscribed channel the client keeps the highest
+// offset `o` seen and the log's epoch; after a drop it reconnects with backoff,
+// identifies again and re-subscribes with `since` and `epoch`, so that no
+// durable event is missed or delivered twice.
 
 /** Close codes after which reconnecting cannot help (see PROTOCOL.md). */
 const FINAL_CLOSE_CODES = new Set([1008, 1009, 4002]);
@@ -38,37 +36,26 @@ export function gatewayUrl(base = globalThis.location?.href) {
 
 export class Agora {
   /**
-   * @param {string} token  a token from /api/v1/auth/login or /register
-   * @param {object} [options]
+   * `token` comes from /api/v1/auth/login or /register. Options (also settable later):
    *   url       the gateway URL (default: this page's origin)
-   *   onstatus  (status, reason) with status one of 'connecting', 'online',
-   *             'offline' (reconnecting), 'unauthorized' (bad token, stopped),
-   *             'stopped' (refused for good), 'closed' (after close())
-   *   onready   (identifyReply) after every successful identify, once the
-   *             known channels have been re-subscribed
-   *   onreset   (channel, subscribeReply) when events of a channel could not be
-   *             replayed after a reconnect: reload its history
+   *   onstatus  (status, reason): 'connecting', 'online', 'offline' (reconnecting),
+   *             'unauthorized' (bad token), 'stopped' (refused for good), 'closed'
+   *   onready   (identifyReply) after each identify, known channels re-subscribed
+   *   onreset   (channel, subscribeReply) when missed events could not be
+   *             replayed after a reconnect: reload that channel's history
    *   minDelay, maxDelay  reconnect backoff bounds in ms
    */
   constructor(token, options = {}) {
     const noop = () => {};
-    this.token = token;
-    this.url = options.url ?? gatewayUrl();
-    this.onstatus = options.onstatus ?? noop;
-    this.onready = options.onready ?? noop;
-    this.onreset = options.onreset ?? noop;
-    this.minDelay = options.minDelay ?? 500;
-    this.maxDelay = options.maxDelay ?? 15000;
+    Object.assign(this, { onstatus: noop, onready: noop, onreset: noop });
+    Object.assign(this, { minDelay: 500, maxDelay: 15000 });
+    Object.assign(this, options, { token, url: options.url ?? gatewayUrl() });
     this.channels = new Map(); // channel id -> {o, epoch, gen, sub}
     this.listeners = new Map(); // event type (or '*') -> Set of functions
     this.pending = new Map(); // command id -> {resolve, reject}
     this.nextId = 1;
-    this.gen = 0; // counts successful identifies: one per connection
-    this.ws = null;
-    this.ready = false;
-    this.stopped = true;
-    this.attempt = 0;
-    this.status = null;
+    this.gen = 0; // counts successful identifies, so one per connection
+    Object.assign(this, { ws: null, ready: false, stopped: true, attempt: 0, status: null });
   }
 
   /** Open the connection; it stays open (reconnecting as needed) until close(). */
@@ -141,8 +128,8 @@ export class Agora {
   /** Older durable events of a channel, oldest first: resolves to {events}. */
   history(channel, { before, limit } = {}) {
     const d = { channel };
-    if (before !== undefined && before !== null) d.before = before;
-    if (limit !== undefined) d.limit = limit;
+    if (before != null) d.before = before;
+    if (limit != null) d.limit = limit;
     return this.command('history', d);
   }
 
@@ -156,13 +143,11 @@ export class Agora {
   _open() {
     const ws = (this.ws = new WebSocket(this.url));
     ws.onmessage = (e) => {
-      let frame;
       try {
-        frame = JSON.parse(e.data);
-      } catch {
-        return console.warn('agora: undecodable frame', e.data);
+        this._frame(JSON.parse(e.data));
+      } catch (err) {
+        console.warn('agora: bad frame', e.data, err);
       }
-      this._frame(frame);
     };
     ws.onclose = (e) => this._drop(ws, e.code, e.reason);
   }
@@ -239,10 +224,7 @@ export class Agora {
         this._drop(ws, 4000, 'ping timeout');
         ws.close();
       }, ms);
-      this._send('ping', {}).then(
-        () => clearTimeout(timer),
-        () => clearTimeout(timer),
-      );
+      this._send('ping', {}).finally(() => clearTimeout(timer)).catch(() => {});
     }, ms);
   }
 

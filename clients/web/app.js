@@ -40,7 +40,8 @@ function showView(name) {
 $('#auth-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const kind = event.submitter?.id === 'register-submit' ? 'register' : 'login';
-  const body = { username: $('#login-username').value.trim(), password: $('#login-password').value };
+  const username = $('#login-username').value.trim();
+  const body = { username, password: $('#login-password').value };
   const name = $('#register-name').value.trim();
   if (kind === 'register' && name) body.display_name = name;
   const buttons = document.querySelectorAll('#auth-form button');
@@ -48,10 +49,7 @@ $('#auth-form').addEventListener('submit', async (event) => {
   $('#auth-error').textContent = '';
   try {
     const res = await fetch(`/api/v1/auth/${kind}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     const data = await res.json().catch(() => ({}));
     if (!res.ok) throw new Error(data.error?.message ?? `the server answered ${res.status}`);
     localStorage.setItem(TOKEN_KEY, data.token);
@@ -76,6 +74,7 @@ function start(token) {
 function logout(message = '') {
   client?.close();
   client = me = current = null;
+  $('#status').dataset.state = 'closed';
   localStorage.removeItem(TOKEN_KEY);
   channels.clear();
   $('#communities').replaceChildren();
@@ -108,13 +107,12 @@ function onready(reply) {
   $('#me').textContent = me.name;
   buildSidebar(reply.communities);
   for (const id of channels.keys()) client.subscribe(id).catch(report);
-  if (!channels.has(current)) current = null;
-  const first = channels.keys().next().value;
-  if (current === null && first) select(first);
-  else if (current !== null && !channels.get(current).loaded) loadLatest(channels.get(current));
+  const selected = channels.get(current);
+  if (!selected && channels.size) select(channels.keys().next().value);
+  else if (selected && !selected.loaded) loadLatest(selected);
   // Messages still pending from before the drop: same nonce, so never sent twice.
   for (const ch of channels.values()) {
-    for (const entry of ch.entries) if (entry.pending && !entry.error) deliver(ch, entry);
+    for (const entry of ch.entries) if (entry.pending) deliver(ch, entry);
   }
 }
 
@@ -124,10 +122,9 @@ function onreset(channelId) {
   if (!ch) return;
   const pending = ch.entries.filter((e) => e.pending || e.error);
   Object.assign(ch, { entries: pending, byId: new Map(), loaded: false, oldest: null, more: true });
-  if (channelId === current) {
-    render(true);
-    loadLatest(ch);
-  }
+  if (channelId !== current) return;
+  render(true);
+  loadLatest(ch);
 }
 
 function report(err) {
@@ -136,28 +133,34 @@ function report(err) {
 
 // Sidebar
 
-function ensureChannel(channel, community) {
-  let ch = channels.get(channel.id);
-  if (!ch) {
-    ch = { id: channel.id, entries: [], byId: new Map(), byNonce: new Map(), unread: false };
-    Object.assign(ch, { loaded: false, loading: false, oldest: null, more: true });
-    channels.set(channel.id, ch);
+/** A channel's state: its messages (entries) and how much history is loaded. */
+function ensureChannel({ id, name }) {
+  if (!channels.has(id)) {
+    channels.set(id, { id, entries: [], byId: new Map(), byNonce: new Map(), unread: false,
+      loaded: false, loading: false, oldest: null, more: true });
   }
-  Object.assign(ch, { name: channel.name, community: community.name });
-  return ch;
+  return Object.assign(channels.get(id), { name });
 }
 
 function buildSidebar(communities) {
+  const known = new Set(communities.flatMap((c) => c.channels.map((channel) => channel.id)));
+  for (const id of [...channels.keys()].filter((id) => !known.has(id))) {
+    channels.delete(id); // the channel is gone, or we lost access to it
+    client.unsubscribe(id).catch(report);
+  }
   const sections = communities.map((community) =>
     el('section', { className: 'community' },
       el('h2', {}, community.name),
       el('ul', {}, ...community.channels.map((channel) => {
-        const ch = ensureChannel(channel, community);
+        const ch = ensureChannel(channel);
         ch.button = el('button', {
           type: 'button',
           className: 'channel',
           dataset: { channelId: ch.id },
-          onclick: () => select(ch.id),
+          onclick: () => {
+            select(ch.id);
+            $('#composer-input').focus();
+          },
         }, el('span', { className: 'hash', ariaHidden: 'true' }, '#'), ch.name,
         el('span', { className: 'visually-hidden unread-label' }, ', unread messages'));
         markUnread(ch, ch.unread);
@@ -190,6 +193,7 @@ function select(id) {
 function toggleSidebar(open) {
   document.body.classList.toggle('sidebar-open', open);
   $('#sidebar-toggle').setAttribute('aria-expanded', String(open));
+  if (open) channels.get(current)?.button.focus();
 }
 
 $('#sidebar-toggle').addEventListener('click', () =>
@@ -212,6 +216,7 @@ function upsert(ch, message, o) {
   Object.assign(entry, { message, pending: false, error: null });
   if (o !== undefined) entry.o = o;
   ch.byId.set(message.id, entry);
+  ch.byNonce.delete(entry.nonce); // reconciled: from now on it is known by id
   entry.el = messageElement(entry);
   return isNew;
 }
@@ -232,23 +237,20 @@ function mergeHistory(ch, events) {
   ch.more = events.length === PAGE && events[0].o > 1;
 }
 
-async function loadLatest(ch) {
-  await loadPage(ch, () => client.history(ch.id, { limit: PAGE }), true);
-}
+const loadLatest = (ch) => loadPage(ch, null);
 
-async function loadOlder() {
+function loadOlder() {
   const ch = channels.get(current);
-  if (ch?.loaded && ch.more && ch.oldest !== null) {
-    await loadPage(ch, () => client.history(ch.id, { before: ch.oldest, limit: PAGE }), false);
-  }
+  if (ch?.loaded && ch.more) loadPage(ch, ch.oldest);
 }
 
-async function loadPage(ch, fetchPage, latest) {
+/** Load the page of history before offset `before` (null: the latest page). */
+async function loadPage(ch, before) {
   if (ch.loading || !client) return;
   ch.loading = true;
   const fromBottom = box.scrollHeight - box.scrollTop;
   try {
-    mergeHistory(ch, (await fetchPage()).events);
+    mergeHistory(ch, (await client.history(ch.id, { before, limit: PAGE })).events);
     ch.loaded = true;
   } catch (err) {
     return report(err);
@@ -256,8 +258,8 @@ async function loadPage(ch, fetchPage, latest) {
     ch.loading = false;
   }
   if (ch.id !== current) return;
-  render(latest);
-  if (!latest) box.scrollTop = box.scrollHeight - fromBottom; // keep the view still
+  render(before === null);
+  if (before !== null) box.scrollTop = box.scrollHeight - fromBottom; // keep the view still
   if (box.scrollTop < NEAR) loadOlder(); // the page does not fill the view yet
 }
 
@@ -269,9 +271,8 @@ $('#load-older').addEventListener('click', loadOlder);
 function formatTime(ts) {
   const date = new Date(ts);
   const today = date.toDateString() === new Date().toDateString();
-  const text = today
-    ? date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
-    : date.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+  const style = today ? { timeStyle: 'short' } : { dateStyle: 'medium', timeStyle: 'short' };
+  const text = date.toLocaleString([], style);
   return el('time', { dateTime: date.toISOString(), title: date.toLocaleString() }, text);
 }
 
@@ -301,8 +302,8 @@ function render(stick) {
   const ch = channels.get(current);
   if (!ch) return;
   const atBottom = stick ?? box.scrollHeight - box.scrollTop - box.clientHeight < NEAR;
-  const rank = (entry) => entry.o ?? Infinity;
-  ch.entries.sort((a, b) => (rank(a) === rank(b) ? 0 : rank(a) < rank(b) ? -1 : 1));
+  const rank = (entry) => entry.o ?? Number.MAX_SAFE_INTEGER; // unconfirmed ones last
+  ch.entries.sort((a, b) => rank(a) - rank(b)); // stable: pending keep their order
   $('#message-list').replaceChildren(...ch.entries.map((entry) => entry.el));
   $('#load-older').hidden = !(ch.loaded && ch.more);
   $('#empty').hidden = !ch.loaded || ch.entries.length > 0;
@@ -330,12 +331,16 @@ $('#composer').addEventListener('submit', (event) => {
 });
 
 async function deliver(ch, entry) {
+  if (!client || channels.get(ch.id) !== ch) return; // logged out meanwhile
   try {
     const { message } = await client.send(ch.id, entry.message.text, entry.nonce);
-    if (channels.get(ch.id) === ch) upsert(ch, message);
+    upsert(ch, message);
   } catch (err) {
     if (err.code === 'offline' || err.code === 'disconnected') return; // resent on reconnect
-    entry.error = err.message;
+    if (err.code === 'rate_limited') {
+      return setTimeout(() => deliver(ch, entry), err.retry_after_ms ?? 1000); // still pending
+    }
+    Object.assign(entry, { pending: false, error: err.message });
     entry.el = messageElement(entry);
   }
   if (ch.id === current) render();

@@ -1,0 +1,461 @@
+"""The Store contract (server/store/base.py), run against every Store implementation.
+
+Every test but the last section talks to the store only through the ``Store``
+interface, through the ``store`` fixture and, where a test needs a second
+instance on the same storage or a second channel, through its ``backend``.
+The last section tests what only the SQLite store promises: group commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from server.store import Conflict, Store, User
+from server.store.sqlite import BATCH_MAX, SQLiteStore
+
+
+class SQLiteBackend:
+    """Where an SQLite store keeps its data: one file."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "store.db"
+
+    def make(self) -> SQLiteStore:
+        """A new, unopened store on the same file."""
+        return SQLiteStore(str(self.path))
+
+    async def add_channel(self, community_id: str, name: str) -> str:
+        """A second channel for the tests (the Store interface cannot create one yet)."""
+        channel_id = "ch-" + secrets.token_hex(6)
+
+        def insert() -> None:
+            with sqlite3.connect(self.path, timeout=10) as db:
+                db.execute(
+                    "INSERT INTO channels(id, community_id, name, kind, epoch)"
+                    " VALUES (?, ?, ?, 'text', ?)",
+                    (channel_id, community_id, name, secrets.token_hex(8)),
+                )
+            db.close()
+
+        await asyncio.to_thread(insert)
+        return channel_id
+
+
+BACKENDS = {"sqlite": SQLiteBackend}
+
+
+@pytest.fixture
+def _backend_slot() -> dict[str, Any]:
+    return {}
+
+
+# The Redis store joins these params later: params=["sqlite", "redis"].
+@pytest.fixture(params=["sqlite"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, _backend_slot: dict[str, Any]
+) -> AsyncIterator[Store]:
+    """An opened store on fresh storage; closed after the test."""
+    backend = BACKENDS[request.param](tmp_path)
+    _backend_slot["backend"] = backend
+    opened = backend.make()
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def backend(store: Store, _backend_slot: dict[str, Any]) -> Any:
+    """The storage behind ``store``: ``make()`` another instance on it, ``add_channel``."""
+    return _backend_slot["backend"]
+
+
+async def owner_and_general(store: Store) -> tuple[User, str, str]:
+    """Create the first account; return it, the community id and the general channel id."""
+    user = await store.create_user("owner", "The Owner", "hash-of-owner")
+    (community,) = await store.communities_of(user.id)
+    general = next(c.id for c in community.channels if c.name == "general")
+    return user, community.id, general
+
+
+def offsets(frames: list[bytes]) -> list[int]:
+    return [msgpack.unpackb(f, raw=False)["o"] for f in frames]
+
+
+# gapless offsets
+
+
+async def test_offsets_start_at_one_and_stay_gapless_under_500_concurrent_appends(
+    store: Store, backend: Any
+) -> None:
+    _, community, general = await owner_and_general(store)
+    other = await backend.add_channel(community, "other")
+    channels = [general, other]
+    results = await asyncio.gather(
+        *(store.append(channels[i % 2], "message.created", {"i": i}) for i in range(500))
+    )
+    for channel in channels:
+        mine = [(r.offset, r.event["d"]["i"]) for r in results if r.event["ch"] == channel]
+        assert sorted(o for o, _ in mine) == list(range(1, 251))
+        assert (await store.log_head(channel)).offset == 250
+        stored = [msgpack.unpackb(f, raw=False) for f in await store.read_after(channel, 0, 1000)]
+        assert [e["o"] for e in stored] == list(range(1, 251))
+        # each offset holds the event that append said it holds
+        assert [(e["o"], e["d"]["i"]) for e in stored] == sorted(mine)
+
+
+async def test_an_empty_log_has_offset_zero_and_no_frames(store: Store) -> None:
+    _, _, general = await owner_and_general(store)
+    head = await store.log_head(general)
+    assert head.offset == 0
+    assert isinstance(head.epoch, str) and head.epoch
+    assert await store.read_after(general, 0, 10) == []
+    assert await store.read_before(general, None, 10) == []
+
+
+# what append returns
+
+
+async def test_append_returns_the_event_and_its_msgpack_frame(store: Store) -> None:
+    _, _, general = await owner_and_general(store)
+    d = {"message": {"id": "m1", "text": "héllo", "n": [1, 2, {"x": None}]}}
+    first = await store.append(general, "message.created", d)
+    second = await store.append(general, "message.created", {"k": "v"})
+    assert first.created and second.created
+    assert (first.offset, second.offset) == (1, 2)
+    assert first.event == {"op": "event", "t": "message.created", "ch": general, "o": 1, "d": d}
+    assert isinstance(first.frame, bytes)
+    assert msgpack.unpackb(first.frame, raw=False) == first.event
+    assert msgpack.unpackb(second.frame, raw=False)["o"] == 2
+    # what is read back is the very frame append returned
+    assert await store.read_after(general, 0, 10) == [first.frame, second.frame]
+
+
+# idempotency
+
+
+async def test_a_reused_idempotency_key_returns_the_original_and_stores_nothing(
+    store: Store,
+) -> None:
+    user, _, general = await owner_and_general(store)
+    original = await store.append(
+        general, "message.created", {"text": "a"}, idempotency=(user.id, "n1")
+    )
+    await store.append(general, "message.created", {"text": "b"})
+    head = await store.log_head(general)
+    retry = await store.append(
+        general, "message.created", {"text": "a, again"}, idempotency=(user.id, "n1")
+    )
+    assert original.created is True
+    assert retry.created is False
+    assert (retry.offset, retry.event, retry.frame) == (
+        original.offset,
+        original.event,
+        original.frame,
+    )
+    assert await store.log_head(general) == head
+    assert offsets(await store.read_after(general, 0, 10)) == [1, 2]
+
+
+async def test_the_same_nonce_of_another_user_creates_a_new_event(store: Store) -> None:
+    owner, _, general = await owner_and_general(store)
+    other = await store.create_user("other", "Other", "hash")
+    mine = await store.append(general, "message.created", {"t": 1}, idempotency=(owner.id, "n"))
+    theirs = await store.append(general, "message.created", {"t": 2}, idempotency=(other.id, "n"))
+    assert theirs.created is True
+    assert (mine.offset, theirs.offset) == (1, 2)
+    assert (await store.log_head(general)).offset == 2
+
+
+async def test_the_same_nonce_in_another_channel_creates_a_new_event(
+    store: Store, backend: Any
+) -> None:
+    owner, community, general = await owner_and_general(store)
+    other = await backend.add_channel(community, "other")
+    await store.append(general, "message.created", {}, idempotency=(owner.id, "n"))
+    there = await store.append(other, "message.created", {}, idempotency=(owner.id, "n"))
+    assert there.created is True
+    assert there.offset == 1
+    assert (await store.log_head(other)).offset == 1
+
+
+async def test_concurrent_appends_with_one_idempotency_key_create_one_event(
+    store: Store,
+) -> None:
+    owner, _, general = await owner_and_general(store)
+    results = await asyncio.gather(
+        *(
+            store.append(general, "message.created", {"try": i}, idempotency=(owner.id, "same"))
+            for i in range(20)
+        )
+    )
+    assert sum(r.created for r in results) == 1
+    assert {r.offset for r in results} == {1}
+    assert len({r.frame for r in results}) == 1
+    assert (await store.log_head(general)).offset == 1
+
+
+# paging
+
+
+async def test_read_after_pages_oldest_first_within_limit_and_bounds(store: Store) -> None:
+    _, _, general = await owner_and_general(store)
+    for i in range(10):
+        await store.append(general, "message.created", {"i": i})
+    assert offsets(await store.read_after(general, 0, 3)) == [1, 2, 3]
+    assert offsets(await store.read_after(general, 3, 3)) == [4, 5, 6]
+    assert offsets(await store.read_after(general, 8, 10)) == [9, 10]
+    assert await store.read_after(general, 10, 10) == []
+    assert await store.read_after(general, 50, 10) == []
+    assert offsets(await store.read_after(general, 0, 100)) == list(range(1, 11))
+
+
+async def test_read_before_returns_the_newest_below_the_bound_oldest_first(store: Store) -> None:
+    _, _, general = await owner_and_general(store)
+    for i in range(10):
+        await store.append(general, "message.created", {"i": i})
+    assert offsets(await store.read_before(general, None, 3)) == [8, 9, 10]
+    assert offsets(await store.read_before(general, 8, 3)) == [5, 6, 7]
+    assert offsets(await store.read_before(general, 3, 10)) == [1, 2]
+    assert await store.read_before(general, 1, 10) == []
+    assert offsets(await store.read_before(general, None, 100)) == list(range(1, 11))
+    assert offsets(await store.read_before(general, 11, 2)) == [9, 10]
+
+
+async def test_paging_stays_within_one_channel(store: Store, backend: Any) -> None:
+    _, community, general = await owner_and_general(store)
+    other = await backend.add_channel(community, "other")
+    for i in range(3):
+        await store.append(general, "message.created", {"i": i})
+        await store.append(other, "message.created", {"i": i})
+    for channel in (general, other):
+        frames = await store.read_after(channel, 0, 100) + await store.read_before(
+            channel, None, 100
+        )
+        assert {msgpack.unpackb(f, raw=False)["ch"] for f in frames} == {channel}
+        assert offsets(await store.read_before(channel, None, 100)) == [1, 2, 3]
+
+
+# log head and epochs
+
+
+async def test_log_head_follows_appends_and_its_epoch_is_stable(store: Store) -> None:
+    _, _, general = await owner_and_general(store)
+    before = await store.log_head(general)
+    for _ in range(3):
+        await store.append(general, "message.created", {})
+    after = await store.log_head(general)
+    assert after.offset == 3
+    assert after.epoch == before.epoch
+
+
+async def test_the_epoch_survives_closing_and_reopening_the_store(
+    store: Store, backend: Any
+) -> None:
+    _, _, general = await owner_and_general(store)
+    await store.append(general, "message.created", {})
+    head = await store.log_head(general)
+    await store.close()
+    reopened = backend.make()
+    await reopened.open()
+    try:
+        assert await reopened.log_head(general) == head
+    finally:
+        await reopened.close()
+
+
+# durability
+
+
+async def test_everything_acknowledged_is_there_after_reopening(store: Store, backend: Any) -> None:
+    owner, community, general = await owner_and_general(store)
+    await store.add_token("tok1", owner.id, b"\x01" * 32)
+    appended = [await store.append(general, "message.created", {"i": i}) for i in range(5)]
+    await store.close()
+    reopened = backend.make()
+    await reopened.open()
+    try:
+        assert await reopened.read_after(general, 0, 10) == [a.frame for a in appended]
+        assert (await reopened.log_head(general)).offset == 5
+        assert await reopened.credentials("owner") == (owner, "hash-of-owner")
+        assert await reopened.token("tok1") == (owner, b"\x01" * 32)
+        assert await reopened.role(community, owner.id) == "owner"
+        # reopening does not bootstrap a second community or channel
+        (view,) = await reopened.communities_of(owner.id)
+        assert [c.name for c in view.channels] == ["general"]
+        # and offsets carry on where they were
+        assert (await reopened.append(general, "message.created", {})).offset == 6
+    finally:
+        await reopened.close()
+
+
+async def test_an_acknowledged_append_is_visible_to_another_instance_at_once(
+    store: Store, backend: Any
+) -> None:
+    _, _, general = await owner_and_general(store)
+    appended = await store.append(general, "message.created", {"x": 1})
+    second = backend.make()
+    await second.open()
+    try:
+        assert await second.read_after(general, 0, 10) == [appended.frame]
+    finally:
+        await second.close()
+
+
+async def test_check_passes_on_an_open_store(store: Store) -> None:
+    await store.check()
+
+
+# accounts
+
+
+async def test_the_first_user_owns_the_one_community_with_general_and_later_ones_are_members(
+    store: Store,
+) -> None:
+    first = await store.create_user("first", "First", "h1")
+    second = await store.create_user("second", "Second", "h2")
+    third = await store.create_user("third", "Third", "h3", bot=True)
+    (view1,) = await store.communities_of(first.id)
+    (view2,) = await store.communities_of(second.id)
+    (view3,) = await store.communities_of(third.id)
+    assert view1.id == view2.id == view3.id
+    assert (view1.role, view2.role, view3.role) == ("owner", "member", "member")
+    assert [c.name for c in view1.channels] == ["general"]
+    assert view1.channels[0].community_id == view1.id
+    assert view1.channels == view2.channels
+    assert await store.role(view1.id, first.id) == "owner"
+    assert await store.role(view1.id, second.id) == "member"
+
+
+async def test_create_user_returns_the_account(store: Store) -> None:
+    user = await store.create_user("Bot_1", "A Bot", "hash", bot=True)
+    assert isinstance(user.id, str) and user.id
+    assert (user.username, user.display_name, user.bot) == ("Bot_1", "A Bot", True)
+    assert user.public() == {"id": user.id, "username": "Bot_1", "name": "A Bot", "bot": True}
+    human = await store.create_user("human", "Human", "hash")
+    assert human.bot is False
+    assert human.id != user.id
+
+
+@pytest.mark.parametrize("taken", ["alice", "ALICE", "Alice", "aLiCe"])
+async def test_a_taken_username_in_any_case_raises_conflict(store: Store, taken: str) -> None:
+    alice = await store.create_user("Alice", "Alice", "h")
+    with pytest.raises(Conflict):
+        await store.create_user(taken, "Impostor", "h2")
+    # nothing of the refused account was kept
+    assert await store.credentials("Alice") == (alice, "h")
+    # and the refused attempt did not disturb who comes next
+    bob = await store.create_user("bob", "Bob", "h3")
+    (view,) = await store.communities_of(bob.id)
+    assert view.role == "member"
+
+
+async def test_credentials_return_the_account_and_its_password_hash(store: Store) -> None:
+    user = await store.create_user("carol", "Carol", "$argon2id$fake")
+    assert await store.credentials("carol") == (user, "$argon2id$fake")
+    assert await store.credentials("nobody") is None
+
+
+async def test_a_token_resolves_to_its_user_and_secret_hash(store: Store) -> None:
+    user = await store.create_user("dave", "Dave", "h")
+    other = await store.create_user("erin", "Erin", "h")
+    await store.add_token("t1", user.id, b"secret-hash-1")
+    await store.add_token("t2", user.id, b"secret-hash-2")
+    await store.add_token("t3", other.id, b"secret-hash-3")
+    assert await store.token("t1") == (user, b"secret-hash-1")
+    assert await store.token("t2") == (user, b"secret-hash-2")
+    assert await store.token("t3") == (other, b"secret-hash-3")
+    assert await store.token("nope") is None
+
+
+async def test_unknown_channel_role_and_community_are_none(store: Store) -> None:
+    user, community, general = await owner_and_general(store)
+    assert await store.channel("no-such-channel") is None
+    assert await store.role(community, "no-such-user") is None
+    assert await store.role("no-such-community", user.id) is None
+    assert await store.communities_of("no-such-user") == []
+    channel = await store.channel(general)
+    assert channel is not None
+    assert (channel.id, channel.community_id, channel.name, channel.kind) == (
+        general,
+        community,
+        "general",
+        "text",
+    )
+
+
+# SQLite only: group commit
+
+
+async def test_sqlite_group_commit_batches_1000_concurrent_appends_gaplessly(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(str(tmp_path / "batch.db"))
+    entered, release = threading.Event(), threading.Event()
+    await store.open()
+    try:
+        _, _, general = await owner_and_general(store)
+        batches: list[int] = []
+        run_batch = store._run_batch
+
+        def counting(db: sqlite3.Connection, batch: list[Any]) -> list[Any]:
+            batches.append(len(batch))
+            return run_batch(db, batch)
+
+        store._run_batch = counting  # type: ignore[method-assign]
+
+        def hold(db: sqlite3.Connection) -> None:
+            entered.set()
+            release.wait(30)
+
+        # Hold the worker thread in a job of its own, so that the 1000 appends
+        # queue up behind it and the worker finds them all waiting once let go.
+        holder = asyncio.ensure_future(store._call(hold))
+        await asyncio.to_thread(entered.wait, 30)
+        appends = [
+            asyncio.ensure_future(store.append(general, "message.created", {"i": i}))
+            for i in range(1000)
+        ]
+        while store._jobs.qsize() < 1000:  # each task queues its job on its first step
+            await asyncio.sleep(0)
+        release.set()
+        await holder
+        results = await asyncio.gather(*appends)
+    finally:
+        release.set()
+        await store.close()
+    assert sorted(r.offset for r in results) == list(range(1, 1001))
+    # one transaction for the holder, then the 1000 appends in as few as BATCH_MAX allows
+    assert batches == [1] + [BATCH_MAX] * (1000 // BATCH_MAX) + (
+        [1000 % BATCH_MAX] if 1000 % BATCH_MAX else []
+    )
+    assert len(batches) - 1 == math.ceil(1000 / BATCH_MAX)
+
+
+async def test_sqlite_a_failing_job_in_a_batch_fails_alone(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "alone.db"))
+    await store.open()
+    try:
+        _, _, general = await owner_and_general(store)
+        jobs = [store.append(general, "message.created", {"i": i}) for i in range(100)]
+        jobs.insert(50, store.append("no-such-channel", "message.created", {}))
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert len(failed) == 1
+        assert isinstance(results[50], KeyError)
+        ok = [r for r in results if not isinstance(r, BaseException)]
+        assert sorted(r.offset for r in ok) == list(range(1, 101))
+        assert offsets(await store.read_after(general, 0, 1000)) == list(range(1, 101))
+    finally:
+        await store.close()
