@@ -107,9 +107,6 @@ async def test_pings_keep_a_session_alive(make_server) -> None:
 async def test_unsupported_version_or_encoding_closes_with_4002(
     server: AgoraProcess, query: str
 ) -> None:
-    import websockets
-    from websockets.asyncio.client import connect
-
     ws = await connect(f"{server.ws}/gateway?{query}")
     with pytest.raises(websockets.ConnectionClosed) as caught:
         await asyncio.wait_for(ws.recv(), timeout(5))
