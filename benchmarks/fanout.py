@@ -79,6 +79,8 @@ WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 LIFETIME = 900.0
 #: Connections a worker opens at once (the reference server's accept backlog is finite).
 CONNECT_CONCURRENCY = 32
+#: Server CPU (% of one core) under which a burst run is marked as not server-bound.
+SATURATED_PCT = 85.0
 #: Messages of the unmeasured warm-up phase that also checks the whole path works.
 WARMUP_MESSAGES = 20
 
@@ -690,6 +692,12 @@ class RssSampler:
         return self.peak
 
 
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent in user and system mode so far."""
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -802,6 +810,7 @@ class Phase:
     drain_ms: float
     server_cpu_s: float
     client_cpu_s: float
+    other_cpu_s: float  # used by processes outside this benchmark meanwhile
     lost_conns: int
     disorder: int
 
@@ -816,6 +825,19 @@ class Phase:
     @property
     def server_us_per_delivery(self) -> float:
         return 1e6 * self.server_cpu_s / self.delivered if self.delivered else 0.0
+
+    @property
+    def client_us_per_delivery(self) -> float:
+        return 1e6 * self.client_cpu_s / self.delivered if self.delivered else 0.0
+
+    @property
+    def other_cpu_pct(self) -> float:
+        return 100 * self.other_cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def saturated(self) -> bool:
+        """Whether the server was the limit (a burst run with the server's core busy)."""
+        return self.mode != "burst" or self.server_cpu_pct >= SATURATED_PCT
 
 
 @dataclass
@@ -861,11 +883,14 @@ async def run_phase(
     workers.send(("phase", phase, count, timeout + args.drain_timeout))
     await workers.gather("armed", 10)
     server_cpu, client_cpu = sum(server.cpu_times()[:2]), time.process_time()
+    ours, busy = server_cpu + client_cpu + workers.cpu_seconds(), busy_seconds()
     published = await publisher.publish(
         phase, count, window=window, rate=rate, text_bytes=args.text_bytes, timeout=timeout
     )
     client_cpu = time.process_time() - client_cpu
     results = await workers.gather("result", timeout + args.drain_timeout + 30)
+    ours = sum(server.cpu_times()[:2]) + time.process_time() + workers.cpu_seconds() - ours
+    other_cpu_s = max(0.0, busy_seconds() - busy - ours)
     server_cpu = sum(server.cpu_times()[:2]) - server_cpu
     latencies: list[int] = sorted(  # the workers' runs are sorted: this is a linear merge
         itertools.chain.from_iterable(array.array("q", r["latencies"]) for r in results)
@@ -891,6 +916,7 @@ async def run_phase(
         drain_ms=max(0, last_rx - published.last_ack) / 1e6,
         server_cpu_s=server_cpu,
         client_cpu_s=client_cpu + sum(r["cpu"] for r in results),
+        other_cpu_s=other_cpu_s,
         lost_conns=sum(r["lost"] for r in results),
         disorder=sum(r["disorder"] for r in results),
     )
@@ -949,8 +975,8 @@ def describe(run: ServerRun, p: Phase) -> str:
         f"{p.throughput:>10,.0f} deliveries/s  latency p50 {p.p50_ms:7.1f} ms "
         f"p99 {p.p99_ms:7.1f} ms max {p.max_ms:7.1f} ms | sent {p.sent} at {p.send_rate:,.0f}/s, "
         f"ack p50 {p.ack_p50_ms:.2f} ms, drain {p.drain_ms:.0f} ms | server CPU "
-        f"{p.server_cpu_pct:.0f}% ({p.server_us_per_delivery:.1f} us/delivery), "
-        f"clients {p.client_cpu_s:.1f} s{extra}"
+        f"{p.server_cpu_pct:.0f}% ({p.server_us_per_delivery:.1f} us/delivery), clients "
+        f"{p.client_us_per_delivery:.1f} us/delivery, other processes {p.other_cpu_pct:.0f}%{extra}"
     )
 
 
@@ -968,21 +994,31 @@ def markdown(runs: list[ServerRun], args: argparse.Namespace) -> str:
         f"{os.cpu_count()} CPUs{', pinned' if args.pin else ''}.",
         "",
         "| S | run | server | deliveries/s | p50 ms | p99 ms | max ms | lost | "
-        "server CPU | CPU µs/delivery | throughput vs ref | p99 vs ref |",
+        "server CPU | server µs/delivery | other CPU | throughput vs ref | p99 vs ref |",
         "|--:|-----|--------|-------------:|-------:|-------:|-------:|-----:|"
-        "-----------:|----------------:|------------------:|-----------:|",
+        "-----------:|-------------------:|----------:|------------------:|-----------:|",
     ]
+    unsaturated = False
     for run in runs:
         for p in run.phases.values():
             ref = reference.get(run.size)
             rp = ref.phases.get(p.mode) if ref is not None and run is not ref else None
+            mark = "" if p.saturated else " *"
+            unsaturated |= bool(mark)
             lines.append(
-                f"| {run.size} | {p.mode} ({p.label}) | {run.target} | {p.throughput:,.0f} | "
+                f"| {run.size} | {p.mode} ({p.label}) | {run.target} | {p.throughput:,.0f}{mark} | "
                 f"{p.p50_ms:.1f} | {p.p99_ms:.1f} | {p.max_ms:.1f} | {p.expected - p.delivered} | "
                 f"{p.server_cpu_pct:.0f}% | {p.server_us_per_delivery:.1f} | "
+                f"{p.other_cpu_pct:.0f}% | "
                 f"{ratio(p.throughput, rp.throughput) if rp else '-'} | "
                 f"{ratio(p.p99_ms, rp.p99_ms) if rp else '-'} |"
             )
+    if unsaturated:
+        lines += [
+            "",
+            f"\\* server CPU under {SATURATED_PCT:.0f}%: the clients or other processes on the "
+            "machine, not this server, were the limit.",
+        ]
     lines += [
         "",
         "| S | server | RSS before MiB | RSS with S idle MiB | peak RSS MiB | KiB per idle "

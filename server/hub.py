@@ -35,14 +35,27 @@ GAP_REPAIR_DELAY = 0.25
 
 
 class Joining:
-    """A subscriber that has not yet had its replay: live events wait here."""
+    """A subscriber not yet on the live path.
 
-    __slots__ = ("encoding", "events", "outbox")
+    While its replay is read (``after`` is None) live events wait here. Once
+    replayed up to ``after``, it takes only events past ``after`` until the
+    feed itself has delivered past it (a feed can lag behind the store when
+    its broker is late), and then joins the live set.
+    """
+
+    __slots__ = ("after", "encoding", "events", "outbox")
 
     def __init__(self, outbox: Outbox, encoding: Encoding) -> None:
         self.outbox = outbox
         self.encoding = encoding
         self.events: list[tuple[int, OutFrame]] = []
+        self.after: int | None = None
+
+    def take(self, offset: int, frame: OutFrame) -> None:
+        if self.after is None:
+            self.events.append((offset, frame))
+        elif offset > self.after:
+            self.outbox.push(frame)
 
 
 class ChannelFeed:
@@ -71,12 +84,21 @@ class ChannelFeed:
 
     def go_live(self, joining: Joining, after: int) -> None:
         """Push the buffered events past ``after``, then deliver live from now on."""
-        if self.joining.pop(joining.outbox, None) is None:
+        if self.joining.get(joining.outbox) is not joining:
             return
         for offset, frame in joining.events:
             if offset > after:
                 joining.outbox.push(frame)
-        self.live[joining.encoding].add(joining.outbox)
+        joining.events.clear()
+        joining.after = after
+        self._promote()
+
+    def _promote(self) -> None:
+        """Move subscribers whose replay the feed has caught up with to the live set."""
+        for outbox, joining in list(self.joining.items()):
+            if joining.after is not None and joining.after <= self.last:
+                del self.joining[outbox]
+                self.live[joining.encoding].add(outbox)
 
     def leave(self, outbox: Outbox) -> None:
         self.joining.pop(outbox, None)
@@ -128,6 +150,8 @@ class ChannelFeed:
     def _deliver(self, offset: int, frame: bytes) -> None:
         self.last = offset
         self._fan_out(offset, frame)
+        if self.joining:
+            self._promote()
 
     def _fan_out(self, offset: int | None, frame: bytes) -> None:
         started = time.perf_counter()
@@ -142,7 +166,7 @@ class ChannelFeed:
             if offset is not None:
                 for joining in self.joining.values():
                     if joining.encoding is encoding:
-                        joining.events.append((offset, out))
+                        joining.take(offset, out)
         self.hub.metrics.observe_fanout(recipients, time.perf_counter() - started)
 
 
@@ -207,9 +231,7 @@ class Hub:
             feed._repair = None
             return
         # Read through the newest waiting frame: there may be more than one gap.
-        frames = await self.store.read_after(
-            feed.channel, feed.last, max(feed._early) - feed.last
-        )
+        frames = await self.store.read_after(feed.channel, feed.last, max(feed._early) - feed.last)
         self.metrics.gaps_repaired.inc()
         feed.fill(frames)
 

@@ -24,6 +24,7 @@ from protocol import (
     parse_command,
     reply,
 )
+from protocol.schema import MAX_SAFE_INT
 from server.commands import CommandRouter, Fatal, Reply
 from server.ids import new_id
 from server.outbox import Outbox, OutFrame
@@ -103,18 +104,17 @@ class Session:
         if self.outbox.closing:
             return
         try:
-            command = parse_command(
-                decode(data, self.encoding, max_size=self.agora.settings.max_frame)
-            )
+            frame = decode(data, self.encoding, max_size=self.agora.settings.max_frame)
+            if self.user is None and frame.get("op") != "identify":
+                raise ProtocolError(
+                    "identify first", code=ErrorCode.UNAUTHORIZED, command_id=_usable_id(frame)
+                )
+            command = parse_command(frame)
         except ProtocolError as exc:
-            self.send_error(exc)
+            if self._allow(exc.command_id):
+                self.send_error(exc)
             return
         if not self._allow(command.id):
-            return
-        if self.user is None and command.op != "identify":
-            self.send_error(
-                ProtocolError("identify first", code=ErrorCode.UNAUTHORIZED, command_id=command.id)
-            )
             return
         handler = self.agora.router.handlers[command.op]
         self.busy = True
@@ -145,7 +145,7 @@ class Session:
             if self.draining:
                 self.close(CloseCode.GOING_AWAY, "server shutting down")
 
-    def _allow(self, command_id: int) -> bool:
+    def _allow(self, command_id: int | None) -> bool:
         """Apply the rate limit; flooding past it closes the session (4008)."""
         wait = self._bucket.take()
         if wait == 0.0:
@@ -173,7 +173,7 @@ class Session:
         settings = self.agora.settings
         self._timers = [
             self._loop.call_later(settings.identify_timeout_ms / 1000, self._check_identified),
-            self._loop.call_later(settings.heartbeat_ms / 2000, self._check_heartbeat),
+            self._loop.call_later(1.5 * settings.heartbeat_ms / 1000, self._check_heartbeat),
         ]
 
     def stop_timers(self) -> None:
@@ -185,14 +185,23 @@ class Session:
             self.close(CloseCode.NOT_AUTHENTICATED, "not identified in time")
 
     def _check_heartbeat(self) -> None:
-        heartbeat = self.agora.settings.heartbeat_ms / 1000
-        if self._loop.time() - self.last_seen > 1.5 * heartbeat:
+        deadline = self.last_seen + 1.5 * self.agora.settings.heartbeat_ms / 1000
+        now = self._loop.time()
+        if now >= deadline:
             self.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat", flush=False)
         elif not self.outbox.closing:
-            self._timers[1] = self._loop.call_later(heartbeat / 2, self._check_heartbeat)
+            self._timers[1] = self._loop.call_later(deadline - now, self._check_heartbeat)
 
     def drain(self) -> None:
         """Close with 1001 once the command in flight (if any) is answered."""
         self.draining = True
         if not self.busy:
             self.close(CloseCode.GOING_AWAY, "server shutting down")
+
+
+def _usable_id(frame: dict[str, Any]) -> int | None:
+    """The frame's ``id`` if an error may echo it."""
+    value = frame.get("id")
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SAFE_INT:
+        return value
+    return None

@@ -49,7 +49,10 @@ $('#auth-form').addEventListener('submit', async (event) => {
   $('#auth-error').textContent = '';
   try {
     const res = await fetch(`/api/v1/auth/${kind}`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
     const data = await res.json().catch(() => ({}));
     if (!res.ok) throw new Error(data.error?.message ?? `the server answered ${res.status}`);
     localStorage.setItem(TOKEN_KEY, data.token);
@@ -110,7 +113,7 @@ function onready(reply) {
   const selected = channels.get(current);
   if (!selected && channels.size) select(channels.keys().next().value);
   else if (selected && !selected.loaded) loadLatest(selected);
-  // Messages still pending from before the drop: same nonce, so never sent twice.
+  // Messages written before the drop go again: same nonce, so never stored twice.
   for (const ch of channels.values()) {
     for (const entry of ch.entries) if (entry.pending) deliver(ch, entry);
   }
@@ -330,18 +333,25 @@ $('#composer').addEventListener('submit', (event) => {
   deliver(ch, entry);
 });
 
-async function deliver(ch, entry) {
-  if (!client || channels.get(ch.id) !== ch) return; // logged out meanwhile
-  try {
-    const { message } = await client.send(ch.id, entry.message.text, entry.nonce);
-    upsert(ch, message);
-  } catch (err) {
-    if (err.code === 'offline' || err.code === 'disconnected') return; // resent on reconnect
-    if (err.code === 'rate_limited') {
-      return setTimeout(() => deliver(ch, entry), err.retry_after_ms ?? 1000); // still pending
+// One send at a time, so that messages are stored in the order they were written.
+let sending = Promise.resolve();
+function deliver(ch, entry) {
+  sending = sending.then(() => sendNow(ch, entry)).catch((err) => console.error(err));
+}
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function sendNow(ch, entry) {
+  while (client && entry.pending && channels.get(ch.id) === ch) {
+    try {
+      upsert(ch, (await client.send(ch.id, entry.message.text, entry.nonce)).message);
+    } catch (err) {
+      if (err.code === 'offline' || err.code === 'disconnected') return; // resent on reconnect
+      if (err.code === 'rate_limited') await sleep(err.retry_after_ms ?? 1000);
+      else {
+        Object.assign(entry, { pending: false, error: err.message });
+        entry.el = messageElement(entry);
+      }
     }
-    Object.assign(entry, { pending: false, error: err.message });
-    entry.el = messageElement(entry);
   }
   if (ch.id === current) render();
 }
@@ -351,7 +361,7 @@ function retry(entry) {
   Object.assign(entry, { pending: true, error: null });
   entry.el = messageElement(entry);
   render();
-  if (client?.ready) deliver(ch, entry);
+  deliver(ch, entry);
   $('#composer-input').focus();
 }
 
