@@ -407,6 +407,14 @@ class SubscriberPool:
         if b"\xa2op\xa5error" in payload:
             self.errors += 1
 
+    def expect(self, per_conn: int) -> None:
+        """Lower the count each connection waits for (the publisher sent fewer)."""
+        if per_conn < self.per_conn and not self.done.is_set():
+            self.expected -= (self.per_conn - per_conn) * sum(not s.closed for s in self.subs)
+            self.per_conn = per_conn
+            if self.received >= self.expected:
+                self.done.set()
+
     def lost(self, sub: Subscriber) -> None:
         if self.phase >= 0 and not self.done.is_set():
             self.lost_in_phase += 1
@@ -432,10 +440,14 @@ async def _worker(conn: Connection, port: int, token: str, channel: str, count: 
 
     def readable() -> None:
         try:
-            commands.put_nowait(conn.recv())
+            command = conn.recv()
         except (EOFError, OSError):  # the orchestrator is gone
             loop.remove_reader(conn.fileno())
-            commands.put_nowait(("stop",))
+            command = ("stop",)
+        if command[0] == "expect":  # the publisher stopped short: expect fewer, now
+            pool.expect(command[1])
+        else:
+            commands.put_nowait(command)
 
     loop.add_reader(conn.fileno(), readable)
     os.set_blocking(conn.fileno(), True)  # uvloop made it non-blocking: recv needs whole messages
@@ -570,6 +582,7 @@ class Published:
     last_send: int
     last_ack: int
     ack_latencies: list[int]  # ns
+    timed_out: bool = False
 
 
 class Publisher:
@@ -628,9 +641,9 @@ class Publisher:
                     result.errors.append(frame.get("d"))
                 slots.release()
 
-        async with asyncio.timeout(timeout):
-            reader = asyncio.create_task(read_replies())
-            try:
+        reader = asyncio.create_task(read_replies())
+        try:
+            async with asyncio.timeout(timeout):
                 start = loop.time()
                 for seq in range(count):
                     if rate:
@@ -652,8 +665,10 @@ class Publisher:
                     result.first_send = result.first_send or sent
                     result.last_send = sent
                 await reader
-            finally:
-                reader.cancel()
+        except TimeoutError:  # a partial result: the caller sees sent < count
+            result.timed_out = True
+        finally:
+            reader.cancel()
         return result
 
     async def close(self) -> None:
@@ -856,6 +871,13 @@ class ServerRun:
         return (self.rss_idle - self.rss_before) / self.connected if self.connected else 0.0
 
 
+def burst_messages(size: int, quick: bool) -> int:
+    """The default K: 2000 messages, fewer for large S (about 500,000 deliveries at most)."""
+    if quick:
+        return min(200, max(50, 20_000 // size))
+    return min(2000, max(100, 500_000 // size))
+
+
 def percentile(values: list[int], p: float) -> int:
     """Nearest-rank percentile of sorted ``values``."""
     if not values:
@@ -868,12 +890,13 @@ async def run_phase(
     workers: WorkerPool,
     publisher: Publisher,
     server: psutil.Process,
+    size: int,
     phase: int,
     mode: str,
 ) -> Phase:
     if mode == "burst":
-        count, window, rate, label = args.messages, args.window, None, f"K={args.messages}"
-        timeout = args.phase_timeout
+        count = args.messages or burst_messages(size, args.quick)
+        window, rate, label, timeout = args.window, None, f"K={count}", args.phase_timeout
     elif mode == "steady":
         count = max(1, round(args.rate * args.duration))
         window, rate, label = args.steady_window, args.rate, f"{args.rate:g} msg/s"
@@ -888,6 +911,9 @@ async def run_phase(
         phase, count, window=window, rate=rate, text_bytes=args.text_bytes, timeout=timeout
     )
     client_cpu = time.process_time() - client_cpu
+    workers.send(("expect", published.sent))
+    if published.timed_out:
+        label += f", timed out after {published.sent}"
     results = await workers.gather("result", timeout + args.drain_timeout + 30)
     ours = sum(server.cpu_times()[:2]) + time.process_time() + workers.cpu_seconds() - ours
     other_cpu_s = max(0.0, busy_seconds() - busy - ours)
@@ -943,10 +969,10 @@ async def bench_one(args: argparse.Namespace, target: str, size: int, tmp: Path)
         run.connect_s = time.perf_counter() - started
         await asyncio.sleep(args.settle)
         run.rss_idle = sampler.sample()
-        await run_phase(args, workers, publisher, server, 0, "warm-up")
+        await run_phase(args, workers, publisher, server, size, 0, "warm-up")
         for phase, mode in enumerate(("burst", "steady"), start=1):
             run.phases[mode] = result = await run_phase(
-                args, workers, publisher, server, phase, mode
+                args, workers, publisher, server, size, phase, mode
             )
             print(describe(run, result), flush=True)
         run.rss_peak = sampler.stop()
@@ -988,7 +1014,7 @@ def markdown(runs: list[ServerRun], args: argparse.Namespace) -> str:
     mib = 1024 * 1024
     reference = {r.size: r for r in runs if r.target == "reference"}
     lines = [
-        f"Fan-out, one channel, one publisher; burst: K={args.messages} with window "
+        f"Fan-out, one channel, one publisher; burst: K messages with window "
         f"{args.window}; steady: {args.rate:g} msg/s for {args.duration:g} s; "
         f"{args.text_bytes}-byte texts; {args.workers} subscriber processes; "
         f"{os.cpu_count()} CPUs{', pinned' if args.pin else ''}.",
@@ -1065,7 +1091,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", default=None, help="subscriber counts (default 100,1000)")
     parser.add_argument("--targets", default="agora,reference", help="servers to measure")
     parser.add_argument(
-        "-k", "--messages", type=int, default=None, help="burst messages (default 2000)"
+        "-k",
+        "--messages",
+        type=int,
+        default=None,
+        help="burst messages (default min(2000, 500000 / S); --quick: min(200, 20000 / S))",
     )
     parser.add_argument(
         "--window", type=int, default=8, help="burst: most unanswered sends (default 8)"
@@ -1098,7 +1128,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if not set(args.targets) <= {"agora", "reference"}:
         parser.error("--targets takes agora and/or reference")
-    args.messages = args.messages or (200 if quick else 2000)
     args.duration = args.duration or (2.0 if quick else 10.0)
     args.agora_args = shlex.split(args.agora_args)
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
