@@ -30,7 +30,7 @@ Processes (``--pin`` places them on a 2-core machine; see benchmarks/README.md):
   per message), so that the clients take as little CPU from the server as possible;
 - this process: the orchestrator and the publisher (a ``websockets`` client).
 
-Run ``python3 benchmarks/fanout.py`` (about 2 minutes) or ``--quick`` (a smoke run, < 40 s).
+Run ``python3 benchmarks/fanout.py`` (about 75 s) or ``--quick`` (a smoke run, about 20 s).
 """
 
 from __future__ import annotations
@@ -316,7 +316,6 @@ class SubscriberPool:
         self.expected = 0
         self.received = 0
         self.latencies = array.array("q")  # microseconds
-        self.first_rx = 0
         self.last_rx = 0
         self.disorder = 0
         self.stale = 0
@@ -373,7 +372,7 @@ class SubscriberPool:
         for sub in open_subs:
             sub.received, sub.last_seq = 0, -1
         self.expected = per_conn * len(open_subs)
-        self.received = self.first_rx = self.last_rx = 0
+        self.received = self.last_rx = 0
         self.disorder = self.stale = self.others = self.errors = self.lost_in_phase = 0
         self.latencies = array.array("q")
         self.done = asyncio.Event()
@@ -395,8 +394,6 @@ class SubscriberPool:
         sub.last_seq = seq
         sub.received += 1
         self.latencies.append((now - sent) // 1000)
-        if not self.first_rx:
-            self.first_rx = now
         self.last_rx = now
         self.received += 1
         if self.received >= self.expected:
@@ -431,11 +428,14 @@ class SubscriberPool:
 def worker_main(conn: Connection, port: int, token: str, channel: str, count: int) -> None:
     """Entry point of a subscriber process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator stops us
-    uvloop.run(_worker(conn, port, token, channel, count))
+    with contextlib.suppress(asyncio.CancelledError):
+        uvloop.run(_worker(conn, port, token, channel, count))
 
 
 async def _worker(conn: Connection, port: int, token: str, channel: str, count: int) -> None:
     loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
     commands: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
 
     def readable() -> None:
@@ -444,7 +444,9 @@ async def _worker(conn: Connection, port: int, token: str, channel: str, count: 
         except (EOFError, OSError):  # the orchestrator is gone
             loop.remove_reader(conn.fileno())
             command = ("stop",)
-        if command[0] == "expect":  # the publisher stopped short: expect fewer, now
+        if command[0] == "stop":  # at once, even in the middle of a phase
+            main.cancel()
+        elif command[0] == "expect":  # the publisher stopped short: expect fewer, now
             pool.expect(command[1])
         else:
             commands.put_nowait(command)
@@ -458,10 +460,7 @@ async def _worker(conn: Connection, port: int, token: str, channel: str, count: 
         heartbeat = asyncio.create_task(pool.heartbeat())
         conn.send(("ready", sum(not s.closed for s in pool.subs)))
         for _ in range(1000):
-            command = await asyncio.wait_for(commands.get(), LIFETIME)
-            if command[0] == "stop":
-                break
-            _, phase, per_conn, timeout = command
+            _, phase, per_conn, timeout = await asyncio.wait_for(commands.get(), LIFETIME)
             pool.arm(phase, per_conn)
             cpu = time.process_time()
             conn.send(("armed",))
@@ -475,16 +474,12 @@ async def _worker(conn: Connection, port: int, token: str, channel: str, count: 
                         "expected": pool.per_conn * pool.count,
                         "received": pool.received,
                         "latencies": array.array("q", sorted(pool.latencies)).tobytes(),
-                        "first_rx": pool.first_rx,
                         "last_rx": pool.last_rx,
                         "disorder": pool.disorder,
                         "stale": pool.stale,
                         "errors": pool.errors,
                         "lost": pool.lost_in_phase,
-                        "closed": sum(s.closed for s in pool.subs),
-                        "close_codes": sorted(
-                            {s.close_code for s in pool.subs if s.closed}, key=str
-                        ),
+                        "close_codes": [s.close_code for s in pool.subs if s.closed],
                         "cpu": cpu,
                     },
                 )
@@ -827,7 +822,9 @@ class Phase:
     client_cpu_s: float
     other_cpu_s: float  # used by processes outside this benchmark meanwhile
     lost_conns: int
+    close_codes: list[int | None]
     disorder: int
+    stale: int
 
     @property
     def throughput(self) -> float:
@@ -912,6 +909,8 @@ async def run_phase(
     )
     client_cpu = time.process_time() - client_cpu
     workers.send(("expect", published.sent))
+    if published.errors:
+        print(f"{len(published.errors)} message.send errors, the first: {published.errors[0]}")
     if published.timed_out:
         label += f", timed out after {published.sent}"
     results = await workers.gather("result", timeout + args.drain_timeout + 30)
@@ -944,7 +943,9 @@ async def run_phase(
         client_cpu_s=client_cpu + sum(r["cpu"] for r in results),
         other_cpu_s=other_cpu_s,
         lost_conns=sum(r["lost"] for r in results),
+        close_codes=sorted({c for r in results for c in r["close_codes"]}, key=str),
         disorder=sum(r["disorder"] for r in results),
+        stale=sum(r["stale"] for r in results),
     )
 
 
@@ -969,14 +970,16 @@ async def bench_one(args: argparse.Namespace, target: str, size: int, tmp: Path)
         run.connect_s = time.perf_counter() - started
         await asyncio.sleep(args.settle)
         run.rss_idle = sampler.sample()
-        await run_phase(args, workers, publisher, server, size, 0, "warm-up")
+        warm_up = await run_phase(args, workers, publisher, server, size, 0, "warm-up")
+        if warm_up.delivered != warm_up.expected or warm_up.errors:
+            raise RuntimeError(f"the warm-up failed: {describe(run, warm_up)}")
         for phase, mode in enumerate(("burst", "steady"), start=1):
             run.phases[mode] = result = await run_phase(
                 args, workers, publisher, server, size, phase, mode
             )
             print(describe(run, result), flush=True)
         run.rss_peak = sampler.stop()
-    except BaseException:
+    except Exception:
         print(f"--- {target} server log (tail) ---\n{log_tail(tmp, target, port)}", flush=True)
         raise
     finally:
@@ -994,8 +997,9 @@ def describe(run: ServerRun, p: Phase) -> str:
     lost = p.expected - p.delivered
     extra = f", {lost} deliveries lost" if lost else ""
     extra += f", {p.errors} errors" if p.errors else ""
-    extra += f", {p.lost_conns} connections closed" if p.lost_conns else ""
+    extra += f", {p.lost_conns} connections closed {p.close_codes}" if p.lost_conns else ""
     extra += f", {p.disorder} out of order" if p.disorder else ""
+    extra += f", {p.stale} late from an earlier run" if p.stale else ""
     return (
         f"{run.target:>9} S={run.size:<5} {p.mode:<6} {p.label:<11} "
         f"{p.throughput:>10,.0f} deliveries/s  latency p50 {p.p50_ms:7.1f} ms "
@@ -1042,8 +1046,8 @@ def markdown(runs: list[ServerRun], args: argparse.Namespace) -> str:
     if unsaturated:
         lines += [
             "",
-            f"\\* server CPU under {SATURATED_PCT:.0f}%: the clients or other processes on the "
-            "machine, not this server, were the limit.",
+            f"\\* server CPU under {SATURATED_PCT:.0f}%: not what set the pace (the clients, "
+            "other processes or the publisher's round trips were).",
         ]
     lines += [
         "",
@@ -1063,6 +1067,10 @@ def markdown(runs: list[ServerRun], args: argparse.Namespace) -> str:
 
 
 async def bench(args: argparse.Namespace) -> list[ServerRun]:
+    # SIGTERM cancels the run like Ctrl-C does: every ``finally`` stops its processes.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     runs = []
     with tempfile.TemporaryDirectory(prefix="agora-fanout-") as tmp:
         for size in args.sizes:
@@ -1137,21 +1145,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.reference_server:
         uvloop.run(reference_server(args.port))
         return
-    signal.signal(signal.SIGTERM, _terminate)
     if args.client_cpus:
         os.sched_setaffinity(0, args.client_cpus)
     started = time.perf_counter()
     try:
         runs = uvloop.run(bench(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        sys.exit("interrupted")
     finally:
         for child in CHILDREN:
             stop_child(child)
