@@ -16,8 +16,9 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from server import accounts, channels, messages
 from server import session as gateway_session
@@ -51,6 +52,7 @@ class Agora:
         for domain in (gateway_session, accounts, channels, messages):
             self.router.include(domain.router)
         self.sessions: set[Session] = set()
+        self.metrics.open_outboxes = lambda: (s.outbox for s in self.sessions)
         self.draining = False
 
     async def start(self) -> None:
@@ -89,6 +91,25 @@ class Agora:
             await asyncio.sleep(0.02)
 
 
+class AgoraApp(Starlette):
+    """Starlette, with the gateway reached before the middleware stack.
+
+    Starlette's exception middleware wraps ``send`` for every WebSocket frame;
+    the gateway handles its own errors and needs the server's own ``send``.
+    """
+
+    def __init__(self, gateway: Gateway, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/gateway":
+            scope["app"] = self
+            await self.gateway(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -120,13 +141,13 @@ def create_app(
     async def metrics(request: Request) -> Response:
         return Response(agora.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    app = Starlette(
+    app = AgoraApp(
+        Gateway(agora),
         routes=[
             Route("/api/v1/auth/register", accounts.register, methods=["POST"]),
             Route("/api/v1/auth/login", accounts.login, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
-            WebSocketRoute("/gateway", Gateway(agora)),
             Mount("/", StaticFiles(directory=WEB_CLIENT, html=True)),
         ],
         lifespan=lifespan,

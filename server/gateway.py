@@ -1,7 +1,8 @@
 """The WebSocket endpoint at ``/gateway``: handshake checks and the session's loops.
 
-A raw ASGI app (not Starlette's ``WebSocket`` wrapper) so that the writer task
-hands each pre-built ASGI message straight to the server.
+A raw ASGI app, reached before Starlette's middleware (see ``server.app``), so
+that it holds the server's own ``send`` and can write frames directly (see
+``server.transport``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from protocol import PROTOCOL_VERSION, CloseCode, Encoding, hello
 from server.session import Session
+from server.transport import TransportWriter
 
 if TYPE_CHECKING:
     from server.app import Agora
@@ -68,7 +70,8 @@ class Gateway:
         settings = agora.settings
         agora.sessions.add(session)
         agora.metrics.connections.inc()
-        writer = asyncio.create_task(session.outbox.write_to(send, agora.metrics.frames_out))
+        session.outbox.direct = TransportWriter.of(send)
+        writer = asyncio.create_task(session.outbox.write_to(send))
         session.send(
             hello(
                 heartbeat_ms=settings.heartbeat_ms,
@@ -90,6 +93,7 @@ class Gateway:
             session.stop_timers()
             session.leave_all()
             agora.sessions.discard(session)
+            agora.metrics.frames_out_of_closed += session.outbox.sent
             agora.metrics.connections.dec()
             if session.user is not None:
                 agora.metrics.sessions.dec()

@@ -1,14 +1,22 @@
 """Prometheus metrics of one server, in a registry of its own.
 
 A registry per app (not the global default) lets tests run several servers
-in one process. Hot paths count in batches: the hub once per event, the
-writer once per drained burst.
+in one process. Hot paths count in batches: the hub once per event, each
+outbox in a plain integer summed when scraped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from server.outbox import Outbox
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -23,7 +31,10 @@ class Metrics:
         self.frames_in = Counter(
             "agora_frames_in", "Frames received from clients", registry=registry
         )
-        self.frames_out = Counter("agora_frames_out", "Frames sent to clients", registry=registry)
+        #: frames written by sessions that have ended; live ones are summed at scrape time
+        self.frames_out_of_closed = 0
+        self.open_outboxes: Callable[[], Iterable[Outbox]] = tuple
+        registry.register(_FramesOut(self))
         self.events_published = Counter(
             "agora_events_published", "Durable events stored and published", registry=registry
         )
@@ -55,3 +66,20 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _FramesOut(Collector):
+    """``agora_frames_out_total``, counted by each outbox as a plain integer.
+
+    A per-frame Counter.inc (a lock) on the fan-out path would cost more than
+    the write it counts; summing the outboxes when scraped costs nothing there.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        total = self.metrics.frames_out_of_closed + sum(
+            o.sent for o in self.metrics.open_outboxes()
+        )
+        yield CounterMetricFamily("agora_frames_out", "Frames sent to clients", value=total)

@@ -1,39 +1,45 @@
 """What one session has still to write to its WebSocket, bounded in bytes.
 
 The hub pushes the same ``OutFrame`` object to every recipient's outbox: the
-event was encoded once, and the ASGI message that carries it was built once.
-Pushing never awaits; one writer task per session drains the outbox.
+event was encoded and framed once. Pushing never awaits.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import Counter
+from starlette.types import Send
+from websockets.frames import Frame, Opcode
 
 from protocol import Encoding, Wire, encode
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from server.transport import TransportWriter
 
 
 class OutFrame:
-    """One encoded frame and the ASGI message that sends it."""
+    """One encoded frame, framed once for the wire; the same object goes to every recipient."""
 
-    __slots__ = ("message", "size")
+    __slots__ = ("data", "framed", "size", "text")
 
     def __init__(self, data: Wire) -> None:
-        if isinstance(data, str):
-            self.message: dict[str, Any] = {"type": "websocket.send", "text": data}
-        else:
-            self.message = {"type": "websocket.send", "bytes": data}
-        self.size = len(data)
+        self.text = isinstance(data, str)
+        self.data = data.encode() if isinstance(data, str) else bytes(data)
+        opcode = Opcode.TEXT if self.text else Opcode.BINARY
+        self.framed = Frame(opcode, self.data).serialize(mask=False)
+        self.size = len(self.framed)
 
     @classmethod
     def of(cls, frame: dict[str, Any], encoding: Encoding) -> OutFrame:
         return cls(encode(frame, encoding))
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The ASGI message that sends this frame (the fallback path)."""
+        if self.text:
+            return {"type": "websocket.send", "text": self.data.decode()}
+        return {"type": "websocket.send", "bytes": self.data}
 
 
 class Close:
@@ -49,23 +55,42 @@ class Close:
 class Outbox:
     """A bounded FIFO of frames for one WebSocket, and the task that writes them.
 
-    ``limit`` is in bytes of encoded frames (characters for JSON). A push that
-    takes the outbox over it drops everything queued and calls ``on_overflow``
-    once: the session is too slow to keep up, and is closed with 4010.
+    ``push`` never awaits. With a ``TransportWriter`` and nothing queued, it
+    writes the frame to the socket at once; otherwise the frame waits here and
+    the writer task sends it when the socket drains. ``limit`` is in bytes of
+    framed data. A push that takes the outbox over it drops everything queued
+    and calls ``on_overflow`` once: the session is too slow to keep up, and is
+    closed with 4010.
     """
 
-    __slots__ = ("_items", "_wakeup", "closing", "limit", "on_overflow", "size")
+    __slots__ = (
+        "_items",
+        "_wakeup",
+        "closing",
+        "direct",
+        "limit",
+        "on_overflow",
+        "sent",
+        "size",
+    )
 
     def __init__(self, limit: int, on_overflow: Callable[[], None]) -> None:
         self.limit = limit
         self.on_overflow = on_overflow
         self.size = 0
+        self.sent = 0  # frames written, for the frames-out metric
         self.closing = False
+        self.direct: TransportWriter | None = None
         self._items: deque[OutFrame | Close] = deque()
         self._wakeup = asyncio.Event()
 
     def push(self, frame: OutFrame) -> None:
         if self.closing:
+            return
+        direct = self.direct
+        if direct is not None and not self._items and direct.ready():
+            direct.write(frame.framed)
+            self.sent += 1
             return
         self._items.append(frame)
         self.size += frame.size
@@ -92,24 +117,31 @@ class Outbox:
         while self.size > size and not self.closing:
             await asyncio.sleep(0.005)
 
-    async def write_to(self, send: Send, sent: Counter) -> None:
-        """Write frames as they come until a ``Close`` has been written.
-
-        ``sent`` is counted once per burst, not once per frame.
-        """
+    async def write_to(self, send: Send) -> None:
+        """Write queued frames as the socket allows, until a ``Close`` has been written."""
         items = self._items
+        direct = self.direct
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            burst = 0
             while items:
-                item = items.popleft()
+                item = items[0]
                 if isinstance(item, Close):
-                    sent.inc(burst)
-                    message = {"type": "websocket.close", "code": item.code, "reason": item.reason}
-                    await send(message)
+                    items.clear()
+                    await send(
+                        {"type": "websocket.close", "code": item.code, "reason": item.reason}
+                    )
                     return
-                self.size -= item.size
-                await send(item.message)
-                burst += 1
-            sent.inc(burst)
+                if direct is not None:
+                    if not direct.ready():
+                        if not await direct.wait_writable():
+                            return  # the connection is gone; the gateway sees it too
+                        continue  # the queue may have changed meanwhile (a close, an overflow)
+                    items.popleft()
+                    self.size -= item.size
+                    direct.write(item.framed)
+                else:
+                    items.popleft()
+                    self.size -= item.size
+                    await send(item.message)
+                self.sent += 1

@@ -207,7 +207,8 @@ async def test_a_json_subscriber_gets_json_text_of_the_same_frame(setup: Setup) 
     assert text_frame.message["text"] == encode(appended.event, Encoding.JSON)
     assert json.loads(text_frame.message["text"]) == appended.event
     assert bytes_frame.message["bytes"] == appended.frame
-    assert text_frame.size == len(text_frame.message["text"])
+    assert text_frame.size == len(text_frame.framed)
+    assert text_frame.framed.endswith(text_frame.message["text"].encode())
 
 
 async def test_every_subscriber_of_one_encoding_gets_the_same_encoded_frame(
@@ -275,6 +276,6 @@ async def test_a_push_over_the_limit_drops_the_whole_queue(setup: Setup) -> None
 
     outbox = Outbox(100, overflowed)
     outbox.push(OutFrame(b"x" * 60))
-    assert (len(outbox._items), outbox.size, calls) == (1, 60, 0)
+    assert (len(outbox._items), outbox.size, calls) == (1, 62, 0)  # 60 + a 2-byte header
     outbox.push(OutFrame(b"y" * 60))
     assert (len(outbox._items), outbox.size, calls) == (0, 0, 1)

@@ -1,0 +1,61 @@
+"""Writing pre-framed WebSocket frames straight to the connection's transport.
+
+ASGI has only ``await send(message)``: one coroutine, one framing and one
+write per frame per recipient. Server-to-client frames are not masked, so a
+frame's bytes are the same for every recipient: Agora frames each event once
+(``OutFrame.framed``) and, when the server is uvicorn's ``websockets-sansio``
+protocol with no extension negotiated, writes those bytes to each socket
+synchronously, as ``websockets.broadcast`` does. Anything else (another ASGI
+server, another uvicorn protocol, a compression extension) falls back to the
+ASGI ``send`` path, which is always correct, only slower.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import Send
+
+try:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+except ImportError:  # pragma: no cover - uvicorn without websockets' sans-I/O layer
+    WebSocketsSansIOProtocol = None  # type: ignore[assignment,misc]
+
+
+class TransportWriter:
+    """Synchronous writes of framed bytes to one uvicorn WebSocket connection."""
+
+    __slots__ = ("_protocol", "_transport", "_writable")
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+        self._writable = protocol.writable  # cleared while the transport is paused
+
+    @classmethod
+    def of(cls, send: Send) -> TransportWriter | None:
+        """A writer for the connection behind ASGI ``send``, or None if there is none."""
+        protocol = getattr(send, "__self__", None)
+        if WebSocketsSansIOProtocol is None or not isinstance(protocol, WebSocketsSansIOProtocol):
+            return None
+        if protocol.conn.extensions:  # e.g. permessage-deflate: frames differ per socket
+            return None
+        return cls(protocol)
+
+    def ready(self) -> bool:
+        """Whether a write now goes out without queueing past the transport's limit."""
+        return (
+            self._writable.is_set()
+            and not self._protocol.close_sent
+            and not self._transport.is_closing()
+        )
+
+    def write(self, framed: bytes) -> None:
+        self._transport.write(framed)
+
+    async def wait_writable(self) -> bool:
+        """Wait until the transport drains below its limit; False if the connection is gone."""
+        await self._writable.wait()
+        return not (
+            self._protocol.disconnected or self._protocol.close_sent or self._transport.is_closing()
+        )
