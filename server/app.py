@@ -116,7 +116,7 @@ def create_app(
     store: Store | None = None,
     broker: Broker | None = None,
 ) -> Starlette:
-    settings = settings or Settings()
+    settings = settings or Settings.from_env()
     agora = Agora(
         settings,
         store or SQLiteStore(settings.db, community_name=settings.community_name),

@@ -1,0 +1,84 @@
+"""The gateway under an ASGI server it cannot write to directly: the plain ``send`` path.
+
+``agora serve`` runs uvicorn's websockets-sansio protocol, whose transport the
+outbox writes to directly (server/transport.py). Under any other server or
+protocol every frame goes through ASGI ``send``; this runs the app under
+uvicorn's legacy ``websockets`` protocol to prove that path delivers too.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from protocol import Encoding
+from tests.conftest import ROOT, AgoraProcess, general_channel, new_user, raw_session, timeout
+
+
+class LegacyProtocolServer(AgoraProcess):
+    def start(self) -> LegacyProtocolServer:
+        env = dict(
+            os.environ, AGORA_DB=str(self.db), AGORA_RATE_LIMIT="0", AGORA_OUTBOX_LIMIT="65536"
+        )
+        args = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "server.app:create_app",
+            "--ws",
+            "websockets",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout(15)
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.http + "/healthz", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def legacy(tmp_path: Path) -> Iterator[LegacyProtocolServer]:
+    server = LegacyProtocolServer(tmp_path / "legacy.db").start()
+    yield server
+    server.kill()
+
+
+@pytest.mark.parametrize("encoding", [Encoding.MSGPACK, Encoding.JSON], ids=["msgpack", "json"])
+async def test_events_replies_and_closes_go_through_asgi_send(
+    legacy: LegacyProtocolServer, encoding: Encoding
+) -> None:
+    account = await new_user(legacy)
+    reader = await raw_session(legacy, encoding, token=account["token"])
+    channel = general_channel(reader.identity)
+    await reader.ok("subscribe", {"channel": channel})
+    writer = await raw_session(legacy, encoding, token=account["token"])
+    for i in range(50):
+        await writer.ok("message.send", {"channel": channel, "text": f"via asgi {i}"})
+    texts = []
+    while len(texts) < 50:
+        frame = reader.early.pop(0) if reader.early else await reader.recv()
+        if frame["op"] == "event":
+            texts.append(frame["d"]["message"]["text"])
+    assert texts == [f"via asgi {i}" for i in range(50)]
+    bad = await writer.command("identify", {"token": "1.2"})
+    assert bad["d"]["code"] == "conflict"
+    await writer.ws.close()
+    await reader.ws.close()
