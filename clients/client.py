@@ -48,7 +48,6 @@ from protocol import (
     RECONNECTABLE,
     CloseCode,
     Encoding,
-    ProtocolError,
     decode,
     encode,
 )
@@ -203,7 +202,9 @@ class Client:
                 await self._supervisor
         if self._ws is not None:
             await self._ws.close()
-        self._fail_pending(ConnectionClosed(CloseCode.NORMAL, "closed by the client"))
+        closed = ConnectionClosed(CloseCode.NORMAL, "closed by the client")
+        self._fail_pending(closed)
+        self._finish(closed)
 
     # commands
 
@@ -223,7 +224,7 @@ class Client:
                 ws = self._ws
                 if ws is not None and self._connected.is_set():
                     break
-                await self._wait_connected()
+                await self._connected.wait()
             return await self._command(ws, op, d or {}, on_reply)
 
     async def subscribe(self, channel: str, *, since: int | None = None) -> dict[str, Any]:
@@ -395,8 +396,11 @@ class Client:
                                 err.get("retry_after_ms"),
                             )
                         )
-        except (websockets.ConnectionClosed, ProtocolError):
+        except websockets.ConnectionClosed:
             pass
+        except Exception:  # a frame this client cannot read: drop the connection, reconnect
+            log.exception("dropping the connection after an unreadable frame")
+            ws.transport.abort()
         finally:
             closed = _closed_of(ws)
             self._connected.clear()
@@ -408,8 +412,10 @@ class Client:
         while True:
             heartbeat = asyncio.create_task(self._heartbeat(ws))
             assert self._reader is not None
-            await self._reader
-            heartbeat.cancel()
+            try:
+                await self._reader
+            finally:
+                heartbeat.cancel()
             closed = _closed_of(ws)
             if not self.reconnect or closed.code not in RECONNECTABLE:
                 self._finish(closed)
@@ -439,9 +445,6 @@ class Client:
             while True:
                 await asyncio.sleep(interval * 0.8)
                 await self._command(ws, "ping", {})
-
-    async def _wait_connected(self) -> None:
-        await self._connected.wait()
 
     def _deliver(self, item: Event | Gap | ConnectionClosed) -> None:
         with contextlib.suppress(asyncio.QueueFull):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{2,32}")
 MIN_PASSWORD, MAX_PASSWORD = 8, 256
 MAX_DISPLAY_NAME = 64
+#: Largest body the auth endpoints read, in bytes.
+MAX_BODY = 16 * 1024
+#: Password hashes computed at once; each takes 64 MiB for a moment.
+CONCURRENT_HASHES = 4
 
 router = CommandRouter()
 
@@ -41,22 +46,28 @@ class Accounts:
         self.registration = registration
         self._hasher = PasswordHasher()
         self._dummy_hash = self._hasher.hash(secrets.token_hex(8))
+        self._hashing = asyncio.Semaphore(CONCURRENT_HASHES)
 
     async def register(
         self, username: str, password: str, display_name: str | None = None, *, bot: bool = False
     ) -> tuple[User, str]:
         """Create an account and its first token. Raises ``Conflict`` on a taken name."""
-        password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        async with self._hashing:
+            password_hash = await asyncio.to_thread(self._hasher.hash, password)
         user = await self.store.create_user(
             username, display_name or username, password_hash, bot=bot
         )
         return user, await self.issue_token(user)
 
     async def login(self, username: str, password: str) -> tuple[User, str] | None:
+        if len(password) > MAX_PASSWORD:
+            return None
         found = await self.store.credentials(username)
         # Verify against a dummy hash for unknown names too, so timing tells nothing.
         password_hash = found[1] if found else self._dummy_hash
-        if not await asyncio.to_thread(self._verify, password_hash, password) or found is None:
+        async with self._hashing:
+            valid = await asyncio.to_thread(self._verify, password_hash, password)
+        if not valid or found is None:
             return None
         return found[0], await self.issue_token(found[0])
 
@@ -93,8 +104,13 @@ def http_error(status: int, code: ErrorCode, message: str) -> JSONResponse:
 
 
 async def _credentials_from(request: Request) -> dict[str, Any] | JSONResponse:
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            return http_error(413, ErrorCode.TOO_LARGE, f"the body is over {MAX_BODY} bytes")
     try:
-        body = await request.json()
+        body = json.loads(raw)
     except ValueError:
         return http_error(400, ErrorCode.BAD_REQUEST, "the body must be a JSON object")
     if not isinstance(body, dict):
@@ -174,9 +190,9 @@ async def identify(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         raise Fatal(
             "bad token", code=ErrorCode.UNAUTHORIZED, close_code=CloseCode.NOT_AUTHENTICATED
         )
+    communities = await session.agora.store.communities_of(user.id)
     session.user = user
     session.agora.metrics.sessions.inc()
-    communities = await session.agora.store.communities_of(user.id)
     return {
         "user": user.public(),
         "session": session.id,

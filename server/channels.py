@@ -51,9 +51,8 @@ async def readable_channel(session: Session, channel_id: str) -> Channel:
 async def subscribe(session: Session, d: dict[str, Any]) -> Reply:
     channel = await readable_channel(session, d["channel"])
     agora = session.agora
-    _unsubscribe(session, channel.id)
-    feed = await agora.hub.feed(channel.id)
-    joining = feed.join(session.outbox, session.encoding)
+    session.unsubscribe(channel.id)
+    feed, joining = await agora.hub.join(channel.id, session.outbox, session.encoding)
     session.feeds[channel.id] = feed
     try:
         head = await agora.store.log_head(channel.id)
@@ -67,7 +66,7 @@ async def subscribe(session: Session, d: dict[str, Any]) -> Reply:
         if recovered:
             await _replay(session, channel.id, since, head.offset)
     except BaseException:
-        _unsubscribe(session, channel.id)
+        session.unsubscribe(channel.id)
         raise
     return Reply(
         {"offset": head.offset, "epoch": head.epoch, "recovered": recovered},
@@ -85,21 +84,15 @@ async def _replay(session: Session, channel_id: str, after: int, until: int) -> 
             break
         for frame in frames:
             outbox.push(OutFrame(transcode(frame, encoding)))
+            if outbox.size > outbox.limit // 2:  # let the socket drain; never overflow
+                await outbox.wait_below(outbox.limit // 4)
         after += len(frames)
-        await outbox.wait_below(outbox.limit // 2)
 
 
 @router.command("unsubscribe")
 async def unsubscribe(session: Session, d: dict[str, Any]) -> dict[str, Any]:
-    _unsubscribe(session, d["channel"])
+    session.unsubscribe(d["channel"])
     return {}
-
-
-def _unsubscribe(session: Session, channel_id: str) -> None:
-    feed = session.feeds.pop(channel_id, None)
-    if feed is not None:
-        feed.leave(session.outbox)
-        session.agora.hub.release(feed)
 
 
 @router.command("history")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
@@ -61,9 +62,9 @@ class Gateway:
         allowed = self.agora.settings.origins
         if "*" in allowed or origin.rstrip("/") in allowed:
             return True
-        host = conn.headers.get("host", "")
-        scheme = "https" if conn.url.scheme == "wss" else "http"
-        return origin.rstrip("/") == f"{scheme}://{host}"
+        # Same origin: the host (and port) the browser connected to. The scheme is
+        # not compared: behind a TLS-terminating proxy the server sees ws://.
+        return urlsplit(origin).netloc == conn.headers.get("host", "")
 
     async def _serve(self, session: Session, receive: Receive, send: Send) -> None:
         agora = self.agora
@@ -97,7 +98,6 @@ class Gateway:
             agora.metrics.connections.dec()
             if session.user is not None:
                 agora.metrics.sessions.dec()
-            session.outbox.closing = True
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer

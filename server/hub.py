@@ -4,9 +4,9 @@ One ``ChannelFeed`` per channel with local subscribers. The feed delivers
 durable events in offset order: a frame that arrives ahead of its turn (two
 publishers raced, or the broker dropped one) waits until the gap is filled
 from the store, and a frame already delivered is dropped. Each event is
-encoded once per wire encoding in use, wrapped once in an ``OutFrame``, and the
-same object is pushed to every recipient's outbox: no per-recipient encoding
-and no awaiting on the fan-out path.
+encoded and framed once per wire encoding in use, and the same ``OutFrame``
+is pushed to every recipient's outbox: no per-recipient encoding and no
+awaiting on the fan-out path.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import msgpack
 
@@ -23,9 +22,6 @@ from server.broker import Broker
 from server.metrics import Metrics
 from server.outbox import Outbox, OutFrame
 from server.store import Store
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
 
 log = logging.getLogger("agora.hub")
 
@@ -37,25 +33,31 @@ GAP_REPAIR_DELAY = 0.25
 class Joining:
     """A subscriber not yet on the live path.
 
-    While its replay is read (``after`` is None) live events wait here. Once
-    replayed up to ``after``, it takes only events past ``after`` until the
-    feed itself has delivered past it (a feed can lag behind the store when
-    its broker is late), and then joins the live set.
+    While its replay is read (``after`` is None) live events wait here, counted
+    against its outbox's limit. Once replayed up to ``after``, it takes only
+    events past ``after`` until the feed itself has delivered past it (a feed
+    can lag behind the store when its broker is late), then joins the live set.
     """
 
-    __slots__ = ("after", "encoding", "events", "outbox")
+    __slots__ = ("after", "encoding", "events", "outbox", "size")
 
     def __init__(self, outbox: Outbox, encoding: Encoding) -> None:
         self.outbox = outbox
         self.encoding = encoding
         self.events: list[tuple[int, OutFrame]] = []
+        self.size = 0
         self.after: int | None = None
 
     def take(self, offset: int, frame: OutFrame) -> None:
-        if self.after is None:
-            self.events.append((offset, frame))
-        elif offset > self.after:
-            self.outbox.push(frame)
+        if self.after is not None:
+            if offset > self.after:
+                self.outbox.push(frame)
+            return
+        self.events.append((offset, frame))
+        self.size += frame.size
+        if self.size + self.outbox.size > self.outbox.limit:
+            self.events.clear()
+            self.outbox.on_overflow()
 
 
 class ChannelFeed:
@@ -68,9 +70,9 @@ class ChannelFeed:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.live: dict[Encoding, set[Outbox]] = {e: set() for e in Encoding}
         self.joining: dict[Outbox, Joining] = {}
-        self._early: dict[int, bytes] = {}
-        self._before_ready: list[bytes] = []
-        self._repair: asyncio.TimerHandle | None = None
+        self._early: dict[int, bytes] = {}  # frames ahead of their turn, by offset
+        self._before_ready: list[bytes] = []  # frames received while `last` was read
+        self._repair: asyncio.TimerHandle | asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.live.values()) + len(self.joining)
@@ -93,6 +95,14 @@ class ChannelFeed:
         joining.after = after
         self._promote()
 
+    def leave(self, outbox: Outbox) -> None:
+        """Remove a subscriber; the last one out unsubscribes this process."""
+        self.joining.pop(outbox, None)
+        for outboxes in self.live.values():
+            outboxes.discard(outbox)
+        if len(self) == 0:
+            self.hub.release(self)
+
     def _promote(self) -> None:
         """Move subscribers whose replay the feed has caught up with to the live set."""
         for outbox, joining in list(self.joining.items()):
@@ -100,15 +110,21 @@ class ChannelFeed:
                 del self.joining[outbox]
                 self.live[joining.encoding].add(outbox)
 
-    def leave(self, outbox: Outbox) -> None:
-        self.joining.pop(outbox, None)
-        for outboxes in self.live.values():
-            outboxes.discard(outbox)
-
     # delivery
+
+    def start(self, last: int) -> None:
+        """The baseline is read: deliver from ``last`` on, sorting out what came meanwhile."""
+        self.last = last
+        self.ready.set_result(None)
+        for frame in self._before_ready:
+            self.receive(frame)
+        self._before_ready.clear()
 
     def receive(self, frame: bytes) -> None:
         """Take one msgpack event frame from the broker."""
+        if not self.ready.done():
+            self._before_ready.append(frame)
+            return
         try:
             offset = msgpack.unpackb(frame, raw=False).get("o")
         except (ValueError, msgpack.ExtraData, AttributeError):
@@ -116,36 +132,51 @@ class ChannelFeed:
             return
         if not isinstance(offset, int):
             self._fan_out(None, frame)
-            return
-        if offset <= self.last:
-            return  # delivered already
-        if offset > self.last + 1:
+        elif offset > self.last + 1:
             self._early[offset] = frame
             if self._repair is None:
-                self._repair = asyncio.get_running_loop().call_later(
-                    GAP_REPAIR_DELAY, self.hub.repair, self
-                )
-            return
-        self._deliver(offset, frame)
-        while (frame := self._early.pop(self.last + 1, None)) is not None:
-            self._deliver(self.last + 1, frame)
-        if not self._early and self._repair is not None:
+                loop = asyncio.get_running_loop()
+                self._repair = loop.call_later(GAP_REPAIR_DELAY, self._start_repair)
+        elif offset == self.last + 1:
+            self._deliver(offset, frame)
+            while (frame := self._early.pop(self.last + 1, None)) is not None:
+                self._deliver(self.last + 1, frame)
+            if not self._early and isinstance(self._repair, asyncio.TimerHandle):
+                self.stop()  # the gap closed through the broker after all
+        # else: delivered already
+
+    def stop(self) -> None:
+        if self._repair is not None:
             self._repair.cancel()
             self._repair = None
 
-    def fill(self, frames: Iterable[bytes]) -> None:
-        """Deliver frames read from the store to close a gap, then what waited on it.
+    def _start_repair(self) -> None:
+        self._repair = asyncio.ensure_future(self._repair_gaps())
 
-        ``receive`` drains the waiting frames once the gap is closed; any still
-        waiting are past a gap the store could not fill, and go out in order
-        rather than stall the channel.
+    async def _repair_gaps(self) -> None:
+        """Read every missing offset up to the newest waiting frame from the store.
+
+        Offsets are gapless and stored before they are published, so the store
+        always holds them; frames that arrive during the read wait for the next
+        round.
         """
-        self._repair = None
-        for frame in frames:
-            self.receive(frame)
-        early, self._early = self._early, {}
-        for offset in sorted(early):
-            self._deliver(offset, early[offset])
+        try:
+            if self._early and max(self._early) > self.last:
+                frames = await self.hub.store.read_after(
+                    self.channel, self.last, max(self._early) - self.last
+                )
+                self.hub.metrics.gaps_repaired.inc()
+                for frame in frames:
+                    self.receive(frame)
+        except Exception:
+            log.exception("gap repair failed on channel %s; retrying", self.channel)
+        finally:
+            self._repair = None
+        self._early = {o: f for o, f in self._early.items() if o > self.last}
+        if self._early and self.hub.feeds.get(self.channel) is self:
+            self._repair = asyncio.get_running_loop().call_later(
+                GAP_REPAIR_DELAY, self._start_repair
+            )
 
     def _deliver(self, offset: int, frame: bytes) -> None:
         self.last = offset
@@ -181,59 +212,55 @@ class Hub:
         await self.broker.start(self.on_message)
 
     async def stop(self) -> None:
+        for feed in self.feeds.values():
+            feed.stop()
         await self.broker.stop()
 
     def on_message(self, channel: str, frame: bytes) -> None:
         feed = self.feeds.get(channel)
-        if feed is None:
-            return
-        if feed.ready.done():
+        if feed is not None:
             feed.receive(frame)
-        else:  # its baseline offset is being read: sort this frame out after that
-            feed._before_ready.append(frame)
 
     async def feed(self, channel: str) -> ChannelFeed:
         """The channel's feed, subscribing this process to the channel if needed."""
         feed = self.feeds.get(channel)
-        if feed is None:
-            feed = self.feeds[channel] = ChannelFeed(self, channel)
-            try:
-                await self.broker.subscribe(channel)
-                feed.last = (await self.store.log_head(channel)).offset
-            except BaseException as exc:
-                del self.feeds[channel]
-                feed.ready.set_exception(exc)
-                feed.ready.exception()  # retrieved: the joiners re-raise it below
-                raise
-            feed.ready.set_result(None)
-            for frame in feed._before_ready:
-                feed.receive(frame)
-            feed._before_ready.clear()
-        else:
+        if feed is not None:
             await asyncio.shield(feed.ready)
+            return feed
+        feed = self.feeds[channel] = ChannelFeed(self, channel)
+        try:
+            await self.broker.subscribe(channel)
+            feed.start((await self.store.log_head(channel)).offset)
+        except BaseException as exc:
+            del self.feeds[channel]
+            feed.ready.set_exception(exc)
+            feed.ready.exception()  # retrieved: the other waiters re-raise it
+            self._unsubscribe_later(channel)
+            raise
         return feed
 
+    async def join(
+        self, channel: str, outbox: Outbox, encoding: Encoding
+    ) -> tuple[ChannelFeed, Joining]:
+        """Join the channel's feed as a subscriber about to be replayed to."""
+        while True:
+            feed = await self.feed(channel)
+            if self.feeds.get(channel) is feed:  # not released while this one waited
+                return feed, feed.join(outbox, encoding)
+
     def release(self, feed: ChannelFeed) -> None:
-        """Unsubscribe this process from a channel nobody here listens to any more."""
-        if len(feed) == 0 and self.feeds.get(feed.channel) is feed:
+        """Forget a feed nobody here listens to any more."""
+        if self.feeds.get(feed.channel) is feed:
             del self.feeds[feed.channel]
-            if feed._repair is not None:
-                feed._repair.cancel()
-            task = asyncio.ensure_future(self.broker.unsubscribe(feed.channel))
-            task.add_done_callback(_log_failure)
+            feed.stop()
+            self._unsubscribe_later(feed.channel)
 
-    def repair(self, feed: ChannelFeed) -> None:
-        task = asyncio.ensure_future(self._repair(feed))
-        task.add_done_callback(_log_failure)
+    def _unsubscribe_later(self, channel: str) -> None:
+        async def unsubscribe() -> None:
+            if channel not in self.feeds:  # nobody subscribed again meanwhile
+                await self.broker.unsubscribe(channel)
 
-    async def _repair(self, feed: ChannelFeed) -> None:
-        if not feed._early:
-            feed._repair = None
-            return
-        # Read through the newest waiting frame: there may be more than one gap.
-        frames = await self.store.read_after(feed.channel, feed.last, max(feed._early) - feed.last)
-        self.metrics.gaps_repaired.inc()
-        feed.fill(frames)
+        asyncio.ensure_future(unsubscribe()).add_done_callback(_log_failure)
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

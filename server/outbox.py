@@ -64,6 +64,7 @@ class Outbox:
     """
 
     __slots__ = (
+        "_drained",
         "_items",
         "_wakeup",
         "closing",
@@ -83,6 +84,7 @@ class Outbox:
         self.direct: TransportWriter | None = None
         self._items: deque[OutFrame | Close] = deque()
         self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()  # set whenever the writer has emptied the queue
 
     def push(self, frame: OutFrame) -> None:
         if self.closing:
@@ -111,11 +113,13 @@ class Outbox:
             self.size = 0
         self._items.append(Close(code, reason))
         self._wakeup.set()
+        self._drained.set()
 
     async def wait_below(self, size: int) -> None:
         """Wait until at most ``size`` bytes are queued (for bulk sends like a replay)."""
         while self.size > size and not self.closing:
-            await asyncio.sleep(0.005)
+            self._drained.clear()
+            await self._drained.wait()
 
     async def write_to(self, send: Send) -> None:
         """Write queued frames as the socket allows, until a ``Close`` has been written."""
@@ -145,3 +149,4 @@ class Outbox:
                     self.size -= item.size
                     await send(item.message)
                 self.sent += 1
+            self._drained.set()

@@ -76,9 +76,21 @@ class Session:
         self.send(error_from(exc))
 
     def close(self, code: CloseCode, reason: str = "", *, flush: bool = True) -> None:
+        """Close after what is queued (``flush``) or instead of it.
+
+        A peer that stops reading never lets the close frame out; after
+        ``close_timeout_ms`` its connection is dropped.
+        """
         if not self.outbox.closing:
             self.agora.metrics.closes.labels(str(int(code))).inc()
             self.outbox.close(code, reason, flush=flush)
+            timeout = self.agora.settings.close_timeout_ms / 1000
+            self._timers.append(self._loop.call_later(timeout, self._abort))
+
+    def _abort(self) -> None:
+        if self.outbox.direct is not None:
+            log.info("session %s did not take its close frame; dropping it", self.id)
+            self.outbox.direct.abort()
 
     def overflowed(self) -> None:
         """The outbox went over its limit: cut this session loose (4010).
@@ -89,11 +101,14 @@ class Session:
         self.close(CloseCode.TOO_SLOW, "outbound buffer overflowed", flush=False)
         self._loop.call_soon(self.leave_all)
 
-    def leave_all(self) -> None:
-        feeds, self.feeds = self.feeds, {}
-        for feed in feeds.values():
+    def unsubscribe(self, channel_id: str) -> None:
+        feed = self.feeds.pop(channel_id, None)
+        if feed is not None:
             feed.leave(self.outbox)
-            self.agora.hub.release(feed)
+
+    def leave_all(self) -> None:
+        for channel_id in list(self.feeds):
+            self.unsubscribe(channel_id)
 
     # input
 
@@ -142,6 +157,7 @@ class Session:
                 self.send(reply(command.id, answer))
         finally:
             self.busy = False
+            self.last_seen = self._loop.time()  # the client waited on this command
             if self.draining:
                 self.close(CloseCode.GOING_AWAY, "server shutting down")
 

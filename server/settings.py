@@ -36,6 +36,9 @@ class Settings:
     )
     heartbeat_ms: int = _setting(30_000, "heartbeat interval; silence for 1.5x closes with 4009")
     identify_timeout_ms: int = _setting(10_000, "time to identify before the close with 4001")
+    close_timeout_ms: int = _setting(
+        10_000, "time a closing session has to take its close frame before it is dropped"
+    )
     replay_cap: int = _setting(1000, "most events a subscribe with since replays")
     allowed_origins: str = _setting(
         "", "comma-separated browser origins allowed to connect ('' = same origin, '*' = any)"

@@ -53,6 +53,10 @@ class TransportWriter:
     def write(self, framed: bytes) -> None:
         self._transport.write(framed)
 
+    def abort(self) -> None:
+        """Drop the connection at once, buffered data and all (a peer that never reads)."""
+        self._transport.abort()
+
     async def wait_writable(self) -> bool:
         """Wait until the transport drains below its limit; False if the connection is gone."""
         await self._writable.wait()

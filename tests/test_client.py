@@ -114,3 +114,22 @@ async def test_json_encoding_works_the_same(server: AgoraProcess) -> None:
         sent = await client.send_message(general, "über 😀")
         event = await client.next_event()
         assert isinstance(event, Event) and event.d["message"] == sent
+
+
+async def test_close_ends_events_and_fails_later_requests(server: AgoraProcess) -> None:
+    account = await new_user(server)
+    client = Client(server.ws, account["token"])
+    await client.connect()
+    ended = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in client.events():
+            pass
+        ended.set()
+
+    consumer = asyncio.create_task(consume())
+    await client.close()
+    await asyncio.wait_for(ended.wait(), timeout(5))
+    await consumer
+    with pytest.raises(ConnectionClosed):
+        await client.request("ping")

@@ -189,3 +189,28 @@ async def test_a_nonce_makes_a_send_idempotent(server: AgoraProcess, encoding: E
     assert theirs["message"]["id"] != first["message"]["id"]
     await alice.ws.close()
     await bob.ws.close()
+
+
+async def test_subscribing_again_keeps_live_delivery(make_server) -> None:
+    server, channel, token = await fresh_channel_server(make_server)
+    sub = await raw_session(server, token=token)
+    await sub.ok("subscribe", {"channel": channel})
+    await sub.ok("subscribe", {"channel": channel})  # the only subscriber, again
+    await send_many(server, token, channel, ["one"])
+    assert [e["o"] for e in await events_until(sub, 1)] == [1]
+    await sub.send({"op": "unsubscribe", "id": 90, "d": {"channel": channel}})
+    await sub.send({"op": "subscribe", "id": 91, "d": {"channel": channel}})
+    await sub.ok("ping")
+    await send_many(server, token, channel, ["two"])
+    assert [e["o"] for e in await events_until(sub, 1)] == [2]
+    await sub.ws.close()
+
+
+async def test_a_replay_larger_than_the_outbox_arrives_whole(make_server) -> None:
+    server, channel, token = await fresh_channel_server(make_server, outbox_limit=64 * 1024)
+    await send_many(server, token, channel, [f"{i:04d}" + "y" * 3500 for i in range(300)])
+    sub = await raw_session(server, token=token)  # ~1 MB to replay through a 64 KiB outbox
+    reply = await sub.ok("subscribe", {"channel": channel, "since": 0})
+    assert reply["recovered"] is True
+    assert [f["o"] for f in sub.early if f["op"] == "event"] == list(range(1, 301))
+    await sub.ws.close()

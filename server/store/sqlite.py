@@ -13,6 +13,7 @@ that transaction, so they are gapless.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import secrets
 import sqlite3
@@ -236,7 +237,7 @@ class SQLiteStore:
     # the worker thread
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._loop is None:
+        if self._loop is None or self._thread is None or not self._thread.is_alive():
             raise RuntimeError("the store is not open")
         future: asyncio.Future[T] = self._loop.create_future()
         self._jobs.put((fn, args, future))
@@ -288,8 +289,9 @@ class SQLiteStore:
                 db.execute("RELEASE job")
             db.execute("COMMIT")
         except Exception as exc:  # the commit failed: nothing of this batch is durable
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
             return [(future, None, exc) for _, _, future in batch]
         return results
 
