@@ -596,27 +596,23 @@ def stop_child(proc: subprocess.Popen[bytes] | multiprocessing.process.BaseProce
             proc.wait(3) if popen else proc.join(3)
 
 
-async def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=1, trust_env=False) as http:
-        while time.monotonic() < deadline:
+async def wait_healthy(port: int, proc: subprocess.Popen[bytes], register: bool) -> str:
+    """Wait (30 s at most) for the server to be healthy; then register, if asked: the token."""
+    async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}", trust_env=False) as http:
+        for _ in range(600):
             if proc.poll() is not None:
                 raise RuntimeError(f"the server exited with {proc.returncode}")
             with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(f"http://{HOST}:{port}/healthz")).status_code == 200:
-                    return
+                if (await http.get("/healthz", timeout=1)).status_code == 200:
+                    break
             await asyncio.sleep(0.05)
-    raise TimeoutError(f"the server was not healthy within {timeout} s")
-
-
-async def register(port: int) -> str:
-    async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
-        response = await http.post(
-            f"http://{HOST}:{port}/api/v1/auth/register",
-            json={"username": "bench", "password": "bench-password"},
-        )
-        response.raise_for_status()
-        return response.json()["token"]
+        else:
+            raise TimeoutError("the server was not healthy within 30 s")
+        if not register:
+            return ""
+        account = {"username": "bench", "password": "bench-password"}
+        response = await http.post("/api/v1/auth/register", json=account, timeout=10)
+        return response.raise_for_status().json()["token"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -693,9 +689,8 @@ class ServerRun:
         proc = start_server(self.target, port, self.log, args.agora_args, args.server_cpus)
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(stop_child, proc)
-            await wait_healthy(port, proc, timeout=30)
+            token = await wait_healthy(port, proc, register=self.target == "agora")
             self.server = psutil.Process(proc.pid)
-            token = await register(port) if self.target == "agora" else ""
             self.publisher = publisher = await Publisher.open(port, token)
             stack.push_async_callback(publisher.close)
             await asyncio.sleep(args.settle)
@@ -703,11 +698,12 @@ class ServerRun:
             stack.callback(sampler.stop)
             self.rss_before = sampler.sample()
             started = time.perf_counter()
-            self.workers = WorkerPool(
+            workers = WorkerPool(
                 args.workers, port, token, publisher.channel, size, args.client_cpus
             )
-            stack.callback(self.workers.close)
-            self.connected = sum(await self.workers.gather("ready", 40 + size / 10))
+            stack.callback(workers.close)
+            self.workers = workers
+            self.connected = sum(await workers.gather("ready", 40 + size / 10))
             self.connect_s = time.perf_counter() - started
             await asyncio.sleep(args.settle)
             self.rss_idle = sampler.sample()
@@ -720,7 +716,7 @@ class ServerRun:
             self.rss_peak = sampler.stop()
 
     async def run_phase(self, phase: int, mode: str) -> Phase:
-        args, workers, server = self.args, self.workers, self.server
+        args, workers, server, publisher = self.args, self.workers, self.server, self.publisher
         if mode == "burst":
             count = args.messages or burst_messages(self.size, args.quick)
             window, rate, label, timeout = args.window, None, f"K={count}", args.phase_timeout
@@ -734,9 +730,7 @@ class ServerRun:
         await workers.gather("armed", 10)
         server_cpu, client_cpu = sum(server.cpu_times()[:2]), time.process_time()
         ours, busy = server_cpu + client_cpu + workers.cpu_seconds(), busy_seconds()
-        published = await self.publisher.publish(
-            phase, count, window, rate, args.text_bytes, timeout
-        )
+        published = await publisher.publish(phase, count, window, rate, args.text_bytes, timeout)
         client_cpu = time.process_time() - client_cpu
         workers.send(("expect", published.sent))
         if published.errors:

@@ -64,7 +64,7 @@ class Session:
         self.last_seen = self._loop.time()
         self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
         self._limited_in_a_row = 0
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timers: dict[str, asyncio.TimerHandle] = {}
 
     # output
 
@@ -85,7 +85,7 @@ class Session:
             self.agora.metrics.closes.labels(str(int(code))).inc()
             self.outbox.close(code, reason, flush=flush)
             timeout = self.agora.settings.close_timeout_ms / 1000
-            self._timers.append(self._loop.call_later(timeout, self._abort))
+            self._timers["abort"] = self._loop.call_later(timeout, self._abort)
 
     def _abort(self) -> None:
         if self.outbox.direct is not None:
@@ -187,13 +187,15 @@ class Session:
 
     def start_timers(self) -> None:
         settings = self.agora.settings
-        self._timers = [
-            self._loop.call_later(settings.identify_timeout_ms / 1000, self._check_identified),
-            self._loop.call_later(1.5 * settings.heartbeat_ms / 1000, self._check_heartbeat),
-        ]
+        self._timers["identify"] = self._loop.call_later(
+            settings.identify_timeout_ms / 1000, self._check_identified
+        )
+        self._timers["heartbeat"] = self._loop.call_later(
+            1.5 * settings.heartbeat_ms / 1000, self._check_heartbeat
+        )
 
     def stop_timers(self) -> None:
-        for timer in self._timers:
+        for timer in self._timers.values():
             timer.cancel()
 
     def _check_identified(self) -> None:
@@ -206,7 +208,7 @@ class Session:
         if now >= deadline:
             self.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat", flush=False)
         elif not self.outbox.closing:
-            self._timers[1] = self._loop.call_later(deadline - now, self._check_heartbeat)
+            self._timers["heartbeat"] = self._loop.call_later(deadline - now, self._check_heartbeat)
 
     def drain(self) -> None:
         """Close with 1001 once the command in flight (if any) is answered."""
