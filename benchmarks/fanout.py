@@ -210,25 +210,23 @@ class SubscriberPool:
 
     async def open_all(self, timeout: float) -> None:
         slots = asyncio.Semaphore(CONNECT_CONCURRENCY)
-
-        async def open_one() -> None:
-            async with slots:
-                _, sub = await ws_connect(lambda *_: Subscriber(self), self.url)
-                if not isinstance(sub, Subscriber):
-                    raise ConnectionError("closed during the handshake")
-                self.subs.append(sub)
-                hello = await sub.next("hello")
-                self.heartbeat_s = hello["d"].get("heartbeat_ms", 30_000) / 1000
-                sub.send({"op": "identify", "id": 1, "d": {"token": self.token}})
-                await sub.next("reply")
-                d = {"channel": self.channel}
-                sub.send({"op": "subscribe", "id": self.subscribe_id, "d": d})
-                await sub.next("reply")
-                if not sub.live:
-                    raise RuntimeError("subscribe was not answered in order")
-
         async with asyncio.timeout(timeout):
-            await asyncio.gather(*(open_one() for _ in range(self.count)))
+            await asyncio.gather(*(self._open(slots) for _ in range(self.count)))
+
+    async def _open(self, slots: asyncio.Semaphore) -> None:
+        async with slots:  # uvloop's transports, even where aiofastnet is installed
+            _, sub = await ws_connect(lambda *_: Subscriber(self), self.url, use_aiofastnet=False)
+            if not isinstance(sub, Subscriber):
+                raise ConnectionError("closed during the handshake")
+            self.subs.append(sub)
+            hello = await sub.next("hello")
+            self.heartbeat_s = hello["d"].get("heartbeat_ms", 30_000) / 1000
+            sub.send({"op": "identify", "id": 1, "d": {"token": self.token}})
+            await sub.next("reply")
+            sub.send({"op": "subscribe", "id": self.subscribe_id, "d": {"channel": self.channel}})
+            await sub.next("reply")
+            if not sub.live:
+                raise RuntimeError("subscribe was not answered in order")
 
     async def heartbeat(self) -> None:
         """Ping every connection once per half heartbeat, spread over the interval."""
@@ -445,8 +443,14 @@ class Publisher:
 
     @classmethod
     async def open(cls, port: int, token: str) -> Publisher:
-        url, options = f"ws://{HOST}:{port}{GATEWAY}", {"open_timeout": 10, "close_timeout": 2}
-        ws = await connect(url, compression=None, proxy=None, ping_interval=None, **options)
+        ws = await connect(
+            f"ws://{HOST}:{port}{GATEWAY}",
+            compression=None,
+            proxy=None,
+            ping_interval=None,
+            open_timeout=10,
+            close_timeout=2,
+        )
         async with asyncio.timeout(10):
             msgpack.unpackb(await ws.recv())  # hello
             await ws.send(msgpack.packb({"op": "identify", "id": 1, "d": {"token": token}}))
@@ -516,34 +520,6 @@ class Publisher:
             await self.ws.close()
 
 
-class RssSampler:
-    """The server's peak RSS while it is measured, sampled with psutil every 20 ms.
-
-    Not the kernel's high-water mark (VmHWM): that includes the 64 MiB Agora's
-    Argon2 password hashing takes at startup and registration, and gives back.
-    """
-
-    def __init__(self, proc: psutil.Process) -> None:
-        self.proc, self.peak = proc, 0
-        self.task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        for _ in range(int(LIFETIME / 0.02)):
-            self.sample()
-            await asyncio.sleep(0.02)
-
-    def sample(self) -> int:
-        with contextlib.suppress(psutil.Error):
-            self.peak = max(self.peak, rss := self.proc.memory_info().rss)
-            return rss
-        return 0
-
-    def stop(self) -> int:
-        self.task.cancel()
-        self.sample()
-        return self.peak
-
-
 def busy_seconds() -> float:
     """CPU seconds the whole machine has spent in user and system mode so far."""
     times = psutil.cpu_times()
@@ -598,16 +574,17 @@ def stop_child(proc: subprocess.Popen[bytes] | multiprocessing.process.BaseProce
 
 async def wait_healthy(port: int, proc: subprocess.Popen[bytes], register: bool) -> str:
     """Wait (30 s at most) for the server to be healthy; then register, if asked: the token."""
+    deadline = time.monotonic() + 30
     async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}", trust_env=False) as http:
-        for _ in range(600):
+        while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"the server exited with {proc.returncode}")
             with contextlib.suppress(httpx.HTTPError):
                 if (await http.get("/healthz", timeout=1)).status_code == 200:
                     break
+            if time.monotonic() > deadline:
+                raise TimeoutError("the server was not healthy within 30 s")
             await asyncio.sleep(0.05)
-        else:
-            raise TimeoutError("the server was not healthy within 30 s")
         if not register:
             return ""
         account = {"username": "bench", "password": "bench-password"}
@@ -684,6 +661,20 @@ class ServerRun:
     def per_conn(self) -> float:
         return per(self.rss_idle - self.rss_before, self.connected)
 
+    def rss(self) -> int:
+        """The server's RSS now; ``rss_peak`` keeps the largest seen."""
+        with contextlib.suppress(psutil.Error):
+            self.rss_peak = max(self.rss_peak, rss := self.server.memory_info().rss)
+            return rss
+        return 0
+
+    async def sample_rss(self) -> None:
+        """Sample the RSS every 20 ms, for its peak. Not the kernel's high-water mark (VmHWM):
+        that includes the 64 MiB Agora's Argon2 hashing takes at startup and registration."""
+        for _ in range(int(LIFETIME / 0.02)):
+            self.rss()
+            await asyncio.sleep(0.02)
+
     async def run(self) -> None:
         args, port, size = self.args, self.port, self.size
         proc = start_server(self.target, port, self.log, args.agora_args, args.server_cpus)
@@ -694,9 +685,9 @@ class ServerRun:
             self.publisher = publisher = await Publisher.open(port, token)
             stack.push_async_callback(publisher.close)
             await asyncio.sleep(args.settle)
-            sampler = RssSampler(self.server)
-            stack.callback(sampler.stop)
-            self.rss_before = sampler.sample()
+            self.rss_before = self.rss()
+            sampler = asyncio.create_task(self.sample_rss())
+            stack.callback(sampler.cancel)
             started = time.perf_counter()
             workers = WorkerPool(
                 args.workers, port, token, publisher.channel, size, args.client_cpus
@@ -706,14 +697,15 @@ class ServerRun:
             self.connected = sum(await workers.gather("ready", 40 + size / 10))
             self.connect_s = time.perf_counter() - started
             await asyncio.sleep(args.settle)
-            self.rss_idle = sampler.sample()
+            self.rss_idle = self.rss()
             warm_up = await self.run_phase(0, "warm-up")
             if warm_up.delivered != warm_up.expected or warm_up.errors:
                 raise RuntimeError(f"the warm-up failed: {self.describe(warm_up)}")
             for phase, mode in enumerate(("burst", "steady"), start=1):
                 self.phases[mode] = await self.run_phase(phase, mode)
                 print(self.describe(self.phases[mode]), flush=True)
-            self.rss_peak = sampler.stop()
+            sampler.cancel()
+            self.rss()  # the last sample for the peak
 
     async def run_phase(self, phase: int, mode: str) -> Phase:
         args, workers, server, publisher = self.args, self.workers, self.server, self.publisher
