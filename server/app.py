@@ -119,7 +119,12 @@ def create_app(
     settings = settings or Settings.from_env()
     agora = Agora(
         settings,
-        store or SQLiteStore(settings.db, community_name=settings.community_name),
+        store
+        or SQLiteStore(
+            settings.db,
+            community_name=settings.community_name,
+            synchronous=settings.sqlite_synchronous,
+        ),
         broker or MemoryBroker(),
     )
 

@@ -7,6 +7,7 @@ import logging
 import sys
 
 import uvicorn
+from starlette.applications import Starlette
 
 from server.app import create_app
 from server.settings import Settings
@@ -27,12 +28,12 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, app: Starlette) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         ws="websockets-sansio",
@@ -55,10 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env().with_arguments(args)
+        app = create_app(settings)
     except ValueError as exc:
         parser.error(str(exc))
     if args.command == "serve":
-        serve(settings)
+        serve(settings, app)
 
 
 if __name__ == "__main__":

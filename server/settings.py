@@ -23,6 +23,11 @@ class Settings:
     host: str = _setting("127.0.0.1", "interface to listen on")
     port: int = _setting(8000, "TCP port to listen on")
     db: str = _setting("agora.db", "path of the SQLite database file (embedded store)")
+    sqlite_synchronous: str = _setting(
+        "normal",
+        "SQLite durability: 'normal' survives a crash or kill -9 of the process, 'full' also"
+        " a power loss (an fsync per commit; slower, with latency tails on slow disks)",
+    )
     max_frame: int = _setting(DEFAULT_MAX_FRAME, "largest inbound frame in bytes; larger: 1009")
     rate_limit: int = _setting(
         600, "commands per minute per session (0 = no limit); over it: rate_limited"

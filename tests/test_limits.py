@@ -135,8 +135,9 @@ async def test_a_channel_of_another_community_is_forbidden(make_server) -> None:
     await session.ws.close()
 
 
-async def test_acknowledged_message_survives_kill_9(make_server) -> None:
-    server = make_server()
+@pytest.mark.parametrize("synchronous", ["normal", "full"])
+async def test_acknowledged_message_survives_kill_9(make_server, synchronous: str) -> None:
+    server = make_server(sqlite_synchronous=synchronous)
     account = await new_user(server)
     session = await raw_session(server, token=account["token"])
     channel = general_channel(session.identity)
@@ -187,14 +188,19 @@ async def test_sigterm_answers_in_flight_commands_then_closes_1001(make_server) 
 
 
 async def test_a_peer_that_never_reads_is_dropped_after_its_close(make_server) -> None:
-    server = make_server(rate_limit=0, close_timeout_ms=500,
-                         outbox_limit=64 * 1024)
+    server = make_server(rate_limit=0, close_timeout_ms=500, outbox_limit=64 * 1024)
     account = await new_user(server)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
-    dead_ws = await connect(f"{server.ws}/gateway", sock=sock, max_queue=1,
-                            ping_interval=None, compression=None, max_size=None)
+    dead_ws = await connect(
+        f"{server.ws}/gateway",
+        sock=sock,
+        max_queue=1,
+        ping_interval=None,
+        compression=None,
+        max_size=None,
+    )
     dead = RawSession(dead_ws, Encoding.MSGPACK)
     dead.hello = await dead.recv()
     dead.identity = await dead.ok("identify", {"token": account["token"]})
@@ -202,8 +208,9 @@ async def test_a_peer_that_never_reads_is_dropped_after_its_close(make_server) -
     await dead.ok("subscribe", {"channel": channel})
     publisher = await raw_session(server, token=account["token"])
     for i in range(1500):  # ~5 MB: the dead peer's buffers fill, its outbox overflows
-        await publisher.send({"op": "message.send", "id": i + 1,
-                              "d": {"channel": channel, "text": "x" * 3500}})
+        await publisher.send(
+            {"op": "message.send", "id": i + 1, "d": {"channel": channel, "text": "x" * 3500}}
+        )
     answered = 0
     while answered < 1500:
         answered += (await publisher.recv(wait=20))["op"] == "reply"

@@ -3,11 +3,17 @@
 Every operation runs on a single worker thread that owns the connection. The
 worker takes all the operations queued at that moment and runs them in one
 transaction (each in its own savepoint, so one failure rolls back only
-itself), commits once with ``synchronous=FULL``, and only then resolves their
-futures, in order. This group commit makes acknowledged writes durable
-against ``kill -9`` and power loss while paying one fsync per batch, not per
-write; offsets are assigned by ``UPDATE channels SET head = head + 1`` inside
-that transaction, so they are gapless.
+itself), commits once, and only then resolves their futures, in order.
+Offsets are assigned by ``UPDATE channels SET head = head + 1`` inside that
+transaction, so they are gapless.
+
+Durability is SQLite's ``synchronous`` setting. ``NORMAL`` (the default): a
+commit is in the WAL file when it returns, so acknowledged writes survive a
+crash or ``kill -9`` of the process; a power loss may lose the last ones.
+``FULL``: an fsync per commit (per batch, thanks to the group commit) also
+survives a power loss, but every fsync stall on a slow disk delays every
+event behind it. (Measured here: fan-out p99 at 1,000 subscribers x 50 msg/s
+went from about 16 ms to 120-330 ms.)
 """
 
 from __future__ import annotations
@@ -81,9 +87,14 @@ _Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
 
 
 class SQLiteStore:
-    def __init__(self, path: str, *, community_name: str = "Agora") -> None:
+    def __init__(
+        self, path: str, *, community_name: str = "Agora", synchronous: str = "normal"
+    ) -> None:
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be 'normal' or 'full', got {synchronous!r}")
         self.path = path
         self.community_name = community_name
+        self.synchronous = synchronous.upper()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -249,7 +260,7 @@ class SQLiteStore:
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA synchronous={self.synchronous}")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(_SCHEMA)
         except Exception as exc:  # report to open() instead of dying silently
