@@ -11,15 +11,22 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from protocol import Encoding
 from tests.conftest import (
     AgoraProcess,
-    RawSession,
     general_channel,
     new_user,
     raw_session,
     timeout,
 )
+
+
+def never_reading(server: AgoraProcess) -> dict:
+    """Connect arguments for a client that reads nothing: a tiny receive buffer, a
+    queue of one message, so the server's buffers for it fill at once."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    return {"sock": sock, "max_queue": 1}
 
 
 async def test_rate_limit_answers_rate_limited_with_retry_after(make_server) -> None:
@@ -49,21 +56,7 @@ async def test_flooding_after_rate_limited_closes_with_4008(make_server) -> None
 async def test_slow_consumer_is_cut_at_4010_and_others_keep_receiving(make_server) -> None:
     server = make_server(rate_limit=0, outbox_limit=64 * 1024)
     account = await new_user(server)
-    # A tiny receive buffer and no reading: the server's buffers fill quickly.
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
-    slow_ws = await connect(
-        f"{server.ws}/gateway?v=1&encoding=msgpack",
-        sock=sock,
-        max_queue=1,
-        ping_interval=None,
-        compression=None,
-        max_size=None,
-    )
-    slow = RawSession(slow_ws, Encoding.MSGPACK)
-    slow.hello = await slow.recv()
-    slow.identity = await slow.ok("identify", {"token": account["token"]})
+    slow = await raw_session(server, token=account["token"], **never_reading(server))
     channel = general_channel(slow.identity)
     await slow.ok("subscribe", {"channel": channel})
     fast = await raw_session(server, token=account["token"])
@@ -190,20 +183,7 @@ async def test_sigterm_answers_in_flight_commands_then_closes_1001(make_server) 
 async def test_a_peer_that_never_reads_is_dropped_after_its_close(make_server) -> None:
     server = make_server(rate_limit=0, close_timeout_ms=500, outbox_limit=64 * 1024)
     account = await new_user(server)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
-    dead_ws = await connect(
-        f"{server.ws}/gateway",
-        sock=sock,
-        max_queue=1,
-        ping_interval=None,
-        compression=None,
-        max_size=None,
-    )
-    dead = RawSession(dead_ws, Encoding.MSGPACK)
-    dead.hello = await dead.recv()
-    dead.identity = await dead.ok("identify", {"token": account["token"]})
+    dead = await raw_session(server, token=account["token"], **never_reading(server))
     channel = general_channel(dead.identity)
     await dead.ok("subscribe", {"channel": channel})
     publisher = await raw_session(server, token=account["token"])
@@ -221,4 +201,4 @@ async def test_a_peer_that_never_reads_is_dropped_after_its_close(make_server) -
             await asyncio.sleep(0.1)
     assert server.metric("agora_closes_total", 'code="4010"') == 1
     await publisher.ws.close()
-    dead_ws.transport.abort()
+    dead.ws.transport.abort()
