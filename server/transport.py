@@ -22,6 +22,9 @@ except ImportError:  # pragma: no cover - uvicorn without websockets' sans-I/O l
     WebSocketsSansIOProtocol = None  # type: ignore[assignment,misc]
 
 
+_PROTOCOL_ATTRIBUTES = ("conn", "transport", "writable", "close_sent", "disconnected")
+
+
 class TransportWriter:
     """Synchronous writes of framed bytes to one uvicorn WebSocket connection."""
 
@@ -38,7 +41,11 @@ class TransportWriter:
         protocol = getattr(send, "__self__", None)
         if WebSocketsSansIOProtocol is None or not isinstance(protocol, WebSocketsSansIOProtocol):
             return None
-        if protocol.conn.extensions:  # e.g. permessage-deflate: frames differ per socket
+        # The attributes used here are uvicorn's internals: if a release renames
+        # them, fall back to ASGI rather than fail.
+        if not all(hasattr(protocol, a) for a in _PROTOCOL_ATTRIBUTES):
+            return None
+        if getattr(protocol.conn, "extensions", True):  # e.g. permessage-deflate
             return None
         return cls(protocol)
 
