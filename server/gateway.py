@@ -71,7 +71,9 @@ class Gateway:
         settings = agora.settings
         agora.sessions.add(session)
         agora.metrics.connections.inc()
-        session.outbox.direct = TransportWriter.of(send)
+        session.outbox.direct = direct = TransportWriter.of(send)
+        if direct is not None:
+            agora.metrics.direct_writes.inc()
         writer = asyncio.create_task(session.outbox.write_to(send))
         session.send(
             hello(
@@ -96,6 +98,8 @@ class Gateway:
             agora.sessions.discard(session)
             agora.metrics.frames_out_of_closed += session.outbox.sent
             agora.metrics.connections.dec()
+            if direct is not None:
+                agora.metrics.direct_writes.dec()
             if session.user is not None:
                 agora.metrics.sessions.dec()
             writer.cancel()

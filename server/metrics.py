@@ -28,6 +28,11 @@ class Metrics:
             "agora_connections", "Open WebSocket connections", registry=registry
         )
         self.sessions = Gauge("agora_sessions", "Identified sessions", registry=registry)
+        self.direct_writes = Gauge(
+            "agora_direct_write_connections",
+            "Connections written to directly (the rest go through ASGI send)",
+            registry=registry,
+        )
         self.frames_in = Counter(
             "agora_frames_in", "Frames received from clients", registry=registry
         )

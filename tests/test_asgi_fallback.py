@@ -1,4 +1,4 @@
-"""The gateway under an ASGI server it cannot write to directly: the plain ``send`` path.
+"""Which write path the gateway takes: direct to uvicorn's transport, or ASGI ``send``.
 
 ``agora serve`` runs uvicorn's websockets-sansio protocol, whose transport the
 outbox writes to directly (server/transport.py). Under any other server or
@@ -80,5 +80,16 @@ async def test_events_replies_and_closes_go_through_asgi_send(
     assert texts == [f"via asgi {i}" for i in range(50)]
     bad = await writer.command("identify", {"token": "1.2"})
     assert bad["d"]["code"] == "conflict"
+    assert legacy.metric("agora_connections") == 2
+    assert legacy.metric("agora_direct_write_connections") == 0
     await writer.ws.close()
     await reader.ws.close()
+
+
+async def test_agora_serve_writes_directly_to_the_transport(server: AgoraProcess) -> None:
+    """If a uvicorn release changed the internals the fast path relies on, this fails."""
+    account = await new_user(server)
+    session = await raw_session(server, token=account["token"])
+    assert server.metric("agora_direct_write_connections") == server.metric("agora_connections")
+    assert server.metric("agora_direct_write_connections") >= 1
+    await session.ws.close()
