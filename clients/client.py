@@ -446,14 +446,11 @@ class Client:
                 await asyncio.sleep(interval * 0.8)
                 await self._command(ws, "ping", {})
 
-    def _deliver(self, item: Event | Gap | ConnectionClosed) -> None:
-        with contextlib.suppress(asyncio.QueueFull):
-            self._events.put_nowait(item)
-
     def _finish(self, closed: ConnectionClosed) -> None:
         self._closed = closed
         self._ws = None
-        self._deliver(closed)
+        with contextlib.suppress(asyncio.QueueFull):  # a full queue ends with its reader
+            self._events.put_nowait(closed)
         self._connected.set()  # wake waiting requests so they see _closed
 
     def _fail_pending(self, exc: ConnectionClosed) -> None:

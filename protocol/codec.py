@@ -65,14 +65,7 @@ def decode(data: Wire, encoding: Encoding, *, max_size: int = DEFAULT_MAX_FRAME)
                 max_map_len=max_size,
                 max_ext_len=0,
             )
-        except (
-            ValueError,
-            msgpack.ExtraData,
-            msgpack.FormatError,
-            msgpack.StackError,
-            UnicodeDecodeError,
-            RecursionError,
-        ) as exc:
+        except (ValueError, RecursionError) as exc:  # msgpack's errors are ValueErrors
             raise FrameError(f"not valid msgpack: {exc}") from None
     else:
         if not isinstance(data, str):

@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import msgpack
 
-from protocol import Encoding, transcode
+from protocol import Encoding, encode
 from server.broker import Broker
 from server.metrics import Metrics
 from server.outbox import Outbox, OutFrame
@@ -70,7 +71,8 @@ class ChannelFeed:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.live: dict[Encoding, set[Outbox]] = {e: set() for e in Encoding}
         self.joining: dict[Outbox, Joining] = {}
-        self._early: dict[int, bytes] = {}  # frames ahead of their turn, by offset
+        #: frames ahead of their turn, by offset, with their decoded maps
+        self._early: dict[int, tuple[bytes, dict[str, Any]]] = {}
         self._before_ready: list[bytes] = []  # frames received while `last` was read
         self._repair: asyncio.TimerHandle | asyncio.Task[None] | None = None
 
@@ -126,21 +128,22 @@ class ChannelFeed:
             self._before_ready.append(frame)
             return
         try:
-            offset = msgpack.unpackb(frame, raw=False).get("o")
-        except (ValueError, msgpack.ExtraData, AttributeError):
+            event = msgpack.unpackb(frame, raw=False)
+            offset = event.get("o")
+        except (ValueError, AttributeError):
             log.warning("dropped an undecodable frame on channel %s", self.channel)
             return
         if not isinstance(offset, int):
-            self._fan_out(None, frame)
+            self._fan_out(None, frame, event)
         elif offset > self.last + 1:
-            self._early[offset] = frame
+            self._early[offset] = (frame, event)
             if self._repair is None:
                 loop = asyncio.get_running_loop()
                 self._repair = loop.call_later(GAP_REPAIR_DELAY, self._start_repair)
         elif offset == self.last + 1:
-            self._deliver(offset, frame)
-            while (frame := self._early.pop(self.last + 1, None)) is not None:
-                self._deliver(self.last + 1, frame)
+            self._deliver(offset, frame, event)
+            while (early := self._early.pop(self.last + 1, None)) is not None:
+                self._deliver(self.last + 1, *early)
             if not self._early and isinstance(self._repair, asyncio.TimerHandle):
                 self.stop()  # the gap closed through the broker after all
         # else: delivered already
@@ -178,19 +181,19 @@ class ChannelFeed:
                 GAP_REPAIR_DELAY, self._start_repair
             )
 
-    def _deliver(self, offset: int, frame: bytes) -> None:
+    def _deliver(self, offset: int, frame: bytes, event: dict[str, Any]) -> None:
         self.last = offset
-        self._fan_out(offset, frame)
+        self._fan_out(offset, frame, event)
         if self.joining:
             self._promote()
 
-    def _fan_out(self, offset: int | None, frame: bytes) -> None:
+    def _fan_out(self, offset: int | None, frame: bytes, event: dict[str, Any]) -> None:
         started = time.perf_counter()
         recipients = 0
         for encoding, outboxes in self.live.items():
             if not outboxes and not any(j.encoding is encoding for j in self.joining.values()):
                 continue
-            out = OutFrame(transcode(frame, encoding))
+            out = OutFrame(frame if encoding is Encoding.MSGPACK else encode(event, encoding))
             for outbox in outboxes:  # a push never changes the set: see Session.overflowed
                 outbox.push(out)
             recipients += len(outboxes)

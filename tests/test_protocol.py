@@ -218,6 +218,15 @@ def request_error(frame: dict[str, Any]) -> RequestError:
     return info.value
 
 
+def field_error(op: str, d: dict[str, Any], code: ErrorCode, name: str) -> str:
+    """Parse a command that must fail with ``code`` naming field ``name``; its message."""
+    exc = request_error({"op": op, "id": 11, "d": d})
+    assert exc.code is code
+    assert exc.command_id == 11
+    assert f"field '{name}'" in exc.message
+    return exc.message
+
+
 # --------------------------------------------------------------------------- encode/decode
 
 
@@ -579,11 +588,7 @@ def test_non_map_payload_is_bad_request(d: Any) -> None:
 def test_missing_required_field_is_bad_request_naming_it(
     op: str, d: dict[str, Any], name: str
 ) -> None:
-    exc = request_error({"op": op, "id": 11, "d": d})
-    assert exc.code is ErrorCode.BAD_REQUEST
-    assert exc.command_id == 11
-    assert f"field '{name}'" in exc.message
-    assert "required" in exc.message
+    assert "required" in field_error(op, d, ErrorCode.BAD_REQUEST, name)
 
 
 @pytest.mark.parametrize(
@@ -605,11 +610,7 @@ def test_missing_required_field_is_bad_request_naming_it(
     ],
 )
 def test_mistyped_field_is_bad_request_naming_it(op: str, d: dict[str, Any], name: str) -> None:
-    exc = request_error({"op": op, "id": 12, "d": d})
-    assert exc.code is ErrorCode.BAD_REQUEST
-    assert exc.command_id == 12
-    assert f"field '{name}'" in exc.message
-    assert "must be" in exc.message
+    assert "must be" in field_error(op, d, ErrorCode.BAD_REQUEST, name)
 
 
 @pytest.mark.parametrize(
@@ -625,11 +626,7 @@ def test_mistyped_field_is_bad_request_naming_it(op: str, d: dict[str, Any], nam
 def test_out_of_range_integer_is_bad_request_naming_it(
     op: str, d: dict[str, Any], name: str
 ) -> None:
-    exc = request_error({"op": op, "id": 13, "d": d})
-    assert exc.code is ErrorCode.BAD_REQUEST
-    assert exc.command_id == 13
-    assert f"field '{name}'" in exc.message
-    assert "between" in exc.message
+    assert "between" in field_error(op, d, ErrorCode.BAD_REQUEST, name)
 
 
 @pytest.mark.parametrize(
@@ -647,22 +644,16 @@ def test_out_of_range_integer_is_bad_request_naming_it(
     ],
 )
 def test_over_long_string_is_too_large_naming_it(op: str, d: dict[str, Any], name: str) -> None:
-    exc = request_error({"op": op, "id": 14, "d": d})
-    assert exc.code is ErrorCode.TOO_LARGE
-    assert exc.command_id == 14
-    assert f"field '{name}'" in exc.message
-    frame = error_from(exc)
+    field_error(op, d, ErrorCode.TOO_LARGE, name)
+    frame = error_from(request_error({"op": op, "id": 14, "d": d}))
     assert frame["id"] == 14
     assert frame["d"]["code"] == "too_large"
 
 
 @pytest.mark.parametrize("text", ["", " ", "\n\t  \r\n", "\u3000"])
 def test_empty_or_whitespace_text_is_bad_request(text: str) -> None:
-    exc = request_error({"op": "message.send", "id": 15, "d": {"channel": "c", "text": text}})
-    assert exc.code is ErrorCode.BAD_REQUEST
-    assert exc.command_id == 15
-    assert "field 'text'" in exc.message
-    assert "empty" in exc.message
+    d = {"channel": "c", "text": text}
+    assert "empty" in field_error("message.send", d, ErrorCode.BAD_REQUEST, "text")
 
 
 @pytest.mark.parametrize(

@@ -281,9 +281,9 @@ class SQLiteStore:
             db.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint
             db.executescript(_SCHEMA)
         except Exception as exc:  # report to open() instead of dying silently
-            loop.call_soon_threadsafe(_fail, ready, exc)
+            loop.call_soon_threadsafe(_settle, [(ready, None, exc)])
             return
-        loop.call_soon_threadsafe(_succeed, ready, None)
+        loop.call_soon_threadsafe(_settle, [(ready, None, None)])
         try:
             while (job := self._jobs.get()) is not None:
                 batch = [job]
@@ -438,13 +438,3 @@ def _settle(results: list[_Outcome]) -> None:
             future.set_result(value)
         else:
             future.set_exception(exc)
-
-
-def _succeed(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
