@@ -1,6 +1,7 @@
 from server.store.base import (
     Appended,
     Channel,
+    Community,
     CommunityView,
     Conflict,
     LogHead,
@@ -8,4 +9,13 @@ from server.store.base import (
     User,
 )
 
-__all__ = ["Appended", "Channel", "CommunityView", "Conflict", "LogHead", "Store", "User"]
+__all__ = [
+    "Appended",
+    "Channel",
+    "Community",
+    "CommunityView",
+    "Conflict",
+    "LogHead",
+    "Store",
+    "User",
+]

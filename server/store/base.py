@@ -34,6 +34,7 @@ class User:
     username: str
     display_name: str
     bot: bool = False
+    owner_id: str | None = None  # a bot's owner; not part of the public object
 
     def public(self) -> dict[str, Any]:
         return {
@@ -57,6 +58,15 @@ class Channel:
         if self.parent is not None:
             out["parent"] = self.parent
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Community:
+    id: str
+    name: str
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +114,28 @@ class Store(Protocol):
 
     # accounts
     async def create_user(
-        self, username: str, display_name: str, password_hash: str, *, bot: bool = False
+        self,
+        username: str,
+        display_name: str,
+        password_hash: str,
+        *,
+        bot: bool = False,
+        owner_id: str | None = None,
+        user_id: str | None = None,
     ) -> User:
-        """Create an account; the first account ever becomes the first community's owner.
+        """Create an account and make it a member of the first community.
 
-        Raises ``Conflict`` when the username (compared case-insensitively) is taken.
+        The first account ever becomes that community's owner. ``password_hash``
+        may be ``""`` for an account that cannot log in with a password (bots,
+        imported accounts). ``user_id`` keeps an id from another server (import);
+        by default a new one is assigned. Raises ``Conflict`` when the username
+        (compared case-insensitively) or the id is taken.
         """
+
+    async def user(self, user_id: str) -> User | None: ...
+
+    async def users(self) -> list[User]:
+        """Every account, oldest first."""
 
     async def credentials(self, username: str) -> tuple[User, str] | None:
         """The account and its password hash, or None."""
@@ -120,7 +146,45 @@ class Store(Protocol):
         """The token's user and the hash of its secret, or None."""
 
     # communities and channels
-    async def communities_of(self, user_id: str) -> list[CommunityView]: ...
+    async def create_community(
+        self, name: str, owner_id: str, *, community_id: str | None = None
+    ) -> Community:
+        """A new community with ``owner_id`` as its owner and no channels.
+
+        Raises ``KeyError`` for an unknown owner, ``Conflict`` for a taken id.
+        """
+
+    async def communities(self) -> list[Community]:
+        """Every community, oldest first."""
+
+    async def community(self, community_id: str) -> Community | None: ...
+
+    async def communities_of(self, user_id: str) -> list[CommunityView]:
+        """The user's communities, oldest first, each with its channels in creation order."""
+
+    async def set_role(self, community_id: str, user_id: str, role: str) -> None:
+        """Make the user a member with ``role``, or change the role of a member.
+
+        Raises ``KeyError`` for an unknown community or user.
+        """
+
+    async def members(self, community_id: str) -> list[tuple[User, str]]:
+        """The community's members and their roles, in the order they joined."""
+
+    async def create_channel(
+        self,
+        community_id: str,
+        name: str,
+        *,
+        kind: str = "text",
+        parent: str | None = None,
+        channel_id: str | None = None,
+    ) -> Channel:
+        """A new channel with an empty log and a fresh epoch.
+
+        Raises ``KeyError`` for an unknown community, ``Conflict`` when the
+        community has a channel of that name (case-insensitively) or the id is taken.
+        """
 
     async def channel(self, channel_id: str) -> Channel | None: ...
 
