@@ -23,7 +23,8 @@ from starlette.types import Receive, Scope, Send
 from server import accounts, channels, messages
 from server import session as gateway_session
 from server.accounts import Accounts
-from server.broker import Broker, MemoryBroker
+from server.backends import broker_from, store_from
+from server.broker import Broker
 from server.commands import CommandRouter
 from server.gateway import Gateway
 from server.hub import Hub
@@ -31,7 +32,6 @@ from server.metrics import CONTENT_TYPE_LATEST, Metrics
 from server.session import Session
 from server.settings import Settings
 from server.store import Appended, Store
-from server.store.sqlite import SQLiteStore
 
 log = logging.getLogger("agora")
 
@@ -117,16 +117,7 @@ def create_app(
     broker: Broker | None = None,
 ) -> Starlette:
     settings = settings or Settings.from_env()
-    agora = Agora(
-        settings,
-        store
-        or SQLiteStore(
-            settings.db,
-            community_name=settings.community_name,
-            synchronous=settings.sqlite_synchronous,
-        ),
-        broker or MemoryBroker(),
-    )
+    agora = Agora(settings, store or store_from(settings), broker or broker_from(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

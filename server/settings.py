@@ -28,6 +28,11 @@ class Settings:
         "SQLite durability: 'normal' survives a crash or kill -9 of the process, 'full' also"
         " a power loss (an fsync per commit; slower, with latency tails on slow disks)",
     )
+    redis: str = _setting(
+        "",
+        "Redis URL (redis://host:port/db); when set, Redis is the store and the broker"
+        " and --db is unused",
+    )
     max_frame: int = _setting(DEFAULT_MAX_FRAME, "largest inbound frame in bytes; larger: 1009")
     rate_limit: int = _setting(
         600, "commands per minute per session (0 = no limit); over it: rate_limited"

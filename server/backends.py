@@ -1,0 +1,28 @@
+"""Which Store and Broker a deployment uses: SQLite and in-process, or Redis."""
+
+from __future__ import annotations
+
+from server.broker import Broker, MemoryBroker
+from server.settings import Settings
+from server.store import Store
+from server.store.sqlite import SQLiteStore
+
+
+def store_from(settings: Settings) -> Store:
+    """The store the settings name (unopened)."""
+    if settings.redis:
+        from server.store.redis import RedisStore
+
+        return RedisStore(settings.redis, community_name=settings.community_name)
+    return SQLiteStore(
+        settings.db, community_name=settings.community_name, synchronous=settings.sqlite_synchronous
+    )
+
+
+def broker_from(settings: Settings) -> Broker:
+    """The broker the settings name (not started)."""
+    if settings.redis:
+        from server.broker.redis import RedisBroker
+
+        return RedisBroker(settings.redis)
+    return MemoryBroker()
