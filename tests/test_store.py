@@ -2,7 +2,7 @@
 
 Every test but the last section talks to the store only through the ``Store``
 interface, through the ``store`` fixture and, where a test needs a second
-instance on the same storage or a second channel, through its ``backend``.
+instance on the same storage, through its ``backend``.
 The last section tests what only the SQLite store promises: group commit.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import secrets
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -33,22 +32,6 @@ class SQLiteBackend:
     def make(self) -> SQLiteStore:
         """A new, unopened store on the same file."""
         return SQLiteStore(str(self.path))
-
-    async def add_channel(self, community_id: str, name: str) -> str:
-        """A second channel for the tests (the Store interface cannot create one yet)."""
-        channel_id = "ch-" + secrets.token_hex(6)
-
-        def insert() -> None:
-            with sqlite3.connect(self.path, timeout=10) as db:
-                db.execute(
-                    "INSERT INTO channels(id, community_id, name, kind, epoch)"
-                    " VALUES (?, ?, ?, 'text', ?)",
-                    (channel_id, community_id, name, secrets.token_hex(8)),
-                )
-            db.close()
-
-        await asyncio.to_thread(insert)
-        return channel_id
 
 
 BACKENDS = {"sqlite": SQLiteBackend}
@@ -77,7 +60,7 @@ async def store(
 
 @pytest.fixture
 def backend(store: Store, _backend_slot: dict[str, Any]) -> Any:
-    """The storage behind ``store``: ``make()`` another instance on it, ``add_channel``."""
+    """The storage behind ``store``: ``make()`` another instance on it."""
     return _backend_slot["backend"]
 
 
@@ -97,10 +80,10 @@ def offsets(frames: list[bytes]) -> list[int]:
 
 
 async def test_offsets_start_at_one_and_stay_gapless_under_500_concurrent_appends(
-    store: Store, backend: Any
+    store: Store,
 ) -> None:
     _, community, general = await owner_and_general(store)
-    other = await backend.add_channel(community, "other")
+    other = (await store.create_channel(community, "other")).id
     channels = [general, other]
     results = await asyncio.gather(
         *(store.append(channels[i % 2], "message.created", {"i": i}) for i in range(500))
@@ -178,11 +161,9 @@ async def test_the_same_nonce_of_another_user_creates_a_new_event(store: Store) 
     assert (await store.log_head(general)).offset == 2
 
 
-async def test_the_same_nonce_in_another_channel_creates_a_new_event(
-    store: Store, backend: Any
-) -> None:
+async def test_the_same_nonce_in_another_channel_creates_a_new_event(store: Store) -> None:
     owner, community, general = await owner_and_general(store)
-    other = await backend.add_channel(community, "other")
+    other = (await store.create_channel(community, "other")).id
     await store.append(general, "message.created", {}, idempotency=(owner.id, "n"))
     there = await store.append(other, "message.created", {}, idempotency=(owner.id, "n"))
     assert there.created is True
@@ -233,9 +214,9 @@ async def test_read_before_returns_the_newest_below_the_bound_oldest_first(store
     assert offsets(await store.read_before(general, 11, 2)) == [9, 10]
 
 
-async def test_paging_stays_within_one_channel(store: Store, backend: Any) -> None:
+async def test_paging_stays_within_one_channel(store: Store) -> None:
     _, community, general = await owner_and_general(store)
-    other = await backend.add_channel(community, "other")
+    other = (await store.create_channel(community, "other")).id
     for i in range(3):
         await store.append(general, "message.created", {"i": i})
         await store.append(other, "message.created", {"i": i})
@@ -395,6 +376,161 @@ async def test_unknown_channel_role_and_community_are_none(store: Store) -> None
     )
 
 
+# users, communities, members and channels
+
+
+async def test_users_are_listed_oldest_first_and_found_by_id(store: Store) -> None:
+    made = [await store.create_user(f"user{i}", f"User {i}", "h") for i in range(5)]
+    assert await store.users() == made
+    assert await store.user(made[3].id) == made[3]
+    assert await store.user("no-such-user") is None
+
+
+async def test_a_kept_user_id_and_a_bot_owner_round_trip(store: Store) -> None:
+    owner = await store.create_user("owner", "Owner", "h")
+    bot = await store.create_user(
+        "helper", "Helper", "", bot=True, owner_id=owner.id, user_id="4242424242"
+    )
+    assert (bot.id, bot.bot, bot.owner_id) == ("4242424242", True, owner.id)
+    assert await store.user(bot.id) == bot
+    assert await store.credentials("helper") == (bot, "")
+    assert owner.owner_id is None and (await store.user(owner.id)) == owner
+    # owner_id is not part of the public object
+    assert bot.public() == {"id": bot.id, "username": "helper", "name": "Helper", "bot": True}
+
+
+async def test_a_taken_user_id_raises_conflict_and_keeps_nothing(store: Store) -> None:
+    first = await store.create_user("first", "First", "h")
+    with pytest.raises(Conflict):
+        await store.create_user("second", "Second", "h", user_id=first.id)
+    assert await store.credentials("second") is None
+    assert await store.users() == [first]
+
+
+async def test_set_password_replaces_the_hash_and_unknown_users_raise_keyerror(
+    store: Store,
+) -> None:
+    user = await store.create_user("imported", "Imported", "")
+    await store.set_password(user.id, "$argon2id$new")
+    assert await store.credentials("imported") == (user, "$argon2id$new")
+    with pytest.raises(KeyError):
+        await store.set_password("no-such-user", "h")
+
+
+async def test_create_community_makes_the_owner_its_first_member(store: Store) -> None:
+    first, bootstrap, _ = await owner_and_general(store)
+    other = await store.create_user("other", "Other", "h")
+    club = await store.create_community("Book club", other.id)
+    assert club.public() == {"id": club.id, "name": "Book club"}
+    assert await store.community(club.id) == club
+    assert await store.community("no-such-community") is None
+    assert [c.id for c in await store.communities()] == [bootstrap, club.id]
+    assert await store.members(club.id) == [(other, "owner")]
+    assert await store.role(club.id, other.id) == "owner"
+    # a new community has no channels, and the first user still owns the first one
+    views = {v.id: v for v in await store.communities_of(other.id)}
+    assert views[club.id].channels == ()
+    assert await store.role(bootstrap, first.id) == "owner"
+    assert (await store.communities())[0].id == bootstrap
+    later = await store.create_user("later", "Later", "h")
+    assert [v.id for v in await store.communities_of(later.id)] == [bootstrap]
+
+
+async def test_create_community_keeps_an_id_and_refuses_a_taken_one(store: Store) -> None:
+    owner, bootstrap, _ = await owner_and_general(store)
+    kept = await store.create_community("Kept", owner.id, community_id="777")
+    assert kept.id == "777"
+    for taken in ("777", bootstrap):
+        with pytest.raises(Conflict):
+            await store.create_community("Again", owner.id, community_id=taken)
+    assert [c.id for c in await store.communities()] == [bootstrap, "777"]
+
+
+async def test_create_community_with_an_unknown_owner_raises_keyerror(store: Store) -> None:
+    await owner_and_general(store)
+    with pytest.raises(KeyError):
+        await store.create_community("Nobody's", "no-such-user")
+    assert len(await store.communities()) == 1
+
+
+async def test_members_come_in_join_order_with_their_roles(store: Store) -> None:
+    owner, community, _ = await owner_and_general(store)
+    joined = [await store.create_user(f"m{i}", f"M{i}", "h") for i in range(20)]
+    assert await store.members(community) == [(owner, "owner")] + [(u, "member") for u in joined]
+    assert await store.members("no-such-community") == []
+
+
+async def test_set_role_adds_a_member_or_changes_a_role(store: Store) -> None:
+    owner, bootstrap, _ = await owner_and_general(store)
+    ann = await store.create_user("ann", "Ann", "h")
+    bob = await store.create_user("bob", "Bob", "h")
+    club = await store.create_community("Club", owner.id)
+    await store.set_role(club.id, bob.id, "member")
+    await store.set_role(club.id, ann.id, "admin")
+    await store.set_role(club.id, bob.id, "admin")  # a change keeps the join order
+    assert await store.members(club.id) == [(owner, "owner"), (bob, "admin"), (ann, "admin")]
+    await store.set_role(bootstrap, ann.id, "admin")
+    assert await store.role(bootstrap, ann.id) == "admin"
+    assert [v.role for v in await store.communities_of(ann.id)] == ["admin", "admin"]
+
+
+async def test_set_role_with_an_unknown_community_or_user_raises_keyerror(store: Store) -> None:
+    owner, community, _ = await owner_and_general(store)
+    with pytest.raises(KeyError):
+        await store.set_role("no-such-community", owner.id, "member")
+    with pytest.raises(KeyError):
+        await store.set_role(community, "no-such-user", "member")
+    assert await store.members(community) == [(owner, "owner")]
+
+
+async def test_channels_come_in_creation_order_with_empty_logs(store: Store) -> None:
+    owner, community, general = await owner_and_general(store)
+    made = [await store.create_channel(community, f"room-{i}") for i in range(5)]
+    thread = await store.create_channel(
+        community, "a-thread", kind="thread", parent=made[0].id, channel_id="999"
+    )
+    (view,) = await store.communities_of(owner.id)
+    assert [c.id for c in view.channels] == [general, *(c.id for c in made), "999"]
+    assert await store.channel("999") == thread
+    assert thread.public() == {
+        "id": "999",
+        "name": "a-thread",
+        "kind": "thread",
+        "parent": made[0].id,
+    }
+    heads = [await store.log_head(c.id) for c in made]
+    assert [h.offset for h in heads] == [0] * 5
+    # each log is an incarnation of its own
+    assert len({h.epoch for h in heads} | {(await store.log_head(general)).epoch}) == 6
+    assert (await store.append(made[2].id, "message.created", {})).offset == 1
+
+
+@pytest.mark.parametrize("taken", ["general", "GENERAL", "General"])
+async def test_a_taken_channel_name_in_any_case_raises_conflict(store: Store, taken: str) -> None:
+    owner, community, _ = await owner_and_general(store)
+    with pytest.raises(Conflict):
+        await store.create_channel(community, taken)
+    # the same name is free in another community
+    club = await store.create_community("Club", owner.id)
+    there = await store.create_channel(club.id, taken)
+    (_, club_view) = await store.communities_of(owner.id)
+    assert club_view.channels == (there,)
+
+
+async def test_a_taken_channel_id_raises_conflict(store: Store) -> None:
+    owner, community, general = await owner_and_general(store)
+    with pytest.raises(Conflict):
+        await store.create_channel(community, "fresh", channel_id=general)
+    (view,) = await store.communities_of(owner.id)
+    assert [c.name for c in view.channels] == ["general"]
+
+
+async def test_create_channel_in_an_unknown_community_raises_keyerror(store: Store) -> None:
+    await owner_and_general(store)
+    with pytest.raises(KeyError):
+        await store.create_channel("no-such-community", "room")
+
+
 # SQLite only: group commit
 
 
@@ -457,5 +593,51 @@ async def test_sqlite_a_failing_job_in_a_batch_fails_alone(tmp_path: Path) -> No
         ok = [r for r in results if not isinstance(r, BaseException)]
         assert sorted(r.offset for r in ok) == list(range(1, 101))
         assert offsets(await store.read_after(general, 0, 1000)) == list(range(1, 101))
+    finally:
+        await store.close()
+
+
+async def test_sqlite_opens_a_database_of_the_first_release_and_migrates_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE users(id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            display_name TEXT NOT NULL, password_hash TEXT NOT NULL,
+            bot INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL);
+        CREATE TABLE communities(id TEXT PRIMARY KEY, name TEXT NOT NULL,
+            created_ms INTEGER NOT NULL);
+        CREATE TABLE members(community_id TEXT NOT NULL, user_id TEXT NOT NULL,
+            role TEXT NOT NULL, joined_ms INTEGER NOT NULL,
+            PRIMARY KEY(community_id, user_id)) WITHOUT ROWID;
+        CREATE TABLE channels(id TEXT PRIMARY KEY, community_id TEXT NOT NULL,
+            name TEXT NOT NULL, kind TEXT NOT NULL, parent TEXT, epoch TEXT NOT NULL,
+            head INTEGER NOT NULL DEFAULT 0);
+        INSERT INTO meta VALUES ('default_community', 'c1');
+        INSERT INTO communities VALUES ('c1', 'Old', 1);
+        INSERT INTO channels VALUES ('g1', 'c1', 'general', 'text', NULL, 'e1', 0);
+        INSERT INTO users VALUES ('u2', 'zed', 'Zed', 'h', 0, 10);
+        INSERT INTO users VALUES ('u1', 'amy', 'Amy', 'h', 0, 20);
+        INSERT INTO members VALUES ('c1', 'u2', 'owner', 10);
+        INSERT INTO members VALUES ('c1', 'u1', 'member', 20);
+        """
+    )
+    db.commit()
+    db.close()
+    store = SQLiteStore(str(path))
+    await store.open()
+    try:
+        assert [(u.username, r) for u, r in await store.members("c1")] == [
+            ("zed", "owner"),
+            ("amy", "member"),
+        ]
+        newcomer = await store.create_user("new", "New", "h")
+        assert [u.id for u, _ in await store.members("c1")] == ["u2", "u1", newcomer.id]
+        assert (await store.user("u1")) == User("u1", "amy", "Amy", False, None)
+        with pytest.raises(Conflict):
+            await store.create_channel("c1", "General")
     finally:
         await store.close()

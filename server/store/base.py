@@ -28,6 +28,14 @@ class Conflict(Exception):
     """The change would break a uniqueness rule (a taken username, …)."""
 
 
+class Unavailable(Exception):
+    """A back end (the store or the broker) cannot be reached right now.
+
+    Nothing was changed, or the change is durable but its outcome is unknown
+    to the caller: retrying an idempotent command is safe.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: str
@@ -139,6 +147,12 @@ class Store(Protocol):
 
     async def credentials(self, username: str) -> tuple[User, str] | None:
         """The account and its password hash, or None."""
+
+    async def set_password(self, user_id: str, password_hash: str) -> None:
+        """Replace the account's password hash (``""``: no password login).
+
+        Raises ``KeyError`` for an unknown user. Tokens already issued stay valid.
+        """
 
     async def add_token(self, token_id: str, user_id: str, secret_hash: bytes) -> None: ...
 

@@ -32,7 +32,15 @@ import msgpack
 
 from protocol import event
 from server.ids import new_id, now_ms
-from server.store.base import Appended, Channel, CommunityView, Conflict, LogHead, User
+from server.store.base import (
+    Appended,
+    Channel,
+    Community,
+    CommunityView,
+    Conflict,
+    LogHead,
+    User,
+)
 
 T = TypeVar("T")
 
@@ -51,7 +59,8 @@ CREATE TABLE IF NOT EXISTS users(
     display_name TEXT NOT NULL,
     password_hash TEXT NOT NULL,
     bot INTEGER NOT NULL DEFAULT 0,
-    created_ms INTEGER NOT NULL);
+    created_ms INTEGER NOT NULL,
+    owner_id TEXT);
 CREATE TABLE IF NOT EXISTS tokens(
     id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL REFERENCES users(id),
@@ -64,6 +73,7 @@ CREATE TABLE IF NOT EXISTS members(
     user_id TEXT NOT NULL REFERENCES users(id),
     role TEXT NOT NULL,
     joined_ms INTEGER NOT NULL,
+    seq INTEGER,
     PRIMARY KEY(community_id, user_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channels(
     id TEXT PRIMARY KEY,
@@ -86,6 +96,20 @@ CREATE TABLE IF NOT EXISTS nonces(
     o INTEGER NOT NULL,
     PRIMARY KEY(channel_id, user_id, nonce)) WITHOUT ROWID;
 """
+
+#: Columns added after the first release, added to older databases on open.
+_ADDED_COLUMNS = {
+    ("users", "owner_id"): "ALTER TABLE users ADD COLUMN owner_id TEXT",
+    # join order: joined_ms alone ties within a millisecond
+    ("members", "seq"): "ALTER TABLE members ADD COLUMN seq INTEGER",
+}
+
+_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS channels_by_name
+    ON channels(community_id, name COLLATE NOCASE);
+"""
+
+_USER_COLUMNS = "u.id, u.username, u.display_name, u.bot, u.owner_id"
 
 _Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
 _Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
@@ -139,20 +163,54 @@ class SQLiteStore:
     # accounts
 
     async def create_user(
-        self, username: str, display_name: str, password_hash: str, *, bot: bool = False
+        self,
+        username: str,
+        display_name: str,
+        password_hash: str,
+        *,
+        bot: bool = False,
+        owner_id: str | None = None,
+        user_id: str | None = None,
     ) -> User:
-        return await self._call(self._create_user, username, display_name, password_hash, bot)
+        user = User(user_id or new_id(), username, display_name, bot, owner_id)
+        return await self._call(self._create_user, user, password_hash)
+
+    async def user(self, user_id: str) -> User | None:
+        def run(db: sqlite3.Connection) -> User | None:
+            row = db.execute(
+                f"SELECT {_USER_COLUMNS} FROM users u WHERE u.id = ?", (user_id,)
+            ).fetchone()
+            return None if row is None else _user(row)
+
+        return await self._call(run)
+
+    async def users(self) -> list[User]:
+        return await self._call(
+            lambda db: [
+                _user(row)
+                for row in db.execute(f"SELECT {_USER_COLUMNS} FROM users u ORDER BY u.rowid")
+            ]
+        )
 
     async def credentials(self, username: str) -> tuple[User, str] | None:
         def run(db: sqlite3.Connection) -> tuple[User, str] | None:
             row = db.execute(
-                "SELECT id, username, display_name, bot, password_hash FROM users"
-                " WHERE username = ?",
+                f"SELECT {_USER_COLUMNS}, u.password_hash FROM users u WHERE u.username = ?",
                 (username,),
             ).fetchone()
-            return None if row is None else (_user(row), row[4])
+            return None if row is None else (_user(row), row[5])
 
         return await self._call(run)
+
+    async def set_password(self, user_id: str, password_hash: str) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            changed = db.execute(
+                "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
+            ).rowcount
+            if not changed:
+                raise KeyError(user_id)
+
+        await self._call(run)
 
     async def add_token(self, token_id: str, user_id: str, secret_hash: bytes) -> None:
         await self._call(
@@ -165,15 +223,52 @@ class SQLiteStore:
     async def token(self, token_id: str) -> tuple[User, bytes] | None:
         def run(db: sqlite3.Connection) -> tuple[User, bytes] | None:
             row = db.execute(
-                "SELECT u.id, u.username, u.display_name, u.bot, t.secret_hash"
+                f"SELECT {_USER_COLUMNS}, t.secret_hash"
                 " FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?",
                 (token_id,),
             ).fetchone()
-            return None if row is None else (_user(row), row[4])
+            return None if row is None else (_user(row), row[5])
 
         return await self._call(run)
 
     # communities and channels
+
+    async def create_community(
+        self, name: str, owner_id: str, *, community_id: str | None = None
+    ) -> Community:
+        community = Community(community_id or new_id(), name)
+
+        def run(db: sqlite3.Connection) -> Community:
+            if db.execute("SELECT 1 FROM users WHERE id = ?", (owner_id,)).fetchone() is None:
+                raise KeyError(owner_id)
+            try:
+                db.execute(
+                    "INSERT INTO communities(id, name, created_ms) VALUES (?, ?, ?)",
+                    (community.id, name, now_ms()),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"community id '{community.id}' is taken") from None
+            _join(db, community.id, owner_id, "owner")
+            return community
+
+        return await self._call(run)
+
+    async def communities(self) -> list[Community]:
+        return await self._call(
+            lambda db: [
+                Community(*row)
+                for row in db.execute("SELECT id, name FROM communities ORDER BY rowid")
+            ]
+        )
+
+    async def community(self, community_id: str) -> Community | None:
+        def run(db: sqlite3.Connection) -> Community | None:
+            row = db.execute(
+                "SELECT id, name FROM communities WHERE id = ?", (community_id,)
+            ).fetchone()
+            return None if row is None else Community(*row)
+
+        return await self._call(run)
 
     async def communities_of(self, user_id: str) -> list[CommunityView]:
         def run(db: sqlite3.Connection) -> list[CommunityView]:
@@ -181,7 +276,7 @@ class SQLiteStore:
             for cid, name, role in db.execute(
                 "SELECT c.id, c.name, m.role FROM members m"
                 " JOIN communities c ON c.id = m.community_id"
-                " WHERE m.user_id = ? ORDER BY c.created_ms, c.id",
+                " WHERE m.user_id = ? ORDER BY c.rowid",
                 (user_id,),
             ).fetchall():
                 channels = tuple(
@@ -194,6 +289,64 @@ class SQLiteStore:
                 )
                 views.append(CommunityView(cid, name, role, channels))
             return views
+
+        return await self._call(run)
+
+    async def set_role(self, community_id: str, user_id: str, role: str) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            if (
+                db.execute("SELECT 1 FROM communities WHERE id = ?", (community_id,)).fetchone()
+                is None
+            ):
+                raise KeyError(community_id)
+            if db.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is None:
+                raise KeyError(user_id)
+            changed = db.execute(
+                "UPDATE members SET role = ? WHERE community_id = ? AND user_id = ?",
+                (role, community_id, user_id),
+            ).rowcount
+            if not changed:
+                _join(db, community_id, user_id, role)
+
+        await self._call(run)
+
+    async def members(self, community_id: str) -> list[tuple[User, str]]:
+        return await self._call(
+            lambda db: [
+                (_user(row), row[5])
+                for row in db.execute(
+                    f"SELECT {_USER_COLUMNS}, m.role FROM members m"
+                    " JOIN users u ON u.id = m.user_id"
+                    " WHERE m.community_id = ? ORDER BY m.seq, m.joined_ms",
+                    (community_id,),
+                )
+            ]
+        )
+
+    async def create_channel(
+        self,
+        community_id: str,
+        name: str,
+        *,
+        kind: str = "text",
+        parent: str | None = None,
+        channel_id: str | None = None,
+    ) -> Channel:
+        channel = Channel(channel_id or new_id(), community_id, name, kind, parent)
+
+        def run(db: sqlite3.Connection) -> Channel:
+            if (
+                db.execute("SELECT 1 FROM communities WHERE id = ?", (community_id,)).fetchone()
+                is None
+            ):
+                raise KeyError(community_id)
+            if db.execute("SELECT 1 FROM channels WHERE id = ?", (channel.id,)).fetchone():
+                raise Conflict(f"channel id '{channel.id}' is taken")
+            try:
+                _insert_channel(db, channel)
+            except sqlite3.IntegrityError:
+                raise Conflict(f"the community has a channel named '{name}'") from None
+            return channel
 
         return await self._call(run)
 
@@ -280,6 +433,8 @@ class SQLiteStore:
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint
             db.executescript(_SCHEMA)
+            _migrate(db)
+            db.executescript(_INDEXES)
         except Exception as exc:  # report to open() instead of dying silently
             loop.call_soon_threadsafe(_settle, [(ready, None, exc)])
             return
@@ -354,37 +509,34 @@ class SQLiteStore:
             "INSERT INTO communities(id, name, created_ms) VALUES (?, ?, ?)",
             (community_id, self.community_name, now_ms()),
         )
-        db.execute(
-            "INSERT INTO channels(id, community_id, name, kind, epoch) VALUES (?, ?, ?, ?, ?)",
-            (new_id(), community_id, "general", "text", secrets.token_hex(8)),
-        )
+        _insert_channel(db, Channel(new_id(), community_id, "general"))
         db.execute("INSERT INTO meta(key, value) VALUES ('default_community', ?)", (community_id,))
 
-    def _create_user(
-        self,
-        db: sqlite3.Connection,
-        username: str,
-        display_name: str,
-        password_hash: str,
-        bot: bool,
-    ) -> User:
+    @staticmethod
+    def _create_user(db: sqlite3.Connection, user: User, password_hash: str) -> User:
         first = db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None
-        user = User(new_id(), username, display_name, bot)
+        if db.execute("SELECT 1 FROM users WHERE id = ?", (user.id,)).fetchone():
+            raise Conflict(f"user id '{user.id}' is taken")
         try:
             db.execute(
-                "INSERT INTO users(id, username, display_name, password_hash, bot, created_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (user.id, username, display_name, password_hash, int(bot), now_ms()),
+                "INSERT INTO users(id, username, display_name, password_hash, bot, owner_id,"
+                " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    user.id,
+                    user.username,
+                    user.display_name,
+                    password_hash,
+                    int(user.bot),
+                    user.owner_id,
+                    now_ms(),
+                ),
             )
         except sqlite3.IntegrityError:
-            raise Conflict(f"username '{username}' is taken") from None
+            raise Conflict(f"username '{user.username}' is taken") from None
         (community_id,) = db.execute(
             "SELECT value FROM meta WHERE key = 'default_community'"
         ).fetchone()
-        db.execute(
-            "INSERT INTO members(community_id, user_id, role, joined_ms) VALUES (?, ?, ?, ?)",
-            (community_id, user.id, "owner" if first else "member", now_ms()),
-        )
+        _join(db, community_id, user.id, "owner" if first else "member")
         return user
 
     def _append(
@@ -427,7 +579,46 @@ class SQLiteStore:
 
 
 def _user(row: tuple[Any, ...]) -> User:
-    return User(row[0], row[1], row[2], bool(row[3]))
+    """A user from the first five columns of a row (``_USER_COLUMNS``)."""
+    return User(row[0], row[1], row[2], bool(row[3]), row[4])
+
+
+def _join(db: sqlite3.Connection, community_id: str, user_id: str, role: str) -> None:
+    db.execute(
+        "INSERT INTO members(community_id, user_id, role, joined_ms, seq) VALUES (?, ?, ?, ?,"
+        " (SELECT COALESCE(MAX(seq), 0) + 1 FROM members WHERE community_id = ?))",
+        (community_id, user_id, role, now_ms(), community_id),
+    )
+
+
+def _insert_channel(db: sqlite3.Connection, channel: Channel) -> None:
+    db.execute(
+        "INSERT INTO channels(id, community_id, name, kind, parent, epoch)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            channel.id,
+            channel.community_id,
+            channel.name,
+            channel.kind,
+            channel.parent,
+            secrets.token_hex(8),
+        ),
+    )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a database made by an older release up to the current schema."""
+    for (table, column), alter in _ADDED_COLUMNS.items():
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            db.execute(alter)
+    # members that joined before ``seq`` existed keep their joining order
+    db.execute(
+        "UPDATE members SET seq = (SELECT COUNT(*) FROM members AS earlier"
+        " WHERE earlier.community_id = members.community_id"
+        " AND (earlier.joined_ms, earlier.user_id) <= (members.joined_ms, members.user_id))"
+        " WHERE seq IS NULL"
+    )
 
 
 def _settle(results: list[_Outcome]) -> None:
