@@ -1,5 +1,6 @@
-"""Agora's clients: the async Python client (and, in ``web/``, the browser client)."""
+"""Agora's clients: the async Python client, the bot framework, and (in ``web/``) the browser."""
 
+from clients.bot import Bot, Context
 from clients.client import (
     AgoraClientError,
     Client,
@@ -13,9 +14,11 @@ from clients.client import (
 
 __all__ = [
     "AgoraClientError",
+    "Bot",
     "Client",
     "CommandError",
     "ConnectionClosed",
+    "Context",
     "Event",
     "Gap",
     "login",

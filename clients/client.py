@@ -22,6 +22,7 @@ Exceptions::
 
     AgoraClientError
     ├── CommandError        the server answered a command with an ``error`` frame
+    │                       (``code``, ``message``, ``retry_after_ms`` for ``rate_limited``)
     └── ConnectionClosed    the connection is gone for good (or dropped mid-command)
 """
 
@@ -48,6 +49,7 @@ from protocol import (
     RECONNECTABLE,
     CloseCode,
     Encoding,
+    ErrorCode,
     decode,
     encode,
 )
@@ -146,6 +148,12 @@ class Client:
     stops reading, the client stops reading the socket too, and a server
     eventually closes a session that falls too far behind (4010) — after which
     the client reconnects and resumes.
+
+    With ``wait_on_rate_limit`` a command answered ``rate_limited`` is sent
+    again after ``retry_after_ms`` (within the command's ``timeout``). Until
+    that pause is over, every command of this client takes a turn, one per
+    ``retry_after_ms``, so concurrent senders trickle out at the rate the server
+    allows instead of running into its flood limit (4008) together.
     """
 
     def __init__(
@@ -157,12 +165,14 @@ class Client:
         reconnect: bool = True,
         max_events: int = 10_000,
         max_backoff: float = 5.0,
+        wait_on_rate_limit: bool = False,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.encoding = Encoding(encoding)
         self.reconnect = reconnect
         self.max_backoff = max_backoff
+        self.wait_on_rate_limit = wait_on_rate_limit
         #: highest durable offset delivered, per subscribed channel
         self.offsets: dict[str, int] = {}
         #: log epoch per subscribed channel
@@ -178,6 +188,10 @@ class Client:
         self._closed: ConnectionClosed | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
+        #: after a ``rate_limited``: the loop time of the next free turn to send,
+        #: and the time between turns
+        self._paused_until = 0.0
+        self._spacing = 0.0
 
     # lifecycle
 
@@ -217,15 +231,21 @@ class Client:
         on_reply: OnReply | None = None,
     ) -> dict[str, Any]:
         """Send a command and return its reply's ``d``; raise ``CommandError``."""
+        loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
             while True:
-                if self._closed is not None:
-                    raise self._closed
-                ws = self._ws
-                if ws is not None and self._connected.is_set():
-                    break
-                await self._connected.wait()
-            return await self._command(ws, op, d or {}, on_reply)
+                if (turn := self._paused_until) > loop.time():
+                    self._paused_until = turn + self._spacing
+                    await asyncio.sleep(turn - loop.time())
+                ws = await self._connection()
+                try:
+                    return await self._command(ws, op, d or {}, on_reply)
+                except CommandError as exc:
+                    if not self.wait_on_rate_limit or exc.code != ErrorCode.RATE_LIMITED:
+                        raise
+                    wait = self._spacing = (exc.retry_after_ms or 1000) / 1000
+                    self._paused_until = max(self._paused_until, loop.time() + wait)
+                    log.debug("%s rate limited; sending again in %.3f s", op, wait)
 
     async def subscribe(self, channel: str, *, since: int | None = None) -> dict[str, Any]:
         """Subscribe; with ``since`` the server first replays events after it."""
@@ -268,6 +288,11 @@ class Client:
                     raise
         raise AssertionError("unreachable")
 
+    @property
+    def closed(self) -> ConnectionClosed | None:
+        """Why the client stopped for good, or ``None`` while it is running."""
+        return self._closed
+
     def channel_named(self, name: str, community: int = 0) -> str:
         """The id of a channel of the ``community``-th community, by name."""
         for channel in self.identity["communities"][community]["channels"]:
@@ -293,6 +318,15 @@ class Client:
         return item
 
     # internals
+
+    async def _connection(self) -> ClientConnection:
+        while True:
+            if self._closed is not None:
+                raise self._closed
+            ws = self._ws
+            if ws is not None and self._connected.is_set():
+                return ws
+            await self._connected.wait()
 
     async def _open(self) -> ClientConnection:
         query = f"v=1&encoding={self.encoding.value}"

@@ -1,0 +1,371 @@
+"""The bot framework: a ``Bot`` answers ``!commands`` and events over one ``Client``.
+
+::
+
+    bot = Bot(prefix="!")
+
+    @bot.command("hello")
+    async def hello(ctx: Context, args: str) -> None:
+        \"\"\"Say hello.\"\"\"
+        await ctx.reply(f"Hello, {ctx.author['name']}!")
+
+    @bot.on("member.joined")
+    async def welcome(ctx: Context) -> None:
+        await ctx.send(f"Welcome, {ctx.event.d['member']['name']}!")
+
+    bot.run("ws://127.0.0.1:8000", token)   # or: await bot.start(url, token)
+
+What a bot promises:
+
+- It subscribes to every text channel it can see (or the ones it is given) and
+  starts at each channel's current offset: history from before it started is
+  never handled.
+- Each durable event is handled at most once per run. The ``Client`` resumes
+  after a drop, and the bot also keeps the highest offset it handled per
+  channel and skips anything at or below it. When the server cannot replay
+  what was missed (a ``Gap``), the bot skips those events rather than answer
+  commands long after they were asked.
+- It never reacts to its own messages; by default it ignores commands from
+  other bots (accounts it has seen with ``bot: true``), so two bots cannot
+  talk each other into a loop.
+- Handlers run as tasks, at most ``max_tasks`` at a time (reading events
+  waits for a free slot) and each for at most ``handler_timeout`` seconds. A
+  handler that raises is logged and the bot goes on.
+- Sends that hit ``rate_limited`` wait ``retry_after_ms`` and go again.
+- Unknown commands are ignored: several bots often share one prefix, and a
+  hint from each for the others' commands would be noise. ``!help`` lists the
+  bot's commands with the first line of their docstrings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from clients.client import Client, CommandError, ConnectionClosed, Event, Gap
+from protocol import CloseCode, Encoding
+from protocol.commands import MAX_MESSAGE_CHARS
+
+log = logging.getLogger("agora.bot")
+
+Handler = Callable[["Context"], Awaitable[None]]
+CommandHandler = Callable[["Context", str], Awaitable[None]]
+Background = Callable[["Bot"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    handler: CommandHandler
+    help: str
+
+
+class Context:
+    """What a handler is given: the event, where it happened, and ways to answer."""
+
+    __slots__ = ("author", "bot", "channel", "event", "message")
+
+    def __init__(self, bot: Bot, event: Event) -> None:
+        self.bot = bot
+        self.event = event
+        self.channel: str = event.ch
+        #: the message of a ``message.created`` event, else ``None``
+        self.message: dict[str, Any] | None = event.d.get("message")
+        #: ``{id, name}`` of the message's author, else ``None``
+        self.author: dict[str, Any] | None = self.message["author"] if self.message else None
+
+    async def send(self, text: str) -> dict[str, Any]:
+        """Post ``text`` in this event's channel; returns the message."""
+        return await self.bot.send(self.channel, text)
+
+    async def reply(self, text: str) -> dict[str, Any]:
+        """Post ``text`` in this channel, addressed to the message's author."""
+        return await self.send(f"{mention(self.author)} {text}" if self.author else text)
+
+
+def mention(user: dict[str, Any]) -> str:
+    return f"@{user['name']}"
+
+
+class Bot:
+    """Decorators to register handlers, and a loop that feeds them events."""
+
+    def __init__(
+        self,
+        prefix: str = "!",
+        *,
+        help_command: str | None = "help",
+        ignore_bots: bool = True,
+        max_tasks: int = 8,
+        handler_timeout: float = 60.0,
+        encoding: Encoding | str = Encoding.MSGPACK,
+    ) -> None:
+        if not prefix or prefix != prefix.strip():
+            raise ValueError("the prefix must be non-empty and have no surrounding whitespace")
+        self.prefix = prefix
+        self.ignore_bots = ignore_bots
+        self.handler_timeout = handler_timeout
+        self.encoding = Encoding(encoding)
+        self.client: Client | None = None
+        #: the bot's own user object, once connected
+        self.user: dict[str, Any] = {}
+        #: highest durable offset handled, per subscribed channel
+        self.handled: dict[str, int] = {}
+        #: set once every channel is subscribed
+        self.ready = asyncio.Event()
+        self.commands: dict[str, Command] = {}
+        self._handlers: dict[str, list[Handler]] = {}
+        self._background: list[Background] = []
+        self._bots: set[str] = set()
+        self._slots = asyncio.Semaphore(max_tasks)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._jobs: list[asyncio.Task[None]] = []
+        self._stopping = False
+        if help_command:
+            self.command(help_command)(self._help)
+
+    # registration
+
+    def on(self, event_type: str) -> Callable[[Handler], Handler]:
+        """Run the decorated ``async def f(ctx)`` for every event of ``event_type``."""
+
+        def register(handler: Handler) -> Handler:
+            self._handlers.setdefault(event_type, []).append(handler)
+            return handler
+
+        return register
+
+    def command(self, name: str | None = None) -> Callable[[CommandHandler], CommandHandler]:
+        """Run the decorated ``async def f(ctx, args)`` for ``<prefix>name args``.
+
+        The name defaults to the function's; names are matched without regard to
+        case. The docstring is the command's ``help``.
+        """
+
+        def register(handler: CommandHandler) -> CommandHandler:
+            key = (name or handler.__name__).lower()
+            if not key or any(c.isspace() for c in key):
+                raise ValueError(f"bad command name {key!r}")
+            help_text = (handler.__doc__ or "").strip()
+            self.commands[key] = Command(key, handler, help_text)
+            return handler
+
+        return register
+
+    def background(self, job: Background) -> Background:
+        """Run the decorated ``async def f(bot)`` once the bot is ready, until it stops."""
+        self._background.append(job)
+        return job
+
+    # running
+
+    def run(self, url: str, token: str, *, channels: Iterable[str] | None = None) -> None:
+        """Run until SIGINT or SIGTERM: the entry point of a bot program."""
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+        )
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            stopping: list[asyncio.Task[None]] = []  # a reference keeps the task alive
+
+            def on_signal() -> None:
+                stopping.append(loop.create_task(self.stop()))
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError):  # not on Windows
+                    loop.add_signal_handler(sig, on_signal)
+            await self.start(url, token, channels=channels)
+
+        asyncio.run(main())
+
+    async def start(self, url: str, token: str, *, channels: Iterable[str] | None = None) -> None:
+        """Connect, subscribe and handle events until ``stop()``.
+
+        ``channels`` are channel ids or names; by default every text channel of
+        every community the bot belongs to. Raises ``ConnectionClosed`` when the
+        server ends the connection for good (a bad token, say).
+        """
+        client = self.client = Client(url, token, encoding=self.encoding, wait_on_rate_limit=True)
+        self._stopping = False
+        await client.connect()
+        try:
+            self.user = client.identity["user"]
+            for channel in self._channels(client.identity, channels):
+                reply = await client.subscribe(channel)
+                self.handled[channel] = reply["offset"]
+            await self._learn_bots(client)
+            log.info("%s is ready in %d channels", self.user["username"], len(self.handled))
+            self.ready.set()
+            self._jobs = [
+                asyncio.create_task(self._guard(job.__name__, None, job, self))
+                for job in self._background
+            ]
+            async for item in client.events():
+                if isinstance(item, Gap):
+                    log.warning(
+                        "events %d..%d of channel %s could not be replayed; skipping them",
+                        item.after + 1,
+                        item.until,
+                        item.channel,
+                    )
+                    self.handled[item.channel] = item.until
+                else:
+                    await self._dispatch(item)
+        finally:
+            await self._cancel_all()
+            await client.close()
+        if client.closed is not None and client.closed.code != CloseCode.NORMAL:
+            raise client.closed
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """End ``start()``.
+
+        No new event is handled; handlers already running get ``grace`` seconds
+        to finish and are then cancelled, as are background jobs at once; then
+        the connection closes.
+        """
+        self._stopping = True
+        for job in self._jobs:
+            job.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace)
+        await self._cancel_all()
+        if self.client is not None:
+            await self.client.close()
+
+    async def send(self, channel: str, text: str, *, nonce: str | None = None) -> dict[str, Any]:
+        """Post ``text`` (cut to the message limit) in ``channel``; returns the message.
+
+        A ``nonce`` makes the send idempotent even across restarts of the bot.
+        """
+        if self.client is None:
+            raise ConnectionClosed(CloseCode.NORMAL, "the bot is not running")
+        if len(text) > MAX_MESSAGE_CHARS:
+            text = text[: MAX_MESSAGE_CHARS - 1] + "…"
+        return await self.client.send_message(channel, text, nonce=nonce)
+
+    # internals
+
+    async def _cancel_all(self) -> None:
+        tasks = [*self._jobs, *self._tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _dispatch(self, event: Event) -> None:
+        if self._stopping:
+            return
+        if event.o is not None:
+            if event.o <= self.handled.get(event.ch, 0):
+                return  # handled before a reconnect
+            self.handled[event.ch] = event.o
+        ctx = Context(self, event)
+        if event.t == "member.joined" and event.d.get("member", {}).get("bot"):
+            self._bots.add(event.d["member"]["id"])
+        if ctx.author is not None:
+            if ctx.author.get("bot"):
+                self._bots.add(ctx.author["id"])
+            if ctx.author["id"] == self.user["id"]:
+                return
+        for handler in self._handlers.get(event.t, ()):
+            await self._spawn(handler.__name__, handler, ctx)
+        if ctx.message is None or (self.ignore_bots and ctx.author["id"] in self._bots):
+            return
+        parsed = self._parse(ctx.message["text"])
+        if parsed is None:
+            return
+        name, args = parsed
+        command = self.commands.get(name)
+        if command is None:
+            log.debug("ignoring unknown command %r", name)
+            return
+        await self._spawn(f"{self.prefix}{name}", command.handler, ctx, args)
+
+    def _parse(self, text: str) -> tuple[str, str] | None:
+        if not text.startswith(self.prefix):
+            return None
+        rest = text[len(self.prefix) :]
+        if not rest or rest[0].isspace():
+            return None
+        name, *args = rest.split(maxsplit=1)
+        return name.lower(), args[0].strip() if args else ""
+
+    async def _spawn(self, name: str, handler: Callable[..., Awaitable[None]], *args: Any) -> None:
+        await self._slots.acquire()  # reading events waits while every slot is busy
+        if self._stopping:
+            self._slots.release()
+            return
+        task = asyncio.create_task(self._guard(name, self.handler_timeout, handler, *args))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def _guard(
+        self,
+        name: str,
+        limit: float | None,
+        handler: Callable[..., Awaitable[None]],
+        *args: Any,
+    ) -> None:
+        """Run one handler; log its failure instead of letting it end the bot."""
+        scope = asyncio.timeout(limit)
+        try:
+            async with scope:
+                await handler(*args)
+        except TimeoutError:
+            if not scope.expired():
+                log.exception("handler %s failed", name)
+            else:
+                log.error("handler %s took longer than %s s; cancelled", name, limit)
+        except ConnectionClosed as exc:  # the bot is stopping: no traceback for that
+            log.warning("handler %s ended with the connection: %s", name, exc)
+        except Exception:
+            log.exception("handler %s failed", name)
+
+    def _channels(self, identity: dict[str, Any], wanted: Iterable[str] | None) -> list[str]:
+        visible = [
+            channel
+            for community in identity["communities"]
+            for channel in community["channels"]
+            if channel.get("kind", "text") == "text"
+        ]
+        if wanted is None:
+            return [channel["id"] for channel in visible]
+        chosen = []
+        for key in wanted:
+            match = [c["id"] for c in visible if key in (c["id"], c["name"])]
+            if not match:
+                raise ValueError(f"no channel {key!r} among {[c['name'] for c in visible]}")
+            chosen += [c for c in match if c not in chosen]
+        return chosen
+
+    async def _learn_bots(self, client: Client) -> None:
+        """Note which members are bots, where the server can list members."""
+        for community in client.identity["communities"]:
+            try:
+                reply = await client.request("community.members", {"community": community["id"]})
+            except CommandError as exc:  # an older server without the command
+                log.debug("cannot list members: %s", exc)
+                return
+            self._bots.update(m["id"] for m in reply.get("members", ()) if m.get("bot"))
+
+    async def _help(self, ctx: Context, args: str) -> None:
+        """List the commands, or explain one: help [command]."""
+        command = self.commands.get(args.removeprefix(self.prefix).lower()) if args else None
+        if command is not None:
+            await ctx.send(f"{self.prefix}{command.name}: {command.help or 'no help'}")
+            return
+        lines = [
+            f"{self.prefix}{c.name} — {c.help.splitlines()[0] if c.help else ''}".rstrip(" —")
+            for c in sorted(self.commands.values(), key=lambda c: c.name)
+        ]
+        await ctx.send("Commands:\n" + "\n".join(lines))

@@ -1,0 +1,1 @@
+"""Example bots; each runs with ``python -m clients.examples.NAME --help``."""

@@ -1,0 +1,481 @@
+"""The bot framework and the example bots, against real servers.
+
+The example bots run as real subprocesses (``python -m clients.examples.…``)
+with real bot tokens; the tests see what a person in the channel sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clients import Bot, Client, Context, Event
+from clients.examples import faq, remind
+from tests.conftest import ROOT, AgoraProcess, new_user, timeout
+
+
+async def create_bot(server: AgoraProcess, owner_token: str, username: str) -> dict[str, Any]:
+    """``POST /api/v1/bots`` as the owner: ``{user, token}``."""
+
+    def post() -> dict[str, Any]:
+        request = urllib.request.Request(
+            server.http + "/api/v1/bots",
+            data=json.dumps({"username": username}).encode(),
+            headers={
+                "content-type": "application/json",
+                "authorization": f"Bearer {owner_token}",
+            },
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=timeout(10)) as response:
+            assert response.status == 201
+            return json.loads(response.read())
+
+    return await asyncio.to_thread(post)
+
+
+class Room:
+    """A person in ``general``: sends messages and reads what everyone says."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.general = client.channel_named("general")
+        self.name = client.identity["user"]["name"]
+
+    async def say(self, text: str) -> None:
+        await self.client.send_message(self.general, text)
+
+    async def next_message(self) -> dict[str, Any]:
+        while True:
+            event = await self.client.next_event(timeout(30))
+            if isinstance(event, Event) and event.t == "message.created":
+                return event.d["message"]
+
+    async def sees(self, pattern: str, wait: float = 10) -> dict[str, Any]:
+        """The next message in ``general`` whose text matches ``pattern``."""
+        async with asyncio.timeout(timeout(wait)):
+            while not re.search(pattern, (message := await self.next_message())["text"]):
+                pass
+        return message
+
+    async def texts_from(self, author_id: str, count: int, wait: float = 10) -> list[str]:
+        """The texts of the next ``count`` messages by ``author_id``."""
+        out: list[str] = []
+        async with asyncio.timeout(timeout(wait)):
+            while len(out) < count:
+                message = await self.next_message()
+                if message["author"]["id"] == author_id:
+                    out.append(message["text"])
+        return out
+
+
+@contextlib.asynccontextmanager
+async def room(server: AgoraProcess, token: str) -> AsyncIterator[Room]:
+    async with Client(server.ws, token) as client:
+        present = Room(client)
+        await client.subscribe(present.general)
+        yield present
+
+
+@contextlib.asynccontextmanager
+async def owner_with_bot(server: AgoraProcess) -> AsyncIterator[tuple[Room, dict[str, Any]]]:
+    """The first account (the owner) in ``general``, and a bot account it made."""
+    owner = await new_user(server, "owner")
+    made = await create_bot(server, owner["token"], f"bot{os.getpid()}x{time.monotonic_ns()}")
+    async with room(server, owner["token"]) as present:
+        yield present, made
+
+
+class BotProcess:
+    """An example bot as a subprocess; ``ready()`` waits for its ready line."""
+
+    def __init__(self, module: str, server: AgoraProcess, token: str, *args: str) -> None:
+        self.argv = [sys.executable, "-m", f"clients.examples.{module}", *args]
+        self.env = {**os.environ, "AGORA_SERVER": server.ws, "AGORA_BOT_TOKEN": token}
+        self.lines: list[str] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> BotProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, cwd=ROOT, env=self.env, stderr=asyncio.subprocess.PIPE
+        )
+        self._ready = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+        try:
+            async with asyncio.timeout(timeout(15)):
+                await self._ready.wait()
+        except TimeoutError:
+            raise AssertionError("the bot did not get ready:\n" + "\n".join(self.lines)) from None
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            self.lines.append(line)
+            if "is ready in" in line:
+                self._ready.set()
+
+    async def stop(self) -> int:
+        assert self.proc is not None and self._reader is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(timeout(10)):
+                code = await self.proc.wait()
+        except TimeoutError:
+            self.proc.kill()
+            code = await self.proc.wait()
+        await self._reader
+        return code
+
+
+@contextlib.asynccontextmanager
+async def running(process: BotProcess) -> AsyncIterator[BotProcess]:
+    await process.start()
+    try:
+        yield process
+    finally:
+        code = await process.stop()
+    assert code == 0, "\n".join(process.lines)
+    assert not [line for line in process.lines if "Traceback" in line], "\n".join(process.lines)
+
+
+@contextlib.asynccontextmanager
+async def in_process(bot: Bot, server: AgoraProcess, token: str) -> AsyncIterator[Bot]:
+    task = asyncio.create_task(bot.start(server.ws, token))
+    ready = asyncio.create_task(bot.ready.wait())
+    await asyncio.wait([task, ready], timeout=timeout(10), return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        await task  # raises why it ended
+    assert bot.ready.is_set()
+    try:
+        yield bot
+    finally:
+        await bot.stop()
+        await asyncio.wait_for(task, timeout(10))
+
+
+async def eventually(check: Callable[[], bool], wait: float = 10) -> None:
+    async with asyncio.timeout(timeout(wait)):
+        while not check():
+            await asyncio.sleep(0.05)
+
+
+# the README tutorial
+
+
+def readme_first_bot() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Write your first bot in 20 lines", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_tutorial_is_the_first_bot_file_and_fits_in_20_lines() -> None:
+    code = (ROOT / "clients/examples/first_bot.py").read_text(encoding="utf-8")
+    assert readme_first_bot() == code
+    assert len(code.splitlines()) <= 20
+
+
+async def test_the_first_bot_answers_hello_and_help_and_welcomes_a_newcomer(make_server) -> None:
+    server = make_server(rate_limit=0)
+    async with owner_with_bot(server) as (ann, made):
+        first_bot = BotProcess("first_bot", server, made["token"])
+        async with running(first_bot):
+            await ann.say("!hello")
+            reply = await ann.sees(r"^@")
+            assert reply["text"] == f"@{ann.name} Hello! Say !help to see what I can do."
+            assert reply["author"]["id"] == made["user"]["id"]
+            await ann.say("!help")
+            listing = await ann.sees(r"^Commands:")
+            assert "!hello — Say hello back." in listing["text"].splitlines()
+            newcomer = await new_user(server, "newcomer")
+            greeting = await ann.sees(r"^Welcome")
+            assert greeting["text"] == f"Welcome, {newcomer['user']['name']}!"
+
+
+# the example bots
+
+
+async def test_the_welcome_bot_greets_new_members_but_not_new_bots(make_server) -> None:
+    server = make_server(rate_limit=0)
+    async with owner_with_bot(server) as (ann, made):
+        welcome = BotProcess(
+            "welcome", server, made["token"], "--message", "Hi {name} ({username})!"
+        )
+        async with running(welcome):
+            other_bot = await create_bot(
+                server, ann.client.token, f"another{os.getpid()}x{time.monotonic_ns()}"
+            )
+            newcomer = (await new_user(server, "reader"))["user"]
+            greetings = await ann.texts_from(made["user"]["id"], 1)
+            assert greetings == [f"Hi {newcomer['name']} ({newcomer['username']})!"]
+            assert other_bot["user"]["username"] not in greetings[0]
+
+
+async def test_the_remind_bot_posts_the_reminder_after_the_delay(
+    make_server, tmp_path: Path
+) -> None:
+    server = make_server(rate_limit=0)
+    async with owner_with_bot(server) as (ann, made):
+        bot_id = made["user"]["id"]
+        state = tmp_path / "reminders.json"
+        process = BotProcess("remind", server, made["token"], "--state", str(state))
+        async with running(process):
+            asked = time.monotonic()
+            await ann.say("!remind 2s bring the reading notes")
+            assert await ann.texts_from(bot_id, 1) == [
+                f"@{ann.name} OK, I will remind you in 2s: bring the reading notes"
+            ]
+            assert await ann.texts_from(bot_id, 1) == [
+                f"@{ann.name} reminder: bring the reading notes"
+            ]
+            assert time.monotonic() - asked >= 2
+            await eventually(lambda: json.loads(state.read_text())["reminders"] == [])
+
+
+async def test_the_remind_bot_refuses_bad_durations_and_keeps_its_limits(
+    make_server, tmp_path: Path
+) -> None:
+    server = make_server(rate_limit=0)
+    async with owner_with_bot(server) as (ann, made):
+        args = ["--state", str(tmp_path / "r.json"), "--max-per-user", "2", "--max-delay", "1d"]
+        async with running(BotProcess("remind", server, made["token"], *args)):
+            for command in ("!remind soon read chapter 3", "!remind 10m", "!remind 2d x"):
+                await ann.say(command)
+            said = await ann.texts_from(made["user"]["id"], 3)
+            assert said[:2] == [f"@{ann.name} {remind.USAGE}"] * 2
+            assert said[2] == f"@{ann.name} That is too far ahead: at most 1d."
+            await ann.say("!remind 1h30m first")
+            await ann.say("!remind 1d second")
+            await ann.say("!remind 5m third")
+            said = await ann.texts_from(made["user"]["id"], 3)
+            assert said[0].endswith("in 1h30m: first") and said[1].endswith("in 1d: second")
+            assert said[2].endswith(
+                "You have 2 reminders waiting already; that is the most I keep."
+            )
+            await ann.say("!reminders")
+            (listing,) = await ann.texts_from(made["user"]["id"], 1)
+            assert listing.splitlines()[0] == f"@{ann.name} Your reminders:"
+            assert [line.split(": ", 1)[1] for line in listing.splitlines()[1:]] == [
+                "first",
+                "second",
+            ]
+
+
+async def test_the_remind_bot_keeps_reminders_across_a_restart(make_server, tmp_path: Path) -> None:
+    server = make_server(rate_limit=0)
+    async with owner_with_bot(server) as (ann, made):
+        bot_id = made["user"]["id"]
+        state = tmp_path / "reminders.json"
+        async with running(BotProcess("remind", server, made["token"], "--state", str(state))):
+            await ann.say("!remind 3s water the plants")
+            (confirmed,) = await ann.texts_from(bot_id, 1)
+            assert confirmed.endswith("in 3s: water the plants")
+        kept = json.loads(state.read_text())["reminders"]
+        assert [r["text"] for r in kept] == ["water the plants"]
+        await asyncio.sleep(3)  # it falls due while the bot is down
+        async with running(BotProcess("remind", server, made["token"], "--state", str(state))):
+            assert await ann.texts_from(bot_id, 1) == [f"@{ann.name} reminder: water the plants"]
+            await eventually(lambda: json.loads(state.read_text())["reminders"] == [])
+            await ann.say("!reminders")
+            assert await ann.texts_from(bot_id, 1) == [f"@{ann.name} No reminders."]
+
+
+async def test_the_faq_bot_answers_lists_suggests_and_rereads_its_file(
+    make_server, tmp_path: Path
+) -> None:
+    server = make_server(rate_limit=0)
+    path = tmp_path / "faq.md"
+    path.write_text(
+        "# Reading group FAQ\n\nEdit me!\n\n## schedule, meetings\nThursdays at 19:00.\n\n"
+        "## reading list\nMiddlemarch, then The Dispossessed.\n",
+        encoding="utf-8",
+    )
+    async with owner_with_bot(server) as (ann, made):
+        bot_id = made["user"]["id"]
+        async with running(BotProcess("faq", server, made["token"], "--file", str(path))):
+            for command in ("!faq", "!faq Meetings", "!faq  reading   list", "!faq shedule"):
+                await ann.say(command)
+            assert await ann.texts_from(bot_id, 4) == [
+                "FAQ topics: reading list; schedule, meetings. Ask with !faq TOPIC.",
+                "schedule, meetings\nThursdays at 19:00.",
+                "reading list\nMiddlemarch, then The Dispossessed.",
+                "No FAQ on 'shedule'. Did you mean: schedule?",
+            ]
+            path.write_text("## venue\nThe library, room 4.\n", encoding="utf-8")
+            await ann.say("!faq venue")
+            await ann.say("!faq quantum chromodynamics")
+            assert await ann.texts_from(bot_id, 2) == [
+                "venue\nThe library, room 4.",
+                "No FAQ on 'quantum chromodynamics'. FAQ topics: venue. Ask with !faq TOPIC.",
+            ]
+
+
+def test_durations_and_faq_files_parse() -> None:
+    assert remind.parse_duration("90s") == 90
+    assert remind.parse_duration("1h30m") == 5400
+    assert remind.parse_duration("2D") == 172_800
+    assert remind.parse_duration("1h 30m") is None
+    assert remind.parse_duration("soon") is None
+    assert remind.parse_duration("") is None
+    assert remind.format_duration(5400) == "1h30m"
+    topics = faq.parse("intro\n## A, b \nx\n### not a topic\ny\n## c ##\n")
+    assert topics == {
+        "a": ("A, b", "x\n### not a topic\ny"),
+        "b": ("A, b", "x\n### not a topic\ny"),
+        "c": ("c", ""),
+    }
+
+
+# the framework
+
+
+async def test_decorators_dispatch_commands_and_events_but_not_history_or_own_messages(
+    make_server,
+) -> None:
+    server = make_server(rate_limit=0)
+    async with owner_with_bot(server) as (ann, made):
+        await ann.say("!echo from before the bot started")
+        await ann.sees("from before")
+        bot = Bot(prefix="?")
+        calls: list[tuple[str, str]] = []
+
+        @bot.command()
+        async def echo(ctx: Context, args: str) -> None:
+            """Say it again."""
+            calls.append(("echo", args))
+            await ctx.send(f"?echo {args}")  # its own command: must not run again
+
+        @bot.on("message.created")
+        async def seen(ctx: Context) -> None:
+            assert ctx.message is not None and ctx.author is not None
+            calls.append(("message", ctx.message["text"]))
+
+        async with in_process(bot, server, made["token"]):
+            await ann.say("?ECHO  two   words ")
+            assert await ann.texts_from(made["user"]["id"], 1) == ["?echo two   words"]
+            await ann.say("?nope")
+            await ann.say("? echo not a command")
+            await ann.say("?help echo")
+            assert await ann.texts_from(made["user"]["id"], 1) == ["?echo: Say it again."]
+            await ann.say("?help")
+            assert await ann.texts_from(made["user"]["id"], 1) == [
+                "Commands:\n?echo — Say it again.\n?help — List the commands, or explain one: "
+                "help [command]."
+            ]
+        assert calls == [
+            ("message", "?ECHO  two   words "),
+            ("echo", "two   words"),
+            ("message", "?nope"),
+            ("message", "? echo not a command"),
+            ("message", "?help echo"),
+            ("message", "?help"),
+        ]
+
+
+async def test_a_rate_limited_bot_still_gets_every_message_through(make_server) -> None:
+    server = make_server(rate_limit=120, rate_burst=3)
+    async with owner_with_bot(server) as (ann, made):
+        bot = Bot()
+
+        @bot.command()
+        async def count(ctx: Context, args: str) -> None:
+            """Count to ten, all at once."""
+            await asyncio.gather(*(ctx.send(f"{i}") for i in range(1, 11)))
+
+        async with in_process(bot, server, made["token"]):
+            await ann.say("!count")
+            said = await ann.texts_from(made["user"]["id"], 10, wait=30)
+            assert sorted(said, key=int) == [str(i) for i in range(1, 11)]
+            assert server.metric("agora_errors_total", 'code="rate_limited"') > 0
+            assert bot.client is not None and bot.client.connections == 1  # never flooded
+
+
+async def test_a_reconnected_bot_does_not_run_handled_commands_again(make_server) -> None:
+    server = make_server(rate_limit=0)
+    async with owner_with_bot(server) as (ann, made):
+        bot = Bot()
+        handled: list[str] = []
+
+        @bot.command()
+        async def note(ctx: Context, args: str) -> None:
+            handled.append(args)
+            await ctx.send(f"noted {args}")
+
+        async with in_process(bot, server, made["token"]):
+            await ann.say("!note one")
+            assert await ann.texts_from(made["user"]["id"], 1) == ["noted one"]
+            server.stop()
+            server.start()
+            # ann reconnects too; the bot gets "two" replayed on its resume, or live
+            await ann.say("!note two")
+            assert await ann.texts_from(made["user"]["id"], 1, wait=20) == ["noted two"]
+            await eventually(lambda: bot.client is not None and bot.client.connections == 2)
+            await ann.say("!note three")
+            assert await ann.texts_from(made["user"]["id"], 1) == ["noted three"]
+        assert handled == ["one", "two", "three"]
+
+
+async def test_a_failing_handler_is_logged_and_the_bot_goes_on(
+    make_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = make_server(rate_limit=0)
+    async with owner_with_bot(server) as (ann, made):
+        bot = Bot()
+
+        @bot.command()
+        async def boom(ctx: Context, args: str) -> None:
+            raise RuntimeError("the handler broke")
+
+        @bot.command()
+        async def ping(ctx: Context, args: str) -> None:
+            await ctx.reply("pong")
+
+        with caplog.at_level(logging.ERROR, logger="agora.bot"):
+            async with in_process(bot, server, made["token"]):
+                await ann.say("!boom")
+                await ann.say("!ping")
+                assert await ann.texts_from(made["user"]["id"], 1) == [f"@{ann.name} pong"]
+        failures = [r for r in caplog.records if r.getMessage() == "handler !boom failed"]
+        assert len(failures) == 1 and "the handler broke" in str(failures[0].exc_info[1])
+
+
+async def test_commands_from_other_bots_are_ignored(make_server) -> None:
+    server = make_server(rate_limit=0)
+    async with owner_with_bot(server) as (ann, made):
+        other = await create_bot(server, ann.client.token, f"other{os.getpid()}")
+        bot = Bot()
+        callers: list[str] = []
+
+        @bot.command()
+        async def ping(ctx: Context, args: str) -> None:
+            assert ctx.author is not None
+            callers.append(ctx.author["id"])
+            await ctx.reply("pong")
+
+        async with (
+            in_process(bot, server, made["token"]),
+            room(server, other["token"]) as other_bot,
+        ):
+            await other_bot.say("!ping")
+            await ann.sees("^!ping")  # the other bot's command went by
+            await ann.say("!ping")
+            assert await ann.texts_from(made["user"]["id"], 1) == [f"@{ann.name} pong"]
+        assert callers == [ann.client.identity["user"]["id"]]
