@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"  # carries retry_after_ms
     TOO_LARGE = "too_large"  # a field over its documented size
     INTERNAL = "internal"
+    UNAVAILABLE = "unavailable"  # the store or broker cannot be reached; carries retry_after_ms
 
 
 class CloseCode(IntEnum):

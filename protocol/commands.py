@@ -49,4 +49,5 @@ COMMANDS: dict[str, Schema] = {
         Field("text", str, nonempty=True, max_len=MAX_MESSAGE_CHARS),
         Field("nonce", str, required=False, nonempty=True, max_len=MAX_NONCE_CHARS),
     ),
+    "community.members": schema(Field("community", str, nonempty=True, max_len=MAX_ID_CHARS)),
 }

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from protocol import CloseCode, ErrorCode, ProtocolError
+from server import communities
 from server.commands import CommandRouter, Fatal
 from server.ids import new_id
 from server.store import Conflict, Store, User
@@ -38,6 +39,39 @@ MAX_BODY = 16 * 1024
 CONCURRENT_HASHES = 4
 
 router = CommandRouter()
+
+
+class Invalid(ValueError):
+    """A field of a new account breaks its rule; the message names the field."""
+
+
+def check_account(username: str, password: str | None, display_name: object = None) -> str:
+    """Check a new account's fields (``password`` None: an account without one).
+
+    Returns the display name to store: trimmed, or the username when absent.
+    Raises ``Invalid``. Registration, bot creation and the admin CLI share it.
+    """
+    if not USERNAME.fullmatch(username):
+        raise Invalid("field 'username' must be 2 to 32 letters, digits, '_', '.' or '-'")
+    if password is not None and not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise Invalid(f"field 'password' must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+    if display_name is None:
+        return username
+    if not isinstance(display_name, str) or not 0 < len(display_name.strip()) <= MAX_DISPLAY_NAME:
+        raise Invalid(f"field 'display_name' must be 1 to {MAX_DISPLAY_NAME} characters")
+    return display_name.strip()
+
+
+def hash_password(password: str) -> str:
+    """Argon2id, as registration stores it (blocking: about 50 ms and 64 MiB)."""
+    return PasswordHasher().hash(password)
+
+
+async def issue_token(store: Store, user: User) -> str:
+    """A new token for the user; only the hash of its secret is stored."""
+    token_id, secret = new_id(), secrets.token_urlsafe(32)
+    await store.add_token(token_id, user.id, _digest(secret))
+    return f"{token_id}.{secret}"
 
 
 class Accounts:
@@ -63,18 +97,17 @@ class Accounts:
         if len(password) > MAX_PASSWORD:
             return None
         found = await self.store.credentials(username)
-        # Verify against a dummy hash for unknown names too, so timing tells nothing.
-        password_hash = found[1] if found else self._dummy_hash
+        # Verify against a dummy hash for unknown names and for accounts without a
+        # password (bots, imported accounts) too, so timing tells nothing.
+        password_hash = found[1] if found and found[1] else self._dummy_hash
         async with self._hashing:
             valid = await asyncio.to_thread(self._verify, password_hash, password)
-        if not valid or found is None:
+        if not valid or found is None or not found[1]:
             return None
         return found[0], await self.issue_token(found[0])
 
     async def issue_token(self, user: User) -> str:
-        token_id, secret = new_id(), secrets.token_urlsafe(32)
-        await self.store.add_token(token_id, user.id, _digest(secret))
-        return f"{token_id}.{secret}"
+        return await issue_token(self.store, user)
 
     async def authenticate(self, token: str) -> User | None:
         token_id, _, secret = token.partition(".")
@@ -103,7 +136,10 @@ def http_error(status: int, code: ErrorCode, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code.value, "message": message}}, status_code=status)
 
 
-async def _credentials_from(request: Request) -> dict[str, Any] | JSONResponse:
+async def read_body(
+    request: Request, required: tuple[str, ...] = ("username", "password")
+) -> dict[str, Any] | JSONResponse:
+    """The JSON object of a request, with ``required`` string fields, or the error to answer."""
     raw = b""
     async for chunk in request.stream():
         raw += chunk
@@ -115,7 +151,7 @@ async def _credentials_from(request: Request) -> dict[str, Any] | JSONResponse:
         return http_error(400, ErrorCode.BAD_REQUEST, "the body must be a JSON object")
     if not isinstance(body, dict):
         return http_error(400, ErrorCode.BAD_REQUEST, "the body must be a JSON object")
-    for name in ("username", "password"):
+    for name in required:
         if not isinstance(body.get(name), str):
             return http_error(400, ErrorCode.BAD_REQUEST, f"field '{name}' must be a string")
     for name, value in body.items():
@@ -133,43 +169,25 @@ async def register(request: Request) -> JSONResponse:
     agora: Agora = request.app.state.agora
     if not agora.accounts.registration:
         return http_error(403, ErrorCode.FORBIDDEN, "registration is closed on this server")
-    body = await _credentials_from(request)
+    body = await read_body(request)
     if isinstance(body, JSONResponse):
         return body
     username, password = body["username"], body["password"]
-    display_name = body.get("display_name")
-    if not USERNAME.fullmatch(username):
-        return http_error(
-            400,
-            ErrorCode.BAD_REQUEST,
-            "field 'username' must be 2 to 32 letters, digits, '_', '.' or '-'",
-        )
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        return http_error(
-            400,
-            ErrorCode.BAD_REQUEST,
-            f"field 'password' must be {MIN_PASSWORD} to {MAX_PASSWORD} characters",
-        )
-    if display_name is not None and (
-        not isinstance(display_name, str) or not 0 < len(display_name.strip()) <= MAX_DISPLAY_NAME
-    ):
-        return http_error(
-            400,
-            ErrorCode.BAD_REQUEST,
-            f"field 'display_name' must be 1 to {MAX_DISPLAY_NAME} characters",
-        )
     try:
-        user, token = await agora.accounts.register(
-            username, password, display_name.strip() if display_name else None
-        )
+        display_name = check_account(username, password, body.get("display_name"))
+    except Invalid as exc:
+        return http_error(400, ErrorCode.BAD_REQUEST, str(exc))
+    try:
+        user, token = await agora.accounts.register(username, password, display_name)
     except Conflict as exc:
         return http_error(409, ErrorCode.CONFLICT, str(exc))
+    await communities.announce_new_account(agora, user)
     return JSONResponse({"user": user.public(), "token": token}, status_code=201)
 
 
 async def login(request: Request) -> JSONResponse:
     agora: Agora = request.app.state.agora
-    body = await _credentials_from(request)
+    body = await read_body(request)
     if isinstance(body, JSONResponse):
         return body
     found = await agora.accounts.login(body["username"], body["password"])

@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from server import accounts, channels, messages
+from server import accounts, bots, channels, communities, messages
 from server import session as gateway_session
 from server.accounts import Accounts
 from server.backends import broker_from, store_from
@@ -49,7 +49,7 @@ class Agora:
         self.hub = Hub(store, broker, self.metrics)
         self.accounts = Accounts(store, registration=settings.registration)
         self.router = CommandRouter()
-        for domain in (gateway_session, accounts, channels, messages):
+        for domain in (gateway_session, accounts, channels, communities, messages):
             self.router.include(domain.router)
         self.sessions: set[Session] = set()
         self.metrics.open_outboxes = lambda: (s.outbox for s in self.sessions)
@@ -74,8 +74,10 @@ class Agora:
     ) -> Appended:
         """Store a durable event, then publish it: the one path every event takes."""
         stored = await self.store.append(channel, t, d, idempotency=idempotency)
+        # A retry (created=False) publishes again: the first attempt may have
+        # been stored but not published. Feeds drop offsets they delivered.
+        await self.broker.publish(channel, stored.frame)
         if stored.created:
-            await self.broker.publish(channel, stored.frame)
             self.metrics.events_published.inc()
         return stored
 
@@ -142,6 +144,9 @@ def create_app(
         routes=[
             Route("/api/v1/auth/register", accounts.register, methods=["POST"]),
             Route("/api/v1/auth/login", accounts.login, methods=["POST"]),
+            Route("/api/v1/bots", bots.create, methods=["POST"]),
+            Route("/api/v1/bots", bots.list_mine, methods=["GET"]),
+            Route("/api/v1/bots/{bot_id}/tokens", bots.new_token, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             Mount("/", StaticFiles(directory=WEB_CLIENT, html=True)),

@@ -9,6 +9,7 @@ import sys
 import uvicorn
 from starlette.applications import Starlette
 
+from server import admin
 from server.app import create_app
 from server.settings import Settings
 
@@ -53,7 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the server")
     Settings.add_arguments(serve_parser)
+    admin.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        raise SystemExit(admin.run(args))
     try:
         settings = Settings.from_env().with_arguments(args)
         app = create_app(settings)

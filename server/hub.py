@@ -29,6 +29,10 @@ log = logging.getLogger("agora.hub")
 #: How long an out-of-order event waits for the missing ones before the feed
 #: reads them from the store, in seconds.
 GAP_REPAIR_DELAY = 0.25
+#: Frames a feed reads from the store at once when catching up after a broker outage.
+CATCH_UP_PAGE = 500
+#: Longest wait between attempts to catch up while the store is unreachable, in seconds.
+CATCH_UP_MAX_DELAY = 5.0
 
 
 class Joining:
@@ -75,6 +79,7 @@ class ChannelFeed:
         self._early: dict[int, tuple[bytes, dict[str, Any]]] = {}
         self._before_ready: list[bytes] = []  # frames received while `last` was read
         self._repair: asyncio.TimerHandle | asyncio.Task[None] | None = None
+        self._catching_up: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.live.values()) + len(self.joining)
@@ -152,6 +157,42 @@ class ChannelFeed:
         if self._repair is not None:
             self._repair.cancel()
             self._repair = None
+        if self._catching_up is not None:
+            self._catching_up.cancel()
+            self._catching_up = None
+
+    def catch_up(self) -> None:
+        """Deliver what the store holds past ``last``: the broker may have lost frames.
+
+        A catch-up already running may have read the head before the latest
+        outage, so it starts again.
+        """
+        if not self.ready.done():
+            return  # its baseline is still being read, after the broker resubscribed
+        if self._catching_up is not None:
+            self._catching_up.cancel()
+        self._catching_up = asyncio.ensure_future(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        delay = GAP_REPAIR_DELAY
+        store = self.hub.store
+        while self.hub.feeds.get(self.channel) is self:
+            try:
+                head = (await store.log_head(self.channel)).offset
+                while self.last < head:
+                    frames = await store.read_after(
+                        self.channel, self.last, min(CATCH_UP_PAGE, head - self.last)
+                    )
+                    if not frames:
+                        break
+                    for frame in frames:
+                        self.receive(frame)
+                break
+            except Exception as exc:
+                log.warning("catching up channel %s failed (%s); retrying", self.channel, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, CATCH_UP_MAX_DELAY)
+        self._catching_up = None
 
     def _start_repair(self) -> None:
         self._repair = asyncio.ensure_future(self._repair_gaps())
@@ -212,7 +253,7 @@ class Hub:
         self.feeds: dict[str, ChannelFeed] = {}
 
     async def start(self) -> None:
-        await self.broker.start(self.on_message)
+        await self.broker.start(self.on_message, self.on_resume)
 
     async def stop(self) -> None:
         for feed in self.feeds.values():
@@ -223,6 +264,12 @@ class Hub:
         feed = self.feeds.get(channel)
         if feed is not None:
             feed.receive(frame)
+
+    def on_resume(self) -> None:
+        """The broker reconnected: every feed reads what it missed from the store."""
+        self.metrics.broker_resumes.inc()
+        for feed in self.feeds.values():
+            feed.catch_up()
 
     async def feed(self, channel: str) -> ChannelFeed:
         """The channel's feed, subscribing this process to the channel if needed."""

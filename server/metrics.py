@@ -64,6 +64,11 @@ class Metrics:
         self.gaps_repaired = Counter(
             "agora_gaps_repaired", "Out-of-order events repaired from the store", registry=registry
         )
+        self.broker_resumes = Counter(
+            "agora_broker_resumes",
+            "Times the broker reconnected and every feed caught up from the store",
+            registry=registry,
+        )
 
     def observe_fanout(self, recipients: int, seconds: float) -> None:
         self.deliveries.inc(recipients)

@@ -29,6 +29,7 @@ from server.commands import CommandRouter, Fatal, Reply
 from server.ids import new_id
 from server.outbox import Outbox, OutFrame
 from server.ratelimit import TokenBucket
+from server.store import Unavailable
 
 if TYPE_CHECKING:
     from server.app import Agora
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from server.store import Channel, User
 
 log = logging.getLogger("agora.session")
+
+#: What an ``unavailable`` error asks the client to wait before retrying, in ms.
+UNAVAILABLE_RETRY_MS = 1000
 
 router = CommandRouter()
 
@@ -140,6 +144,16 @@ class Session:
             self.send_error(exc)
             if isinstance(exc, Fatal):
                 self.close(exc.close_code, exc.message)
+        except Unavailable as exc:
+            log.warning("command %s failed: %s", command.op, exc)
+            self.send_error(
+                ProtocolError(
+                    "the server's storage is unavailable; retry shortly",
+                    code=ErrorCode.UNAVAILABLE,
+                    command_id=command.id,
+                    retry_after_ms=UNAVAILABLE_RETRY_MS,
+                )
+            )
         except Exception:
             log.exception("command %s failed", command.op)
             self.send_error(

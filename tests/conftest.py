@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -119,29 +120,188 @@ class AgoraProcess:
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
+    @property
+    def nodes(self) -> list[AgoraProcess]:
+        """The processes serving this deployment: just this one."""
+        return [self]
+
+
+class RedisProcess:
+    """A private ``redis-server`` on a free port, with the append-only file on."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisProcess:
+        executable = require_redis()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            [
+                executable,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.directory),
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--save", "",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout(10)
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout(15))
+            self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def require_redis() -> str:
+    """The redis-server executable; without one, fail under CI=true, else skip."""
+    found = shutil.which("redis-server")
+    if found is None:
+        message = "redis-server is not installed (apt-get install -y redis-server)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+class Cluster:
+    """The scaled deployment: two ``agora serve --redis`` nodes sharing a private Redis.
+
+    It stands in for an ``AgoraProcess``: each use of ``ws`` or ``http`` names
+    the next node in turn, so a test's connections are spread over both nodes
+    and every test exercises cross-node delivery.
+    """
+
+    def __init__(self, directory: Path, **settings: Any) -> None:
+        self.redis = RedisProcess(directory / "redis")
+        self.nodes = [
+            AgoraProcess(directory / f"node{i}.db", redis=self.redis.url, **settings)
+            for i in range(2)
+        ]
+        self._turn = itertools.cycle(self.nodes)
+
+    @property
+    def ws(self) -> str:
+        return next(self._turn).ws
+
+    @property
+    def http(self) -> str:
+        return next(self._turn).http
+
+    @property
+    def port(self) -> int:
+        return next(self._turn).port
+
+    def start(self) -> Cluster:
+        if self.redis.proc is None:
+            self.redis.start()
+        for node in self.nodes:
+            node.start()
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        codes = [node.stop(sig) for node in self.nodes]
+        return codes[0] if len(set(codes)) == 1 else None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def shutdown(self) -> None:
+        self.stop(signal.SIGKILL)
+        self.redis.kill()
+
+    def metric(self, name: str, labels: str = "") -> float:
+        """The sum of one sample over the nodes."""
+        return sum(node.metric(name, labels) for node in self.nodes)
+
+
+#: The deployments every test that starts a server runs against.
+DEPLOYMENTS = tuple(os.environ.get("AGORA_TEST_DEPLOYMENTS", "embedded,redis").split(","))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "embedded_only: the test is about the SQLite store and runs only embedded"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "deployment" in metafunc.fixturenames:
+        embedded_only = metafunc.definition.get_closest_marker("embedded_only") is not None
+        params = [d for d in DEPLOYMENTS if d == "embedded" or not embedded_only]
+        metafunc.parametrize("deployment", params, scope="session")
+
+
+def start_deployment(deployment: str, directory: Path, **settings: Any) -> Any:
+    """An ``AgoraProcess`` (embedded) or a ``Cluster`` (redis), started."""
+    if deployment == "redis":
+        return Cluster(directory, **settings).start()
+    return AgoraProcess(directory / "agora.db", **settings).start()
+
+
+def stop_deployment(server: Any) -> None:
+    if isinstance(server, Cluster):
+        server.shutdown()
+    else:
+        server.stop(signal.SIGKILL)
+
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgoraProcess]:
-    """One shared server with default settings, but no rate limit."""
-    proc = AgoraProcess(tmp_path_factory.mktemp("agora") / "agora.db", rate_limit=0).start()
-    yield proc
-    proc.stop()
+def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """One private redis-server for tests that empty it themselves."""
+    redis = RedisProcess(tmp_path_factory.mktemp("redis")).start()
+    yield redis
+    redis.kill()
+
+
+@pytest.fixture(scope="session")
+def server(deployment: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One shared server (or cluster) with default settings, but no rate limit."""
+    started = start_deployment(deployment, tmp_path_factory.mktemp("agora"), rate_limit=0)
+    yield started
+    stop_deployment(started)
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Any]:
-    """Start servers with particular settings; they are stopped after the test."""
-    started: list[AgoraProcess] = []
+def make_server(deployment: str, tmp_path: Path) -> Iterator[Any]:
+    """Start servers (or clusters) with particular settings; stopped after the test."""
+    started: list[Any] = []
     counter = itertools.count()
 
-    def make(**settings: Any) -> AgoraProcess:
-        proc = AgoraProcess(tmp_path / f"agora{next(counter)}.db", **settings).start()
-        started.append(proc)
-        return proc
+    def make(**settings: Any) -> Any:
+        directory = tmp_path / f"agora{next(counter)}"
+        directory.mkdir()
+        started.append(start_deployment(deployment, directory, **settings))
+        return started[-1]
 
     yield make
-    for proc in started:
-        proc.stop(signal.SIGKILL)
+    for one in started:
+        stop_deployment(one)
 
 
 _names = itertools.count()

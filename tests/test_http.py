@@ -262,6 +262,7 @@ def _metrics(server: AgoraProcess) -> tuple[str, str]:
 
 
 async def test_metrics_is_prometheus_text_with_the_agora_series(server: AgoraProcess) -> None:
+    server = server.nodes[0]  # one process's /metrics
     errors_before = server.metric("agora_errors_total", 'code="unauthorized"')
     session = await raw_session(server)
     frame = await session.command("ping")  # before identify: an unauthorized error
@@ -316,6 +317,7 @@ def test_the_root_serves_the_web_client_as_html(server: AgoraProcess) -> None:
 # what is stored
 
 
+@pytest.mark.embedded_only  # reads the SQLite file; the Redis store has its own test
 async def test_passwords_are_stored_as_argon2id_and_token_secrets_only_hashed(
     make_server,
 ) -> None:

@@ -99,13 +99,14 @@ async def test_cross_site_origin_is_refused_with_1008(server: AgoraProcess) -> N
 
 
 async def test_same_origin_and_allowed_origins_connect(make_server) -> None:
-    server = make_server(allowed_origins="https://school.example")
+    server = make_server(allowed_origins="https://school.example").nodes[0]
     for origin in (f"http://127.0.0.1:{server.port}", "https://school.example"):
         ws = await connect(f"{server.ws}/gateway", origin=origin)
         assert b"hello" in await asyncio.wait_for(ws.recv(), timeout(5))
         await ws.close()
 
 
+@pytest.mark.embedded_only  # writes the SQLite file
 async def test_a_channel_of_another_community_is_forbidden(make_server) -> None:
     server = make_server()
     account = await new_user(server)
@@ -128,6 +129,7 @@ async def test_a_channel_of_another_community_is_forbidden(make_server) -> None:
     await session.ws.close()
 
 
+@pytest.mark.embedded_only  # the scaled deployment's test is in test_scaleout.py
 @pytest.mark.parametrize("synchronous", ["normal", "full"])
 async def test_acknowledged_message_survives_kill_9(make_server, synchronous: str) -> None:
     server = make_server(sqlite_synchronous=synchronous)
@@ -147,7 +149,7 @@ async def test_acknowledged_message_survives_kill_9(make_server, synchronous: st
 
 
 async def test_sigterm_answers_in_flight_commands_then_closes_1001(make_server) -> None:
-    server = make_server(rate_limit=0)
+    server = make_server(rate_limit=0).nodes[0]
     account = await new_user(server)
     sessions = [await raw_session(server, token=account["token"]) for _ in range(3)]
     channel = general_channel(sessions[0].identity)

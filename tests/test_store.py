@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -20,7 +21,9 @@ import msgpack
 import pytest
 
 from server.store import Conflict, Store, User
+from server.store.redis import RedisStore
 from server.store.sqlite import BATCH_MAX, SQLiteStore
+from tests.conftest import RedisProcess
 
 
 class SQLiteBackend:
@@ -34,7 +37,18 @@ class SQLiteBackend:
         return SQLiteStore(str(self.path))
 
 
-BACKENDS = {"sqlite": SQLiteBackend}
+class RedisBackend:
+    """Where a Redis store keeps its data: a private redis-server, emptied for each test."""
+
+    def __init__(self, redis: RedisProcess) -> None:
+        self.url = redis.url
+        with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as s:
+            s.sendall(b"FLUSHALL\r\n")
+            assert s.recv(64).startswith(b"+OK")
+
+    def make(self) -> RedisStore:
+        """A new, unopened store on the same Redis."""
+        return RedisStore(self.url)
 
 
 @pytest.fixture
@@ -42,13 +56,15 @@ def _backend_slot() -> dict[str, Any]:
     return {}
 
 
-# The Redis store joins these params later: params=["sqlite", "redis"].
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "redis"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, _backend_slot: dict[str, Any]
 ) -> AsyncIterator[Store]:
     """An opened store on fresh storage; closed after the test."""
-    backend = BACKENDS[request.param](tmp_path)
+    if request.param == "redis":
+        backend: Any = RedisBackend(request.getfixturevalue("shared_redis"))
+    else:
+        backend = SQLiteBackend(tmp_path)
     _backend_slot["backend"] = backend
     opened = backend.make()
     await opened.open()

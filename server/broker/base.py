@@ -12,6 +12,11 @@ What a Broker promises:
   both by offset and repairs them from the Store, so a Broker never needs to
   buffer or retry.
 - ``on_message`` is called on the event loop, never concurrently with itself.
+- When a broker loses its connection it reconnects on its own (with backoff)
+  and resubscribes; once every subscription is back it calls ``on_resume``,
+  because frames published meanwhile were lost: the Hub then reads them from
+  the Store. While disconnected, ``publish`` and ``subscribe`` raise
+  ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -21,11 +26,16 @@ from typing import Protocol
 
 #: What a Broker calls for each frame it receives: (channel id, msgpack frame).
 OnMessage = Callable[[str, bytes], None]
+#: What a Broker calls after it reconnected and resubscribed.
+OnResume = Callable[[], None]
 
 
 class Broker(Protocol):
-    async def start(self, on_message: OnMessage) -> None:
-        """Connect; from now on received frames go to ``on_message``."""
+    async def start(self, on_message: OnMessage, on_resume: OnResume) -> None:
+        """Connect; from now on received frames go to ``on_message``.
+
+        Raises ``Unavailable`` if the first connection fails.
+        """
 
     async def stop(self) -> None: ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.broker.base import OnMessage
+from server.broker.base import OnMessage, OnResume
 
 
 class MemoryBroker:
@@ -10,7 +10,8 @@ class MemoryBroker:
         self._on_message: OnMessage | None = None
         self._channels: set[str] = set()
 
-    async def start(self, on_message: OnMessage) -> None:
+    async def start(self, on_message: OnMessage, on_resume: OnResume) -> None:
+        # never disconnects, so never resumes
         self._on_message = on_message
 
     async def stop(self) -> None:

@@ -6,6 +6,7 @@ from server.store.base import (
     Conflict,
     LogHead,
     Store,
+    Unavailable,
     User,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "Conflict",
     "LogHead",
     "Store",
+    "Unavailable",
     "User",
 ]

@@ -1,0 +1,361 @@
+"""The operator's commands: users, communities, channels, members, bots.
+
+They run on the server machine against the storage ``agora serve`` uses (the
+same ``--db`` / ``--redis`` / ``AGORA_*`` settings) and talk to the store
+directly, not to a running server. Output is one tab-separated line per
+object, for scripts; errors go to stderr with exit code 1.
+
+An account that joins a community here gets its ``member.joined`` appended
+to the store, not published: a running embedded server's live subscribers
+get it with the next event of that channel (the hub repairs the gap from the
+store); history and replay have it at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TextIO, TypeVar
+
+from tqdm import tqdm
+
+from server import communities, transfer
+from server.accounts import Invalid, check_account, hash_password, issue_token
+from server.backends import store_from
+from server.settings import Settings
+from server.store import Community, Conflict, Store, User
+
+T = TypeVar("T")
+
+#: Longest channel name, in characters.
+MAX_CHANNEL_NAME = 64
+
+
+class AdminError(Exception):
+    """What went wrong, for the operator; the command exits with 1."""
+
+
+Command = Callable[[Store, argparse.Namespace, TextIO], Awaitable[None]]
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add every admin command to the ``agora`` parser's subcommands."""
+
+    def group(name: str, help: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        parser = commands.add_parser(name, help=help, description=help)
+        return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def command(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        run: Command,
+        help: str,
+    ) -> argparse.ArgumentParser:
+        parser = parent.add_parser(name, help=help, description=help)
+        parser.set_defaults(run=run)
+        storage = parser.add_argument_group("storage (as for agora serve)")
+        storage.add_argument("--db", help="SQLite database file (default agora.db, env AGORA_DB)")
+        storage.add_argument(
+            "--redis", help="Redis URL; when set, Redis is the store (env AGORA_REDIS)"
+        )
+        return parser
+
+    user = group("user", "manage accounts")
+    p = command(user, "create", user_create, "create an account (asks for its password)")
+    p.add_argument("username")
+    p.add_argument("--name", help="display name (default: the username)")
+    _password_stdin(p)
+    command(user, "list", user_list, "list accounts: id, username, name, user|bot")
+    p = command(user, "password", user_password, "set an account's password")
+    p.add_argument("username")
+    _password_stdin(p)
+
+    community = group("community", "manage communities")
+    p = command(community, "create", community_create, "create a community with a general channel")
+    p.add_argument("name")
+    p.add_argument("--owner", required=True, metavar="USERNAME", help="its owner")
+    command(community, "list", community_list, "list communities: id, name, members")
+
+    channel = group("channel", "manage channels")
+    p = command(channel, "create", channel_create, "create a text channel in a community")
+    p.add_argument("community", help="community id or name")
+    p.add_argument("name")
+    p = command(channel, "list", channel_list, "list channels: community id, id, name, kind")
+    p.add_argument("community", nargs="?", help="community id or name (default: all)")
+
+    member = group("member", "manage community members")
+    p = command(member, "add", member_add, "make an account a member, or change its role")
+    p.add_argument("community", help="community id or name")
+    p.add_argument("username")
+    p.add_argument("--role", choices=communities.ROLES, default="member")
+    p = command(member, "list", member_list, "list members: id, username, name, role, user|bot")
+    p.add_argument("community", help="community id or name")
+
+    bot = group("bot", "manage bot accounts")
+    p = command(bot, "create", bot_create, "create a bot and print its token (shown only once)")
+    p.add_argument("username")
+    p.add_argument("--owner", required=True, metavar="USERNAME", help="the person responsible")
+    p.add_argument("--name", help="display name (default: the username)")
+    command(bot, "list", bot_list, "list bots: id, username, name, owner's username")
+    p = command(bot, "token", bot_token, "print a fresh token for a bot")
+    p.add_argument("username")
+
+    p = command(commands, "export", export, "write a community, its members and logs to a file")
+    p.add_argument("community", help="community id or name")
+    p.add_argument("file", help="the JSON file to write")
+    p = command(commands, "import", import_, "load a file made by agora export")
+    p.add_argument("file", help="the JSON file to read")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the admin command ``args`` names; the process's exit code."""
+    try:
+        settings = Settings.from_env().with_arguments(args)
+    except ValueError as exc:
+        print(f"agora: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(_with_store(settings, args))
+    except AdminError as exc:
+        print(f"agora: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _with_store(settings: Settings, args: argparse.Namespace) -> None:
+    store = store_from(settings)
+    await store.open()
+    try:
+        await args.run(store, args, sys.stdout)
+    finally:
+        await store.close()
+
+
+# users
+
+
+async def user_create(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    name = _checked(args.username, args.name)
+    password_hash = hash_password(_read_password(args.password_stdin))
+    user = await _created(store.create_user(args.username, name, password_hash))
+    await announce_new_account(store, user)
+    _row(out, user.id, user.username, user.display_name, _kind(user))
+
+
+async def user_list(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    for user in await store.users():
+        _row(out, user.id, user.username, user.display_name, _kind(user))
+
+
+async def user_password(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    user = await find_user(store, args.username)
+    if user.bot:
+        raise AdminError(f"'{user.username}' is a bot; bots use tokens (agora bot token)")
+    await store.set_password(user.id, hash_password(_read_password(args.password_stdin)))
+    _row(out, user.id, user.username)
+
+
+# communities and channels
+
+
+async def community_create(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    owner = await find_user(store, args.owner)
+    name = _channel_or_community_name(args.name, "community")
+    community = await store.create_community(name, owner.id)
+    await store.create_channel(community.id, "general")
+    channel, d = await communities.join_event(store, community.id, owner)
+    await store.append(channel, "member.joined", d)
+    _row(out, community.id, community.name)
+
+
+async def community_list(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    for community in await store.communities():
+        _row(out, community.id, community.name, str(len(await store.members(community.id))))
+
+
+async def channel_create(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    community = await find_community(store, args.community)
+    name = _channel_or_community_name(args.name, "channel")
+    channel = await _created(store.create_channel(community.id, name))
+    _row(out, channel.id, channel.name)
+
+
+async def channel_list(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    chosen = (
+        [await find_community(store, args.community)]
+        if args.community
+        else await store.communities()
+    )
+    for community in chosen:
+        for channel in await communities.channels_of(store, community.id):
+            _row(out, community.id, channel.id, channel.name, channel.kind)
+
+
+# members
+
+
+async def member_add(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    community = await find_community(store, args.community)
+    user = await find_user(store, args.username)
+    joins = await store.role(community.id, user.id) is None
+    await store.set_role(community.id, user.id, args.role)
+    if joins:
+        try:
+            channel, d = await communities.join_event(store, community.id, user)
+        except LookupError:
+            pass  # a community without a text channel has nowhere to announce it
+        else:
+            await store.append(channel, "member.joined", d)
+    _row(out, community.id, user.username, args.role)
+
+
+async def member_list(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    community = await find_community(store, args.community)
+    for user, role in await store.members(community.id):
+        _row(out, user.id, user.username, user.display_name, role, _kind(user))
+
+
+# bots
+
+
+async def bot_create(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    owner = await find_user(store, args.owner)
+    if owner.bot:
+        raise AdminError(f"'{owner.username}' is a bot; a bot's owner must be a person")
+    name = _checked(args.username, args.name)
+    bot = await _created(store.create_user(args.username, name, "", bot=True, owner_id=owner.id))
+    token = await issue_token(store, bot)
+    await announce_new_account(store, bot)
+    print(f"created bot '{bot.username}' ({bot.id}); its token follows", file=sys.stderr)
+    out.write(token + "\n")
+
+
+async def bot_list(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    users = await store.users()
+    names = {u.id: u.username for u in users}
+    for bot in (u for u in users if u.bot):
+        owner = names.get(bot.owner_id or "", "-")
+        _row(out, bot.id, bot.username, bot.display_name, owner)
+
+
+async def bot_token(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    bot = await find_user(store, args.username)
+    if not bot.bot:
+        raise AdminError(f"'{bot.username}' is not a bot; people log in with their password")
+    out.write(await issue_token(store, bot) + "\n")
+
+
+# moving a community
+
+
+async def export(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    community = await find_community(store, args.community)
+    total = await transfer.count_events(store, community)
+    try:
+        with tqdm(total=total, unit="event", desc="export", file=sys.stderr) as bar:
+            written = await transfer.export_community(store, community, Path(args.file), bar.update)
+    except OSError as exc:
+        raise AdminError(f"cannot write {args.file}: {exc.strerror}") from None
+    _row(out, community.id, community.name, f"{written} events", args.file)
+
+
+async def import_(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    try:
+        data = transfer.load(Path(args.file))
+        await transfer.check_target(store, data)
+        with tqdm(
+            total=transfer.total_events(data), unit="event", desc="import", file=sys.stderr
+        ) as bar:
+            done = await transfer.import_data(store, data, bar.update)
+    except transfer.TransferError as exc:
+        raise AdminError(str(exc)) from None
+    _row(out, done.community.id, done.community.name, f"{done.events} events")
+    if done.new_accounts:
+        print(
+            f"{len(done.new_accounts)} new accounts have no password yet; give each one with"
+            " 'agora user password USERNAME': " + ", ".join(done.new_accounts),
+            file=sys.stderr,
+        )
+
+
+# shared by the commands
+
+
+async def find_user(store: Store, username: str) -> User:
+    found = await store.credentials(username)
+    if found is None:
+        raise AdminError(f"no account '{username}'")
+    return found[0]
+
+
+async def find_community(store: Store, id_or_name: str) -> Community:
+    """The community with this id, or else the one with this name (case-insensitively)."""
+    known = await store.communities()
+    by_id = [c for c in known if c.id == id_or_name]
+    named = by_id or [c for c in known if c.name.casefold() == id_or_name.casefold()]
+    if not named:
+        raise AdminError(f"no community '{id_or_name}' (agora community list shows them)")
+    if len(named) > 1:
+        raise AdminError(f"several communities are named '{id_or_name}'; give its id")
+    return named[0]
+
+
+async def announce_new_account(store: Store, user: User) -> None:
+    """Append ``member.joined`` where the store made a new account a member."""
+    for channel, d in await communities.joins_of_new_account(store, user):
+        await store.append(channel, "member.joined", d)
+
+
+async def _created(creating: Awaitable[T]) -> T:
+    try:
+        return await creating
+    except Conflict as exc:
+        raise AdminError(str(exc)) from None
+
+
+def _checked(username: str, name: str | None) -> str:
+    try:
+        return check_account(username, None, name)
+    except Invalid as exc:
+        raise AdminError(str(exc).replace("field 'display_name'", "--name")) from None
+
+
+def _channel_or_community_name(name: str, what: str) -> str:
+    name = name.strip()
+    if not 0 < len(name) <= MAX_CHANNEL_NAME:
+        raise AdminError(f"a {what} name must be 1 to {MAX_CHANNEL_NAME} characters")
+    return name
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise AdminError("the passwords differ")
+    try:
+        check_account("placeholder", password)
+    except Invalid as exc:
+        raise AdminError(str(exc).replace("field 'password'", "the password")) from None
+    return password
+
+
+def _password_stdin(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin instead of asking",
+    )
+
+
+def _kind(user: User) -> str:
+    return "bot" if user.bot else "user"
+
+
+def _row(out: TextIO, *cells: str) -> None:
+    out.write("\t".join(cells) + "\n")
