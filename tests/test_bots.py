@@ -172,6 +172,57 @@ async def in_process(bot: Bot, server: AgoraProcess, token: str) -> AsyncIterato
         await asyncio.wait_for(task, timeout(10))
 
 
+class Plug:
+    """A TCP proxy to one server that a test can unplug: open connections drop
+    (no close frame, like a cable pulled) and new ones are refused until ``plug()``."""
+
+    def __init__(self, target: str) -> None:
+        self.target_port = int(target.rsplit(":", 1)[1])
+        self.port = 0
+        self._listener: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def plug(self) -> None:
+        self._listener = await asyncio.start_server(self._connect, "127.0.0.1", self.port)
+        self.port = self._listener.sockets[0].getsockname()[1]
+
+    async def unplug(self) -> None:
+        assert self._listener is not None
+        self._listener.close()
+        await self._listener.wait_closed()
+        for writer in self._open:
+            writer.transport.abort()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._open |= {writer, up_writer}
+        pipes = [
+            asyncio.create_task(self._pipe(reader, up_writer)),
+            asyncio.create_task(self._pipe(up_reader, writer)),
+        ]
+        self._pipes.update(pipes)
+        await asyncio.gather(*pipes, return_exceptions=True)
+        self._pipes.difference_update(pipes)
+        self._open -= {writer, up_writer}
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.transport.abort()
+
+
 async def eventually(check: Callable[[], bool], wait: float = 10) -> None:
     async with asyncio.timeout(timeout(wait)):
         while not check():
@@ -431,6 +482,36 @@ async def test_a_reconnected_bot_does_not_run_handled_commands_again(make_server
             await ann.say("!note three")
             assert await ann.texts_from(made["user"]["id"], 1) == ["noted three"]
         assert handled == ["one", "two", "three"]
+
+
+async def test_events_missed_beyond_the_replay_cap_are_skipped_not_answered(
+    make_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = make_server(rate_limit=0, replay_cap=5)
+    async with owner_with_bot(server) as (ann, made):
+        plug = Plug(server.ws)
+        await plug.plug()
+        bot = Bot()
+        handled: list[str] = []
+
+        @bot.command()
+        async def note(ctx: Context, args: str) -> None:
+            handled.append(args)
+            await ctx.send(f"noted {args}")
+
+        async with in_process(bot, plug, made["token"]):
+            await ann.say("!note one")
+            assert await ann.texts_from(made["user"]["id"], 1) == ["noted one"]
+            await plug.unplug()
+            for i in range(8):  # more than the server replays
+                await ann.say(f"!note stale {i}")
+            await plug.plug()
+            await eventually(lambda: bot.client is not None and bot.client.connections == 2)
+            await ann.say("!note live")
+            assert await ann.texts_from(made["user"]["id"], 1) == ["noted live"]
+        await plug.unplug()
+        assert handled == ["one", "live"]
+        assert any("could not be replayed; skipping them" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_failing_handler_is_logged_and_the_bot_goes_on(
