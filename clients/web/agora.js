@@ -41,7 +41,7 @@ export class Agora {
    *   onstatus  (status, reason): 'connecting', 'online', 'offline' (reconnecting),
    *             'unauthorized' (bad token), 'stopped' (refused for good), 'closed'
    *   onready   (identifyReply) after each identify, known channels re-subscribed
-   *   onreset   (channel, subscribeReply) when missed events could not be
+   *   onreset   (channel, subscribeReply, since) when missed events could not be
    *             replayed after a reconnect: reload that channel's history
    *   minDelay, maxDelay  reconnect backoff bounds in ms
    */
@@ -54,6 +54,7 @@ export class Agora {
     this.listeners = new Map(); // event type (or '*') -> Set of functions
     this.pending = new Map(); // command id -> {resolve, reject}
     this.nextId = 1;
+    this.identity = null; // the last identify reply: {user, session, communities}
     this.gen = 0; // counts successful identifies, so one per connection
     Object.assign(this, { ws: null, ready: false, stopped: true, attempt: 0, status: null });
   }
@@ -66,6 +67,17 @@ export class Agora {
     this._setStatus('connecting');
     this._open();
     return this;
+  }
+
+  /**
+   * Reconnect now instead of waiting out the backoff, e.g. when the browser
+   * says the network is back. Does nothing while connected or connecting.
+   */
+  reconnectNow() {
+    if (this.stopped || this.ws) return;
+    clearTimeout(this.retryTimer);
+    this.attempt = 0;
+    this._open();
   }
 
   /** Close for good: no reconnect. */
@@ -109,7 +121,7 @@ export class Agora {
         // Replayed events arrived before this reply; live ones follow it.
         c.o = reply.offset;
         c.epoch = reply.epoch;
-        if ('since' in d && !reply.recovered) this.onreset(channel, reply);
+        if ('since' in d && !reply.recovered) this.onreset(channel, reply, d.since);
         return reply;
       },
       (err) => {
@@ -154,9 +166,11 @@ export class Agora {
 
   _send(op, d) {
     const id = this.nextId++;
+    const ws = this.ws;
+    if (!ws) return Promise.reject(new AgoraError('offline', 'not connected'));
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.ws.send(JSON.stringify({ op, id, d }));
+      ws.send(JSON.stringify({ op, id, d }));
     });
   }
 
@@ -205,6 +219,7 @@ export class Agora {
       return; // a bad token closes the connection with 4001: handled in _drop
     }
     this.ready = true;
+    this.identity = reply;
     this.gen += 1;
     this.attempt = 0;
     this._setStatus('online');
@@ -217,6 +232,8 @@ export class Agora {
   _heartbeat(ms) {
     clearInterval(this.beat);
     const ws = this.ws;
+    // Twice per interval: a throttled background tab still beats before the
+    // server's 1.5x deadline.
     this.beat = setInterval(() => {
       if (!this.ready) return;
       // No answer within a beat: the connection is dead even if TCP hasn't noticed.
@@ -225,7 +242,7 @@ export class Agora {
         ws.close();
       }, ms);
       this._send('ping', {}).finally(() => clearTimeout(timer)).catch(() => {});
-    }, ms);
+    }, ms / 2);
   }
 
   _drop(ws, code, reason) {

@@ -1,38 +1,40 @@
-// app.js — the Agora web client's UI. The protocol lives in agora.js.
+// app.js — the Agora web client's shell: log in, the connection and its status
+// banner, the sidebar, keyboard shortcuts, and which view shows the selected
+// channel. The protocol lives in agora.js, channel state in state.js, and each
+// view in views/.
 
 import { Agora } from './agora.js';
+import { $, countText } from './dom.js';
+import { createSidebar } from './sidebar.js';
+import { ChannelState, UNREAD_CAP } from './state.js';
+import { createChatView } from './views/chat.js';
+import { createMembersPanel } from './views/members.js';
 
 const TOKEN_KEY = 'agora.token';
-const PAGE = 50; // history page size
-const NEAR = 80; // px from an edge that counts as "at" it
-
-const $ = (selector) => document.querySelector(selector);
-const box = $('#messages');
 
 let client = null;
 let me = null;
 let current = null; // the selected channel's id
-const channels = new Map(); // id -> channel state, see ensureChannel
+const channels = new Map(); // id -> ChannelState, in sidebar order
 
-/** Build an element; children are nodes or strings (always text, never HTML). */
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === 'dataset') Object.assign(node.dataset, value);
-    else node[key] = value;
-  }
-  node.append(...children);
-  return node;
-}
+const app = {
+  client: () => client,
+  me: () => me,
+  channels,
+  report(err) {
+    if (err.code !== 'offline' && err.code !== 'disconnected') console.warn(err);
+  },
+};
 
-function nonce() {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-}
+const sidebar = createSidebar({ onselect: (id) => select(id, { focus: true }) });
+const members = createMembersPanel(app);
+// Which view draws a channel, by channel kind; threads and workshops add theirs.
+const views = { text: createChatView(app) };
+const viewFor = (ch) => views[ch.kind] ?? views.text;
 
 // Authentication
 
-function showView(name) {
+function showScreen(name) {
   $('#auth-view').hidden = name !== 'auth';
   $('#chat-view').hidden = name !== 'chat';
 }
@@ -40,8 +42,7 @@ function showView(name) {
 $('#auth-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const kind = event.submitter?.id === 'register-submit' ? 'register' : 'login';
-  const username = $('#login-username').value.trim();
-  const body = { username, password: $('#login-password').value };
+  const body = { username: $('#login-username').value.trim(), password: $('#login-password').value };
   const name = $('#register-name').value.trim();
   if (kind === 'register' && name) body.display_name = name;
   const buttons = document.querySelectorAll('#auth-form button');
@@ -67,22 +68,23 @@ $('#auth-form').addEventListener('submit', async (event) => {
 });
 
 function start(token) {
-  showView('chat');
+  showScreen('chat');
   client = new Agora(token, { onstatus, onready, onreset });
-  client.on('message.created', onMessageCreated);
+  client.on('*', onEvent);
   client.connect();
-  $('#composer-input').focus();
+  views.text.focus();
 }
 
 function logout(message = '') {
   client?.close();
   client = me = current = null;
-  $('#status').dataset.state = 'closed';
   localStorage.removeItem(TOKEN_KEY);
   channels.clear();
-  $('#communities').replaceChildren();
-  $('#message-list').replaceChildren();
-  showView('auth');
+  sidebar.clear();
+  for (const view of Object.values(views)) view.clear();
+  members.close();
+  setStatus('closed', '');
+  showScreen('auth');
   $('#auth-error').textContent = message;
   $('#login-username').focus();
 }
@@ -91,291 +93,174 @@ $('#logout').addEventListener('click', () => logout());
 
 // Connection
 
+const STATUS_TEXT = {
+  connecting: 'Connecting…',
+  online: 'Connected',
+  offline: 'Offline — reconnecting…',
+  closed: '',
+};
+
+function setStatus(state, text) {
+  $('#status').dataset.state = state;
+  $('#status').textContent = text;
+  $('#composer-send').disabled = state === 'stopped';
+}
+
 function onstatus(status, reason) {
   if (status === 'unauthorized') return logout('Your session has expired. Please log in again.');
-  const text = {
-    connecting: 'Connecting…',
-    online: 'Connected',
-    offline: 'Offline — reconnecting…',
-    stopped: `Disconnected: ${reason || 'the server refused the connection'}. Reload to retry.`,
-  }[status];
-  if (text === undefined) return;
-  $('#status').dataset.state = status;
-  $('#status').textContent = text;
-  $('#composer-send').disabled = status === 'stopped';
+  const text = STATUS_TEXT[status]
+    ?? `Disconnected: ${reason || 'the server refused the connection'}. Reload to retry.`;
+  setStatus(status, text);
 }
+
+// The browser knows before the backoff does when the network or the tab comes back.
+window.addEventListener('online', () => client?.reconnectNow());
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden) client?.reconnectNow();
+});
 
 function onready(reply) {
   me = reply.user;
   $('#me').textContent = me.name;
-  buildSidebar(reply.communities);
-  for (const id of channels.keys()) client.subscribe(id).catch(report);
-  const selected = channels.get(current);
-  if (!selected && channels.size) select(channels.keys().next().value);
-  else if (selected && !selected.loaded) loadLatest(selected);
-  // Messages written before the drop go again: same nonce, so never stored twice.
-  for (const ch of channels.values()) {
-    for (const entry of ch.entries) if (entry.pending) deliver(ch, entry);
+  const seen = new Set();
+  const groups = reply.communities.map((community) => {
+    const info = { id: community.id, name: community.name, role: community.role };
+    return {
+      community: info,
+      channels: community.channels.map((channel) => {
+        seen.add(channel.id);
+        const ch = channels.get(channel.id) ?? new ChannelState(channel, info);
+        ch.update(channel);
+        ch.community = info;
+        channels.set(channel.id, ch);
+        return ch;
+      }),
+    };
+  });
+  for (const id of [...channels.keys()].filter((id) => !seen.has(id))) {
+    channels.delete(id); // the channel is gone, or we lost access to it
+    client.unsubscribe(id).catch(app.report);
   }
+  // Keep the sidebar's order in the map, for Alt+Up/Down.
+  const ordered = groups.flatMap((g) => g.channels);
+  channels.clear();
+  for (const ch of ordered) channels.set(ch.id, ch);
+  sidebar.build(groups);
+  // Every channel, so that unread marks come live; agora.js resumes each with `since`.
+  for (const id of channels.keys()) client.subscribe(id).catch(app.report);
+  if (!channels.has(current)) current = null;
+  if (current) refreshMarks();
+  else if (channels.size) select(channels.keys().next().value);
+  for (const view of Object.values(views)) view.online();
 }
 
 function onreset(channelId) {
-  // Too much was missed to replay: start this channel's history afresh.
+  // Too much was missed to replay: start this channel's timeline afresh.
   const ch = channels.get(channelId);
   if (!ch) return;
-  const pending = ch.entries.filter((e) => e.pending || e.error);
-  Object.assign(ch, { entries: pending, byId: new Map(), loaded: false, oldest: null, more: true });
-  if (channelId !== current) return;
-  render(true);
-  loadLatest(ch);
+  const hadTimeline = ch.loaded;
+  ch.reset();
+  ch.skipped = hadTimeline;
+  viewFor(ch).reset(ch);
 }
 
-function report(err) {
-  if (err.code !== 'offline' && err.code !== 'disconnected') console.warn(err);
-}
-
-// Sidebar
-
-/** A channel's state: its messages (entries) and how much history is loaded. */
-function ensureChannel({ id, name }) {
-  if (!channels.has(id)) {
-    channels.set(id, { id, entries: [], byId: new Map(), byNonce: new Map(), unread: false,
-      loaded: false, loading: false, oldest: null, more: true });
+function onEvent(d, frame) {
+  const ch = channels.get(frame.ch);
+  if (!ch || typeof frame.o !== 'number') return;
+  const entry = ch.apply(frame, me);
+  if (frame.t === 'member.joined') members.refresh(ch.community.id);
+  if (!entry) return;
+  if (ch.id === current) return viewFor(ch).changed(ch);
+  ch.trim();
+  if (entry.kind === 'message' && entry.message.author.id !== me?.id) {
+    ch.markUnread();
+    refreshMarks();
   }
-  return Object.assign(channels.get(id), { name });
 }
 
-function buildSidebar(communities) {
-  const known = new Set(communities.flatMap((c) => c.channels.map((channel) => channel.id)));
-  for (const id of [...channels.keys()].filter((id) => !known.has(id))) {
-    channels.delete(id); // the channel is gone, or we lost access to it
-    client.unsubscribe(id).catch(report);
-  }
-  const sections = communities.map((community) =>
-    el('section', { className: 'community' },
-      el('h2', {}, community.name),
-      el('ul', {}, ...community.channels.map((channel) => {
-        const ch = ensureChannel(channel);
-        ch.button = el('button', {
-          type: 'button',
-          className: 'channel',
-          dataset: { channelId: ch.id },
-          onclick: () => {
-            select(ch.id);
-            $('#composer-input').focus();
-          },
-        }, el('span', { className: 'hash', ariaHidden: 'true' }, '#'), ch.name,
-        el('span', { className: 'visually-hidden unread-label' }, ', unread messages'));
-        markUnread(ch, ch.unread);
-        if (ch.id === current) ch.button.setAttribute('aria-current', 'page');
-        return el('li', {}, ch.button);
-      }))));
-  $('#communities').replaceChildren(...sections);
-}
+// Channels
 
-function markUnread(ch, unread) {
-  ch.unread = unread;
-  ch.button?.classList.toggle('unread', unread);
-  if (ch.button) ch.button.querySelector('.unread-label').hidden = !unread;
-}
-
-function select(id) {
+function select(id, { focus = false } = {}) {
   const ch = channels.get(id);
+  if (!ch) return;
   current = id;
-  for (const other of channels.values()) other.button?.removeAttribute('aria-current');
-  ch.button.setAttribute('aria-current', 'page');
-  markUnread(ch, false);
+  ch.unread = 0;
+  refreshMarks();
   $('#channel-title').textContent = `# ${ch.name}`;
-  $('#composer-label').textContent = `Message #${ch.name}`;
-  $('#composer-input').placeholder = `Message #${ch.name}`;
+  $('#community-title').textContent = ch.community.name;
   toggleSidebar(false);
-  render(true);
-  if (!ch.loaded) loadLatest(ch);
+  members.show(ch.community);
+  viewFor(ch).show(ch);
+  if (focus) viewFor(ch).focus();
 }
+
+function refreshMarks() {
+  sidebar.mark(channels, current);
+  let total = 0;
+  for (const ch of channels.values()) total += ch.unread;
+  const count = countText(total, UNREAD_CAP);
+  document.title = total ? `(${count}) Agora` : 'Agora';
+  // On a phone the channel list is folded away: its button carries the mark.
+  const toggle = $('#sidebar-toggle');
+  $('.unread-count', toggle).hidden = total === 0;
+  $('.unread-count', toggle).textContent = total ? count : '';
+  toggle.setAttribute('aria-label', total ? `Channels, ${count} unread` : 'Channels');
+}
+
+/** Select the channel `step` places away in the sidebar, or the next one with unread. */
+function move(step, { unreadOnly = false } = {}) {
+  const ids = [...channels.keys()];
+  const at = ids.indexOf(current);
+  for (let i = 1; i <= ids.length; i++) {
+    const id = ids[(at + step * i + ids.length * i) % ids.length];
+    if (!unreadOnly || channels.get(id).unread) return select(id, { focus: true });
+  }
+}
+
+let returnFocus = null; // where Escape goes back to from the channel list
 
 function toggleSidebar(open) {
   document.body.classList.toggle('sidebar-open', open);
   $('#sidebar-toggle').setAttribute('aria-expanded', String(open));
-  if (open) channels.get(current)?.button.focus();
 }
 
-$('#sidebar-toggle').addEventListener('click', () =>
-  toggleSidebar(!document.body.classList.contains('sidebar-open')));
+/** Open the channel list (a drawer on phones) with the focus on the current channel. */
+function enterSidebar() {
+  returnFocus = document.activeElement;
+  toggleSidebar(true);
+  sidebar.focus(current);
+}
+
+function leaveSidebar() {
+  toggleSidebar(false);
+  if (returnFocus?.checkVisibility?.()) returnFocus.focus();
+  else if (channels.has(current)) viewFor(channels.get(current)).focus();
+  returnFocus = null;
+}
+
+$('#sidebar-toggle').addEventListener('click', () => {
+  if (document.body.classList.contains('sidebar-open')) toggleSidebar(false);
+  else enterSidebar();
+});
+
+// Keyboard: Alt+Up/Down switch channel (with Shift: the next unread one),
+// Ctrl+K jumps to the channel list, Escape closes what is open.
 document.addEventListener('keydown', (event) => {
-  if (event.key === 'Escape' && document.body.classList.contains('sidebar-open')) {
-    toggleSidebar(false);
-    $('#sidebar-toggle').focus();
-  }
-});
-
-// Messages
-
-/** Add or update a message; true if it is new to this channel. */
-function upsert(ch, message, o) {
-  const mine = message.author.id === me?.id && message.nonce;
-  let entry = ch.byId.get(message.id) ?? (mine ? ch.byNonce.get(message.nonce) : undefined);
-  const isNew = !entry;
-  if (isNew) ch.entries.push((entry = {}));
-  Object.assign(entry, { message, pending: false, error: null });
-  if (o !== undefined) entry.o = o;
-  ch.byId.set(message.id, entry);
-  ch.byNonce.delete(entry.nonce); // reconciled: from now on it is known by id
-  entry.el = messageElement(entry);
-  return isNew;
-}
-
-function onMessageCreated(d, frame) {
-  const ch = channels.get(frame.ch);
-  if (!ch) return;
-  const isNew = upsert(ch, d.message, frame.o);
-  if (frame.ch === current) render();
-  else if (isNew && d.message.author.id !== me?.id) markUnread(ch, true);
-}
-
-function mergeHistory(ch, events) {
-  for (const event of events) {
-    ch.oldest = ch.oldest === null ? event.o : Math.min(ch.oldest, event.o);
-    if (event.t === 'message.created') upsert(ch, event.d.message, event.o);
-  }
-  ch.more = events.length === PAGE && events[0].o > 1;
-}
-
-const loadLatest = (ch) => loadPage(ch, null);
-
-function loadOlder() {
-  const ch = channels.get(current);
-  if (ch?.loaded && ch.more) loadPage(ch, ch.oldest);
-}
-
-/** Load the page of history before offset `before` (null: the latest page). */
-async function loadPage(ch, before) {
-  if (ch.loading || !client) return;
-  ch.loading = true;
-  const fromBottom = box.scrollHeight - box.scrollTop;
-  try {
-    mergeHistory(ch, (await client.history(ch.id, { before, limit: PAGE })).events);
-    ch.loaded = true;
-  } catch (err) {
-    return report(err);
-  } finally {
-    ch.loading = false;
-  }
-  if (ch.id !== current) return;
-  render(before === null);
-  if (before !== null) box.scrollTop = box.scrollHeight - fromBottom; // keep the view still
-  if (box.scrollTop < NEAR) loadOlder(); // the page does not fill the view yet
-}
-
-box.addEventListener('scroll', () => {
-  if (box.scrollTop < NEAR) loadOlder();
-});
-$('#load-older').addEventListener('click', loadOlder);
-
-function formatTime(ts) {
-  const date = new Date(ts);
-  const today = date.toDateString() === new Date().toDateString();
-  const style = today ? { timeStyle: 'short' } : { dateStyle: 'medium', timeStyle: 'short' };
-  const text = date.toLocaleString([], style);
-  return el('time', { dateTime: date.toISOString(), title: date.toLocaleString() }, text);
-}
-
-function messageElement(entry) {
-  const { message } = entry;
-  const state = entry.error ? `not sent: ${entry.error}` : entry.pending ? 'sending…' : '';
-  const li = el('li', { className: 'message' },
-    el('div', { className: 'meta' },
-      el('span', { className: 'author' }, message.author.name), ' ', formatTime(message.ts),
-      state && el('span', { className: 'state' }, state)),
-    el('p', { className: 'text' }, message.text));
-  li.classList.toggle('mine', message.author.id === me?.id);
-  li.classList.toggle('pending', entry.pending);
-  li.classList.toggle('failed', Boolean(entry.error));
-  if (message.id) li.dataset.messageId = message.id;
-  if (entry.o !== undefined) li.dataset.offset = entry.o;
-  if (entry.nonce) li.dataset.nonce = entry.nonce;
-  if (entry.error) {
-    li.querySelector('.meta').append(el('button', {
-      type: 'button', className: 'retry', onclick: () => retry(entry) }, 'Retry'));
-  }
-  return li;
-}
-
-/** Show the selected channel: confirmed messages in offset order, then pending ones. */
-function render(stick) {
-  const ch = channels.get(current);
-  if (!ch) return;
-  const atBottom = stick ?? box.scrollHeight - box.scrollTop - box.clientHeight < NEAR;
-  const rank = (entry) => entry.o ?? Number.MAX_SAFE_INTEGER; // unconfirmed ones last
-  ch.entries.sort((a, b) => rank(a) - rank(b)); // stable: pending keep their order
-  $('#message-list').replaceChildren(...ch.entries.map((entry) => entry.el));
-  $('#load-older').hidden = !(ch.loaded && ch.more);
-  $('#empty').hidden = !ch.loaded || ch.entries.length > 0;
-  if (atBottom) box.scrollTop = box.scrollHeight;
-}
-
-// Composer
-
-$('#composer').addEventListener('submit', (event) => {
-  event.preventDefault();
-  const input = $('#composer-input');
-  const text = input.value.trim();
-  const ch = channels.get(current);
-  if (!text || !ch || !me) return;
-  input.value = '';
-  autosize();
-  const id = nonce();
-  const entry = { nonce: id, pending: true, error: null };
-  entry.message = { author: { id: me.id, name: me.name }, text, ts: Date.now(), nonce: id };
-  entry.el = messageElement(entry);
-  ch.entries.push(entry);
-  ch.byNonce.set(id, entry);
-  render(true);
-  deliver(ch, entry);
-});
-
-// One send at a time, so that messages are stored in the order they were written.
-let sending = Promise.resolve();
-function deliver(ch, entry) {
-  sending = sending.then(() => sendNow(ch, entry)).catch((err) => console.error(err));
-}
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function sendNow(ch, entry) {
-  while (client && entry.pending && channels.get(ch.id) === ch) {
-    try {
-      upsert(ch, (await client.send(ch.id, entry.message.text, entry.nonce)).message);
-    } catch (err) {
-      if (err.code === 'offline' || err.code === 'disconnected') return; // resent on reconnect
-      if (err.code === 'rate_limited') await sleep(err.retry_after_ms ?? 1000);
-      else {
-        Object.assign(entry, { pending: false, error: err.message });
-        entry.el = messageElement(entry);
-      }
-    }
-  }
-  if (ch.id === current) render();
-}
-
-function retry(entry) {
-  const ch = channels.get(current);
-  Object.assign(entry, { pending: true, error: null });
-  entry.el = messageElement(entry);
-  render();
-  deliver(ch, entry);
-  $('#composer-input').focus();
-}
-
-function autosize() {
-  const input = $('#composer-input');
-  input.style.height = 'auto';
-  input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
-}
-
-$('#composer-input').addEventListener('input', autosize);
-$('#composer-input').addEventListener('keydown', (event) => {
-  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+  if ($('#chat-view').hidden) return;
+  if (event.altKey && (event.key === 'ArrowUp' || event.key === 'ArrowDown')) {
     event.preventDefault();
-    $('#composer').requestSubmit();
+    move(event.key === 'ArrowUp' ? -1 : 1, { unreadOnly: event.shiftKey });
+  } else if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === 'k') {
+    event.preventDefault();
+    enterSidebar();
+  } else if (event.key === 'Escape') {
+    if (members.open) {
+      members.close();
+      $('#members-toggle').focus();
+    } else if (document.body.classList.contains('sidebar-open')
+      || $('#sidebar').contains(document.activeElement)) {
+      leaveSidebar();
+    }
   }
 });
 
@@ -383,4 +268,4 @@ $('#composer-input').addEventListener('keydown', (event) => {
 
 const saved = localStorage.getItem(TOKEN_KEY);
 if (saved) start(saved);
-else showView('auth');
+else showScreen('auth');

@@ -1,0 +1,125 @@
+// state.js — what the web client knows of each channel: its timeline (messages
+// and system lines, in log order), how much history is loaded, and its unread
+// count. No DOM here; views read this state and draw it.
+
+/** History page size. */
+export const PAGE = 50;
+/** Timeline entries kept for a channel that is not on screen; older ones are dropped. */
+const KEEP = 300;
+/** Unread counts stop here, shown as "99+". */
+export const UNREAD_CAP = 100;
+/** Event types drawn as a line of their own in a channel's timeline. */
+const SYSTEM_EVENTS = new Set(['member.joined']);
+
+/**
+ * An entry is either
+ *   {kind: 'message', message, o?, nonce?, pending, error}  (o absent until confirmed)
+ *   {kind: 'system', t, d, o}
+ * Views may hang their own data on entries (e.g. the element that draws them).
+ */
+export class ChannelState {
+  constructor(channel, community) {
+    this.community = community; // {id, name, role}
+    this.unread = 0;
+    this.update(channel);
+    this.entries = [];
+    this.reset();
+  }
+
+  /** Take a fresh copy of the channel object from identify. */
+  update({ id, name, kind = 'text', parent }) {
+    Object.assign(this, { id, name, kind, parent });
+  }
+
+  /** Forget the timeline but for unsent messages (they will still be sent). */
+  reset() {
+    this.entries = this.entries.filter((e) => e.pending || e.error);
+    this.byKey = new Map(this.entries.map((e) => [`n:${e.nonce}`, e]));
+    this.loaded = false; // the latest page of history has been read
+    this.more = true; // older history may exist
+    this.oldest = null; // lowest offset in the timeline
+    this.skipped = false; // events were missed that are not in the timeline
+  }
+
+  /** Entries in log order, unconfirmed messages last in the order they were written. */
+  timeline() {
+    const rank = (e) => e.o ?? Number.MAX_SAFE_INTEGER;
+    return this.entries.sort((a, b) => rank(a) - rank(b)); // stable sort
+  }
+
+  /**
+   * Take in a durable event (live, replayed or from history). Returns the
+   * entry if the event added one to the timeline, else null.
+   */
+  apply(event, me) {
+    if (event.t === 'message.created') return this.upsert(event.d.message, event.o, me);
+    if (!SYSTEM_EVENTS.has(event.t)) return null;
+    const key = `o:${event.o}`;
+    if (this.byKey.has(key)) return null;
+    const entry = { kind: 'system', t: event.t, d: event.d, o: event.o };
+    this.byKey.set(key, entry);
+    this.entries.push(entry);
+    this._lowest(event.o);
+    return entry;
+  }
+
+  /** Add or confirm a message; returns the entry when it is new to the timeline. */
+  upsert(message, o, me) {
+    const mine = message.author.id === me?.id && message.nonce;
+    let entry = this.byKey.get(`m:${message.id}`);
+    if (!entry && mine) entry = this.byKey.get(`n:${message.nonce}`);
+    const isNew = !entry;
+    if (isNew) this.entries.push((entry = { kind: 'message' }));
+    Object.assign(entry, { message, pending: false, error: null });
+    if (o !== undefined) entry.o = o;
+    this.byKey.set(`m:${message.id}`, entry);
+    if (entry.nonce) this.byKey.delete(`n:${entry.nonce}`); // reconciled: known by id now
+    if (o !== undefined) this._lowest(o);
+    return isNew ? entry : null;
+  }
+
+  /** A message written here and not yet confirmed by the server. */
+  addLocal(me, text, nonce) {
+    const message = { author: { id: me.id, name: me.name }, text, ts: Date.now(), nonce };
+    const entry = { kind: 'message', message, nonce, pending: true, error: null };
+    this.entries.push(entry);
+    this.byKey.set(`n:${nonce}`, entry);
+    return entry;
+  }
+
+  /** Drop an unsent message. */
+  discard(entry) {
+    this.entries = this.entries.filter((e) => e !== entry);
+    this.byKey.delete(`n:${entry.nonce}`);
+  }
+
+  /** Merge a page of history (oldest first) read with `history {before, limit: PAGE}`. */
+  mergeHistory(events, me) {
+    for (const event of events) {
+      this._lowest(event.o);
+      this.apply(event, me);
+    }
+    if (events.length < PAGE || events[0].o <= 1) this.more = false;
+    this.loaded = true;
+  }
+
+  /** Count a new message from someone else, up to UNREAD_CAP. */
+  markUnread() {
+    this.unread = Math.min(this.unread + 1, UNREAD_CAP);
+  }
+
+  /** Keep memory bounded for channels off screen: drop the oldest entries. */
+  trim() {
+    const confirmed = this.timeline().filter((e) => e.o !== undefined);
+    if (confirmed.length <= KEEP) return;
+    const drop = new Set(confirmed.slice(0, confirmed.length - KEEP));
+    this.entries = this.entries.filter((e) => !drop.has(e));
+    for (const e of drop) this.byKey.delete(e.kind === 'system' ? `o:${e.o}` : `m:${e.message.id}`);
+    this.oldest = confirmed[confirmed.length - KEEP].o;
+    this.more = true;
+  }
+
+  _lowest(o) {
+    if (o !== undefined && (this.oldest === null || o < this.oldest)) this.oldest = o;
+  }
+}
