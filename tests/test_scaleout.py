@@ -1,0 +1,249 @@
+"""The scaled deployment: two ``agora serve --redis`` nodes sharing a private Redis.
+
+Every other server test runs on such a cluster too (see ``Cluster`` in
+conftest.py); these are the failures only a cluster has: a node dies, Redis
+restarts, a node's pub/sub connection drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import (
+    AgoraProcess,
+    Cluster,
+    RawSession,
+    general_channel,
+    new_user,
+    raw_session,
+    timeout,
+)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    started = Cluster(tmp_path, rate_limit=0).start()
+    yield started
+    started.shutdown()
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Callable[[AgoraProcess, str], Awaitable[RawSession]]]:
+    """Identified sessions on a given node, closed after the test."""
+    opened: list[RawSession] = []
+
+    async def open_session(node: AgoraProcess, token: str) -> RawSession:
+        opened.append(await raw_session(node, token=token))
+        return opened[-1]
+
+    yield open_session
+    for session in opened:
+        await session.ws.close()
+
+
+async def messages(session: RawSession, count: int, seconds: float = 10) -> list[dict[str, Any]]:
+    """Read ``count`` message.created events (earlier ones first), skipping other frames."""
+    found = [f for f in session.early if f.get("t") == "message.created"]
+    session.early.clear()
+    async with asyncio.timeout(timeout(seconds)):
+        while len(found) < count:
+            frame = await session.recv(seconds)
+            if frame.get("t") == "message.created":
+                found.append(frame)
+    return found
+
+
+def texts(events: list[dict[str, Any]]) -> list[str]:
+    return [e["d"]["message"]["text"] for e in events]
+
+
+async def test_a_message_sent_on_one_node_reaches_a_subscriber_on_the_other_in_order(
+    cluster: Cluster,
+    connect: Any,
+) -> None:
+    node1, node2 = cluster.nodes
+    account = await new_user(node1)
+    listener = await connect(node2, account["token"])
+    sender = await connect(node1, account["token"])
+    channel = general_channel(sender.identity)
+    await listener.ok("subscribe", {"channel": channel})
+    sent = [f"cross {i}" for i in range(200)]
+    for text in sent:
+        await sender.ok("message.send", {"channel": channel, "text": text})
+    received = await messages(listener, len(sent))
+    assert texts(received) == sent
+    offsets = [e["o"] for e in received]
+    assert offsets == list(range(offsets[0], offsets[0] + len(sent)))
+
+
+async def test_a_client_of_a_killed_node_resumes_on_the_other_with_every_message_once(
+    cluster: Cluster,
+    connect: Any,
+) -> None:
+    node1, node2 = cluster.nodes
+    account = await new_user(node1)
+    reader = await connect(node1, account["token"])
+    sender = await connect(node2, account["token"])
+    channel = general_channel(sender.identity)
+    await reader.ok("subscribe", {"channel": channel})
+    acknowledged: list[str] = []
+
+    async def send_all() -> None:
+        for i in range(300):
+            text = f"during {i}"
+            await sender.ok("message.send", {"channel": channel, "text": text, "nonce": text})
+            acknowledged.append(text)
+            await asyncio.sleep(0.002)
+
+    sending = asyncio.create_task(send_all())
+    seen: list[dict[str, Any]] = []
+    with contextlib.suppress(Exception):  # the node dies under the reader
+        while len(seen) < 100:
+            seen += await messages(reader, 1)
+    node1.kill()
+    with contextlib.suppress(Exception):
+        while True:
+            seen += await messages(reader, 1, seconds=1)
+    await sending
+    last = seen[-1]["o"]
+    resumed = await connect(node2, account["token"])
+    reply = await resumed.ok("subscribe", {"channel": channel, "since": last})
+    assert reply["recovered"] is True
+    missing = len(acknowledged) - len(seen)
+    seen += await messages(resumed, missing)
+    assert texts(seen) == acknowledged
+    offsets = [e["o"] for e in seen]
+    assert offsets == sorted(set(offsets))
+    assert resumed.early == []  # nothing past the acknowledged ones, no duplicate
+
+
+async def test_after_redis_restarts_both_nodes_serve_history_is_intact_and_no_session_is_deaf(
+    cluster: Cluster,
+    connect: Any,
+) -> None:
+    node1 = cluster.nodes[0]
+    account = await new_user(node1)
+    listeners = [await connect(node, account["token"]) for node in cluster.nodes]
+    sender = await connect(node1, account["token"])
+    channel = general_channel(sender.identity)
+    for listener in listeners:
+        await listener.ok("subscribe", {"channel": channel})
+    before = [f"before {i}" for i in range(20)]
+    for text in before:
+        await sender.ok("message.send", {"channel": channel, "text": text})
+    for listener in listeners:
+        assert texts(await messages(listener, len(before))) == before
+
+    cluster.redis.kill()  # acknowledged writes are in its append-only file
+    answer = await sender.command("message.send", {"channel": channel, "text": "lost"})
+    assert answer["op"] == "error"
+    assert answer["d"]["code"] == "unavailable"
+    assert answer["d"]["retry_after_ms"] > 0
+    cluster.redis.start()
+
+    async with asyncio.timeout(timeout(15)):  # every node serves again within seconds
+        for node in cluster.nodes:
+            while not _healthy(node):
+                await asyncio.sleep(0.1)
+    after = [f"after {i}" for i in range(20)]
+    for text in after:
+        await _send_when_available(sender, channel, text)
+    for listener in listeners:  # the sessions that lived through the outage still hear
+        assert texts(await messages(listener, len(after))) == after
+    for node in cluster.nodes:
+        reader = await connect(node, account["token"])
+        history = await reader.ok("history", {"channel": channel, "limit": 100})
+        stored = [e for e in history["events"] if e["t"] == "message.created"]
+        assert texts(stored) == before + after
+
+
+async def test_events_published_while_a_node_was_cut_off_reach_its_sessions(
+    cluster: Cluster,
+    connect: Any,
+) -> None:
+    node1, node2 = cluster.nodes
+    account = await new_user(node1)
+    listener = await connect(node1, account["token"])
+    sender = await connect(node2, account["token"])
+    channel = general_channel(sender.identity)
+    await listener.ok("subscribe", {"channel": channel})
+    resumes = node1.metric("agora_broker_resumes_total")
+    # Cut every pub/sub connection and send at once: node 1 reconnects after a
+    # backoff, so the first events are stored while nobody carries them to it.
+    _redis(cluster, "CLIENT", "KILL", "TYPE", "pubsub")
+    sent = [f"while cut off {i}" for i in range(20)]
+    for text in sent:
+        await sender.ok("message.send", {"channel": channel, "text": text})
+    assert texts(await messages(listener, len(sent))) == sent
+    assert node1.metric("agora_broker_resumes_total") > resumes
+    await sender.ok("message.send", {"channel": channel, "text": "and after"})
+    assert texts(await messages(listener, 1)) == ["and after"]
+
+
+async def test_acknowledged_messages_survive_kill_9_of_every_node_and_redis(
+    cluster: Cluster,
+    connect: Any,
+) -> None:
+    account = await new_user(cluster.nodes[0])
+    session = await connect(cluster.nodes[0], account["token"])
+    channel = general_channel(session.identity)
+    sent = [
+        (await session.ok("message.send", {"channel": channel, "text": f"keep {i}"}))["message"]
+        for i in range(50)
+    ]
+    cluster.stop(signal.SIGKILL)
+    cluster.redis.kill()
+    cluster.start()
+    session = await connect(cluster.nodes[1], account["token"])
+    history = await session.ok("history", {"channel": channel, "limit": 100})
+    assert [e["d"]["message"] for e in history["events"] if e["t"] == "message.created"] == sent
+
+
+async def test_one_nonce_sent_through_both_nodes_creates_one_message(
+    cluster: Cluster, connect: Any
+) -> None:
+    account = await new_user(cluster.nodes[0])
+    sessions = [await connect(node, account["token"]) for node in cluster.nodes]
+    channel = general_channel(sessions[0].identity)
+    d = {"channel": channel, "text": "once", "nonce": "n-1"}
+    first, second = await asyncio.gather(*(s.ok("message.send", d) for s in sessions))
+    assert first["message"] == second["message"]
+    history = await sessions[0].ok("history", {"channel": channel})
+    assert texts([e for e in history["events"] if e["t"] == "message.created"]) == ["once"]
+
+
+def _healthy(node: AgoraProcess) -> bool:
+    try:
+        with urllib.request.urlopen(node.http + "/healthz", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+async def _send_when_available(session: RawSession, channel: str, text: str) -> None:
+    """Send, retrying with the same nonce while the answer is ``unavailable``."""
+    async with asyncio.timeout(timeout(15)):
+        while True:
+            answer = await session.command(
+                "message.send", {"channel": channel, "text": text, "nonce": text}
+            )
+            if answer["op"] == "reply":
+                return
+            assert answer["d"]["code"] == "unavailable", answer
+            await asyncio.sleep(answer["d"]["retry_after_ms"] / 1000)
+
+
+def _redis(cluster: Cluster, *args: str) -> None:
+    command = f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
+    with socket.create_connection(("127.0.0.1", cluster.redis.port), timeout=5) as s:
+        s.sendall(command.encode())
+        assert s.recv(64)[:1] in (b"+", b":")
