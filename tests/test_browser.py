@@ -294,6 +294,32 @@ async def test_after_a_restart_pages_reconnect_and_show_what_was_sent_meanwhile_
     await expect(ann_tab.page.locator('#message-list .message[data-state="sent"]')).to_have_count(5)
 
 
+@pytest.mark.embedded_only
+async def test_when_too_much_was_missed_the_channel_reloads_and_says_so(
+    make_server: MakeServer, open_tab: Any
+) -> None:
+    server = make_server(replay_cap=5)
+    ann, dan = [await account(server, n) for n in ("Ann", "Dan")]
+    tab = await open_tab(server, ann["token"])
+    await tab.send("before")
+    await expect(tab.messages()).to_have_count(1)
+    # Offline in the browser, so that it cannot reconnect before Dan is done.
+    await asyncio.to_thread(server.stop)
+    await tab.page.context.set_offline(True)
+    await asyncio.to_thread(server.start)
+    async with Client(server.ws, dan["token"]) as c:
+        for i in range(8):
+            await c.send_message(c.channel_named("general"), f"missed {i}")
+    await tab.page.context.set_offline(False)
+    await tab.online()
+    await expect(tab.page.locator("#skipped")).to_be_visible()
+    await expect(tab.page.locator("#skipped")).to_contain_text("Some messages were skipped")
+    await expect(tab.messages()).to_have_count(9)
+    assert await tab.texts() == ["before"] + [f"missed {i}" for i in range(8)]
+    await tab.page.get_by_role("button", name="Load older").first.click()
+    await expect(tab.page.locator("#skipped")).to_be_hidden()
+
+
 # History and unread marks
 
 
