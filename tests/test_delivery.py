@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 
 from protocol import Encoding
+from tests.agora_cli import ok, storage
 from tests.conftest import AgoraProcess, general_channel, new_user, raw_session, timeout
 
 
 async def fresh_channel_server(make_server, **settings) -> tuple[AgoraProcess, str, str]:
-    """A server of its own (offsets start at 1), its general channel, and a token."""
+    """A server of its own, an empty channel on it (offsets start at 1), and a token.
+
+    Not general: the account's ``member.joined`` is there already.
+    """
     server = make_server(rate_limit=0, **settings)
     account = await new_user(server)
-    session = await raw_session(server, token=account["token"])
-    channel = general_channel(session.identity)
-    await session.ws.close()
+    ((channel, _),) = ok("channel", "create", "Agora", "scratch", *storage(server))
     return server, channel, account["token"]
 
 
