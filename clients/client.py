@@ -289,6 +289,11 @@ class Client:
         raise AssertionError("unreachable")
 
     @property
+    def connected(self) -> bool:
+        """Connected and identified; False while reconnecting and after the close."""
+        return self._connected.is_set() and self._closed is None
+
+    @property
     def closed(self) -> ConnectionClosed | None:
         """Why the client stopped for good, or ``None`` while it is running."""
         return self._closed

@@ -49,13 +49,20 @@ def serve(settings: Settings, app: Starlette) -> None:
     _Server(config).run()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int | None:
     parser = argparse.ArgumentParser(prog="agora", description="Agora discussion server")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the server")
     Settings.add_arguments(serve_parser)
     admin.add_commands(commands)
+    from clients.terminal import options as chat_options  # argparse only: no TUI library
+
+    chat_options.add_arguments(commands.add_parser("chat", help="the terminal client"))
     args = parser.parse_args(argv)
+    if args.command == "chat":
+        from clients.terminal.main import run as chat  # Textual loads for `chat` only
+
+        return chat(args)
     if args.command != "serve":
         raise SystemExit(admin.run(args))
     try:

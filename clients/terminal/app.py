@@ -1,0 +1,289 @@
+"""The Textual application of ``agora chat``.
+
+It subscribes to every channel the user can see (for live messages and unread
+counts), loads a channel's latest page of history when it is first entered and
+older pages on PageUp at the top, echoes what the user sends at once and
+reconciles it by nonce. Reconnecting and resuming is the ``Client``'s job; this
+app only shows it on the status line. Nothing the server answers ends the app:
+errors become lines in the transcript.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Coroutine
+from typing import Any, ClassVar
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.widgets import Input, OptionList
+
+from clients.client import AgoraClientError, Client, CommandError, ConnectionClosed, Gap
+from clients.terminal.commands import dispatch
+from clients.terminal.state import ChannelState, ChatState, Line
+from clients.terminal.widgets import ChannelList, MessagePane, StatusLine
+
+log = logging.getLogger("agora.chat")
+
+#: Messages per history page (the server allows up to 100).
+PAGE = 50
+#: Pages read to fill one gap after a reconnect; beyond that, PageUp reads on.
+MAX_GAP_PAGES = 10
+#: Times a message answered ``rate_limited`` is sent again (same nonce) before it fails.
+SEND_RETRIES = 3
+
+
+class ChatApp(App[None]):
+    CSS = """
+    #main { height: 1fr; }
+    ChannelList { width: 26; height: 1fr; border: round $primary-background; }
+    MessagePane { height: 1fr; border: round $primary-background; padding: 0 1; }
+    #input { height: 3; }
+    StatusLine { height: 1; background: $panel; padding: 0 1; }
+    """
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("pageup", "page_up", "older", priority=True, show=False),
+        Binding("pagedown", "page_down", "newer", priority=True, show=False),
+        Binding("alt+up", "cycle(-1)", "previous channel", priority=True, show=False),
+        Binding("alt+down", "cycle(1)", "next channel", priority=True, show=False),
+    ]
+
+    def __init__(self, client: Client, channel: str | None = None) -> None:
+        super().__init__()
+        self.client = client
+        self.state = ChatState(client.identity)
+        self.first_channel = channel
+        self.subscribed: dict[str, asyncio.Future[None]] = {}
+        self.paging: set[str] = set()
+        self.online = True
+        self.ended: ConnectionClosed | None = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            yield ChannelList(id="channels")
+            yield MessagePane(id="messages")
+        yield Input(placeholder="message, or /help", id="input")
+        yield StatusLine(id="status")
+
+    async def on_mount(self) -> None:
+        self.query_one(Input).focus()
+        self.set_interval(0.2, self._poll_connection)
+        self._background(self._read_events())
+        self._background(self._start())
+        self._show_status()
+
+    # what slash commands use (clients.terminal.commands.Chat)
+
+    def say(self, text: str) -> None:
+        if self.state.system(text) is not None:
+            self._redraw()
+
+    async def enter(self, channel: ChannelState) -> None:
+        self.state.enter(channel)
+        self._redraw(channels=True)
+        if not channel.loaded:
+            channel.loaded = True
+            await self._subscribe(channel)
+            await self._load_page(channel, before=None)
+
+    def quit(self) -> None:
+        self.exit()
+
+    # startup and events
+
+    async def _start(self) -> None:
+        first = self.state.default_channel()
+        if self.first_channel:
+            try:
+                first = self.state.resolve(self.first_channel)
+            except LookupError as exc:
+                self.say(str(exc.args[0]))
+        if first is None:
+            self.say("you are in no channel yet")
+        else:
+            await self.enter(first)
+        for channel in list(self.state.channels.values()):
+            await self._subscribe(channel)
+
+    async def _subscribe(self, channel: ChannelState) -> None:
+        """Subscribe once; later callers wait for the first one."""
+        done = self.subscribed.get(channel.id)
+        if done is None:
+            done = self.subscribed[channel.id] = asyncio.get_running_loop().create_future()
+            try:
+                await self.client.subscribe(channel.id)
+            except (CommandError, TimeoutError, AgoraClientError) as exc:
+                self.state.system(f"cannot follow #{channel.name}: {exc}", channel)
+                self._changed(channel)
+            finally:
+                done.set_result(None)
+        await done
+
+    async def _read_events(self) -> None:
+        while True:
+            try:
+                item = await self.client.next_event(timeout=3600)
+            except TimeoutError:
+                continue
+            except ConnectionClosed as exc:
+                self.ended = exc
+                self.say(f"disconnected for good ({exc}); restart agora chat to reconnect")
+                self._show_status()
+                return
+            if isinstance(item, Gap):
+                self._background(self._repair(item))
+                continue
+            channel = self.state.channels.get(item.ch)
+            if channel is not None and self.state.add_event(item.t, item.ch, item.d, item.o):
+                self._changed(channel)
+
+    async def _repair(self, gap: Gap) -> None:
+        """Events the server could not replay after a reconnect: read them from history."""
+        channel = self.state.channels.get(gap.channel)
+        if channel is None:
+            return
+        before = gap.until + 1
+        for _ in range(MAX_GAP_PAGES):
+            events = await self._history(channel, before)
+            if not events:
+                return
+            before = events[0]["o"]
+            if before <= gap.after + 1:
+                return
+
+    async def _load_page(self, channel: ChannelState, before: int | None) -> None:
+        if channel.id in self.paging:
+            return
+        self.paging.add(channel.id)
+        try:
+            events = await self._history(channel, before)
+            if len(events) < PAGE:
+                channel.complete = True
+        finally:
+            self.paging.discard(channel.id)
+
+    async def _history(self, channel: ChannelState, before: int | None) -> list[dict[str, Any]]:
+        try:
+            d: dict[str, Any] = {"channel": channel.id, "limit": PAGE}
+            if before is not None:
+                d["before"] = before
+            events = (await self.client.request("history", d))["events"]
+        except (CommandError, TimeoutError, AgoraClientError) as exc:
+            self.state.system(f"cannot read the history of #{channel.name}: {exc}", channel)
+            self._changed(channel)
+            return []
+        if self.state.add_history(channel, events):
+            self._changed(channel)
+        return events
+
+    # sending
+
+    async def on_input_submitted(self, event: Input.Submitted) -> None:
+        text = event.value
+        event.input.value = ""
+        if not text.strip():
+            return
+        if text.startswith("/") and not text.startswith("//"):
+            self._background(dispatch(self, text))
+            return
+        channel = self.state.channel
+        if channel is None:
+            self.say("join a channel first (/channels lists them)")
+            return
+        line = self.state.add_pending(channel, text.removeprefix("/"), secrets.token_hex(8))
+        self._changed(channel)
+        self._background(self._send(channel, line))
+
+    async def _send(self, channel: ChannelState, line: Line) -> None:
+        assert line.nonce is not None
+        for attempt in range(SEND_RETRIES + 1):
+            try:
+                message = await self.client.send_message(channel.id, line.text, nonce=line.nonce)
+            except CommandError as exc:
+                if exc.code == "rate_limited" and attempt < SEND_RETRIES:
+                    wait = (exc.retry_after_ms or 1000) / 1000
+                    self.state.system(f"rate limited: sending again in {wait:.1f} s", channel)
+                    self._changed(channel)
+                    await asyncio.sleep(wait)
+                    continue
+                self.state.fail(line, f"{exc.code}: {exc.message}")
+            except (TimeoutError, AgoraClientError) as exc:
+                self.state.fail(line, str(exc) or "no answer from the server")
+            else:
+                self.state.confirm(channel, message)
+            break
+        self._changed(channel)
+
+    # keys and the channel list
+
+    def action_page_up(self) -> None:
+        self.query_one(MessagePane).page_up()
+
+    def action_page_down(self) -> None:
+        self.query_one(MessagePane).page_down()
+
+    def action_cycle(self, step: int) -> None:
+        channels = list(self.state.channels.values())
+        if not channels:
+            return
+        current = self.state.channel
+        index = channels.index(current) + step if current in channels else 0
+        self._background(self.enter(channels[index % len(channels)]))
+
+    def on_message_pane_need_older(self, _: MessagePane.NeedOlder) -> None:
+        channel = self.state.channel
+        if channel is not None and channel.loaded and not channel.complete:
+            self._background(self._load_page(channel, before=channel.oldest()))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        channel = self.state.channels.get(event.option_id or "")
+        if channel is not None:
+            self._background(self.enter(channel))
+        self.query_one(Input).focus()
+
+    # drawing
+
+    def _changed(self, channel: ChannelState) -> None:
+        if channel.id == self.state.current:
+            self._redraw()
+        else:
+            self.query_one(ChannelList).show(self.state)
+
+    def _redraw(self, *, channels: bool = False) -> None:
+        channel = self.state.channel
+        pane = self.query_one(MessagePane)
+        if channel is not None:
+            pane.border_title = f"#{channel.name} · {channel.community}"
+            pane.show(channel)
+        if channels:
+            self.query_one(ChannelList).show(self.state)
+            self._show_status()
+
+    def _poll_connection(self) -> None:
+        if self.client.connected != self.online:
+            self.online = self.client.connected
+            self._show_status()
+
+    def _show_status(self) -> None:
+        channel = self.state.channel
+        where = f"#{channel.name} · {channel.community}" if channel else ""
+        status = "disconnected" if self.ended else "connected" if self.online else "reconnecting"
+        self.query_one(StatusLine).show(status, self.state.user["username"], where)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` beside the UI; a failure becomes a line, never the end of the app."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception as exc:
+                log.exception("chat task failed")
+                with contextlib.suppress(Exception):
+                    self.say(f"error: {exc}")
+
+        self.run_worker(guarded(), exit_on_error=False)

@@ -1,0 +1,136 @@
+"""The slash commands of ``agora chat``: one table, filled by ``@slash``.
+
+A later feature adds its command by defining a handler here (or in a module
+imported by ``clients.terminal.app``) and decorating it::
+
+    @slash("poll", "QUESTION", "start a poll in this channel")
+    async def poll(chat: Chat, arg: str) -> None:
+        await chat.client.request("poll.create", {...})
+
+A handler gets the chat and the text after the command's name, and reports
+through ``chat.say``. A ``CommandError`` it lets through is shown as an error line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from clients.client import Client, CommandError
+from clients.terminal.state import ChannelState, ChatState
+
+
+class Chat(Protocol):
+    """What a slash command may use of the running chat."""
+
+    client: Client
+    state: ChatState
+
+    def say(self, text: str) -> None:
+        """Show a system line in the current channel."""
+
+    async def enter(self, channel: ChannelState) -> None:
+        """Make ``channel`` the current one, loading its latest history."""
+
+    def quit(self) -> None:
+        """Leave the chat with exit status 0."""
+
+
+Handler = Callable[[Chat, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SlashCommand:
+    name: str
+    usage: str  # the arguments, e.g. "NAME"; "" for none
+    help: str
+    run: Handler
+
+
+COMMANDS: dict[str, SlashCommand] = {}
+
+
+def slash(name: str, usage: str, help: str) -> Callable[[Handler], Handler]:
+    """Register the decorated handler as ``/name``."""
+
+    def register(run: Handler) -> Handler:
+        COMMANDS[name] = SlashCommand(name, usage, help, run)
+        return run
+
+    return register
+
+
+async def dispatch(chat: Chat, line: str) -> None:
+    """Run a line that starts with ``/``."""
+    name, _, arg = line[1:].partition(" ")
+    command = COMMANDS.get(name.lower())
+    if command is None:
+        chat.say(f"unknown command /{name}: /help lists the commands")
+        return
+    try:
+        await command.run(chat, arg.strip())
+    except CommandError as exc:
+        chat.say(f"/{command.name} failed: {exc.code}: {exc.message}")
+
+
+@slash("help", "", "list the commands and keys")
+async def help_(chat: Chat, arg: str) -> None:
+    for command in COMMANDS.values():
+        usage = f"/{command.name} {command.usage}".strip()
+        chat.say(f"{usage:<24} {command.help}")
+    chat.say("PageUp/PageDown          scroll; PageUp at the top loads older messages")
+    chat.say("Alt+Up/Alt+Down          previous/next channel (Tab: the channel list)")
+    chat.say("Ctrl+Q                   quit")
+    chat.say("//text                   send a message that starts with /")
+
+
+@slash("join", "NAME", "go to a channel: name, #name or community/name")
+async def join(chat: Chat, arg: str) -> None:
+    if not arg:
+        chat.say("usage: /join NAME (/channels lists them)")
+        return
+    try:
+        channel = chat.state.resolve(arg)
+    except LookupError as exc:
+        chat.say(str(exc.args[0]))
+        return
+    await chat.enter(channel)
+
+
+@slash("channels", "", "list the communities and their channels")
+async def channels(chat: Chat, arg: str) -> None:
+    for community in chat.state.communities:
+        chat.say(f"{community['name']} ({community['role']}):")
+        for channel in (chat.state.channels[c["id"]] for c in community["channels"]):
+            unread = f"  {channel.unread} unread" if channel.unread else ""
+            here = "  (here)" if channel.id == chat.state.current else ""
+            chat.say(f"  #{channel.name}{unread}{here}")
+
+
+@slash("who", "", "list the members of this community")
+async def who(chat: Chat, arg: str) -> None:
+    channel = chat.state.channel
+    community = channel.community_id if channel else chat.state.first_community()
+    if community is None:
+        chat.say("you are in no community")
+        return
+    try:
+        reply = await chat.client.request("community.members", {"community": community})
+    except CommandError as exc:
+        if exc.code == "bad_request":
+            chat.say("this server cannot list members (no community.members command)")
+            return
+        raise
+    members = reply["members"]
+    name = channel.community if channel else "this community"
+    chat.say(f"{len(members)} members of {name}:")
+    for member in members:
+        bot = " [bot]" if member.get("bot") else ""
+        role = "" if member.get("role") in (None, "member") else f" ({member['role']})"
+        chat.say(f"  {member['name']} @{member['username']}{bot}{role}")
+
+
+@slash("quit", "", "leave the chat")
+async def quit_(chat: Chat, arg: str) -> None:
+    chat.quit()

@@ -1,0 +1,149 @@
+"""The widgets of ``agora chat``: channel list, message pane, status line."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from rich.text import Text
+from textual import events
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from clients.terminal.state import ChannelState, ChatState, Line
+
+
+class ChannelList(OptionList):
+    """Communities and their channels, with unread counts; selecting one enters it."""
+
+    def show(self, state: ChatState) -> None:
+        options: list[Option] = []
+        for community in state.communities:
+            options.append(Option(Text(community["name"], style="bold"), disabled=True))
+            for entry in community["channels"]:
+                channel = state.channels[entry["id"]]
+                label = Text(f" #{channel.name}")
+                if channel.unread:
+                    label.append(f" {channel.unread}", style="bold reverse")
+                options.append(Option(label, id=channel.id))
+        self.clear_options()
+        self.add_options(options)
+        if state.current is not None:
+            self.highlighted = self.get_option_index(state.current)
+
+
+def render_line(line: Line) -> Text:
+    """A transcript line as a reader sees it: time, author, text."""
+    if line.kind == "system":
+        return Text(f"— {line.text}", style="italic dim")
+    when = datetime.fromtimestamp(line.ts / 1000).strftime("%H:%M") if line.ts else "--:--"
+    text = Text(f"{when} ", style="dim")
+    text.append(line.author, style="bold")
+    text.append(": ")
+    text.append(line.text, style="dim" if line.kind == "pending" else "")
+    if line.kind == "failed":
+        text.append(f"\n      ✗ not sent: {line.error}", style="bold red")
+    return text
+
+
+class LineView(Static):
+    def __init__(self, line: Line) -> None:
+        super().__init__(render_line(line))
+        self.rev = line.rev
+
+    def sync(self, line: Line) -> None:
+        if line.rev != self.rev:
+            self.rev = line.rev
+            self.update(render_line(line))
+
+
+class MessagePane(VerticalScroll, can_focus=False):
+    """One channel's transcript. Only what changed is mounted or redrawn.
+
+    While the reader is at the bottom, new lines keep it there; once they
+    scroll up, the view stays put until they come back down.
+    """
+
+    class NeedOlder(Message):
+        """The reader is at the top and wants older messages."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._views: dict[int, LineView] = {}
+        self._order: list[int] = []
+        self._follow = True
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self._follow = new_value >= self.max_scroll_y
+
+    def show(self, channel: ChannelState) -> None:
+        lines = channel.lines
+        order = [line.uid for line in lines]
+        old = self._order
+        by_uid = {line.uid: line for line in lines}
+        for uid, view in self._views.items():
+            if uid in by_uid:
+                view.sync(by_uid[uid])
+        if order == old:
+            return
+        if old and order[: len(old)] == old:
+            self._mount_lines(lines[len(old) :])
+        elif old and order[-len(old) :] == old:
+            self._prepend(lines[: len(order) - len(old)])
+        else:
+            self.remove_children()
+            self._views.clear()
+            self._mount_lines(lines)
+            self._follow = True
+        self._order = order
+        if self._follow:
+            self.call_after_refresh(self.scroll_end, animate=False)
+
+    def _mount_lines(self, lines: list[Line], before: int | None = None) -> None:
+        views = [LineView(line) for line in lines]
+        self._views.update((line.uid, view) for line, view in zip(lines, views, strict=True))
+        if views:
+            self.mount_all(views, before=before)
+
+    def _prepend(self, lines: list[Line]) -> None:
+        """Older lines above: keep what the reader looks at where it is."""
+        from_bottom = self.max_scroll_y - self.scroll_y
+        self._mount_lines(lines, before=0)
+        self.call_after_refresh(
+            lambda: self.scroll_to(y=self.max_scroll_y - from_bottom, animate=False)
+        )
+
+    def page_up(self) -> None:
+        if self.scroll_y <= 0:
+            self.post_message(self.NeedOlder())
+        else:
+            self.scroll_page_up(animate=False)
+
+    def page_down(self) -> None:
+        self.scroll_page_down(animate=False)
+
+    def _on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        if self.scroll_y <= 0:
+            self.post_message(self.NeedOlder())
+        super()._on_mouse_scroll_up(event)
+
+
+class StatusLine(Static):
+    STYLES: ClassVar[dict[str, str]] = {
+        "connected": "● connected",
+        "reconnecting": "○ reconnecting…",
+        "disconnected": "✗ disconnected",
+    }
+    COLOURS: ClassVar[dict[str, str]] = {
+        "connected": "bold green",
+        "reconnecting": "bold yellow",
+        "disconnected": "bold red",
+    }
+
+    def show(self, status: str, user: str, where: str) -> None:
+        text = Text(self.STYLES[status], style=self.COLOURS[status])
+        text.append(f"  as {user}  {where}")
+        self.update(text)

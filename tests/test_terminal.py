@@ -1,0 +1,367 @@
+"""``agora chat``, driven in a pseudo-terminal against real servers.
+
+Each test spawns the real ``agora chat`` process in a pty of a fixed size
+(pexpect) and renders what it draws with a terminal emulator (pyte), so the
+assertions read the screen a person would see. Other sessions are the Python
+``Client``. Every wait polls the rendered screen until it holds, with a
+timeout scaled by ``AGORA_TEST_TIMEOUT_FACTOR``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pyte
+import pytest
+
+from clients import Client
+from clients.terminal.state import ChatState
+from tests.conftest import ROOT, AgoraProcess, new_user, timeout
+
+COLUMNS, ROWS = 100, 30
+PASSWORD = "correct horse"  # what tests.conftest.new_user registers with
+
+
+class Terminal:
+    """``agora chat`` in a pty, rendered by pyte."""
+
+    def __init__(self, args: list[str], config: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGORA_")}
+        env |= {"TERM": "xterm-256color", "XDG_CONFIG_HOME": str(config)}
+        self.screen = pyte.Screen(COLUMNS, ROWS)
+        self.stream = pyte.ByteStream(self.screen)
+        self.child = pexpect.spawn(
+            sys.executable,
+            ["-m", "server", "chat", *args],
+            dimensions=(ROWS, COLUMNS),
+            env=env,
+            cwd=str(ROOT),
+        )
+        self.eof = False
+
+    def pump(self) -> None:
+        while not self.eof:
+            try:
+                self.stream.feed(self.child.read_nonblocking(65536, timeout=0))
+            except pexpect.TIMEOUT:
+                return
+            except pexpect.EOF:
+                self.eof = True
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.screen.display)
+
+    async def wait(self, condition: Callable[[str], bool], what: str, wait: float = 15) -> str:
+        deadline = time.monotonic() + timeout(wait)
+        while True:
+            self.pump()
+            if condition(self.text):
+                return self.text
+            if time.monotonic() > deadline or self.eof:
+                raise AssertionError(f"never saw {what}; the screen:\n{self.text}")
+            await asyncio.sleep(0.05)
+
+    async def see(self, *texts: str, wait: float = 15) -> str:
+        return await self.wait(lambda s: all(t in s for t in texts), repr(texts), wait)
+
+    def type(self, text: str) -> None:
+        self.child.send(text + "\r")
+
+    def paste(self, text: str) -> None:
+        """A bracketed paste, the way a terminal delivers one."""
+        self.child.send(f"\x1b[200~{text}\x1b[201~\r")
+
+    async def exit_status(self, wait: float = 15) -> int:
+        deadline = time.monotonic() + timeout(wait)
+        while not self.eof:
+            self.pump()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"agora chat did not exit; the screen:\n{self.text}")
+            await asyncio.sleep(0.05)
+        self.child.wait()
+        assert self.child.exitstatus is not None, f"killed by signal {self.child.signalstatus}"
+        return self.child.exitstatus
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgoraProcess]:
+    """One embedded server for the module.
+
+    The terminal client speaks the same protocol to every deployment, so these
+    tests run once, against the embedded one, instead of once per deployment.
+    """
+    proc = AgoraProcess(tmp_path_factory.mktemp("chat") / "agora.db", rate_limit=0).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[AgoraProcess]:
+    """A server of the test's own, to restart or to add channels to."""
+    proc = AgoraProcess(tmp_path / "own.db", rate_limit=0).start()
+    yield proc
+    proc.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+async def chat(tmp_path: Path) -> AsyncIterator[Callable[..., Terminal]]:
+    """Start ``agora chat`` with arguments; every one is ended after the test."""
+    started: list[Terminal] = []
+
+    def start(*args: str) -> Terminal:
+        terminal = Terminal(list(args), tmp_path / "config")
+        started.append(terminal)
+        return terminal
+
+    yield start
+    for terminal in started:
+        terminal.child.terminate(force=True)
+
+
+async def logged_in(chat: Callable[..., Terminal], server: AgoraProcess) -> tuple[Terminal, Any]:
+    """A fresh account's ``agora chat``, showing #general."""
+    account = await new_user(server, "tui")
+    terminal = chat("--server", server.http, "--token", account["token"])
+    await terminal.see("● connected", "#general")
+    return terminal, account
+
+
+def add_channel(server: AgoraProcess, name: str) -> None:
+    """A second channel in the community, made with the admin CLI beside the running server."""
+    subprocess.run(
+        [sys.executable, "-m", "server", "channel", "create", "Agora", name, "--db", server.db],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=timeout(30),
+    )
+
+
+async def test_login_with_password_shows_history(server: AgoraProcess, chat: Any) -> None:
+    account = await new_user(server, "pw")
+    async with Client(server.ws, account["token"]) as other:
+        general = other.channel_named("general")
+        for n in range(3):
+            await other.send_message(general, f"earlier message {n}")
+    username = account["user"]["username"]
+    terminal = chat("--server", server.ws, "--username", username)
+    await terminal.see("Password:")
+    terminal.type(PASSWORD)
+    screen = await terminal.see("● connected", f"as {username}", "earlier message 2")
+    assert screen.index("earlier message 0") < screen.index("earlier message 2")
+    assert f"{account['user']['name']}: earlier message 1" in screen
+
+
+async def test_bad_password_shows_an_error_and_exits_nonzero(
+    server: AgoraProcess, chat: Any
+) -> None:
+    account = await new_user(server, "bad")
+    terminal = chat("--server", server.http, "--username", account["user"]["username"])
+    await terminal.see("Password:")
+    terminal.type("not the password")
+    await terminal.see("wrong username or password")
+    assert await terminal.exit_status() == 1
+
+
+async def test_token_login_remembered_with_0600_and_forgotten_on_logout(
+    server: AgoraProcess, chat: Any, tmp_path: Path
+) -> None:
+    account = await new_user(server, "tok")
+    username = account["user"]["username"]
+    first = chat("--server", server.http, "--token", account["token"], "--remember")
+    await first.see("● connected", f"as {username}")
+    first.type("/quit")
+    assert await first.exit_status() == 0
+    kept = tmp_path / "config" / "agora" / "tokens.json"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert account["token"] in kept.read_text()
+
+    again = chat("--server", server.http)  # no token, no username: the remembered token
+    await again.see("● connected", f"as {username}")
+    again.type("/quit")
+    assert await again.exit_status() == 0
+
+    logout = chat("--server", server.http, "--logout")
+    await logout.see(f"forgot the token for {server.http}")
+    assert await logout.exit_status() == 0
+    assert account["token"] not in kept.read_text()
+
+
+async def test_refused_token_exits_nonzero(server: AgoraProcess, chat: Any) -> None:
+    terminal = chat("--server", server.http, "--token", "1.not-a-real-token")
+    await terminal.see("the server refused the token")
+    assert await terminal.exit_status() == 1
+
+
+async def test_live_message_from_another_session_appears(server: AgoraProcess, chat: Any) -> None:
+    terminal, _ = await logged_in(chat, server)
+    other = await new_user(server, "bob")
+    async with Client(server.ws, other["token"]) as bob:
+        await bob.send_message(bob.channel_named("general"), "hello from a Python client")
+    await terminal.see(f"{other['user']['name']}: hello from a Python client")
+
+
+async def test_typed_message_reaches_another_session(server: AgoraProcess, chat: Any) -> None:
+    terminal, account = await logged_in(chat, server)
+    other = await new_user(server, "bob")
+    async with Client(server.ws, other["token"]) as bob:
+        general = bob.channel_named("general")
+        await bob.subscribe(general)
+        terminal.type("typed in the terminal")
+        while True:
+            event = await bob.next_event(timeout(10))
+            if event.t == "message.created":
+                break
+        message = event.d["message"]
+        assert message["text"] == "typed in the terminal"
+        assert message["author"]["id"] == account["user"]["id"]
+        assert "nonce" in message  # the echo is reconciled by it
+    screen = await terminal.see(f"{account['user']['name']}: typed in the terminal")
+    assert screen.count("typed in the terminal") == 1
+
+
+async def test_join_picks_a_channel_and_shows_its_history(
+    own_server: AgoraProcess, chat: Any
+) -> None:
+    server = own_server
+    add_channel(server, "random")
+    other = await new_user(server, "bob")
+    async with Client(server.ws, other["token"]) as bob:
+        await bob.send_message(bob.channel_named("random"), "said in random")
+    terminal, _ = await logged_in(chat, server)
+    assert "said in random" not in terminal.text
+    terminal.type("/join #random")
+    await terminal.see("#random · Agora", "said in random")
+    terminal.type("/join Agora/general")
+    screen = await terminal.see("#general · Agora")
+    assert "said in random" not in screen
+    terminal.type("/join nowhere")
+    await terminal.see("no channel named 'nowhere'")
+
+
+async def test_channels_lists_channels_with_unread_counts(
+    own_server: AgoraProcess, chat: Any
+) -> None:
+    server = own_server
+    add_channel(server, "random")
+    terminal, _ = await logged_in(chat, server)
+    other = await new_user(server, "bob")
+    async with Client(server.ws, other["token"]) as bob:
+        for n in range(2):
+            await bob.send_message(bob.channel_named("random"), f"unread {n}")
+    await terminal.see("#random 2")  # the channel list
+    terminal.type("/channels")
+    await terminal.see("Agora (", "#general  (here)", "#random  2 unread")
+
+
+async def test_who_lists_the_members_of_the_community(server: AgoraProcess, chat: Any) -> None:
+    terminal, account = await logged_in(chat, server)
+    terminal.type("/who")
+    user = account["user"]
+    await terminal.see("members of Agora", f"{user['name']} @{user['username']}")
+
+
+async def test_help_and_a_hint_for_unknown_commands(server: AgoraProcess, chat: Any) -> None:
+    terminal, _ = await logged_in(chat, server)
+    terminal.type("/help")
+    await terminal.see("/join NAME", "/who", "/quit", "PageUp")
+    terminal.type("/frobnicate now")
+    await terminal.see("unknown command /frobnicate: /help lists the commands")
+
+
+async def test_server_errors_are_shown_and_the_app_goes_on(server: AgoraProcess, chat: Any) -> None:
+    terminal, account = await logged_in(chat, server)
+    terminal.paste("x" * 4001)
+    await terminal.see("not sent: too_large")
+    terminal.type("still here")
+    await terminal.see(f"{account['user']['name']}: still here")
+
+
+async def test_quit_exits_with_status_zero(server: AgoraProcess, chat: Any) -> None:
+    terminal, _ = await logged_in(chat, server)
+    terminal.type("/quit")
+    assert await terminal.exit_status() == 0
+
+
+async def test_older_history_pages_in_on_page_up(server: AgoraProcess, chat: Any) -> None:
+    account = await new_user(server, "pages")
+    async with Client(server.ws, account["token"]) as other:
+        general = other.channel_named("general")
+        for n in range(60):  # more than one page of 50
+            await other.send_message(general, f"numbered {n:02d}")
+    terminal, _ = await logged_in(chat, server)
+    await terminal.see("numbered 59")
+    assert "numbered 00" not in terminal.text
+    for _ in range(6):  # scroll to the top of the first page, then past it
+        terminal.child.send("\x1b[5~")
+        await asyncio.sleep(0.1)
+    await terminal.wait(lambda s: "numbered 00" in s, "the oldest message after PageUp")
+
+
+async def test_reconnects_after_a_restart_and_shows_what_was_missed_once(
+    own_server: AgoraProcess, chat: Any
+) -> None:
+    server = own_server
+    terminal, account = await logged_in(chat, server)
+    name = account["user"]["name"]
+    server.stop()
+    await terminal.see("reconnecting")
+    terminal.type("typed while away")
+    server.start()  # the same port and database
+    other = await new_user(server, "bob")
+    async with Client(server.ws, other["token"]) as bob:
+        general = bob.channel_named("general")
+        await bob.send_message(general, "missed one")
+        await bob.send_message(general, "missed two")
+    screen = await terminal.see(
+        "● connected", "missed one", "missed two", f"{name}: typed while away", wait=30
+    )
+    await asyncio.sleep(timeout(0.5))  # a duplicate would arrive right behind
+    terminal.pump()
+    screen = terminal.text
+    for text in ("missed one", "missed two", "typed while away"):
+        assert screen.count(text) == 1, screen
+
+
+def test_echo_and_event_in_either_order_make_one_line() -> None:
+    me = {"id": "1", "username": "ann", "name": "Ann", "bot": False}
+    identity = {
+        "user": me,
+        "communities": [
+            {
+                "id": "c",
+                "name": "Agora",
+                "role": "owner",
+                "channels": [{"id": "g", "name": "general", "kind": "text"}],
+            }
+        ],
+    }
+    message = {
+        "id": "m",
+        "channel": "g",
+        "author": {"id": "1", "name": "Ann"},
+        "text": "hi",
+        "ts": 1,
+        "nonce": "n",
+    }
+    for reply_first in (False, True):
+        state = ChatState(identity)
+        general = state.channels["g"]
+        state.enter(general)
+        state.add_pending(general, "hi", "n")
+        if reply_first:
+            state.confirm(general, message)
+        state.add_event("message.created", "g", {"message": message}, 1)
+        state.confirm(general, message)
+        assert [(line.kind, line.o, line.text) for line in general.lines] == [("message", 1, "hi")]
