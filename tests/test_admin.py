@@ -1,0 +1,360 @@
+"""The admin CLI as operators run it: ``python -m server ...`` against a server's database."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clients import login, register
+from tests.agora_cli import agora, ok
+from tests.conftest import AgoraProcess, http_json, raw_session, timeout
+
+PASSWORD = "correct horse\n"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "agora.db"
+
+
+@pytest.fixture
+def served(db: Path):
+    """``agora serve`` on ``db``, stopped after the test."""
+    started: list[AgoraProcess] = []
+
+    def start(path: Path = db) -> AgoraProcess:
+        proc = AgoraProcess(path, rate_limit=0).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def fails(*args: str | Path, stdin: str = "") -> str:
+    """Run a command that must fail with exit code 1; its stderr."""
+    done = agora(*args, stdin=stdin)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert done.stderr.startswith("agora: error: ")
+    return done.stderr
+
+
+def dump(db: Path) -> list[str]:
+    """Everything in the database, as SQL."""
+    with sqlite3.connect(db) as conn:
+        lines = list(conn.iterdump())
+    conn.close()
+    return lines
+
+
+async def all_events(session, channel: str) -> list[dict[str, Any]]:
+    """Every event of a channel through ``history``, oldest first."""
+    events: list[dict[str, Any]] = []
+    before = None
+    while True:
+        d = {"channel": channel, "limit": 100} | ({"before": before} if before else {})
+        page = (await session.ok("history", d))["events"]
+        if not page:
+            return events
+        events[:0] = page
+        before = page[0]["o"]
+
+
+def test_help_names_every_command() -> None:
+    top = agora("--help").stdout
+    for command in ("serve", "user", "community", "channel", "member", "bot", "export", "import"):
+        assert command in top
+    assert all(a in agora("bot", "--help").stdout for a in ("create", "list", "token"))
+    assert "--password-stdin" in agora("user", "create", "--help").stdout
+    assert agora("bot").returncode == 2  # an action is required
+
+
+# users
+
+
+async def test_user_create_list_and_password(db: Path, served) -> None:
+    (ann,) = ok(
+        "user", "create", "ann", "--name", "Ann Lee", "--password-stdin", "--db", db, stdin=PASSWORD
+    )
+    assert ann[1:] == ["ann", "Ann Lee", "user"]
+    (bob,) = ok("user", "create", "bob", "--password-stdin", "--db", db, stdin="bob's password\n")
+    assert bob[1:] == ["bob", "bob", "user"]
+    assert ok("user", "list", "--db", db) == [ann, bob]
+    server = served()
+    token = (await login(server.http, "ann", "correct horse"))["token"]
+    session = await raw_session(server, token=token)
+    assert session.identity["user"]["id"] == ann[0]
+    assert session.identity["communities"][0]["role"] == "owner"  # the first account
+    await session.ws.close()
+    assert ok("user", "password", "ANN", "--password-stdin", "--db", db, stdin="a new one!\n") == [
+        [ann[0], "ann"]
+    ]
+    wrong = http_json(
+        "POST", server.http + "/api/v1/auth/login", {"username": "ann", "password": "correct horse"}
+    )
+    assert wrong[0] == 401
+    assert (await login(server.http, "ann", "a new one!"))["user"]["id"] == ann[0]
+
+
+def test_user_errors_exit_1_and_change_nothing(db: Path) -> None:
+    ok("user", "create", "ann", "--password-stdin", "--db", db, stdin=PASSWORD)
+    before = dump(db)
+    assert "taken" in fails("user", "create", "ANN", "--password-stdin", "--db", db, stdin=PASSWORD)
+    assert "8 to 256" in fails("user", "create", "cy", "--password-stdin", "--db", db, stdin="x\n")
+    assert "username" in fails(
+        "user", "create", "a b", "--password-stdin", "--db", db, stdin=PASSWORD
+    )
+    assert "--name" in fails(
+        "user", "create", "dee", "--name", " ", "--password-stdin", "--db", db, stdin=PASSWORD
+    )
+    assert "no account" in fails(
+        "user", "password", "zed", "--password-stdin", "--db", db, stdin=PASSWORD
+    )
+    assert dump(db) == before
+
+
+# communities, channels, members
+
+
+async def test_a_cli_channel_shows_in_identify_of_a_running_server_and_takes_messages(
+    db: Path, served
+) -> None:
+    server = served()
+    account = await register(server.http, "ann", "correct horse")
+    (row,) = ok("channel", "create", "Agora", "reading-room", "--db", db)
+    session = await raw_session(server, token=account["token"])
+    channels = session.identity["communities"][0]["channels"]
+    assert [c["name"] for c in channels] == ["general", "reading-room"]
+    assert channels[1]["id"] == row[0]
+    await session.ok("subscribe", {"channel": row[0]})
+    sent = await session.ok("message.send", {"channel": row[0], "text": "first!"})
+    assert sent["message"]["channel"] == row[0]
+    (event,) = [f for f in session.early if f["op"] == "event"]
+    assert (event["o"], event["d"]["message"]["text"]) == (1, "first!")
+    await session.ws.close()
+
+
+async def test_community_channel_and_member_commands(db: Path, served) -> None:
+    server = served()
+    ann = await register(server.http, "ann", "correct horse", "Ann")
+    bob = await register(server.http, "bob", "correct horse", "Bob")
+    (club,) = ok("community", "create", "Book club", "--owner", "ann", "--db", db)
+    assert club[1] == "Book club"
+    communities = ok("community", "list", "--db", db)
+    assert [c[1:] for c in communities] == [["Agora", "2"], ["Book club", "1"]]
+    (poetry,) = ok("channel", "create", "book CLUB", "poetry", "--db", db)  # by name, any case
+    (prose,) = ok("channel", "create", club[0], "prose", "--db", db)  # by id
+    listed = ok("channel", "list", "Book club", "--db", db)
+    assert [r[2] for r in listed] == ["general", "poetry", "prose"]
+    assert {r[0] for r in listed} == {club[0]}
+    assert [r[1] for r in listed][1:] == [poetry[0], prose[0]]
+    assert len(ok("channel", "list", "--db", db)) == 4  # with Agora's general
+    assert ok("member", "add", "Book club", "bob", "--db", db) == [[club[0], "bob", "member"]]
+    assert ok("member", "add", "Book club", "bob", "--role", "admin", "--db", db)[0][2] == "admin"
+    assert ok("member", "list", "Book club", "--db", db) == [
+        [ann["user"]["id"], "ann", "Ann", "owner", "user"],
+        [bob["user"]["id"], "bob", "Bob", "admin", "user"],
+    ]
+    # each join is in the community's general, for the running server too
+    session = await raw_session(server, token=bob["token"])
+    club_view = next(c for c in session.identity["communities"] if c["id"] == club[0])
+    assert club_view["role"] == "admin"
+    general = club_view["channels"][0]["id"]
+    joined = [e["d"]["member"] for e in await all_events(session, general)]
+    assert [(m["username"], m["role"]) for m in joined] == [("ann", "owner"), ("bob", "member")]
+    members = await session.ok("community.members", {"community": club[0]})
+    assert [m["role"] for m in members["members"]] == ["owner", "admin"]
+    await session.ws.close()
+
+
+def test_community_channel_and_member_errors_exit_1_and_change_nothing(db: Path) -> None:
+    ok("user", "create", "ann", "--password-stdin", "--db", db, stdin=PASSWORD)
+    ok("community", "create", "Club", "--owner", "ann", "--db", db)
+    before = dump(db)
+    assert "no account" in fails("community", "create", "X", "--owner", "nobody", "--db", db)
+    assert "1 to 64" in fails("community", "create", " ", "--owner", "ann", "--db", db)
+    assert "no community" in fails("channel", "create", "Nope", "room", "--db", db)
+    assert "named 'GENERAL'" in fails("channel", "create", "Club", "GENERAL", "--db", db)
+    assert "no community" in fails("channel", "list", "Nope", "--db", db)
+    assert "no account" in fails("member", "add", "Club", "nobody", "--db", db)
+    assert "no community" in fails("member", "list", "Nope", "--db", db)
+    assert agora("member", "add", "Club", "ann", "--role", "king", "--db", db).returncode == 2
+    assert dump(db) == before
+    ok("community", "create", "Club", "--owner", "ann", "--db", db)
+    assert "several" in fails("member", "list", "club", "--db", db)
+
+
+# bots
+
+
+async def test_bot_create_list_and_token(db: Path, served) -> None:
+    ok("user", "create", "ann", "--password-stdin", "--db", db, stdin=PASSWORD)
+    done = agora("bot", "create", "helper", "--owner", "ann", "--name", "Helper", "--db", db)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert "\n" not in token and "." in token
+    (listed,) = ok("bot", "list", "--db", db)
+    assert listed[1:] == ["helper", "Helper", "ann"]
+    server = served()
+    (fresh,) = ok("bot", "token", "helper", "--db", db)
+    for each in (token, fresh[0]):
+        session = await raw_session(server, token=each)
+        assert session.identity["user"] == {
+            "id": listed[0],
+            "username": "helper",
+            "name": "Helper",
+            "bot": True,
+        }
+        await session.ws.close()
+    refused = http_json(
+        "POST",
+        server.http + "/api/v1/auth/login",
+        {"username": "helper", "password": "correct horse"},
+    )
+    assert refused[0] == 401
+    # the owner sees it over HTTP too
+    owner = await login(server.http, "ann", "correct horse")
+    request = urllib.request.Request(
+        server.http + "/api/v1/bots", headers={"authorization": f"Bearer {owner['token']}"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout(10)) as r:
+        assert [b["username"] for b in json.loads(r.read())["bots"]] == ["helper"]
+
+
+def test_bot_errors_exit_1(db: Path) -> None:
+    ok("user", "create", "ann", "--password-stdin", "--db", db, stdin=PASSWORD)
+    ok("bot", "create", "helper", "--owner", "ann", "--db", db)
+    assert "no account" in fails("bot", "create", "b2", "--owner", "nobody", "--db", db)
+    assert "a person" in fails("bot", "create", "b2", "--owner", "helper", "--db", db)
+    assert "taken" in fails("bot", "create", "ANN", "--owner", "ann", "--db", db)
+    assert "not a bot" in fails("bot", "token", "ann", "--db", db)
+    assert "no account" in fails("bot", "token", "nobody", "--db", db)
+    assert "is a bot" in fails(
+        "user", "password", "helper", "--password-stdin", "--db", db, stdin=PASSWORD
+    )
+
+
+# export and import
+
+
+async def post(session, channel: str, texts: list[str], nonce: str = "") -> None:
+    """Send messages pipelined, then wait for every reply."""
+    for i, text in enumerate(texts):
+        d = {"channel": channel, "text": text} | ({"nonce": f"{nonce}{i}"} if nonce else {})
+        await session.send({"op": "message.send", "id": 100_000 + i, "d": d})
+    replies = 0
+    while replies < len(texts):
+        frame = await session.recv(30)
+        assert frame["op"] != "error", frame
+        replies += frame["op"] == "reply"
+
+
+async def source_community(db: Path, served) -> tuple[AgoraProcess, str, dict[str, Any]]:
+    """A server with a community of three members, two channels and a few hundred messages."""
+    server = served(db)
+    ann = await register(server.http, "ann", "correct horse", "Ann")
+    bob = await register(server.http, "bob", "correct horse", "Bob")
+    ok("bot", "create", "helper", "--owner", "ann", "--db", db)
+    (club,) = ok("community", "create", "Book club", "--owner", "ann", "--db", db)
+    ok("member", "add", club[0], "bob", "--db", db)
+    ok("member", "add", club[0], "helper", "--db", db)
+    (prose,) = ok("channel", "create", club[0], "prose", "--db", db)
+    sessions = [await raw_session(server, token=a["token"]) for a in (ann, bob)]
+    general = next(c for c in sessions[0].identity["communities"] if c["id"] == club[0])
+    general_id = general["channels"][0]["id"]
+    for round_ in range(3):
+        for who, session in enumerate(sessions):
+            texts = [f"r{round_} u{who} m{i} ünïcode 👋" for i in range(50)]
+            await post(session, general_id, texts)
+    await post(sessions[0], prose[0], [f"prose {i}" for i in range(20)], nonce="p")
+    for session in sessions:
+        await session.ws.close()
+    return server, club[0], ann
+
+
+async def test_export_then_import_keeps_ids_offsets_texts_and_authors(
+    tmp_path: Path, served
+) -> None:
+    source_db, target_db = tmp_path / "source.db", tmp_path / "target.db"
+    source, club, ann = await source_community(source_db, served)
+    path = tmp_path / "club.json"
+    done = agora("export", "Book club", path, "--db", source_db)  # while the source serves
+    assert done.returncode == 0, done.stderr
+    assert "323/323" in done.stderr  # the progress bar counts every event
+    exported = json.loads(path.read_text())
+    assert (exported["format"], exported["version"]) == ("agora-export", 1)
+    assert exported["community"] == {"id": club, "name": "Book club"}
+    members = {m["username"]: m for m in exported["members"]}
+    assert [m["username"] for m in exported["members"]] == ["ann", "bob", "helper"]
+    assert members["helper"]["bot"] is True
+    assert members["helper"]["owner_id"] == ann["user"]["id"]
+    assert [len(c["events"]) for c in exported["channels"]] == [303, 20]  # 3 joins + 300
+
+    done = agora("import", path, "--db", target_db)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\t")[:2] == [club, "Book club"]
+    assert "agora user password" in done.stderr
+    ok("user", "password", "ann", "--password-stdin", "--db", target_db, stdin=PASSWORD)
+    target = served(target_db)
+    token = (await login(target.http, "ann", "correct horse"))["token"]
+    assert token
+    old = await raw_session(source, token=ann["token"])
+    new = await raw_session(target, token=token)
+    assert new.identity["user"] == ann["user"]
+    [before] = [c for c in old.identity["communities"] if c["id"] == club]
+    [after] = [c for c in new.identity["communities"] if c["id"] == club]
+    assert after == before  # same ids, names, order and role
+    for channel in after["channels"]:
+        moved = await all_events(new, channel["id"])
+        assert moved == await all_events(old, channel["id"])  # same frames at the same offsets
+        assert [e["o"] for e in moved] == list(range(1, len(moved) + 1))
+    texts = [e["d"]["message"]["text"] for e in moved]
+    assert texts == [f"prose {i}" for i in range(20)]
+    assert {e["d"]["message"]["author"]["id"] for e in moved} == {ann["user"]["id"]}
+    # a retry of a message sent before the move is still recognised
+    again = await new.ok("message.send", {"channel": channel["id"], "text": "x", "nonce": "p3"})
+    assert again["message"] == moved[3]["d"]["message"]
+    members = await new.ok("community.members", {"community": club})
+    assert [m["username"] for m in members["members"]] == ["ann", "bob", "helper"]
+    await old.ws.close()
+    await new.ws.close()
+
+
+async def test_a_refused_import_leaves_the_target_untouched(tmp_path: Path, served) -> None:
+    source_db = tmp_path / "source.db"
+    source, club, _ = await source_community(source_db, served)
+    source.stop()
+    path = tmp_path / "club.json"
+    ok("export", club, path, "--db", source_db)
+
+    before = dump(source_db)
+    refusal = fails("import", path, "--db", source_db)
+    assert f"community id {club} exists here already" in refusal
+    assert "nothing was written" in refusal
+    assert dump(source_db) == before
+
+    other_db = tmp_path / "other.db"
+    ok("user", "create", "BOB", "--password-stdin", "--db", other_db, stdin=PASSWORD)
+    before = dump(other_db)
+    assert "username 'bob' is taken here" in fails("import", path, "--db", other_db)
+    assert dump(other_db) == before
+
+    exported = json.loads(path.read_text())
+    exported["channels"][1]["events"][5]["o"] = 99
+    broken = tmp_path / "broken.json"
+    for content, message in [
+        ("{not json", "is not JSON"),
+        (json.dumps({"format": "other"}), '"format" must be "agora-export"'),
+        (json.dumps(exported), "channels[1].events[5]"),
+    ]:
+        broken.write_text(content)
+        assert message in fails("import", broken, "--db", other_db)
+        assert dump(other_db) == before
+    assert "cannot read" in fails("import", tmp_path / "missing.json", "--db", other_db)
