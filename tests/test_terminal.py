@@ -204,12 +204,16 @@ async def test_refused_token_exits_nonzero(server: AgoraProcess, chat: Any) -> N
     assert await terminal.exit_status() == 1
 
 
-async def test_live_message_from_another_session_appears(server: AgoraProcess, chat: Any) -> None:
+async def test_live_message_and_join_from_another_session_appear(
+    server: AgoraProcess, chat: Any
+) -> None:
     terminal, _ = await logged_in(chat, server)
     other = await new_user(server, "bob")
     async with Client(server.ws, other["token"]) as bob:
         await bob.send_message(bob.channel_named("general"), "hello from a Python client")
-    await terminal.see(f"{other['user']['name']}: hello from a Python client")
+    name = other["user"]["name"]
+    screen = await terminal.see(f"{name}: hello from a Python client")
+    assert f"— {name} joined Agora" in screen  # member.joined, as a line of its own
 
 
 async def test_typed_message_reaches_another_session(server: AgoraProcess, chat: Any) -> None:
@@ -303,10 +307,15 @@ async def test_older_history_pages_in_on_page_up(server: AgoraProcess, chat: Any
     terminal, _ = await logged_in(chat, server)
     await terminal.see("numbered 59")
     assert "numbered 00" not in terminal.text
-    for _ in range(6):  # scroll to the top of the first page, then past it
+
+    def page_up_until_oldest(screen: str) -> bool:
+        # PageUp scrolls to the top of the first page, then asks for the page before it
         terminal.child.send("\x1b[5~")
-        await asyncio.sleep(0.1)
-    await terminal.wait(lambda s: "numbered 00" in s, "the oldest message after PageUp")
+        return "numbered 00" in screen
+
+    await terminal.wait(page_up_until_oldest, "the oldest message after PageUp")
+    screen = await terminal.see("numbered 01")
+    assert screen.index("numbered 00") < screen.index("numbered 01")
 
 
 async def test_reconnects_after_a_restart_and_shows_what_was_missed_once(
