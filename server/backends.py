@@ -10,10 +10,10 @@ from server.store.sqlite import SQLiteStore
 
 def store_from(settings: Settings) -> Store:
     """The store the settings name (unopened)."""
-    if settings.redis:
+    if settings.redis_url:
         from server.store.redis import RedisStore
 
-        return RedisStore(settings.redis, community_name=settings.community_name)
+        return RedisStore(settings.redis_url, community_name=settings.community_name)
     return SQLiteStore(
         settings.db, community_name=settings.community_name, synchronous=settings.sqlite_synchronous
     )
@@ -21,8 +21,8 @@ def store_from(settings: Settings) -> Store:
 
 def broker_from(settings: Settings) -> Broker:
     """The broker the settings name (not started)."""
-    if settings.redis:
+    if settings.redis_url:
         from server.broker.redis import RedisBroker
 
-        return RedisBroker(settings.redis)
+        return RedisBroker(settings.redis_url)
     return MemoryBroker()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 
 import uvicorn
 from starlette.applications import Starlette
 
-from server import admin
+from server import admin, workers
 from server.app import create_app
 from server.settings import Settings
 
@@ -29,7 +30,7 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
-def serve(settings: Settings, app: Starlette) -> None:
+def serve(settings: Settings, app: Starlette, *, listen_fd: int | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -46,7 +47,9 @@ def serve(settings: Settings, app: Starlette) -> None:
         access_log=False,
         timeout_graceful_shutdown=max(1, settings.shutdown_timeout_ms // 1000),
     )
-    _Server(config).run()
+    # A worker of `--workers` serves the socket its supervisor bound.
+    sockets = None if listen_fd is None else [socket.socket(fileno=listen_fd)]
+    _Server(config).run(sockets=sockets)
 
 
 def main(argv: list[str] | None = None) -> int | None:
@@ -54,6 +57,7 @@ def main(argv: list[str] | None = None) -> int | None:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the server")
     Settings.add_arguments(serve_parser)
+    serve_parser.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     admin.add_commands(commands)
     from clients.terminal import options as chat_options  # argparse only: no TUI library
 
@@ -67,11 +71,15 @@ def main(argv: list[str] | None = None) -> int | None:
         raise SystemExit(admin.run(args))
     try:
         settings = Settings.from_env().with_arguments(args)
+        if settings.workers > 1 and not settings.redis_url:
+            raise ValueError("--workers needs --redis: the processes meet in Redis")
+        if settings.workers > 1 and args.listen_fd is None:
+            return workers.supervise(settings)
         app = create_app(settings)
     except ValueError as exc:
         parser.error(str(exc))
-    if args.command == "serve":
-        serve(settings, app)
+    serve(settings, app, listen_fd=args.listen_fd)
+    return None
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from typing import Any
 from protocol import DEFAULT_MAX_FRAME
 
 
-def _setting(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def _setting(default: Any, help: str, *, flag: str | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "flag": flag})
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +28,13 @@ class Settings:
         "SQLite durability: 'normal' survives a crash or kill -9 of the process, 'full' also"
         " a power loss (an fsync per commit; slower, with latency tails on slow disks)",
     )
-    redis: str = _setting(
+    redis_url: str = _setting(
         "",
         "Redis URL (redis://host:port/db); when set, Redis is the store and the broker"
         " and --db is unused",
+        flag="--redis",
     )
+    workers: int = _setting(1, "server processes sharing the port (more than 1 needs --redis)")
     max_frame: int = _setting(DEFAULT_MAX_FRAME, "largest inbound frame in bytes; larger: 1009")
     rate_limit: int = _setting(
         600, "commands per minute per session (0 = no limit); over it: rate_limited"
@@ -83,7 +85,7 @@ class Settings:
         """Add one ``--option`` per setting; unset options keep the env or default value."""
         for f in fields(cls):
             default = f.default if f.default is not MISSING else None
-            flag = "--" + f.name.replace("_", "-")
+            flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
             help_text = f"{f.metadata['help']} (default {default!r}, env AGORA_{f.name.upper()})"
             if f.type == "bool":
                 parser.add_argument(
@@ -98,6 +100,10 @@ class Settings:
                     flag, dest=f.name, default=None, type=_TYPES[f.type], help=help_text
                 )
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``AGORA_*`` environment variables (for worker processes)."""
+        return {f"AGORA_{f.name.upper()}": _format(getattr(self, f.name)) for f in fields(self)}
+
     def with_arguments(self, args: argparse.Namespace) -> Settings:
         given = {
             f.name: getattr(args, f.name)
@@ -108,6 +114,12 @@ class Settings:
 
 
 _TYPES = {"int": int, "str": str}
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _parse(kind: str, raw: str, name: str) -> Any:
