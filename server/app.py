@@ -31,7 +31,7 @@ from server.hub import Hub
 from server.metrics import CONTENT_TYPE_LATEST, Metrics
 from server.session import Session
 from server.settings import Settings
-from server.store import Appended, Store
+from server.store import Appended, Store, Unavailable
 
 log = logging.getLogger("agora")
 
@@ -136,6 +136,13 @@ def create_app(
             return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        return JSONResponse(
+            {"error": {"code": "unavailable", "message": "the server's storage is unavailable"}},
+            status_code=503,
+            headers={"retry-after": "1"},
+        )
+
     async def metrics(request: Request) -> Response:
         return Response(agora.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
@@ -152,6 +159,7 @@ def create_app(
             Mount("/", StaticFiles(directory=WEB_CLIENT, html=True)),
         ],
         lifespan=lifespan,
+        exception_handlers={Unavailable: unavailable},
     )
     app.state.agora = agora
     return app

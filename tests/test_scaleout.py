@@ -23,6 +23,7 @@ from tests.conftest import (
     Cluster,
     RawSession,
     general_channel,
+    http_json,
     new_user,
     raw_session,
     timeout,
@@ -148,6 +149,10 @@ async def test_after_redis_restarts_both_nodes_serve_history_is_intact_and_no_se
     assert answer["op"] == "error"
     assert answer["d"]["code"] == "unavailable"
     assert answer["d"]["retry_after_ms"] > 0
+    status, body = http_json(
+        "POST", node1.http + "/api/v1/auth/login", {"username": "x", "password": "y" * 8}
+    )
+    assert (status, body["error"]["code"]) == (503, "unavailable")
     cluster.redis.start()
 
     async with asyncio.timeout(timeout(15)):  # every node serves again within seconds
