@@ -60,7 +60,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         storage = parser.add_argument_group("storage (as for agora serve)")
         storage.add_argument("--db", help="SQLite database file (default agora.db, env AGORA_DB)")
         storage.add_argument(
-            "--redis", help="Redis URL; when set, Redis is the store (env AGORA_REDIS)"
+            "--redis",
+            dest="redis_url",
+            help="Redis URL; when set, Redis is the store (env AGORA_REDIS_URL)",
         )
         return parser
 

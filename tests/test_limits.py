@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import sqlite3
 
 import pytest
 import websockets
 from websockets.asyncio.client import connect
 
+from tests.agora_cli import ok, storage
 from tests.conftest import (
     AgoraProcess,
     general_channel,
@@ -106,24 +106,23 @@ async def test_same_origin_and_allowed_origins_connect(make_server) -> None:
         await ws.close()
 
 
-@pytest.mark.embedded_only  # writes the SQLite file
 async def test_a_channel_of_another_community_is_forbidden(make_server) -> None:
     server = make_server()
     account = await new_user(server)
-    server.stop()
-    with sqlite3.connect(server.db) as db:
-        db.execute("INSERT INTO communities(id, name, created_ms) VALUES ('c2', 'Other', 0)")
-        db.execute(
-            "INSERT INTO channels(id, community_id, name, kind, epoch)"
-            " VALUES ('private', 'c2', 'staff', 'text', 'e')"
-        )
-    server.start()
+    outsider = await new_user(server, "outsider")
+    where = storage(server)  # the admin CLI, beside the running server
+    await asyncio.to_thread(
+        ok, "community", "create", "Staff room", "--owner", outsider["user"]["username"], *where
+    )
+    ((private, *_),) = await asyncio.to_thread(
+        ok, "channel", "create", "Staff room", "planning", *where
+    )
     session = await raw_session(server, token=account["token"])
-    assert [c["id"] for c in session.identity["communities"]] != ["c2"]
+    assert [c["name"] for c in session.identity["communities"]] == ["Agora"]
     for op, d in [
-        ("subscribe", {"channel": "private"}),
-        ("history", {"channel": "private"}),
-        ("message.send", {"channel": "private", "text": "hi"}),
+        ("subscribe", {"channel": private}),
+        ("history", {"channel": private}),
+        ("message.send", {"channel": private, "text": "hi"}),
     ]:
         assert (await session.command(op, d))["d"]["code"] == "forbidden"
     await session.ws.close()
