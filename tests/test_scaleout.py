@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from tests.conftest import (
     AgoraProcess,
@@ -252,3 +253,30 @@ def _redis(cluster: Cluster, *args: str) -> None:
     with socket.create_connection(("127.0.0.1", cluster.redis.port), timeout=5) as s:
         s.sendall(command.encode())
         assert s.recv(64)[:1] in (b"+", b":")
+
+
+async def test_redis_holds_argon2id_hashes_and_no_password_or_token_secret(
+    cluster: Cluster,
+) -> None:
+    password = "a very particular passphrase"
+    status, account = http_json(
+        "POST",
+        cluster.nodes[0].http + "/api/v1/auth/register",
+        {"username": "stored", "password": password},
+    )
+    assert status == 201
+    secret = account["token"].split(".", 1)[1]
+    everything = b""
+    with redis.Redis.from_url(cluster.redis.url) as db:
+        for key in db.scan_iter(count=1000):
+            kind = db.type(key)
+            if kind == b"hash":
+                everything += b" ".join(db.hvals(key))
+            elif kind == b"stream":
+                everything += b" ".join(v for _, f in db.xrange(key) for v in f.values())
+            elif kind == b"string":
+                everything += db.get(key) or b""
+        user_id = db.hget("agora:usernames", "stored")
+        assert db.hget(b"agora:user:" + user_id, "password_hash").startswith(b"$argon2id$")
+    assert password.encode() not in everything
+    assert secret.encode() not in everything
