@@ -22,7 +22,7 @@ from protocol import Encoding, encode
 from server.broker import Broker
 from server.metrics import Metrics
 from server.outbox import Outbox, OutFrame
-from server.store import Store
+from server.store import Store, Unavailable
 
 log = logging.getLogger("agora.hub")
 
@@ -212,6 +212,8 @@ class ChannelFeed:
                 self.hub.metrics.gaps_repaired.inc()
                 for frame in frames:
                     self.receive(frame)
+        except Unavailable as exc:  # an outage: the broker's resume catches up later
+            log.warning("gap repair on channel %s failed (%s); retrying", self.channel, exc)
         except Exception:
             log.exception("gap repair failed on channel %s; retrying", self.channel)
         finally:
