@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -290,6 +291,33 @@ async def test_server_errors_are_shown_and_the_app_goes_on(server: AgoraProcess,
     await terminal.see("not sent: too_large")
     terminal.type("still here")
     await terminal.see(f"{account['user']['name']}: still here")
+
+
+async def test_rate_limits_are_shown_and_waited_out(own_server: AgoraProcess, chat: Any) -> None:
+    server = own_server
+    add_channel(server, "first")
+    add_channel(server, "last")
+    server.stop()
+    server.settings |= {"rate_limit": 60, "rate_burst": 3}  # identify, subscribe, history
+    server.start()
+    terminal, account = await logged_in(chat, server)
+    other = await new_user(server, "bob")
+    async with Client(server.ws, other["token"], wait_on_rate_limit=True) as bob:
+        last = bob.channel_named("last")
+        deadline = time.monotonic() + timeout(20)
+        # the terminal subscribes to #last once its rate limit allows; from then on it counts
+        while not re.search(r"#last \d+", terminal.text):
+            assert time.monotonic() < deadline, f"#last never counted:\n{terminal.text}"
+            await bob.send_message(last, "for later")
+            await asyncio.sleep(0.5)
+            terminal.pump()
+    for n in range(3):
+        terminal.type(f"burst {n}")
+    name = account["user"]["name"]
+    screen = await terminal.see(
+        "rate limited: trying again", *(f"{name}: burst {n}" for n in range(3))
+    )
+    assert "not sent" not in screen and "cannot follow" not in screen
 
 
 async def test_quit_exits_with_status_zero(server: AgoraProcess, chat: Any) -> None:

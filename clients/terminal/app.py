@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Coroutine
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ClassVar, TypeVar
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -33,8 +33,10 @@ log = logging.getLogger("agora.chat")
 PAGE = 50
 #: Pages read to fill one gap after a reconnect; beyond that, PageUp reads on.
 MAX_GAP_PAGES = 10
-#: Times a message answered ``rate_limited`` is sent again (same nonce) before it fails.
-SEND_RETRIES = 3
+#: Times a command answered ``rate_limited`` is sent again (a message with its nonce).
+RATE_LIMIT_RETRIES = 3
+
+T = TypeVar("T")
 
 
 class ChatApp(App[None]):
@@ -116,7 +118,7 @@ class ChatApp(App[None]):
         if done is None:
             done = self.subscribed[channel.id] = asyncio.get_running_loop().create_future()
             try:
-                await self.client.subscribe(channel.id)
+                await self._patiently(lambda: self.client.subscribe(channel.id), channel)
             except (CommandError, TimeoutError, AgoraClientError) as exc:
                 self.state.system(f"cannot follow #{channel.name}: {exc}", channel)
                 self._changed(channel)
@@ -172,7 +174,8 @@ class ChatApp(App[None]):
             d: dict[str, Any] = {"channel": channel.id, "limit": PAGE}
             if before is not None:
                 d["before"] = before
-            events = (await self.client.request("history", d))["events"]
+            reply = await self._patiently(lambda: self.client.request("history", d), channel)
+            events = reply["events"]
         except (CommandError, TimeoutError, AgoraClientError) as exc:
             self.state.system(f"cannot read the history of #{channel.name}: {exc}", channel)
             self._changed(channel)
@@ -201,23 +204,32 @@ class ChatApp(App[None]):
 
     async def _send(self, channel: ChannelState, line: Line) -> None:
         assert line.nonce is not None
-        for attempt in range(SEND_RETRIES + 1):
-            try:
-                message = await self.client.send_message(channel.id, line.text, nonce=line.nonce)
-            except CommandError as exc:
-                if exc.code == "rate_limited" and attempt < SEND_RETRIES:
-                    wait = (exc.retry_after_ms or 1000) / 1000
-                    self.state.system(f"rate limited: sending again in {wait:.1f} s", channel)
-                    self._changed(channel)
-                    await asyncio.sleep(wait)
-                    continue
-                self.state.fail(line, f"{exc.code}: {exc.message}")
-            except (TimeoutError, AgoraClientError) as exc:
-                self.state.fail(line, str(exc) or "no answer from the server")
-            else:
-                self.state.confirm(channel, message)
-            break
+        nonce = line.nonce
+        try:
+            message = await self._patiently(
+                lambda: self.client.send_message(channel.id, line.text, nonce=nonce), channel
+            )
+        except CommandError as exc:
+            self.state.fail(line, f"{exc.code}: {exc.message}")
+        except (TimeoutError, AgoraClientError) as exc:
+            self.state.fail(line, str(exc) or "no answer from the server")
+        else:
+            self.state.confirm(channel, message)
         self._changed(channel)
+
+    async def _patiently(self, command: Callable[[], Awaitable[T]], channel: ChannelState) -> T:
+        """Run a command, saying so and sending it again when it is ``rate_limited``."""
+        for attempt in range(RATE_LIMIT_RETRIES):
+            try:
+                return await command()
+            except CommandError as exc:
+                if exc.code != "rate_limited":
+                    raise
+                wait = (exc.retry_after_ms or 1000) / 1000
+                if channel.id == self.state.current:  # said where the reader is, not everywhere
+                    self.say(f"rate limited: trying again in {wait:.1f} s")
+                await asyncio.sleep(wait * (1 + attempt))
+        return await command()
 
     # keys and the channel list
 
