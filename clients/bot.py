@@ -107,6 +107,8 @@ class Bot:
     ) -> None:
         if not prefix or prefix != prefix.strip():
             raise ValueError("the prefix must be non-empty and have no surrounding whitespace")
+        if max_tasks < 1:
+            raise ValueError("max_tasks must be at least 1")
         self.prefix = prefix
         self.ignore_bots = ignore_bots
         self.handler_timeout = handler_timeout
