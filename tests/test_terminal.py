@@ -346,8 +346,9 @@ async def test_older_history_pages_in_on_page_up(server: AgoraProcess, chat: Any
     assert screen.index("numbered 00") < screen.index("numbered 01")
 
 
+@pytest.mark.parametrize("replay_cap", [1000, 1], ids=["replayed", "over-the-replay-cap"])
 async def test_reconnects_after_a_restart_and_shows_what_was_missed_once(
-    own_server: AgoraProcess, chat: Any
+    own_server: AgoraProcess, chat: Any, replay_cap: int
 ) -> None:
     server = own_server
     terminal, account = await logged_in(chat, server)
@@ -355,7 +356,9 @@ async def test_reconnects_after_a_restart_and_shows_what_was_missed_once(
     server.stop()
     await terminal.see("reconnecting")
     terminal.type("typed while away")
-    server.start()  # the same port and database
+    # the same port and database; with a cap of 1, what was missed comes from history
+    server.settings["replay_cap"] = replay_cap
+    server.start()
     other = await new_user(server, "bob")
     async with Client(server.ws, other["token"]) as bob:
         general = bob.channel_named("general")

@@ -147,8 +147,11 @@ class ChatApp(App[None]):
     async def _repair(self, gap: Gap) -> None:
         """Events the server could not replay after a reconnect: read them from history."""
         channel = self.state.channels.get(gap.channel)
-        if channel is None:
-            return
+        if channel is None or not channel.loaded:
+            return  # entering the channel loads its latest page anyway
+        log.info(
+            "reading #%s %d..%d from history after a reconnect", channel.name, gap.after, gap.until
+        )
         before = gap.until + 1
         for _ in range(MAX_GAP_PAGES):
             events = await self._history(channel, before)
@@ -157,6 +160,8 @@ class ChatApp(App[None]):
             before = events[0]["o"]
             if before <= gap.after + 1:
                 return
+        self.state.system("older messages from the time away were too many to load", channel)
+        self._changed(channel)
 
     async def _load_page(self, channel: ChannelState, before: int | None) -> None:
         if channel.id in self.paging:
