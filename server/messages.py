@@ -22,7 +22,7 @@ async def send(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     message: dict[str, Any] = {
         "id": new_id(),
         "channel": channel.id,
-        "author": {"id": user.id, "name": user.display_name},
+        "author": {"id": user.id, "name": user.display_name, "bot": user.bot},
         "text": d["text"],
         "ts": now_ms(),
     }
