@@ -61,6 +61,10 @@ class AgoraClientError(Exception):
     pass
 
 
+#: Error codes after which ``wait_on_rate_limit`` sends the command again.
+_WAIT_AND_RETRY = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE})
+
+
 class CommandError(AgoraClientError):
     """An ``error`` frame answering a command."""
 
@@ -149,8 +153,9 @@ class Client:
     eventually closes a session that falls too far behind (4010) — after which
     the client reconnects and resumes.
 
-    With ``wait_on_rate_limit`` a command answered ``rate_limited`` is sent
-    again after ``retry_after_ms`` (within the command's ``timeout``). Until
+    With ``wait_on_rate_limit`` a command answered ``rate_limited`` (or
+    ``unavailable``: the server's storage is restarting) is sent again after
+    ``retry_after_ms`` (within the command's ``timeout``). Until
     that pause is over, every command of this client takes a turn, one per
     ``retry_after_ms``, so concurrent senders trickle out at the rate the server
     allows instead of running into its flood limit (4008) together.
@@ -241,11 +246,11 @@ class Client:
                 try:
                     return await self._command(ws, op, d or {}, on_reply)
                 except CommandError as exc:
-                    if not self.wait_on_rate_limit or exc.code != ErrorCode.RATE_LIMITED:
+                    if not self.wait_on_rate_limit or exc.code not in _WAIT_AND_RETRY:
                         raise
                     wait = self._spacing = (exc.retry_after_ms or 1000) / 1000
                     self._paused_until = max(self._paused_until, loop.time() + wait)
-                    log.debug("%s rate limited; sending again in %.3f s", op, wait)
+                    log.debug("%s: %s; sending again in %.3f s", op, exc.code, wait)
 
     async def subscribe(self, channel: str, *, since: int | None = None) -> dict[str, Any]:
         """Subscribe; with ``since`` the server first replays events after it."""

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis
 
+from clients import Client
 from tests.conftest import (
     AgoraProcess,
     Cluster,
@@ -280,3 +281,20 @@ async def test_redis_holds_argon2id_hashes_and_no_password_or_token_secret(
         assert db.hget(b"agora:user:" + user_id, "password_hash").startswith(b"$argon2id$")
     assert password.encode() not in everything
     assert secret.encode() not in everything
+
+
+async def test_a_client_that_waits_on_unavailable_gets_its_message_through_a_redis_restart(
+    cluster: Cluster,
+) -> None:
+    account = await new_user(cluster.nodes[0])
+    async with Client(cluster.nodes[0].ws, account["token"], wait_on_rate_limit=True) as client:
+        general = client.channel_named("general")
+        cluster.redis.kill()
+        sending = asyncio.create_task(client.send_message(general, "through the outage"))
+        await asyncio.sleep(1.5)
+        assert not sending.done()  # waiting on `unavailable`, not failed
+        cluster.redis.start()
+        message = await asyncio.wait_for(sending, timeout(20))
+        history = await client.history(general)
+    created = [e.d["message"] for e in history if e.t == "message.created"]
+    assert created == [message]
