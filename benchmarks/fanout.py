@@ -64,7 +64,7 @@ SATURATED_PCT = 85.0
 #: Messages of the unmeasured warm-up phase that also checks the whole path works.
 WARMUP_MESSAGES = 20
 #: The per-phase counts a subscriber worker reports, summed over the workers.
-COUNTS = ("received", "errors", "lost", "disorder", "stale", "cpu")
+COUNTS = ("received", "errors", "lost", "disorder", "duplicates", "stale", "cpu")
 
 #: Every child process, killed at exit whatever happened.
 CHILDREN: list[subprocess.Popen[bytes] | multiprocessing.process.BaseProcess] = []
@@ -150,6 +150,7 @@ class Subscriber(WSListener):
         self.close_code: int | None = None
         self.received = 0  # in the current phase
         self.last_seq = -1
+        self.seen = bytearray()  # seen[seq] is 1 once message seq of the phase has arrived
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -240,9 +241,10 @@ class SubscriberPool:
         self.phase, self.per_conn = phase, per_conn
         open_subs = [s for s in self.subs if not s.closed]
         for sub in open_subs:
-            sub.received, sub.last_seq = 0, -1
+            sub.received, sub.last_seq, sub.seen = 0, -1, bytearray(per_conn)
         self.expected = per_conn * len(open_subs)
         self.received = self.last_rx = self.disorder = self.stale = self.errors = self.lost = 0
+        self.duplicates = 0
         self.latencies = array.array("q")  # microseconds
         self.done = asyncio.Event()
         self.check()
@@ -260,6 +262,11 @@ class SubscriberPool:
         if phase != self.phase:
             self.stale += 1
             return
+        if seq < len(sub.seen):  # a duplicate must not stand in for a lost delivery
+            if sub.seen[seq]:
+                self.duplicates += 1
+                return
+            sub.seen[seq] = 1
         if seq <= sub.last_seq:
             self.disorder += 1
         sub.last_seq = seq
@@ -618,6 +625,7 @@ class Phase:
     lost_conns: int
     close_codes: list[int | None]
     disorder: int
+    duplicates: int
     stale: int
 
     @property
@@ -762,6 +770,7 @@ class ServerRun:
             lost_conns=total["lost"],
             close_codes=sorted({c for r in results for c in r["close_codes"]}, key=str),
             disorder=total["disorder"],
+            duplicates=total["duplicates"],
             stale=total["stale"],
         )
 
@@ -771,6 +780,7 @@ class ServerRun:
         extra += f", {p.errors} errors" if p.errors else ""
         extra += f", {p.lost_conns} connections closed {p.close_codes}" if p.lost_conns else ""
         extra += f", {p.disorder} out of order" if p.disorder else ""
+        extra += f", {p.duplicates} duplicates" if p.duplicates else ""
         extra += f", {p.stale} late from an earlier run" if p.stale else ""
         return (
             f"{self.target:>9} S={self.size:<5} {p.mode:<6} {p.label:<11} "
@@ -786,10 +796,10 @@ def ratio(a: float, b: float | None) -> str:
     return f"{a / b:.2f}x" if b else "-"
 
 
-def table(header: str, rows: list[str]) -> list[str]:
-    """A markdown table of " | "-separated cells; "run" and "server" left-aligned."""
+def table(header: str, rows: list[str], left: tuple[str, ...] = ("run", "server")) -> list[str]:
+    """A markdown table of " | "-separated cells; the columns named in ``left`` left-aligned."""
     rule = "|".join(
-        "-" * (len(name) + 2) if name in ("run", "server") else "-" * (len(name) + 1) + ":"
+        "-" * (len(name) + 2) if name in left else "-" * (len(name) + 1) + ":"
         for name in header.split(" | ")
     )
     return [f"| {header} |", f"|{rule}|", *(f"| {row} |" for row in rows)]
