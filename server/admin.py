@@ -193,7 +193,7 @@ async def channel_list(store: Store, args: argparse.Namespace, out: TextIO) -> N
         else await store.communities()
     )
     for community in chosen:
-        for channel in await communities.channels_of(store, community.id):
+        for channel in await store.channels(community.id):
             _row(out, community.id, channel.id, channel.name, channel.kind)
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from protocol import ErrorCode, ProtocolError
 from server.commands import CommandRouter
+from server.ids import now_ms
 
 if TYPE_CHECKING:
     from server.app import Agora
@@ -36,21 +37,6 @@ def system_channel(view: CommunityView) -> Channel | None:
     return next((c for c in view.channels if c.kind == "text"), None)
 
 
-async def channels_of(store: Store, community_id: str) -> tuple[Channel, ...]:
-    """The community's channels in creation order.
-
-    The Store lists channels only as a member sees them; every community has
-    at least its owner as a member, so any member's view will do.
-    """
-    found = await store.members(community_id)
-    if not found:
-        return ()
-    for view in await store.communities_of(found[0][0].id):
-        if view.id == community_id:
-            return view.channels
-    return ()
-
-
 async def join_event(store: Store, community_id: str, user: User) -> tuple[str, dict[str, Any]]:
     """The system channel and ``d`` of the ``member.joined`` for a user who just joined.
 
@@ -62,7 +48,7 @@ async def join_event(store: Store, community_id: str, user: User) -> tuple[str, 
             channel = system_channel(view)
             if channel is None:
                 raise LookupError(f"community '{community_id}' has no text channel")
-            return channel.id, {"member": member(user, view.role)}
+            return channel.id, {"member": member(user, view.role), "ts": now_ms()}
     raise LookupError(f"'{user.username}' is not a member of community '{community_id}'")
 
 
@@ -72,7 +58,7 @@ async def joins_of_new_account(store: Store, user: User) -> list[tuple[str, dict
     ``create_user`` makes every account a member of the first community.
     """
     return [
-        (channel.id, {"member": member(user, view.role)})
+        (channel.id, {"member": member(user, view.role), "ts": now_ms()})
         for view in await store.communities_of(user.id)
         if (channel := system_channel(view)) is not None
     ]

@@ -47,7 +47,7 @@ def _dumps(value: Any) -> str:
 async def count_events(store: Store, community: Community) -> int:
     """How many events an export of the community writes now."""
     total = 0
-    for channel in await communities.channels_of(store, community.id):
+    for channel in await store.channels(community.id):
         total += (await store.log_head(channel.id)).offset
     return total
 
@@ -81,7 +81,7 @@ async def _write(store: Store, community: Community, out: TextIO, progress: Prog
         out.write(("," if i else "") + "\n" + _dumps(entry))
     out.write('\n],\n"channels":[')
     written = 0
-    for i, channel in enumerate(await communities.channels_of(store, community.id)):
+    for i, channel in enumerate(await store.channels(community.id)):
         head = await store.log_head(channel.id)
         entry = {**channel.public(), "epoch": head.epoch}
         out.write(("," if i else "") + "\n" + _dumps(entry)[:-1] + ',"events":[')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -238,6 +239,7 @@ async def test_member_joined_is_delivered_live_when_someone_registers(fresh) -> 
     event = await next_event(sub, "member.joined")
     assert event["ch"] == general
     assert isinstance(event["o"], int)
+    before = time.time_ns() // 1_000_000
     assert event["d"] == {
         "member": {
             "id": newcomer["user"]["id"],
@@ -245,8 +247,10 @@ async def test_member_joined_is_delivered_live_when_someone_registers(fresh) -> 
             "name": "New Comer",
             "bot": False,
             "role": "member",
-        }
+        },
+        "ts": event["d"]["ts"],
     }
+    assert abs(event["d"]["ts"] - before) < 60_000  # ms since the epoch, now
     # durable: history has it at the same offset
     history = await sub.ok("history", {"channel": general})
     assert event in history["events"]

@@ -507,6 +507,8 @@ async def test_channels_come_in_creation_order_with_empty_logs(store: Store) -> 
     )
     (view,) = await store.communities_of(owner.id)
     assert [c.id for c in view.channels] == [general, *(c.id for c in made), "999"]
+    assert await store.channels(community) == list(view.channels)
+    assert await store.channels("no-such-community") == []
     assert await store.channel("999") == thread
     assert thread.public() == {
         "id": "999",

@@ -173,6 +173,9 @@ class Store(Protocol):
 
     async def community(self, community_id: str) -> Community | None: ...
 
+    async def channels(self, community_id: str) -> list[Channel]:
+        """The community's channels in creation order (none for an unknown community)."""
+
     async def communities_of(self, user_id: str) -> list[CommunityView]:
         """The user's communities, oldest first, each with its channels in creation order."""
 

@@ -351,6 +351,11 @@ class RedisStore:
         )
         return channel
 
+    async def channels(self, community_id: str) -> list[Channel]:
+        with unavailable_on_errors():
+            ids = await self._redis.zrange(K + "channels:" + community_id, 0, -1)
+        return await self._channels([i.decode() for i in ids])
+
     async def channel(self, channel_id: str) -> Channel | None:
         found = await self._channels([channel_id])
         return found[0] if found else None

@@ -279,18 +279,13 @@ class SQLiteStore:
                 " WHERE m.user_id = ? ORDER BY c.rowid",
                 (user_id,),
             ).fetchall():
-                channels = tuple(
-                    Channel(*row)
-                    for row in db.execute(
-                        "SELECT id, community_id, name, kind, parent FROM channels"
-                        " WHERE community_id = ? ORDER BY rowid",
-                        (cid,),
-                    )
-                )
-                views.append(CommunityView(cid, name, role, channels))
+                views.append(CommunityView(cid, name, role, tuple(_channels(db, cid))))
             return views
 
         return await self._call(run)
+
+    async def channels(self, community_id: str) -> list[Channel]:
+        return await self._call(_channels, community_id)
 
     async def set_role(self, community_id: str, user_id: str, role: str) -> None:
         def run(db: sqlite3.Connection) -> None:
@@ -576,6 +571,17 @@ class SQLiteStore:
                 (channel_id, *idempotency, offset),
             )
         return Appended(offset, frame_map, frame, created=True)
+
+
+def _channels(db: sqlite3.Connection, community_id: str) -> list[Channel]:
+    return [
+        Channel(*row)
+        for row in db.execute(
+            "SELECT id, community_id, name, kind, parent FROM channels"
+            " WHERE community_id = ? ORDER BY rowid",
+            (community_id,),
+        )
+    ]
 
 
 def _user(row: tuple[Any, ...]) -> User:
