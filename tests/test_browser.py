@@ -421,9 +421,11 @@ async def test_members_panel_lists_members_and_joins_show_as_a_line(
     await expect(panel.locator(".member").first.locator(".badge")).to_have_text("owner")
 
     await account(server, "Bob")
-    await expect(page.locator("#message-list .system")).to_have_text(
+    joins = page.locator("#message-list .system")
+    await expect(joins.locator("> span")).to_have_text(
         ["Ann joined the community.", "Bob joined the community."]
     )
+    await expect(joins.locator("time")).to_have_count(2)  # member.joined carries ts
     await expect(panel.locator(".member-name")).to_have_text(["Ann", "Bob"])
     await expect(panel.locator("#members-note")).to_have_text("2 members")
     await shoot(tab, "members")
