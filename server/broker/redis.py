@@ -76,10 +76,13 @@ class RedisBroker:
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
-        confirmed = asyncio.get_running_loop().create_future()
-        # Confirmations come back in the order the commands were sent.
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Confirmations come back in the order the commands were sent, so each
+        # waiting future must stand for a command that really went out.
         self._confirming.setdefault(channel, deque()).append(confirmed)
-        await self._send("SUBSCRIBE", PREFIX + channel)
+        sending = asyncio.ensure_future(self._send("SUBSCRIBE", PREFIX + channel))
+        sending.add_done_callback(lambda done: self._unless_sent(done, channel, confirmed))
+        await asyncio.shield(sending)  # a cancelled caller still lets the command finish
         await confirmed
 
     async def unsubscribe(self, channel: str) -> None:
@@ -162,6 +165,17 @@ class RedisBroker:
                 if not pending:
                     self._resumed()
         # "unsubscribe" confirmations and PONGs only prove the connection is alive
+
+    def _unless_sent(
+        self, sending: asyncio.Future[None], channel: str, confirmed: asyncio.Future[None]
+    ) -> None:
+        """Forget the confirmation a SUBSCRIBE that failed to go out will never get."""
+        if sending.cancelled() or sending.exception() is not None:
+            waiting = self._confirming.get(channel)
+            if waiting is not None and confirmed in waiting:
+                waiting.remove(confirmed)
+                if not waiting:
+                    del self._confirming[channel]
 
     def _resumed(self) -> None:
         log.info("Redis pub/sub resubscribed; catching up from the store")
