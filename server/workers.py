@@ -10,6 +10,7 @@ sessions with 1001 as a single server does.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -23,12 +24,20 @@ from server.settings import Settings
 
 log = logging.getLogger("agora.workers")
 
+#: prctl option: the signal a process gets when its parent dies (Linux).
+PR_SET_PDEATHSIG = 1
 #: Seconds between checks that every worker is alive.
 CHECK_INTERVAL = 0.5
 #: A worker that dies within this many seconds of starting died young ...
 YOUNG = 10.0
 #: ... and its replacements wait longer each time, up to this many seconds.
 MAX_RESTART_DELAY = 30.0
+
+
+def _stop_with_supervisor() -> None:
+    """In a new worker: get SIGTERM (and drain) if the supervisor dies, even by SIGKILL."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def supervise(settings: Settings) -> int:
@@ -40,7 +49,9 @@ def supervise(settings: Settings) -> int:
     argv = [sys.executable, "-m", "server", "serve", "--listen-fd", str(listener.fileno())]
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(argv, env=env, pass_fds=(listener.fileno(),))
+        return subprocess.Popen(
+            argv, env=env, pass_fds=(listener.fileno(),), preexec_fn=_stop_with_supervisor
+        )
 
     workers = [start() for _ in range(settings.workers)]
     started = [time.monotonic()] * len(workers)

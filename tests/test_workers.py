@@ -40,7 +40,11 @@ class Supervisor:
              "--log-level", "warning"],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        self.wait_healthy()
+        try:
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
 
     def wait_healthy(self) -> None:
         deadline = time.monotonic() + timeout(20)
@@ -130,3 +134,11 @@ def test_workers_without_redis_is_refused() -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "--workers needs --redis" in done.stderr
+
+
+async def test_workers_stop_when_their_supervisor_is_killed(supervisor: Supervisor) -> None:
+    workers = supervisor.workers()
+    supervisor.proc.kill()
+    supervisor.proc.wait()
+    _, alive = psutil.wait_procs(workers, timeout=timeout(15))
+    assert alive == []
