@@ -25,7 +25,7 @@ from textual.widgets import Input, OptionList
 from clients.client import AgoraClientError, Client, CommandError, ConnectionClosed, Gap
 from clients.terminal.commands import dispatch
 from clients.terminal.state import ChannelState, ChatState, Line
-from clients.terminal.widgets import ChannelList, MessagePane, StatusLine
+from clients.terminal.widgets import ChannelList, Composer, MessagePane, StatusLine
 
 log = logging.getLogger("agora.chat")
 
@@ -69,7 +69,7 @@ class ChatApp(App[None]):
         with Horizontal(id="main"):
             yield ChannelList(id="channels")
             yield MessagePane(id="messages")
-        yield Input(placeholder="message, or /help", id="input")
+        yield Composer(placeholder="message, or /help", id="input")
         yield StatusLine(id="status")
 
     async def on_mount(self) -> None:
@@ -192,8 +192,7 @@ class ChatApp(App[None]):
     # sending
 
     async def on_input_submitted(self, event: Input.Submitted) -> None:
-        text = event.value
-        event.input.value = ""
+        text = event.value  # the Composer has emptied the box already
         if not text.strip():
             return
         if text.startswith("/") and not text.startswith("//"):

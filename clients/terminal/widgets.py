@@ -1,4 +1,4 @@
-"""The widgets of ``agora chat``: channel list, message pane, status line."""
+"""The widgets of ``agora chat``: channel list, message pane, message box, status line."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.text import Text
 from textual import events
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.widgets import OptionList, Static
+from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from clients.terminal.state import ChannelState, ChatState, Line
@@ -129,6 +129,24 @@ class MessagePane(VerticalScroll, can_focus=False):
         if self.scroll_y <= 0:
             self.post_message(self.NeedOlder())
         super()._on_mouse_scroll_up(event)
+
+
+class Composer(Input):
+    """The message box: Enter sends what was typed before it and starts an empty line.
+
+    Input's own Enter is a binding, which Textual runs only once the key has
+    bubbled up to the app, after the box has taken the keys queued behind it:
+    lines typed ahead while the app was busy would run together. Taken here, in
+    key order, each line stays a line.
+    """
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key != "enter":
+            return  # Input's own handler, next in the MRO, takes it
+        event.stop()
+        event.prevent_default()
+        text, self.value = self.value, ""
+        self.post_message(self.Submitted(self, text))
 
 
 class StatusLine(Static):
