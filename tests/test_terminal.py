@@ -5,6 +5,11 @@ Each test spawns the real ``agora chat`` process in a pty of a fixed size
 assertions read the screen a person would see. Other sessions are the Python
 ``Client``. Every wait polls the rendered screen until it holds, with a
 timeout scaled by ``AGORA_TEST_TIMEOUT_FACTOR``.
+
+Like every test, these run against both deployments. ``agora chat`` talks to
+the first node; accounts and the other sessions use the last, which in the
+Redis deployment is the other node, so what the terminal shows has crossed
+between nodes.
 """
 
 from __future__ import annotations
@@ -14,10 +19,9 @@ import os
 import re
 import signal
 import stat
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +31,13 @@ import pytest
 
 from clients import Client
 from clients.terminal.state import ChatState
+from tests.agora_cli import ok, storage
 from tests.conftest import ROOT, AgoraProcess, new_user, timeout
 
 COLUMNS, ROWS = 100, 30
 PASSWORD = "correct horse"  # what tests.conftest.new_user registers with
+
+MakeServer = Callable[..., AgoraProcess]
 
 
 class Terminal:
@@ -95,26 +102,6 @@ class Terminal:
         return self.child.exitstatus
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgoraProcess]:
-    """One embedded server for the module.
-
-    The terminal client speaks the same protocol to every deployment, so these
-    tests run once, against the embedded one, instead of once per deployment.
-    """
-    proc = AgoraProcess(tmp_path_factory.mktemp("chat") / "agora.db", rate_limit=0).start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[AgoraProcess]:
-    """A server of the test's own, to restart or to add channels to."""
-    proc = AgoraProcess(tmp_path / "own.db", rate_limit=0).start()
-    yield proc
-    proc.stop(signal.SIGKILL)
-
-
 @pytest.fixture
 async def chat(tmp_path: Path) -> AsyncIterator[Callable[..., Terminal]]:
     """Start ``agora chat`` with arguments; every one is ended after the test."""
@@ -130,33 +117,37 @@ async def chat(tmp_path: Path) -> AsyncIterator[Callable[..., Terminal]]:
         terminal.child.terminate(force=True)
 
 
+def nodes(server: AgoraProcess) -> tuple[AgoraProcess, AgoraProcess]:
+    """The node ``agora chat`` talks to (one stable URL), and the one everything else uses."""
+    return server.nodes[0], server.nodes[-1]
+
+
 async def logged_in(chat: Callable[..., Terminal], server: AgoraProcess) -> tuple[Terminal, Any]:
     """A fresh account's ``agora chat``, showing #general."""
-    account = await new_user(server, "tui")
-    terminal = chat("--server", server.http, "--token", account["token"])
+    tui, other = nodes(server)
+    account = await new_user(other, "tui")
+    terminal = chat("--server", tui.http, "--token", account["token"])
     await terminal.see("● connected", "#general")
     return terminal, account
 
 
 def add_channel(server: AgoraProcess, name: str) -> None:
-    """A second channel in the community, made with the admin CLI beside the running server."""
-    subprocess.run(
-        [sys.executable, "-m", "server", "channel", "create", "Agora", name, "--db", server.db],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=timeout(30),
-    )
+    """A channel in the community, made with the admin CLI beside the running server.
+
+    A session sees it when it next identifies, so this comes before ``agora chat`` starts.
+    """
+    ok("channel", "create", "Agora", name, *storage(server))
 
 
 async def test_login_with_password_shows_history(server: AgoraProcess, chat: Any) -> None:
-    account = await new_user(server, "pw")
-    async with Client(server.ws, account["token"]) as other:
+    tui, elsewhere = nodes(server)
+    account = await new_user(elsewhere, "pw")
+    async with Client(elsewhere.ws, account["token"]) as other:
         general = other.channel_named("general")
         for n in range(3):
             await other.send_message(general, f"earlier message {n}")
     username = account["user"]["username"]
-    terminal = chat("--server", server.ws, "--username", username)
+    terminal = chat("--server", tui.ws, "--username", username)
     await terminal.see("Password:")
     terminal.type(PASSWORD)
     screen = await terminal.see("● connected", f"as {username}", "earlier message 2")
@@ -167,8 +158,9 @@ async def test_login_with_password_shows_history(server: AgoraProcess, chat: Any
 async def test_bad_password_shows_an_error_and_exits_nonzero(
     server: AgoraProcess, chat: Any
 ) -> None:
-    account = await new_user(server, "bad")
-    terminal = chat("--server", server.http, "--username", account["user"]["username"])
+    tui, other = nodes(server)
+    account = await new_user(other, "bad")
+    terminal = chat("--server", tui.http, "--username", account["user"]["username"])
     await terminal.see("Password:")
     terminal.type("not the password")
     await terminal.see("wrong username or password")
@@ -178,9 +170,10 @@ async def test_bad_password_shows_an_error_and_exits_nonzero(
 async def test_token_login_remembered_with_0600_and_forgotten_on_logout(
     server: AgoraProcess, chat: Any, tmp_path: Path
 ) -> None:
-    account = await new_user(server, "tok")
+    tui, other = nodes(server)  # tokens are remembered by server URL: one URL throughout
+    account = await new_user(other, "tok")
     username = account["user"]["username"]
-    first = chat("--server", server.http, "--token", account["token"], "--remember")
+    first = chat("--server", tui.http, "--token", account["token"], "--remember")
     await first.see("● connected", f"as {username}")
     first.type("/quit")
     assert await first.exit_status() == 0
@@ -188,19 +181,19 @@ async def test_token_login_remembered_with_0600_and_forgotten_on_logout(
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
     assert account["token"] in kept.read_text()
 
-    again = chat("--server", server.http)  # no token, no username: the remembered token
+    again = chat("--server", tui.http)  # no token, no username: the remembered token
     await again.see("● connected", f"as {username}")
     again.type("/quit")
     assert await again.exit_status() == 0
 
-    logout = chat("--server", server.http, "--logout")
-    await logout.see(f"forgot the token for {server.http}")
+    logout = chat("--server", tui.http, "--logout")
+    await logout.see(f"forgot the token for {tui.http}")
     assert await logout.exit_status() == 0
     assert account["token"] not in kept.read_text()
 
 
 async def test_refused_token_exits_nonzero(server: AgoraProcess, chat: Any) -> None:
-    terminal = chat("--server", server.http, "--token", "1.not-a-real-token")
+    terminal = chat("--server", nodes(server)[0].http, "--token", "1.not-a-real-token")
     await terminal.see("the server refused the token")
     assert await terminal.exit_status() == 1
 
@@ -209,8 +202,9 @@ async def test_live_message_and_join_from_another_session_appear(
     server: AgoraProcess, chat: Any
 ) -> None:
     terminal, _ = await logged_in(chat, server)
-    other = await new_user(server, "bob")
-    async with Client(server.ws, other["token"]) as bob:
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    async with Client(elsewhere.ws, other["token"]) as bob:
         await bob.send_message(bob.channel_named("general"), "hello from a Python client")
     name = other["user"]["name"]
     screen = await terminal.see(f"{name}: hello from a Python client")
@@ -219,8 +213,9 @@ async def test_live_message_and_join_from_another_session_appear(
 
 async def test_typed_message_reaches_another_session(server: AgoraProcess, chat: Any) -> None:
     terminal, account = await logged_in(chat, server)
-    other = await new_user(server, "bob")
-    async with Client(server.ws, other["token"]) as bob:
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    async with Client(elsewhere.ws, other["token"]) as bob:
         general = bob.channel_named("general")
         await bob.subscribe(general)
         terminal.type("typed in the terminal")
@@ -237,12 +232,13 @@ async def test_typed_message_reaches_another_session(server: AgoraProcess, chat:
 
 
 async def test_join_picks_a_channel_and_shows_its_history(
-    own_server: AgoraProcess, chat: Any
+    make_server: MakeServer, chat: Any
 ) -> None:
-    server = own_server
+    server = make_server(rate_limit=0)  # channels of its own
     add_channel(server, "random")
-    other = await new_user(server, "bob")
-    async with Client(server.ws, other["token"]) as bob:
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    async with Client(elsewhere.ws, other["token"]) as bob:
         await bob.send_message(bob.channel_named("random"), "said in random")
     terminal, _ = await logged_in(chat, server)
     assert "said in random" not in terminal.text
@@ -256,13 +252,14 @@ async def test_join_picks_a_channel_and_shows_its_history(
 
 
 async def test_channels_lists_channels_with_unread_counts(
-    own_server: AgoraProcess, chat: Any
+    make_server: MakeServer, chat: Any
 ) -> None:
-    server = own_server
+    server = make_server(rate_limit=0)  # channels of its own
     add_channel(server, "random")
     terminal, _ = await logged_in(chat, server)
-    other = await new_user(server, "bob")
-    async with Client(server.ws, other["token"]) as bob:
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    async with Client(elsewhere.ws, other["token"]) as bob:
         for n in range(2):
             await bob.send_message(bob.channel_named("random"), f"unread {n}")
     await terminal.see("#random 2")  # the channel list
@@ -270,8 +267,25 @@ async def test_channels_lists_channels_with_unread_counts(
     await terminal.see("Agora (", "#general  (here)", "#random  2 unread")
 
 
-async def test_who_lists_the_members_of_the_community(server: AgoraProcess, chat: Any) -> None:
+async def test_lines_typed_ahead_while_the_app_is_busy_stay_separate_messages(
+    server: AgoraProcess, chat: Any
+) -> None:
     terminal, account = await logged_in(chat, server)
+    # Stopped, the app reads nothing: the three lines reach it at once when it goes on.
+    os.kill(terminal.child.pid, signal.SIGSTOP)
+    try:
+        for n in range(3):
+            terminal.type(f"ahead {n}")
+    finally:
+        os.kill(terminal.child.pid, signal.SIGCONT)
+    name = account["user"]["name"]
+    screen = await terminal.see(*(f"{name}: ahead {n}" for n in range(3)))
+    assert "ahead 0ahead" not in screen
+
+
+async def test_who_lists_the_members_of_the_community(make_server: MakeServer, chat: Any) -> None:
+    # its own deployment: the shared one's members would scroll the list off the screen
+    terminal, account = await logged_in(chat, make_server(rate_limit=0))
     terminal.type("/who")
     user = account["user"]
     await terminal.see("members of Agora", f"{user['name']} @{user['username']}")
@@ -293,16 +307,14 @@ async def test_server_errors_are_shown_and_the_app_goes_on(server: AgoraProcess,
     await terminal.see(f"{account['user']['name']}: still here")
 
 
-async def test_rate_limits_are_shown_and_waited_out(own_server: AgoraProcess, chat: Any) -> None:
-    server = own_server
+async def test_rate_limits_are_shown_and_waited_out(make_server: MakeServer, chat: Any) -> None:
+    server = make_server(rate_limit=60, rate_burst=3)  # identify, subscribe, history
     add_channel(server, "first")
     add_channel(server, "last")
-    server.stop()
-    server.settings |= {"rate_limit": 60, "rate_burst": 3}  # identify, subscribe, history
-    server.start()
     terminal, account = await logged_in(chat, server)
-    other = await new_user(server, "bob")
-    async with Client(server.ws, other["token"], wait_on_rate_limit=True) as bob:
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    async with Client(elsewhere.ws, other["token"], wait_on_rate_limit=True) as bob:
         last = bob.channel_named("last")
         deadline = time.monotonic() + timeout(20)
         # the terminal subscribes to #last once its rate limit allows; from then on it counts
@@ -327,8 +339,9 @@ async def test_quit_exits_with_status_zero(server: AgoraProcess, chat: Any) -> N
 
 
 async def test_older_history_pages_in_on_page_up(server: AgoraProcess, chat: Any) -> None:
-    account = await new_user(server, "pages")
-    async with Client(server.ws, account["token"]) as other:
+    elsewhere = nodes(server)[1]
+    account = await new_user(elsewhere, "pages")
+    async with Client(elsewhere.ws, account["token"]) as other:
         general = other.channel_named("general")
         for n in range(60):  # more than one page of 50
             await other.send_message(general, f"numbered {n:02d}")
@@ -348,19 +361,21 @@ async def test_older_history_pages_in_on_page_up(server: AgoraProcess, chat: Any
 
 @pytest.mark.parametrize("replay_cap", [1000, 1], ids=["replayed", "over-the-replay-cap"])
 async def test_reconnects_after_a_restart_and_shows_what_was_missed_once(
-    own_server: AgoraProcess, chat: Any, replay_cap: int
+    make_server: MakeServer, chat: Any, replay_cap: int
 ) -> None:
-    server = own_server
+    server = make_server(rate_limit=0)
     terminal, account = await logged_in(chat, server)
     name = account["user"]["name"]
     server.stop()
     await terminal.see("reconnecting")
     terminal.type("typed while away")
-    # the same port and database; with a cap of 1, what was missed comes from history
-    server.settings["replay_cap"] = replay_cap
+    # the same ports and storage; with a cap of 1, what was missed comes from history
+    for node in server.nodes:
+        node.settings["replay_cap"] = replay_cap
     server.start()
-    other = await new_user(server, "bob")
-    async with Client(server.ws, other["token"]) as bob:
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    async with Client(elsewhere.ws, other["token"]) as bob:
         general = bob.channel_named("general")
         await bob.send_message(general, "missed one")
         await bob.send_message(general, "missed two")
