@@ -409,3 +409,23 @@ def http_json(method: str, url: str, body: Any = None) -> tuple[int, Any]:
             return r.status, json.loads(r.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
+
+
+class ServerLog:
+    """What the log files of a server (every node of a cluster) gained since this was made.
+
+    Read it once the server has answered (or otherwise finished with) the input
+    under test.
+    """
+
+    def __init__(self, server: Any) -> None:
+        self._start = {node.log: node.log.stat().st_size for node in server.nodes}
+
+    def text(self) -> str:
+        return "".join(
+            path.read_bytes()[size:].decode(errors="replace") for path, size in self._start.items()
+        )
+
+    def assert_no_traceback(self) -> None:
+        text = self.text()
+        assert "Traceback" not in text, text
