@@ -8,7 +8,7 @@ disagree about a frame's shape. It does no I/O and imports nothing from
 from protocol.codec import DEFAULT_MAX_FRAME, Encoding, Wire, decode, encode, transcode
 from protocol.codes import RECONNECTABLE, CloseCode, ErrorCode
 from protocol.commands import COMMANDS
-from protocol.errors import FrameError, ProtocolError, RequestError
+from protocol.errors import FrameError, ProtocolError, RequestError, echo
 from protocol.frames import (
     PROTOCOL_VERSION,
     Command,
@@ -34,6 +34,7 @@ __all__ = [
     "RequestError",
     "Wire",
     "decode",
+    "echo",
     "encode",
     "error",
     "error_from",

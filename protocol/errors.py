@@ -10,6 +10,9 @@
 Decoding and validation raise nothing else, for any input. A server turns a
 ``ProtocolError`` into an ``error`` frame (see :func:`protocol.frames.error_from`);
 the session stays open.
+
+An error message that shows a string the client sent shows it through
+:func:`echo`, so that encoding the error cannot fail.
 """
 
 from __future__ import annotations
@@ -52,3 +55,22 @@ class RequestError(ProtocolError):
     """The frame is a map but not a valid command: unknown op, missing or mistyped field."""
 
     code = ErrorCode.BAD_REQUEST
+
+
+#: Most characters of a client's string that an error message shows.
+ECHO_CHARS = 64
+
+
+def echo(value: str, limit: int | None = ECHO_CHARS) -> str:
+    """A string the client sent, as an error message may show it.
+
+    At most ``limit`` characters (``None``: all of them). A character that UTF-8
+    cannot carry (a lone surrogate, which a JSON escape such as ``"\\ud800"`` can
+    smuggle in) becomes a backslash escape, so the result encodes in msgpack and
+    JSON alike and an error built from it can always be sent.
+    """
+    if limit is not None:
+        value = value[:limit]
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -12,7 +12,7 @@ from typing import Any
 from protocol.codec import type_name
 from protocol.codes import ErrorCode
 from protocol.commands import COMMANDS
-from protocol.errors import ProtocolError, RequestError
+from protocol.errors import ProtocolError, RequestError, echo
 from protocol.schema import MAX_SAFE_INT
 
 PROTOCOL_VERSION = 1
@@ -50,7 +50,7 @@ def parse_command(frame: dict[str, Any]) -> Command:
         raise RequestError(f"field 'op' must be a string, got {type_name(op)}", command_id=raw_id)
     command_schema = COMMANDS.get(op)
     if command_schema is None:
-        raise RequestError(f"unknown op '{op[:64]}'", command_id=raw_id)
+        raise RequestError(f"unknown op '{echo(op)}'", command_id=raw_id)
     try:
         d = command_schema.validate(frame.get("d", {}))
     except ProtocolError as exc:
@@ -82,7 +82,8 @@ def error(
     command_id: int | None = None,
     retry_after_ms: int | None = None,
 ) -> dict[str, Any]:
-    d: dict[str, Any] = {"code": str(code), "message": message}
+    # Escaped once more, so that even a message built without echo() can be sent.
+    d: dict[str, Any] = {"code": str(code), "message": echo(message, limit=None)}
     if retry_after_ms is not None:
         d["retry_after_ms"] = retry_after_ms
     frame: dict[str, Any] = {"op": ERROR, "d": d}

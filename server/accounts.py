@@ -20,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from protocol import CloseCode, ErrorCode, ProtocolError
+from protocol import CloseCode, ErrorCode, ProtocolError, echo
 from server import communities
 from server.commands import CommandRouter, Fatal
 from server.ids import new_id
@@ -133,7 +133,9 @@ def _digest(secret: str) -> bytes:
 
 
 def http_error(status: int, code: ErrorCode, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code.value, "message": message}}, status_code=status)
+    """The JSON error answer; like an ``error`` frame, its message always encodes."""
+    body = {"error": {"code": code.value, "message": echo(message, limit=None)}}
+    return JSONResponse(body, status_code=status)
 
 
 async def read_body(
@@ -160,7 +162,7 @@ async def read_body(
                 value.encode()
             except UnicodeEncodeError:
                 return http_error(
-                    400, ErrorCode.BAD_REQUEST, f"field '{name}' is not valid Unicode"
+                    400, ErrorCode.BAD_REQUEST, f"field '{echo(name)}' is not valid Unicode"
                 )
     return body
 

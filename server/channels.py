@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from protocol import ErrorCode, ProtocolError, transcode
+from protocol import ErrorCode, ProtocolError, echo, transcode
 from server.commands import CommandRouter, Reply
 from server.outbox import OutFrame
 
@@ -38,7 +38,7 @@ async def readable_channel(session: Session, channel_id: str) -> Channel:
     store = session.agora.store
     channel = await store.channel(channel_id)
     if channel is None:
-        raise ProtocolError(f"no channel '{channel_id}'", code=ErrorCode.NOT_FOUND)
+        raise ProtocolError(f"no channel '{echo(channel_id)}'", code=ErrorCode.NOT_FOUND)
     if await store.role(channel.community_id, session.user.id) is None:
         raise ProtocolError(
             "you are not a member of this channel's community", code=ErrorCode.FORBIDDEN

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from protocol import ErrorCode, ProtocolError
+from protocol import ErrorCode, ProtocolError, echo
 from server.commands import CommandRouter
 from server.ids import now_ms
 
@@ -76,7 +76,7 @@ async def members(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     store = session.agora.store
     community = await store.community(d["community"])
     if community is None:
-        raise ProtocolError(f"no community '{d['community']}'", code=ErrorCode.NOT_FOUND)
+        raise ProtocolError(f"no community '{echo(d['community'])}'", code=ErrorCode.NOT_FOUND)
     if await store.role(community.id, session.user.id) is None:
         raise ProtocolError("you are not a member of this community", code=ErrorCode.FORBIDDEN)
     found = await store.members(community.id)

@@ -10,7 +10,14 @@ import websockets
 from websockets.asyncio.client import connect
 
 from protocol import Encoding, encode
-from tests.conftest import AgoraProcess, general_channel, new_user, raw_session, timeout
+from tests.conftest import (
+    AgoraProcess,
+    ServerLog,
+    general_channel,
+    new_user,
+    raw_session,
+    timeout,
+)
 
 
 async def identified(server: AgoraProcess, encoding: Encoding):
@@ -185,6 +192,23 @@ async def test_bad_requests_name_the_field_and_echo_the_id(
     assert answer["id"] == 5
     assert answer["d"]["code"] == "bad_request"
     assert field in answer["d"]["message"]
+    await session.ws.close()
+
+
+async def test_unknown_op_with_a_lone_surrogate_is_bad_request_and_session_stays(
+    server: AgoraProcess,
+) -> None:
+    session, _ = await identified(server, Encoding.JSON)
+    log = ServerLog(server)
+    await session.ws.send('{"op":"\\ud800","id":3}')  # an escape JSON allows, UTF-8 cannot carry
+    answer = await session.recv()
+    assert answer == {
+        "op": "error",
+        "id": 3,
+        "d": {"code": "bad_request", "message": "unknown op '\\ud800'"},
+    }
+    assert (await session.command("ping"))["op"] == "reply"
+    log.assert_no_traceback()
     await session.ws.close()
 
 

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import (
     AgoraProcess,
+    ServerLog,
     general_channel,
     http_json,
     new_user,
@@ -174,6 +175,21 @@ def test_a_body_that_is_not_a_json_object_is_400(
     assert status == 400
     assert headers["content-type"].startswith("application/json")
     assert json.loads(body)["error"]["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("path", [REGISTER, LOGIN])
+def test_a_field_name_with_a_lone_surrogate_is_400_showing_it_escaped(
+    server: AgoraProcess, path: str
+) -> None:
+    log = ServerLog(server)
+    data = b'{"username": "ab", "password": "correct horse", "\\ud800x": "\\ud800"}'
+    status, headers, body = http_raw("POST", server.http + path, data)
+    assert status == 400
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body) == {
+        "error": {"code": "bad_request", "message": "field '\\ud800x' is not valid Unicode"}
+    }
+    log.assert_no_traceback()
 
 
 def test_registration_closed_is_403_forbidden(make_server) -> None:

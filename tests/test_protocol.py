@@ -28,6 +28,7 @@ from protocol import (
     ProtocolError,
     RequestError,
     decode,
+    echo,
     encode,
     error,
     error_from,
@@ -787,6 +788,58 @@ def test_error_frames_encode_in_both_encodings(encoding: Encoding) -> None:
         "id": 2,
         "d": {"code": "bad_request", "message": "unknown op 'x'"},
     }
+
+
+#: Characters that UTF-8 cannot carry (lone surrogates) mixed with ones it can.
+unencodable_text = st.text(
+    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF) | st.characters(), min_size=1
+)
+
+
+def test_echo_escapes_lone_surrogates_and_keeps_other_text() -> None:
+    assert echo("\ud800") == "\\ud800"
+    assert echo("a\udfffb") == "a\\udfffb"
+    assert echo("\ud83d\ude00") == "\\ud83d\\ude00"  # two lone halves, not a pair
+    assert echo("héllo 👋 \u3000") == "héllo 👋 \u3000"
+    assert echo("no.such.op") == "no.such.op"
+
+
+def test_echo_shows_at_most_64_characters_unless_told() -> None:
+    assert echo("x" * 100) == "x" * 64
+    assert echo("\ud800" * 100) == "\\ud800" * 64
+    assert echo("x" * 100, limit=None) == "x" * 100
+
+
+@given(value=unencodable_text)
+def test_echo_always_encodes_as_utf8(value: str) -> None:
+    echo(value, limit=None).encode("utf-8")
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_unknown_op_with_a_lone_surrogate_gives_an_error_that_encodes(encoding: Encoding) -> None:
+    exc = request_error({"op": "\ud800", "id": 3})
+    wire = encode(error_from(exc), encoding)
+    if isinstance(wire, str):
+        wire.encode("utf-8")  # what a text message carries
+    assert decode(wire, encoding) == {
+        "op": "error",
+        "id": 3,
+        "d": {"code": "bad_request", "message": "unknown op '\\ud800'"},
+    }
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@given(message=unencodable_text)
+def test_error_frames_encode_whatever_their_message(encoding: Encoding, message: str) -> None:
+    for frame in (
+        error(ErrorCode.NOT_FOUND, message, command_id=1),
+        error_from(RequestError(message)),
+        error_from(FrameError(message)),
+    ):
+        wire = encode(frame, encoding)
+        if isinstance(wire, str):
+            wire.encode("utf-8")
+        assert decode(wire, encoding)["d"]["message"] == echo(message, limit=None)
 
 
 def test_exception_classes_default_codes() -> None:
