@@ -151,6 +151,8 @@ async def read_body(
         body = json.loads(raw)
     except ValueError:
         return http_error(400, ErrorCode.BAD_REQUEST, "the body must be a JSON object")
+    except RecursionError:  # e.g. thousands of '[': no account has fields that deep
+        return http_error(400, ErrorCode.BAD_REQUEST, "the body is nested too deeply")
     if not isinstance(body, dict):
         return http_error(400, ErrorCode.BAD_REQUEST, "the body must be a JSON object")
     for name in required:

@@ -177,6 +177,25 @@ def test_a_body_that_is_not_a_json_object_is_400(
     assert json.loads(body)["error"]["code"] == "bad_request"
 
 
+@pytest.mark.parametrize(
+    "data",
+    [b"[" * 5000, b"[" * 5000 + b"]" * 5000, b'{"username": ' + b"[" * 5000 + b"]" * 5000 + b"}"],
+    ids=["open", "closed", "in-a-field"],
+)
+@pytest.mark.parametrize("path", [REGISTER, LOGIN])
+def test_a_deeply_nested_body_is_400_not_a_server_error(
+    server: AgoraProcess, path: str, data: bytes
+) -> None:
+    log = ServerLog(server)
+    status, headers, body = http_raw("POST", server.http + path, data)
+    assert status == 400
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body) == {
+        "error": {"code": "bad_request", "message": "the body is nested too deeply"}
+    }
+    log.assert_no_traceback()
+
+
 @pytest.mark.parametrize("path", [REGISTER, LOGIN])
 def test_a_field_name_with_a_lone_surrogate_is_400_showing_it_escaped(
     server: AgoraProcess, path: str
