@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -143,6 +143,14 @@ def create_app(
             headers={"retry-after": "1"},
         )
 
+    async def client_gone(request: Request, exc: Exception) -> None:
+        # The client left before its body was read: no one to answer, nothing broke.
+        log.info(
+            "%s %s: the client disconnected before sending its whole body",
+            request.method,
+            request.url.path,
+        )
+
     async def metrics(request: Request) -> Response:
         return Response(agora.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
@@ -159,7 +167,7 @@ def create_app(
             Mount("/", StaticFiles(directory=WEB_CLIENT, html=True)),
         ],
         lifespan=lifespan,
-        exception_handlers={Unavailable: unavailable},
+        exception_handlers={Unavailable: unavailable, ClientDisconnect: client_gone},
     )
     app.state.agora = agora
     return app

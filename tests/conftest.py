@@ -426,6 +426,14 @@ class ServerLog:
             path.read_bytes()[size:].decode(errors="replace") for path, size in self._start.items()
         )
 
+    def wait_for(self, needle: str, count: int = 1, wait: float = 10) -> str:
+        """Wait until ``needle`` is in the new text ``count`` times; return the text."""
+        deadline = time.monotonic() + timeout(wait)
+        while (text := self.text()).count(needle) < count:
+            assert time.monotonic() < deadline, f"{needle!r} not logged {count} times: {text}"
+            time.sleep(0.02)
+        return text
+
     def assert_no_traceback(self) -> None:
         text = self.text()
         assert "Traceback" not in text, text

@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import json
 import os
+import socket
 import sqlite3
 import urllib.error
 import urllib.request
@@ -208,6 +209,26 @@ def test_a_field_name_with_a_lone_surrogate_is_400_showing_it_escaped(
     assert json.loads(body) == {
         "error": {"code": "bad_request", "message": "field '\\ud800x' is not valid Unicode"}
     }
+    log.assert_no_traceback()
+
+
+def test_a_client_that_leaves_mid_body_is_logged_in_one_line_without_traceback(
+    make_server,
+) -> None:
+    server = make_server(log_level="info")  # the line is at level info
+    node = server.nodes[0]
+    log = ServerLog(server)
+    for path in (REGISTER, LOGIN):
+        with socket.create_connection(("127.0.0.1", node.port), timeout=timeout(10)) as s:
+            s.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Content-Length: 1000\r\n\r\n".encode()
+                + b'{"username'  # 10 of the 1,000 bytes
+            )
+    text = log.wait_for("disconnected before sending its whole body", count=2)
+    lines = [line for line in text.splitlines() if "disconnect" in line.lower()]
+    assert len(lines) == 2, text
+    assert {line.split(": ")[1] for line in lines} == {f"POST {REGISTER}", f"POST {LOGIN}"}
     log.assert_no_traceback()
 
 
