@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 import msgpack
 
@@ -63,7 +63,11 @@ def decode(data: Wire, encoding: Encoding, *, max_size: int = DEFAULT_MAX_FRAME)
                 max_bin_len=max_size,
                 max_array_len=max_size,
                 max_map_len=max_size,
+                # No extension type is on the wire. max_ext_len=0 refuses every one
+                # with data before it is read (timestamps, type -1, never reach
+                # ext_hook); msgpack lets zero-length ones through to ext_hook.
                 max_ext_len=0,
+                ext_hook=_reject_extension,
             )
         except (ValueError, RecursionError) as exc:  # msgpack's errors are ValueErrors
             raise FrameError(f"not valid msgpack: {exc}") from None
@@ -79,6 +83,10 @@ def decode(data: Wire, encoding: Encoding, *, max_size: int = DEFAULT_MAX_FRAME)
     if not isinstance(value, dict):
         raise FrameError(f"a frame is a map, got {type_name(value)}")
     return value
+
+
+def _reject_extension(code: int, data: bytes) -> NoReturn:
+    raise ValueError(f"extension type {code} is not allowed")
 
 
 def _reject_constant(name: str) -> None:

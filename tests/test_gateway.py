@@ -212,6 +212,39 @@ async def test_unknown_op_with_a_lone_surrogate_is_bad_request_and_session_stays
     await session.ws.close()
 
 
+#: A msgpack extension value in every form: fixext 1/2/4/8/16, ext 8/16/32 with and
+#: without data, and a timestamp (type -1).
+EXTENSIONS = [
+    b"\xd4\x05x",
+    b"\xd5\x05xx",
+    b"\xd6\x05xxxx",
+    b"\xd7\x05" + b"x" * 8,
+    b"\xd8\x05" + b"x" * 16,
+    b"\xc7\x00\x05",
+    b"\xc7\x03\x05xxx",
+    b"\xc8\x00\x00\x05",
+    b"\xc8\x00\x03\x05xxx",
+    b"\xc9\x00\x00\x00\x00\x05",
+    b"\xc9\x00\x00\x00\x03\x05xxx",
+    b"\xd6\xff\x00\x00\x00\x01",
+]
+
+
+async def test_msgpack_extension_values_of_any_length_are_bad_frame(server: AgoraProcess) -> None:
+    session, _ = await identified(server, Encoding.MSGPACK)
+    log = ServerLog(server)
+    for value in EXTENSIONS:
+        # {"op": "ping", "id": 7, "x": <extension>}: a ping but for the extension value
+        await session.ws.send(b"\x83\xa2op\xa4ping\xa2id\x07\xa1x" + value)
+        answer = await session.recv()
+        assert answer["op"] == "error", value
+        assert answer["d"]["code"] == "bad_frame", value
+        assert "id" not in answer
+    assert (await session.command("ping"))["op"] == "reply"
+    log.assert_no_traceback()
+    await session.ws.close()
+
+
 async def test_frame_without_usable_id_gets_error_without_id(
     server: AgoraProcess, encoding: Encoding
 ) -> None:

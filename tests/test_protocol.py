@@ -407,6 +407,53 @@ def test_msgpack_decode_rejects_malformed_bytes(data: bytes) -> None:
         decode(data, Encoding.MSGPACK)
 
 
+#: Every msgpack extension form, as (type byte(s) up to the type code, data length).
+#: fixext N carries no length; ext 8/16/32 carry one, and may carry zero.
+EXT_FORMS = {
+    "fixext1": (b"\xd4", 1),
+    "fixext2": (b"\xd5", 2),
+    "fixext4": (b"\xd6", 4),
+    "fixext8": (b"\xd7", 8),
+    "fixext16": (b"\xd8", 16),
+    "ext8-empty": (b"\xc7\x00", 0),
+    "ext8": (b"\xc7\x03", 3),
+    "ext16-empty": (b"\xc8\x00\x00", 0),
+    "ext16": (b"\xc8\x00\x03", 3),
+    "ext32-empty": (b"\xc9\x00\x00\x00\x00", 0),
+    "ext32": (b"\xc9\x00\x00\x00\x03", 3),
+}
+
+
+def ext_value(form: str, code: int) -> bytes:
+    """One msgpack extension value of ``form`` with type ``code``."""
+    head, length = EXT_FORMS[form]
+    return head + code.to_bytes(1, "big", signed=True) + b"x" * length
+
+
+@pytest.mark.parametrize("code", [5, 0, -1, 127, -128], ids=lambda c: f"type{c}")
+@pytest.mark.parametrize("form", list(EXT_FORMS))
+def test_msgpack_decode_rejects_every_extension_form(form: str, code: int) -> None:
+    value = ext_value(form, code)
+    frames = [
+        b"\x83\xa2op\xa4ping\xa2id\x07\xa1x" + value,  # under a key the server ignores
+        b"\x83\xa2op\xa4ping\xa2id\x07\xa1d" + value,  # as the payload
+        b"\x82\xa2op\xa4ping\xa2id\x91" + value,  # inside an array
+        value,  # as the whole frame
+    ]
+    for data in frames:
+        with pytest.raises(FrameError) as info:
+            decode(data, Encoding.MSGPACK)
+        assert info.value.code is ErrorCode.BAD_FRAME
+
+
+@given(code=st.integers(min_value=0, max_value=127), data=st.binary(max_size=300))
+def test_msgpack_decode_rejects_any_extension_value(code: int, data: bytes) -> None:
+    # ExtType takes application types only; the test above covers the negative ones.
+    packed = msgpack.packb({"op": "ping", "id": 1, "x": msgpack.ExtType(code, data)})
+    with pytest.raises(FrameError):
+        decode(packed, Encoding.MSGPACK)
+
+
 @pytest.mark.parametrize(
     "data",
     [
