@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -189,6 +190,99 @@ def require_redis() -> str:
     return found
 
 
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PostgresProcess:
+    """A private PostgreSQL cluster: ``initdb`` into a fresh directory, on a free port.
+
+    ``initdb`` refuses to run as root, and CI runs as root: the cluster then
+    belongs to the unprivileged user ``nobody``. ``fsync`` stays on: the tests
+    are about durability.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="agora-pg-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._databases = itertools.count()
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://agora@127.0.0.1:{self.port}/{database}"
+
+    def _as_owner(self) -> dict[str, Any]:
+        return {"user": "nobody", "group": "nogroup"} if os.geteuid() == 0 else {}
+
+    def start(self) -> PostgresProcess:
+        binaries = require_postgres()
+        data = self.directory / "data"
+        if not data.exists():
+            if os.geteuid() == 0:
+                shutil.chown(self.directory, "nobody", "nogroup")
+            subprocess.run(
+                [binaries / "initdb", "-D", data, "-U", "agora", "--auth=trust",
+                 "--encoding=UTF8", "--locale=C"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                **self._as_owner(),
+            )  # fmt: skip
+        log = open(self.directory / "postgres.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            [binaries / "postgres", "-D", data, "-p", str(self.port), "-k", self.directory,
+             "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300"],
+            stdout=log, stderr=subprocess.STDOUT, **self._as_owner(),
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout(30)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError((self.directory / "postgres.log").read_text()[-2000:])
+            ready = subprocess.run(
+                [binaries / "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+                check=False,
+            )
+            if ready.returncode == 0:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("postgres did not start")
+
+    def create_database(self) -> str:
+        """A new, empty database; its URL."""
+        name = f"agora{next(self._databases)}"
+        self.sql(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def sql(self, statement: str, database: str = "postgres") -> str:
+        """Run one statement with psql; its output."""
+        return subprocess.run(
+            ["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", self.url(database),
+             "-c", statement],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout(30))
+            self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def remove(self) -> None:
+        self.stop(signal.SIGINT)  # fast shutdown
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def require_postgres() -> Path:
+    """PostgreSQL's binaries; without them, fail under CI=true, else skip."""
+    if not (POSTGRES_BIN / "initdb").exists():
+        message = "PostgreSQL is not installed (apt-get install -y postgresql)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return POSTGRES_BIN
+
+
 class Cluster:
     """The scaled deployment: two ``agora serve --redis`` nodes sharing a private Redis.
 
@@ -277,6 +371,14 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc
     redis = RedisProcess(tmp_path_factory.mktemp("redis")).start()
     yield redis
     redis.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresProcess]:
+    """One private PostgreSQL server; each user makes its own database."""
+    started = PostgresProcess().start()
+    yield started
+    started.remove()
 
 
 @pytest.fixture(scope="session")

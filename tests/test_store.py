@@ -21,9 +21,10 @@ import msgpack
 import pytest
 
 from server.store import Conflict, Store, User
+from server.store.postgres import PostgresStore
 from server.store.redis import RedisStore
 from server.store.sqlite import BATCH_MAX, SQLiteStore
-from tests.conftest import RedisProcess
+from tests.conftest import PostgresProcess, RedisProcess
 
 
 class SQLiteBackend:
@@ -51,18 +52,31 @@ class RedisBackend:
         return RedisStore(self.url)
 
 
+class PostgresBackend:
+    """Where a PostgreSQL store keeps its data: a new database on a private server."""
+
+    def __init__(self, postgres: PostgresProcess) -> None:
+        self.url = postgres.create_database()
+
+    def make(self) -> PostgresStore:
+        """A new, unopened store on the same database."""
+        return PostgresStore(self.url)
+
+
 @pytest.fixture
 def _backend_slot() -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, _backend_slot: dict[str, Any]
 ) -> AsyncIterator[Store]:
     """An opened store on fresh storage; closed after the test."""
     if request.param == "redis":
         backend: Any = RedisBackend(request.getfixturevalue("shared_redis"))
+    elif request.param == "postgres":
+        backend = PostgresBackend(request.getfixturevalue("postgres"))
     else:
         backend = SQLiteBackend(tmp_path)
     _backend_slot["backend"] = backend
