@@ -259,7 +259,8 @@ class PostgresProcess:
             check=True, capture_output=True, text=True,
         ).stdout  # fmt: skip
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def stop(self, sig: int = signal.SIGINT) -> None:
+        """Stop the server; SIGINT is PostgreSQL's fast shutdown (it cuts connections)."""
         if self.proc is not None:
             self.proc.send_signal(sig)
             self.proc.wait(timeout(30))
@@ -269,7 +270,7 @@ class PostgresProcess:
         self.stop(signal.SIGKILL)
 
     def remove(self) -> None:
-        self.stop(signal.SIGINT)  # fast shutdown
+        self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -283,18 +284,40 @@ def require_postgres() -> Path:
     return POSTGRES_BIN
 
 
+_postgres: PostgresProcess | None = None
+
+
+def shared_postgres() -> PostgresProcess:
+    """The test session's one private PostgreSQL server, started on first use.
+
+    Each scaled deployment and each store test makes its own database on it.
+    """
+    global _postgres
+    if _postgres is None:
+        _postgres = PostgresProcess().start()
+    return _postgres
+
+
 class Cluster:
-    """The scaled deployment: two ``agora serve --redis`` nodes sharing a private Redis.
+    """The scaled deployment: two ``agora serve`` nodes on one PostgreSQL database and a Redis.
 
     It stands in for an ``AgoraProcess``: each use of ``ws`` or ``http`` names
-    the next node in turn, so a test's connections are spread over both nodes
-    and every test exercises cross-node delivery.
+    the next node in turn, so a test's connections are spread over both nodes.
     """
 
-    def __init__(self, directory: Path, **settings: Any) -> None:
+    def __init__(
+        self, directory: Path, *, postgres: PostgresProcess | None = None, **settings: Any
+    ) -> None:
+        self.postgres = postgres or shared_postgres()
+        self.database = self.postgres.create_database()
         self.redis = RedisProcess(directory / "redis")
         self.nodes = [
-            AgoraProcess(directory / f"node{i}.db", redis=self.redis.url, **settings)
+            AgoraProcess(
+                directory / f"node{i}.db",
+                database=self.database,
+                redis=self.redis.url,
+                **settings,
+            )
             for i in range(2)
         ]
         self._turn = itertools.cycle(self.nodes)
@@ -335,7 +358,7 @@ class Cluster:
 
 
 #: The deployments every test that starts a server runs against.
-DEPLOYMENTS = tuple(os.environ.get("AGORA_TEST_DEPLOYMENTS", "embedded,redis").split(","))
+DEPLOYMENTS = tuple(os.environ.get("AGORA_TEST_DEPLOYMENTS", "embedded,scaled").split(","))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -352,8 +375,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def start_deployment(deployment: str, directory: Path, **settings: Any) -> Any:
-    """An ``AgoraProcess`` (embedded) or a ``Cluster`` (redis), started."""
-    if deployment == "redis":
+    """An ``AgoraProcess`` (embedded) or a ``Cluster`` (scaled), started."""
+    if deployment == "scaled":
         return Cluster(directory, **settings).start()
     return AgoraProcess(directory / "agora.db", **settings).start()
 
@@ -375,10 +398,13 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresProcess]:
-    """One private PostgreSQL server; each user makes its own database."""
-    started = PostgresProcess().start()
-    yield started
-    started.remove()
+    """The private PostgreSQL server (``shared_postgres``); each user makes its own database."""
+    yield shared_postgres()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _postgres is not None:
+        _postgres.remove()
 
 
 @pytest.fixture(scope="session")
@@ -497,6 +523,22 @@ async def client(server: AgoraProcess) -> AsyncIterator[Client]:
     account = await new_user(server)
     async with Client(server.ws, account["token"]) as c:
         yield c
+
+
+def http_request(method: str, url: str, body: Any = None) -> tuple[int, Any, dict[str, str]]:
+    """An HTTP request with a JSON body: status, JSON answer (or None), lower-cased headers."""
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout(10)) as r:
+            answer, status, headers = r.read(), r.status, r.headers
+    except urllib.error.HTTPError as exc:
+        answer, status, headers = exc.read(), exc.code, exc.headers
+    return status, json.loads(answer or b"null"), {k.lower(): v for k, v in headers.items()}
 
 
 def http_json(method: str, url: str, body: Any = None) -> tuple[int, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -22,9 +21,8 @@ import pytest
 
 from server.store import Conflict, Store, User
 from server.store.postgres import PostgresStore
-from server.store.redis import RedisStore
 from server.store.sqlite import BATCH_MAX, SQLiteStore
-from tests.conftest import PostgresProcess, RedisProcess
+from tests.conftest import PostgresProcess
 
 
 class SQLiteBackend:
@@ -36,20 +34,6 @@ class SQLiteBackend:
     def make(self) -> SQLiteStore:
         """A new, unopened store on the same file."""
         return SQLiteStore(str(self.path))
-
-
-class RedisBackend:
-    """Where a Redis store keeps its data: a private redis-server, emptied for each test."""
-
-    def __init__(self, redis: RedisProcess) -> None:
-        self.url = redis.url
-        with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as s:
-            s.sendall(b"FLUSHALL\r\n")
-            assert s.recv(64).startswith(b"+OK")
-
-    def make(self) -> RedisStore:
-        """A new, unopened store on the same Redis."""
-        return RedisStore(self.url)
 
 
 class PostgresBackend:
@@ -68,15 +52,13 @@ def _backend_slot() -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture(params=["sqlite", "redis", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, _backend_slot: dict[str, Any]
 ) -> AsyncIterator[Store]:
     """An opened store on fresh storage; closed after the test."""
-    if request.param == "redis":
-        backend: Any = RedisBackend(request.getfixturevalue("shared_redis"))
-    elif request.param == "postgres":
-        backend = PostgresBackend(request.getfixturevalue("postgres"))
+    if request.param == "postgres":
+        backend: Any = PostgresBackend(request.getfixturevalue("postgres"))
     else:
         backend = SQLiteBackend(tmp_path)
     _backend_slot["backend"] = backend
