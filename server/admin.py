@@ -1,7 +1,7 @@
 """The operator's commands: users, communities, channels, members, bots.
 
 They run on the server machine against the storage ``agora serve`` uses (the
-same ``--db`` / ``--redis`` / ``AGORA_*`` settings) and talk to the store
+same ``--db`` / ``--database`` / ``AGORA_*`` settings) and talk to the store
 directly, not to a running server. Output is one tab-separated line per
 object, for scripts; errors go to stderr with exit code 1.
 
@@ -28,6 +28,7 @@ from server.accounts import Invalid, check_account, hash_password, issue_token
 from server.backends import store_from
 from server.settings import Settings
 from server.store import Community, Conflict, Store, User
+from server.store.migrate import HEAD
 
 T = TypeVar("T")
 
@@ -60,9 +61,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         storage = parser.add_argument_group("storage (as for agora serve)")
         storage.add_argument("--db", help="SQLite database file (default agora.db, env AGORA_DB)")
         storage.add_argument(
-            "--redis",
-            dest="redis_url",
-            help="Redis URL; when set, Redis is the store (env AGORA_REDIS_URL)",
+            "--database",
+            dest="database_url",
+            help="postgresql:// or sqlite:/// URL; wins over --db (env AGORA_DATABASE_URL)",
         )
         return parser
 
@@ -111,12 +112,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("file", help="the JSON file to write")
     p = command(commands, "import", import_, "load a file made by agora export")
     p.add_argument("file", help="the JSON file to read")
+    command(commands, "migrate", migrate, "bring the database's schema up to date, then exit")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the admin command ``args`` names; the process's exit code."""
     try:
         settings = Settings.from_env().with_arguments(args)
+        settings.check()
     except ValueError as exc:
         print(f"agora: error: {exc}", file=sys.stderr)
         return 1
@@ -135,6 +138,11 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> None:
         await args.run(store, args, sys.stdout)
     finally:
         await store.close()
+
+
+async def migrate(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    # Opening the store migrated it.
+    _row(out, "schema", HEAD)
 
 
 # users

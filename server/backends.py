@@ -1,4 +1,4 @@
-"""Which Store and Broker a deployment uses: SQLite and in-process, or Redis."""
+"""Which Store and Broker a deployment uses: SQLite and in-process, or PostgreSQL and Redis."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from server.store.sqlite import SQLiteStore
 
 def store_from(settings: Settings) -> Store:
     """The store the settings name (unopened)."""
-    if settings.redis_url:
-        from server.store.redis import RedisStore
+    if settings.postgres:
+        from server.store.postgres import PostgresStore
 
-        return RedisStore(settings.redis_url, community_name=settings.community_name)
+        return PostgresStore(settings.database_url, community_name=settings.community_name)
     return SQLiteStore(
-        settings.db, community_name=settings.community_name, synchronous=settings.sqlite_synchronous
+        settings.sqlite_path,
+        community_name=settings.community_name,
+        synchronous=settings.sqlite_synchronous,
     )
 
 

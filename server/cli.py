@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int | None:
         raise SystemExit(admin.run(args))
     try:
         settings = Settings.from_env().with_arguments(args)
-        if settings.workers > 1 and not settings.redis_url:
-            raise ValueError("--workers needs --redis: the processes meet in Redis")
+        settings.check()
         if settings.workers > 1 and args.listen_fd is None:
             return workers.supervise(settings)
         app = create_app(settings)

@@ -22,7 +22,14 @@ def _setting(default: Any, help: str, *, flag: str | None = None) -> Any:
 class Settings:
     host: str = _setting("127.0.0.1", "interface to listen on")
     port: int = _setting(8000, "TCP port to listen on")
-    db: str = _setting("agora.db", "path of the SQLite database file (embedded store)")
+    db: str = _setting(
+        "agora.db", "path of the SQLite database file (the embedded store; --database wins)"
+    )
+    database_url: str = _setting(
+        "",
+        "database URL: postgresql://user@host:port/name (the scaled store) or sqlite:///path",
+        flag="--database",
+    )
     sqlite_synchronous: str = _setting(
         "normal",
         "SQLite durability: 'normal' survives a crash or kill -9 of the process, 'full' also"
@@ -30,11 +37,13 @@ class Settings:
     )
     redis_url: str = _setting(
         "",
-        "Redis URL (redis://host:port/db); when set, Redis is the store and the broker"
-        " and --db is unused",
+        "Redis URL (redis://host:port/db) of the broker between processes; needs a"
+        " PostgreSQL --database",
         flag="--redis",
     )
-    workers: int = _setting(1, "server processes sharing the port (more than 1 needs --redis)")
+    workers: int = _setting(
+        1, "server processes sharing the port (more than 1 needs PostgreSQL and --redis)"
+    )
     max_frame: int = _setting(DEFAULT_MAX_FRAME, "largest inbound frame in bytes; larger: 1009")
     rate_limit: int = _setting(
         600, "commands per minute per session (0 = no limit); over it: rate_limited"
@@ -62,6 +71,33 @@ class Settings:
         5_000, "on SIGTERM, time given to in-flight commands before sessions close with 1001"
     )
     log_level: str = _setting("info", "log level: debug, info, warning, error")
+
+    @property
+    def postgres(self) -> bool:
+        """Whether the store is PostgreSQL (else an SQLite file)."""
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite file: ``--database sqlite:///path``, else ``--db``."""
+        if self.database_url.startswith("sqlite:///"):
+            return self.database_url.removeprefix("sqlite:///")
+        return self.db
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for settings that cannot serve together."""
+        if self.database_url and not (self.postgres or self.database_url.startswith("sqlite:///")):
+            raise ValueError("--database must be a postgresql:// or sqlite:/// URL")
+        if self.redis_url and not self.postgres:
+            raise ValueError(
+                "--redis needs --database postgresql://…: processes that share a broker must"
+                " share a database, and two processes must not share one SQLite file"
+            )
+        if self.workers > 1 and not (self.postgres and self.redis_url):
+            raise ValueError(
+                "--workers needs --database postgresql://… and --redis redis://…: the processes"
+                " share the database and meet in Redis"
+            )
 
     @property
     def origins(self) -> frozenset[str]:

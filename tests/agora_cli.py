@@ -31,7 +31,7 @@ def ok(*args: str | Path, stdin: str = "") -> list[list[str]]:
 
 def storage(server: Any) -> list[str]:
     """The storage options that name a running deployment's store."""
-    redis = getattr(server, "redis", None)
-    if redis is not None:
-        return ["--redis", redis.url]
+    database = getattr(server, "database", None)
+    if database is not None:
+        return ["--database", database]
     return ["--db", str(server.db)]

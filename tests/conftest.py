@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -189,18 +190,134 @@ def require_redis() -> str:
     return found
 
 
-class Cluster:
-    """The scaled deployment: two ``agora serve --redis`` nodes sharing a private Redis.
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 
-    It stands in for an ``AgoraProcess``: each use of ``ws`` or ``http`` names
-    the next node in turn, so a test's connections are spread over both nodes
-    and every test exercises cross-node delivery.
+
+class PostgresProcess:
+    """A private PostgreSQL cluster: ``initdb`` into a fresh directory, on a free port.
+
+    ``initdb`` refuses to run as root, and CI runs as root: the cluster then
+    belongs to the unprivileged user ``nobody``. ``fsync`` stays on: the tests
+    are about durability.
     """
 
-    def __init__(self, directory: Path, **settings: Any) -> None:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="agora-pg-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._databases = itertools.count()
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://agora@127.0.0.1:{self.port}/{database}"
+
+    def _as_owner(self) -> dict[str, Any]:
+        return {"user": "nobody", "group": "nogroup"} if os.geteuid() == 0 else {}
+
+    def start(self) -> PostgresProcess:
+        binaries = require_postgres()
+        data = self.directory / "data"
+        if not data.exists():
+            if os.geteuid() == 0:
+                shutil.chown(self.directory, "nobody", "nogroup")
+            subprocess.run(
+                [binaries / "initdb", "-D", data, "-U", "agora", "--auth=trust",
+                 "--encoding=UTF8", "--locale=C"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                **self._as_owner(),
+            )  # fmt: skip
+        log = open(self.directory / "postgres.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            [binaries / "postgres", "-D", data, "-p", str(self.port), "-k", self.directory,
+             "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300"],
+            stdout=log, stderr=subprocess.STDOUT, **self._as_owner(),
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout(30)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError((self.directory / "postgres.log").read_text()[-2000:])
+            ready = subprocess.run(
+                [binaries / "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+                check=False,
+            )
+            if ready.returncode == 0:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("postgres did not start")
+
+    def create_database(self) -> str:
+        """A new, empty database; its URL."""
+        name = f"agora{next(self._databases)}"
+        self.sql(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def sql(self, statement: str, database: str = "postgres") -> str:
+        """Run one statement with psql; its output."""
+        return subprocess.run(
+            ["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", self.url(database),
+             "-c", statement],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+
+    def stop(self, sig: int = signal.SIGINT) -> None:
+        """Stop the server; SIGINT is PostgreSQL's fast shutdown (it cuts connections)."""
+        if self.proc is not None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout(30))
+            self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def require_postgres() -> Path:
+    """PostgreSQL's binaries; without them, fail under CI=true, else skip."""
+    if not (POSTGRES_BIN / "initdb").exists():
+        message = "PostgreSQL is not installed (apt-get install -y postgresql)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return POSTGRES_BIN
+
+
+_postgres: PostgresProcess | None = None
+
+
+def shared_postgres() -> PostgresProcess:
+    """The test session's one private PostgreSQL server, started on first use.
+
+    Each scaled deployment and each store test makes its own database on it.
+    """
+    global _postgres
+    if _postgres is None:
+        _postgres = PostgresProcess().start()
+    return _postgres
+
+
+class Cluster:
+    """The scaled deployment: two ``agora serve`` nodes on one PostgreSQL database and a Redis.
+
+    It stands in for an ``AgoraProcess``: each use of ``ws`` or ``http`` names
+    the next node in turn, so a test's connections are spread over both nodes.
+    """
+
+    def __init__(
+        self, directory: Path, *, postgres: PostgresProcess | None = None, **settings: Any
+    ) -> None:
+        self.postgres = postgres or shared_postgres()
+        self.database = self.postgres.create_database()
         self.redis = RedisProcess(directory / "redis")
         self.nodes = [
-            AgoraProcess(directory / f"node{i}.db", redis=self.redis.url, **settings)
+            AgoraProcess(
+                directory / f"node{i}.db",
+                database=self.database,
+                redis=self.redis.url,
+                **settings,
+            )
             for i in range(2)
         ]
         self._turn = itertools.cycle(self.nodes)
@@ -241,7 +358,7 @@ class Cluster:
 
 
 #: The deployments every test that starts a server runs against.
-DEPLOYMENTS = tuple(os.environ.get("AGORA_TEST_DEPLOYMENTS", "embedded,redis").split(","))
+DEPLOYMENTS = tuple(os.environ.get("AGORA_TEST_DEPLOYMENTS", "embedded,scaled").split(","))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -258,8 +375,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def start_deployment(deployment: str, directory: Path, **settings: Any) -> Any:
-    """An ``AgoraProcess`` (embedded) or a ``Cluster`` (redis), started."""
-    if deployment == "redis":
+    """An ``AgoraProcess`` (embedded) or a ``Cluster`` (scaled), started."""
+    if deployment == "scaled":
         return Cluster(directory, **settings).start()
     return AgoraProcess(directory / "agora.db", **settings).start()
 
@@ -277,6 +394,17 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc
     redis = RedisProcess(tmp_path_factory.mktemp("redis")).start()
     yield redis
     redis.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresProcess]:
+    """The private PostgreSQL server (``shared_postgres``); each user makes its own database."""
+    yield shared_postgres()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _postgres is not None:
+        _postgres.remove()
 
 
 @pytest.fixture(scope="session")
@@ -395,6 +523,22 @@ async def client(server: AgoraProcess) -> AsyncIterator[Client]:
     account = await new_user(server)
     async with Client(server.ws, account["token"]) as c:
         yield c
+
+
+def http_request(method: str, url: str, body: Any = None) -> tuple[int, Any, dict[str, str]]:
+    """An HTTP request with a JSON body: status, JSON answer (or None), lower-cased headers."""
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout(10)) as r:
+            answer, status, headers = r.read(), r.status, r.headers
+    except urllib.error.HTTPError as exc:
+        answer, status, headers = exc.read(), exc.code, exc.headers
+    return status, json.loads(answer or b"null"), {k.lower(): v for k, v in headers.items()}
 
 
 def http_json(method: str, url: str, body: Any = None) -> tuple[int, Any]:

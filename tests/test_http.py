@@ -374,7 +374,7 @@ def test_the_root_serves_the_web_client_as_html(server: AgoraProcess) -> None:
 # what is stored
 
 
-@pytest.mark.embedded_only  # reads the SQLite file; the Redis store has its own test
+@pytest.mark.embedded_only  # reads the SQLite file; PostgreSQL has its own in test_scaleout.py
 async def test_passwords_are_stored_as_argon2id_and_token_secrets_only_hashed(
     make_server,
 ) -> None:

@@ -1,14 +1,16 @@
-"""The scaled deployment: two ``agora serve --redis`` nodes sharing a private Redis.
+"""The scaled deployment: two ``agora serve`` nodes on one PostgreSQL database and a Redis.
 
 Every other server test runs on such a cluster too (see ``Cluster`` in
-conftest.py); these are the failures only a cluster has: a node dies, Redis
-restarts, a node's pub/sub connection drops.
+conftest.py); these are the failures only a cluster has: a node dies,
+PostgreSQL or Redis restarts, a node's pub/sub connection drops, Redis loses
+everything it had.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import signal
 import socket
 import urllib.request
@@ -18,14 +20,17 @@ from typing import Any
 
 import pytest
 import redis
+import websockets
 
 from clients import Client
 from tests.conftest import (
     AgoraProcess,
     Cluster,
+    PostgresProcess,
     RawSession,
     general_channel,
     http_json,
+    http_request,
     new_user,
     raw_session,
     timeout,
@@ -37,6 +42,16 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     started = Cluster(tmp_path, rate_limit=0).start()
     yield started
     started.shutdown()
+
+
+@pytest.fixture
+def private_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A cluster on a PostgreSQL server of its own, which the test may stop and kill."""
+    postgres = PostgresProcess().start()
+    started = Cluster(tmp_path, postgres=postgres, rate_limit=0).start()
+    yield started
+    started.shutdown()
+    postgres.remove()
 
 
 @pytest.fixture
@@ -108,14 +123,11 @@ async def test_a_client_of_a_killed_node_resumes_on_the_other_with_every_message
             await asyncio.sleep(0.002)
 
     sending = asyncio.create_task(send_all())
-    seen: list[dict[str, Any]] = []
-    with contextlib.suppress(Exception):  # the node dies under the reader
-        while len(seen) < 100:
-            seen += await messages(reader, 1)
+    seen = await messages(reader, 100)
     node1.kill()
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(websockets.ConnectionClosed):  # the node dies under the reader
         while True:
-            seen += await messages(reader, 1, seconds=1)
+            seen += await messages(reader, 1)
     await sending
     last = seen[-1]["o"]
     resumed = await connect(node2, account["token"])
@@ -126,7 +138,9 @@ async def test_a_client_of_a_killed_node_resumes_on_the_other_with_every_message
     assert texts(seen) == acknowledged
     offsets = [e["o"] for e in seen]
     assert offsets == sorted(set(offsets))
-    assert resumed.early == []  # nothing past the acknowledged ones, no duplicate
+    # nothing past the acknowledged ones and no duplicate: the next message is a new one
+    await sender.ok("message.send", {"channel": channel, "text": "sentinel"})
+    assert texts(await messages(resumed, 1)) == ["sentinel"]
 
 
 async def test_after_redis_restarts_both_nodes_serve_history_is_intact_and_no_session_is_deaf(
@@ -146,26 +160,69 @@ async def test_after_redis_restarts_both_nodes_serve_history_is_intact_and_no_se
     for listener in listeners:
         assert texts(await messages(listener, len(before))) == before
 
-    cluster.redis.kill()  # acknowledged writes are in its append-only file
-    answer = await sender.command("message.send", {"channel": channel, "text": "lost"})
+    cluster.redis.kill()
+    # Stored in PostgreSQL but not published: the answer is "retry", and the
+    # nodes deliver it from the store once the broker is back.
+    answer = await sender.command("message.send", {"channel": channel, "text": "during"})
     assert answer["op"] == "error"
     assert answer["d"]["code"] == "unavailable"
     assert answer["d"]["retry_after_ms"] > 0
+    # Redis holds nothing durable: accounts are still there to log in to
     status, body = http_json(
         "POST", node1.http + "/api/v1/auth/login", {"username": "x", "password": "y" * 8}
     )
-    assert (status, body["error"]["code"]) == (503, "unavailable")
+    assert status == 401, body
     cluster.redis.start()
 
-    async with asyncio.timeout(timeout(15)):  # every node serves again within seconds
+    after = [f"after {i}" for i in range(20)]
+    for text in after:
+        await _send_when_available(sender, channel, text)
+    for listener in listeners:  # the sessions that lived through the outage still hear
+        assert texts(await messages(listener, 1 + len(after))) == ["during", *after]
+    for node in cluster.nodes:
+        reader = await connect(node, account["token"])
+        history = await reader.ok("history", {"channel": channel, "limit": 100})
+        stored = [e for e in history["events"] if e["t"] == "message.created"]
+        assert texts(stored) == [*before, "during", *after]
+
+
+async def test_while_postgres_is_down_commands_answer_unavailable_then_both_nodes_serve_again(
+    private_cluster: Cluster,
+    connect: Any,
+) -> None:
+    cluster = private_cluster
+    account = await new_user(cluster.nodes[0])
+    sessions = [await connect(node, account["token"]) for node in cluster.nodes]
+    channel = general_channel(sessions[0].identity)
+    await sessions[1].ok("subscribe", {"channel": channel})
+    before = [f"before {i}" for i in range(20)]
+    for text in before:
+        await sessions[0].ok("message.send", {"channel": channel, "text": text})
+    assert texts(await messages(sessions[1], len(before))) == before
+
+    cluster.postgres.stop()
+    for node, session in zip(cluster.nodes, sessions, strict=True):
+        answer = await session.command("message.send", {"channel": channel, "text": "lost"})
+        assert answer["op"] == "error", answer
+        assert answer["d"]["code"] == "unavailable"
+        assert answer["d"]["retry_after_ms"] > 0
+        status, _, headers = http_request("GET", node.http + "/healthz")
+        assert status == 503
+        status, body, headers = http_request(
+            "POST", node.http + "/api/v1/auth/login", {"username": "x", "password": "y" * 8}
+        )
+        assert (status, body["error"]["code"]) == (503, "unavailable")
+        assert int(headers["retry-after"]) > 0
+    cluster.postgres.start()
+
+    async with asyncio.timeout(timeout(20)):  # every node serves again within 20 s
         for node in cluster.nodes:
             while not _healthy(node):
                 await asyncio.sleep(0.1)
     after = [f"after {i}" for i in range(20)]
     for text in after:
-        await _send_when_available(sender, channel, text)
-    for listener in listeners:  # the sessions that lived through the outage still hear
-        assert texts(await messages(listener, len(after))) == after
+        await _send_when_available(sessions[0], channel, text)
+    assert texts(await messages(sessions[1], len(after))) == after
     for node in cluster.nodes:
         reader = await connect(node, account["token"])
         history = await reader.ok("history", {"channel": channel, "limit": 100})
@@ -196,10 +253,11 @@ async def test_events_published_while_a_node_was_cut_off_reach_its_sessions(
     assert texts(await messages(listener, 1)) == ["and after"]
 
 
-async def test_acknowledged_messages_survive_kill_9_of_every_node_and_redis(
-    cluster: Cluster,
+async def test_acknowledged_messages_survive_kill_9_of_every_node_postgres_and_redis(
+    private_cluster: Cluster,
     connect: Any,
 ) -> None:
+    cluster = private_cluster
     account = await new_user(cluster.nodes[0])
     session = await connect(cluster.nodes[0], account["token"])
     channel = general_channel(session.identity)
@@ -209,10 +267,33 @@ async def test_acknowledged_messages_survive_kill_9_of_every_node_and_redis(
     ]
     cluster.stop(signal.SIGKILL)
     cluster.redis.kill()
+    cluster.postgres.kill()
+    cluster.postgres.start()
     cluster.start()
     session = await connect(cluster.nodes[1], account["token"])
     history = await session.ok("history", {"channel": channel, "limit": 100})
     assert [e["d"]["message"] for e in history["events"] if e["t"] == "message.created"] == sent
+
+
+async def test_flushing_redis_loses_no_history_members_or_channels(
+    cluster: Cluster, connect: Any
+) -> None:
+    account = await new_user(cluster.nodes[0])
+    session = await connect(cluster.nodes[0], account["token"])
+    channel = general_channel(session.identity)
+    for i in range(10):
+        await session.ok("message.send", {"channel": channel, "text": f"kept {i}"})
+    community = session.identity["communities"][0]["id"]
+    members = await session.ok("community.members", {"community": community})
+    history = await session.ok("history", {"channel": channel, "limit": 100})
+
+    _redis(cluster, "FLUSHALL")
+
+    for node in cluster.nodes:
+        reader = await connect(node, account["token"])
+        assert reader.identity["communities"] == session.identity["communities"]
+        assert await reader.ok("community.members", {"community": community}) == members
+        assert await reader.ok("history", {"channel": channel, "limit": 100}) == history
 
 
 async def test_one_nonce_sent_through_both_nodes_creates_one_message(
@@ -256,8 +337,8 @@ def _redis(cluster: Cluster, *args: str) -> None:
         assert s.recv(64)[:1] in (b"+", b":")
 
 
-async def test_redis_holds_argon2id_hashes_and_no_password_or_token_secret(
-    cluster: Cluster,
+async def test_redis_holds_no_keys_and_postgres_only_argon2id_hashes_and_token_hashes(
+    cluster: Cluster, connect: Any
 ) -> None:
     password = "a very particular passphrase"
     status, account = http_json(
@@ -266,21 +347,25 @@ async def test_redis_holds_argon2id_hashes_and_no_password_or_token_secret(
         {"username": "stored", "password": password},
     )
     assert status == 201
-    secret = account["token"].split(".", 1)[1]
-    everything = b""
+    session = await connect(cluster.nodes[1], account["token"])
+    await session.ok("message.send", {"channel": general_channel(session.identity), "text": "x"})
     with redis.Redis.from_url(cluster.redis.url) as db:
-        for key in db.scan_iter(count=1000):
-            kind = db.type(key)
-            if kind == b"hash":
-                everything += b" ".join(db.hvals(key))
-            elif kind == b"stream":
-                everything += b" ".join(v for _, f in db.xrange(key) for v in f.values())
-            elif kind == b"string":
-                everything += db.get(key) or b""
-        user_id = db.hget("agora:usernames", "stored")
-        assert db.hget(b"agora:user:" + user_id, "password_hash").startswith(b"$argon2id$")
-    assert password.encode() not in everything
-    assert secret.encode() not in everything
+        assert db.dbsize() == 0  # pub/sub only: nothing stored
+    user_id = account["user"]["id"]
+    database = cluster.database.rsplit("/", 1)[1]
+    password_hash = cluster.postgres.sql(
+        f"SELECT password_hash FROM users WHERE id = '{user_id}'", database
+    ).strip()
+    assert password_hash.startswith("$argon2id$")
+    token_id, _, secret = account["token"].partition(".")
+    stored = cluster.postgres.sql(
+        f"SELECT encode(secret_hash, 'hex') FROM tokens WHERE id = '{token_id}'", database
+    ).strip()
+    assert stored == hashlib.sha256(secret.encode()).hexdigest()
+    dump = cluster.postgres.sql("SELECT string_agg(t::text, ' ') FROM users t", database)
+    dump += cluster.postgres.sql("SELECT string_agg(t::text, ' ') FROM tokens t", database)
+    assert password not in dump
+    assert secret not in dump
 
 
 async def test_a_client_that_waits_on_unavailable_gets_its_message_through_a_redis_restart(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -21,9 +20,9 @@ import msgpack
 import pytest
 
 from server.store import Conflict, Store, User
-from server.store.redis import RedisStore
+from server.store.postgres import PostgresStore
 from server.store.sqlite import BATCH_MAX, SQLiteStore
-from tests.conftest import RedisProcess
+from tests.conftest import PostgresProcess
 
 
 class SQLiteBackend:
@@ -37,18 +36,15 @@ class SQLiteBackend:
         return SQLiteStore(str(self.path))
 
 
-class RedisBackend:
-    """Where a Redis store keeps its data: a private redis-server, emptied for each test."""
+class PostgresBackend:
+    """Where a PostgreSQL store keeps its data: a new database on a private server."""
 
-    def __init__(self, redis: RedisProcess) -> None:
-        self.url = redis.url
-        with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as s:
-            s.sendall(b"FLUSHALL\r\n")
-            assert s.recv(64).startswith(b"+OK")
+    def __init__(self, postgres: PostgresProcess) -> None:
+        self.url = postgres.create_database()
 
-    def make(self) -> RedisStore:
-        """A new, unopened store on the same Redis."""
-        return RedisStore(self.url)
+    def make(self) -> PostgresStore:
+        """A new, unopened store on the same database."""
+        return PostgresStore(self.url)
 
 
 @pytest.fixture
@@ -56,13 +52,13 @@ def _backend_slot() -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, _backend_slot: dict[str, Any]
 ) -> AsyncIterator[Store]:
     """An opened store on fresh storage; closed after the test."""
-    if request.param == "redis":
-        backend: Any = RedisBackend(request.getfixturevalue("shared_redis"))
+    if request.param == "postgres":
+        backend: Any = PostgresBackend(request.getfixturevalue("postgres"))
     else:
         backend = SQLiteBackend(tmp_path)
     _backend_slot["backend"] = backend

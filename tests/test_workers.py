@@ -1,4 +1,4 @@
-"""``agora serve --workers N``: several processes on one port, meeting in Redis."""
+"""``agora serve --workers N``: several processes on one port, one database, meeting in Redis."""
 
 from __future__ import annotations
 
@@ -21,14 +21,16 @@ from tests.conftest import (
     general_channel,
     new_user,
     raw_session,
+    shared_postgres,
     timeout,
 )
 
 
 class Supervisor:
-    """``agora serve --workers 2 --redis URL`` and the address it serves."""
+    """``agora serve --workers 2 --database URL --redis URL`` and the address it serves."""
 
     def __init__(self, directory: Path) -> None:
+        self.database = shared_postgres().create_database()
         self.redis = RedisProcess(directory / "redis").start()
         self.port = free_port()
         self.http = f"http://127.0.0.1:{self.port}"
@@ -36,7 +38,8 @@ class Supervisor:
         self.log = open(directory / "supervisor.log", "ab")  # noqa: SIM115 - closed in stop
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", "--port", str(self.port),
-             "--workers", "2", "--redis", self.redis.url, "--rate-limit", "0",
+             "--workers", "2", "--database", self.database, "--redis", self.redis.url,
+             "--rate-limit", "0",
              "--log-level", "warning"],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -92,7 +95,14 @@ async def test_every_session_hears_every_message_whichever_worker_it_landed_on(
     channel = general_channel(sessions[0].identity)
     for session in sessions:
         await session.ok("subscribe", {"channel": channel})
-    serving = {w.pid for w in supervisor.workers() if w.net_connections(kind="tcp")}
+    # workers holding a client's connection on the served port (each also has
+    # connections of its own to PostgreSQL and Redis, which do not count)
+    serving = {
+        w.pid
+        for w in supervisor.workers()
+        for c in w.net_connections(kind="tcp")
+        if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == supervisor.port
+    }
     for n, session in enumerate(sessions[:3]):
         await session.ok("message.send", {"channel": channel, "text": f"from {n}"})
     for session in sessions:
@@ -127,13 +137,31 @@ async def test_a_dead_worker_is_replaced_and_sigterm_stops_them_all(
     await session.ws.close()
 
 
-def test_workers_without_redis_is_refused() -> None:
+@pytest.mark.parametrize(
+    "storage",
+    [
+        [],
+        ["--redis", "redis://127.0.0.1:1"],
+        ["--database", "postgresql://agora@127.0.0.1:1/agora"],
+    ],
+    ids=["neither", "redis-without-postgres", "postgres-without-redis"],
+)
+def test_workers_without_postgres_and_redis_are_refused(storage: list[str]) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--workers", "2"],
+        [sys.executable, "-m", "server", "serve", "--workers", "2", *storage],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout(30),
     )  # fmt: skip
     assert done.returncode == 2
-    assert "--workers needs --redis" in done.stderr
+    assert "needs --database postgresql://" in done.stderr
+
+
+def test_redis_with_an_sqlite_database_is_refused() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--redis", "redis://127.0.0.1:1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout(30),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "two processes must not share one SQLite file" in done.stderr
 
 
 async def test_workers_stop_when_their_supervisor_is_killed(supervisor: Supervisor) -> None:

@@ -32,6 +32,7 @@ import msgpack
 
 from protocol import event
 from server.ids import new_id, now_ms
+from server.store import sql
 from server.store.base import (
     Appended,
     Channel,
@@ -41,6 +42,7 @@ from server.store.base import (
     LogHead,
     User,
 )
+from server.store.migrate import upgrade_sqlite
 
 T = TypeVar("T")
 
@@ -50,66 +52,6 @@ BATCH_MAX = 512
 CHECKPOINT_INTERVAL = 1.0
 
 log = logging.getLogger("agora.store")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS users(
-    id TEXT PRIMARY KEY,
-    username TEXT NOT NULL UNIQUE COLLATE NOCASE,
-    display_name TEXT NOT NULL,
-    password_hash TEXT NOT NULL,
-    bot INTEGER NOT NULL DEFAULT 0,
-    created_ms INTEGER NOT NULL,
-    owner_id TEXT);
-CREATE TABLE IF NOT EXISTS tokens(
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL REFERENCES users(id),
-    secret_hash BLOB NOT NULL,
-    created_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS communities(
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, created_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS members(
-    community_id TEXT NOT NULL REFERENCES communities(id),
-    user_id TEXT NOT NULL REFERENCES users(id),
-    role TEXT NOT NULL,
-    joined_ms INTEGER NOT NULL,
-    seq INTEGER,
-    PRIMARY KEY(community_id, user_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS channels(
-    id TEXT PRIMARY KEY,
-    community_id TEXT NOT NULL REFERENCES communities(id),
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    parent TEXT,
-    epoch TEXT NOT NULL,
-    head INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS events(
-    channel_id TEXT NOT NULL,
-    o INTEGER NOT NULL,
-    t TEXT NOT NULL,
-    frame BLOB NOT NULL,
-    PRIMARY KEY(channel_id, o)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS nonces(
-    channel_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    nonce TEXT NOT NULL,
-    o INTEGER NOT NULL,
-    PRIMARY KEY(channel_id, user_id, nonce)) WITHOUT ROWID;
-"""
-
-#: Columns added after the first release, added to older databases on open.
-_ADDED_COLUMNS = {
-    ("users", "owner_id"): "ALTER TABLE users ADD COLUMN owner_id TEXT",
-    # join order: joined_ms alone ties within a millisecond
-    ("members", "seq"): "ALTER TABLE members ADD COLUMN seq INTEGER",
-}
-
-_INDEXES = """
-CREATE UNIQUE INDEX IF NOT EXISTS channels_by_name
-    ON channels(community_id, name COLLATE NOCASE);
-"""
-
-_USER_COLUMNS = "u.id, u.username, u.display_name, u.bot, u.owner_id"
 
 _Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
 _Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
@@ -177,36 +119,32 @@ class SQLiteStore:
 
     async def user(self, user_id: str) -> User | None:
         def run(db: sqlite3.Connection) -> User | None:
-            row = db.execute(
-                f"SELECT {_USER_COLUMNS} FROM users u WHERE u.id = ?", (user_id,)
-            ).fetchone()
-            return None if row is None else _user(row)
+            row = db.execute(sql.USER, (user_id,)).fetchone()
+            return None if row is None else sql.user(row)
 
         return await self._call(run)
 
     async def users(self) -> list[User]:
         return await self._call(
             lambda db: [
-                _user(row)
-                for row in db.execute(f"SELECT {_USER_COLUMNS} FROM users u ORDER BY u.rowid")
+                sql.user(row)
+                for row in db.execute(f"SELECT {sql.USER_COLUMNS} FROM users u ORDER BY u.rowid")
             ]
         )
 
     async def credentials(self, username: str) -> tuple[User, str] | None:
         def run(db: sqlite3.Connection) -> tuple[User, str] | None:
             row = db.execute(
-                f"SELECT {_USER_COLUMNS}, u.password_hash FROM users u WHERE u.username = ?",
+                f"SELECT {sql.USER_COLUMNS}, u.password_hash FROM users u WHERE u.username = ?",
                 (username,),
             ).fetchone()
-            return None if row is None else (_user(row), row[5])
+            return None if row is None else (sql.user(row), row[5])
 
         return await self._call(run)
 
     async def set_password(self, user_id: str, password_hash: str) -> None:
         def run(db: sqlite3.Connection) -> None:
-            changed = db.execute(
-                "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
-            ).rowcount
+            changed = db.execute(sql.SET_PASSWORD, (password_hash, user_id)).rowcount
             if not changed:
                 raise KeyError(user_id)
 
@@ -215,7 +153,7 @@ class SQLiteStore:
     async def add_token(self, token_id: str, user_id: str, secret_hash: bytes) -> None:
         await self._call(
             lambda db: db.execute(
-                "INSERT INTO tokens(id, user_id, secret_hash, created_ms) VALUES (?, ?, ?, ?)",
+                sql.ADD_TOKEN,
                 (token_id, user_id, secret_hash, now_ms()),
             )
         )
@@ -223,11 +161,10 @@ class SQLiteStore:
     async def token(self, token_id: str) -> tuple[User, bytes] | None:
         def run(db: sqlite3.Connection) -> tuple[User, bytes] | None:
             row = db.execute(
-                f"SELECT {_USER_COLUMNS}, t.secret_hash"
-                " FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?",
+                sql.TOKEN,
                 (token_id,),
             ).fetchone()
-            return None if row is None else (_user(row), row[5])
+            return None if row is None else (sql.user(row), row[5])
 
         return await self._call(run)
 
@@ -243,7 +180,7 @@ class SQLiteStore:
                 raise KeyError(owner_id)
             try:
                 db.execute(
-                    "INSERT INTO communities(id, name, created_ms) VALUES (?, ?, ?)",
+                    sql.INSERT_COMMUNITY,
                     (community.id, name, now_ms()),
                 )
             except sqlite3.IntegrityError:
@@ -263,9 +200,7 @@ class SQLiteStore:
 
     async def community(self, community_id: str) -> Community | None:
         def run(db: sqlite3.Connection) -> Community | None:
-            row = db.execute(
-                "SELECT id, name FROM communities WHERE id = ?", (community_id,)
-            ).fetchone()
+            row = db.execute(sql.COMMUNITY, (community_id,)).fetchone()
             return None if row is None else Community(*row)
 
         return await self._call(run)
@@ -308,11 +243,9 @@ class SQLiteStore:
     async def members(self, community_id: str) -> list[tuple[User, str]]:
         return await self._call(
             lambda db: [
-                (_user(row), row[5])
+                (sql.user(row), row[5])
                 for row in db.execute(
-                    f"SELECT {_USER_COLUMNS}, m.role FROM members m"
-                    " JOIN users u ON u.id = m.user_id"
-                    " WHERE m.community_id = ? ORDER BY m.seq, m.joined_ms",
+                    sql.MEMBERS,
                     (community_id,),
                 )
             ]
@@ -348,7 +281,7 @@ class SQLiteStore:
     async def channel(self, channel_id: str) -> Channel | None:
         def run(db: sqlite3.Connection) -> Channel | None:
             row = db.execute(
-                "SELECT id, community_id, name, kind, parent FROM channels WHERE id = ?",
+                sql.CHANNEL,
                 (channel_id,),
             ).fetchone()
             return None if row is None else Channel(*row)
@@ -358,7 +291,7 @@ class SQLiteStore:
     async def role(self, community_id: str, user_id: str) -> str | None:
         def run(db: sqlite3.Connection) -> str | None:
             row = db.execute(
-                "SELECT role FROM members WHERE community_id = ? AND user_id = ?",
+                sql.ROLE,
                 (community_id, user_id),
             ).fetchone()
             return None if row is None else row[0]
@@ -382,7 +315,7 @@ class SQLiteStore:
             lambda db: [
                 row[0]
                 for row in db.execute(
-                    "SELECT frame FROM events WHERE channel_id = ? AND o > ? ORDER BY o LIMIT ?",
+                    sql.READ_AFTER,
                     (channel_id, after, limit),
                 )
             ]
@@ -391,8 +324,8 @@ class SQLiteStore:
     async def read_before(self, channel_id: str, before: int | None, limit: int) -> list[bytes]:
         def run(db: sqlite3.Connection) -> list[bytes]:
             rows = db.execute(
-                "SELECT frame FROM events WHERE channel_id = ? AND o < ? ORDER BY o DESC LIMIT ?",
-                (channel_id, before if before is not None else 2**62, limit),
+                sql.READ_BEFORE,
+                (channel_id, before if before is not None else sql.NO_BOUND, limit),
             ).fetchall()
             return [row[0] for row in reversed(rows)]
 
@@ -400,9 +333,7 @@ class SQLiteStore:
 
     async def log_head(self, channel_id: str) -> LogHead:
         def run(db: sqlite3.Connection) -> LogHead:
-            row = db.execute(
-                "SELECT head, epoch FROM channels WHERE id = ?", (channel_id,)
-            ).fetchone()
+            row = db.execute(sql.LOG_HEAD, (channel_id,)).fetchone()
             if row is None:
                 raise KeyError(channel_id)
             return LogHead(row[0], row[1])
@@ -422,14 +353,12 @@ class SQLiteStore:
         assert self._loop is not None
         loop = self._loop
         try:
+            upgrade_sqlite(self.path)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous}")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint
-            db.executescript(_SCHEMA)
-            _migrate(db)
-            db.executescript(_INDEXES)
         except Exception as exc:  # report to open() instead of dying silently
             loop.call_soon_threadsafe(_settle, [(ready, None, exc)])
             return
@@ -501,7 +430,7 @@ class SQLiteStore:
             return
         community_id = new_id()
         db.execute(
-            "INSERT INTO communities(id, name, created_ms) VALUES (?, ?, ?)",
+            sql.INSERT_COMMUNITY,
             (community_id, self.community_name, now_ms()),
         )
         _insert_channel(db, Channel(new_id(), community_id, "general"))
@@ -514,14 +443,13 @@ class SQLiteStore:
             raise Conflict(f"user id '{user.id}' is taken")
         try:
             db.execute(
-                "INSERT INTO users(id, username, display_name, password_hash, bot, owner_id,"
-                " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                sql.INSERT_USER,
                 (
                     user.id,
                     user.username,
                     user.display_name,
                     password_hash,
-                    int(user.bot),
+                    user.bot,
                     user.owner_id,
                     now_ms(),
                 ),
@@ -544,9 +472,7 @@ class SQLiteStore:
     ) -> Appended:
         if idempotency is not None:
             row = db.execute(
-                "SELECT e.frame FROM nonces n JOIN events e"
-                " ON e.channel_id = n.channel_id AND e.o = n.o"
-                " WHERE n.channel_id = ? AND n.user_id = ? AND n.nonce = ?",
+                sql.NONCE_FRAME,
                 (channel_id, *idempotency),
             ).fetchone()
             if row is not None:
@@ -577,16 +503,10 @@ def _channels(db: sqlite3.Connection, community_id: str) -> list[Channel]:
     return [
         Channel(*row)
         for row in db.execute(
-            "SELECT id, community_id, name, kind, parent FROM channels"
-            " WHERE community_id = ? ORDER BY rowid",
+            f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = ? ORDER BY rowid",
             (community_id,),
         )
     ]
-
-
-def _user(row: tuple[Any, ...]) -> User:
-    """A user from the first five columns of a row (``_USER_COLUMNS``)."""
-    return User(row[0], row[1], row[2], bool(row[3]), row[4])
 
 
 def _join(db: sqlite3.Connection, community_id: str, user_id: str, role: str) -> None:
@@ -599,8 +519,7 @@ def _join(db: sqlite3.Connection, community_id: str, user_id: str, role: str) ->
 
 def _insert_channel(db: sqlite3.Connection, channel: Channel) -> None:
     db.execute(
-        "INSERT INTO channels(id, community_id, name, kind, parent, epoch)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        sql.INSERT_CHANNEL,
         (
             channel.id,
             channel.community_id,
@@ -609,21 +528,6 @@ def _insert_channel(db: sqlite3.Connection, channel: Channel) -> None:
             channel.parent,
             secrets.token_hex(8),
         ),
-    )
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a database made by an older release up to the current schema."""
-    for (table, column), alter in _ADDED_COLUMNS.items():
-        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        if column not in columns:
-            db.execute(alter)
-    # members that joined before ``seq`` existed keep their joining order
-    db.execute(
-        "UPDATE members SET seq = (SELECT COUNT(*) FROM members AS earlier"
-        " WHERE earlier.community_id = members.community_id"
-        " AND (earlier.joined_ms, earlier.user_id) <= (members.joined_ms, members.user_id))"
-        " WHERE seq IS NULL"
     )
 
 

@@ -1,0 +1,392 @@
+"""The scaled Store: PostgreSQL, shared by every process of a deployment.
+
+Each operation runs on a connection of one bounded pool (asyncpg), in its own
+transaction, and returns after the commit: acknowledged is durable as far as
+the server's ``synchronous_commit`` says (``on``, the default, waits for the
+WAL flush).
+
+An append is one statement, so one round trip and one commit::
+
+    UPDATE channels SET head = head + 1 … RETURNING head   -- locks the channel row
+    INSERT INTO events … frame = unfinished || msgpack_uint(head)
+    INSERT INTO nonces …                                     -- with an idempotency key
+
+The channel's row lock serializes appends to one channel across every
+process until the commit, so offsets are gapless and commit in offset order.
+Python encodes the frame as a msgpack map whose last key is ``o`` (the
+``unfinished`` bytes) and SQL appends the offset's msgpack, so the stored
+frame is exactly what ``msgpack.packb`` makes of the event. A repeated
+idempotency key breaks the ``nonces`` primary key; the statement then
+changed nothing, and the original event is read back.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
+
+import asyncpg
+import msgpack
+
+from protocol import event
+from server.ids import new_id, now_ms
+from server.store import sql
+from server.store.base import (
+    Appended,
+    Channel,
+    Community,
+    CommunityView,
+    Conflict,
+    LogHead,
+    Unavailable,
+    User,
+)
+from server.store.migrate import LOCK_KEY, upgrade_postgres
+
+T = TypeVar("T")
+
+#: Connections to PostgreSQL per process; more concurrent operations wait for one.
+POOL_SIZE = 10
+#: Seconds to open a connection or wait for a free one; an outage fails fast.
+CONNECT_TIMEOUT = 2.0
+#: Seconds one statement may take before it fails with ``Unavailable``.
+COMMAND_TIMEOUT = 10.0
+
+#: The errors that mean "the database cannot be reached", not "the operation is wrong".
+_OUTAGES = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # the connection failed or was lost (class 08)
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up (class 57)
+    asyncpg.InterfaceError,  # a connection closed under the pool
+)
+
+_APPEND = """
+WITH h AS (UPDATE channels SET head = head + 1 WHERE id = $1 RETURNING head)
+INSERT INTO events(channel_id, o, t, frame)
+SELECT $1, head, $2, $3 || msgpack_uint(head) FROM h RETURNING o
+"""
+_APPEND_ONCE = """
+WITH h AS (UPDATE channels SET head = head + 1 WHERE id = $1 RETURNING head),
+e AS (INSERT INTO events(channel_id, o, t, frame)
+      SELECT $1, head, $2, $3 || msgpack_uint(head) FROM h RETURNING o)
+INSERT INTO nonces(channel_id, user_id, nonce, o) SELECT $1, $4, $5, o FROM e RETURNING o
+"""
+_USERS = f"SELECT {sql.USER_COLUMNS} FROM users u ORDER BY u.seq"
+_CREDENTIALS = (
+    f"SELECT {sql.USER_COLUMNS}, u.password_hash FROM users u WHERE lower(u.username) = lower($1)"
+)
+_COMMUNITIES = "SELECT id, name FROM communities ORDER BY seq"
+_COMMUNITIES_OF = (
+    "SELECT c.id, c.name, m.role FROM members m JOIN communities c ON c.id = m.community_id"
+    " WHERE m.user_id = $1 ORDER BY c.seq"
+)
+_CHANNELS = f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = $1 ORDER BY seq"
+_CHANNELS_OF = (
+    f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = ANY($1::text[]) ORDER BY seq"
+)
+_JOIN = sql.numbered(
+    "INSERT INTO members(community_id, user_id, role, joined_ms) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (community_id, user_id) DO UPDATE SET role = excluded.role"
+)
+
+
+class PostgresStore:
+    def __init__(
+        self, url: str, *, community_name: str = "Agora", pool_size: int = POOL_SIZE
+    ) -> None:
+        self.url = url
+        self.community_name = community_name
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+
+    # lifecycle
+
+    async def open(self) -> None:
+        with _unavailable_on_errors():
+            await upgrade_postgres(self.url)
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=CONNECT_TIMEOUT,
+                command_timeout=COMMAND_TIMEOUT,
+            )
+        try:
+            await self._transaction(self._bootstrap)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def check(self) -> None:
+        await self._fetchval("SELECT 1")
+
+    # accounts
+
+    async def create_user(
+        self,
+        username: str,
+        display_name: str,
+        password_hash: str,
+        *,
+        bot: bool = False,
+        owner_id: str | None = None,
+        user_id: str | None = None,
+    ) -> User:
+        user = User(user_id or new_id(), username, display_name, bot, owner_id)
+
+        async def run(db: asyncpg.Connection) -> User:
+            # Locking the default community's row serializes account creation,
+            # so exactly one account can be the first.
+            community_id = await db.fetchval(
+                "SELECT value FROM meta WHERE key = 'default_community' FOR UPDATE"
+            )
+            first = await db.fetchval("SELECT NOT EXISTS (SELECT 1 FROM users)")
+            if await db.fetchval("SELECT 1 FROM users WHERE id = $1", user.id):
+                raise Conflict(f"user id '{user.id}' is taken")
+            try:
+                await db.execute(
+                    sql.numbered(sql.INSERT_USER),
+                    user.id,
+                    user.username,
+                    user.display_name,
+                    password_hash,
+                    user.bot,
+                    user.owner_id,
+                    now_ms(),
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"username '{user.username}' is taken") from None
+            await db.execute(_JOIN, community_id, user.id, "owner" if first else "member", now_ms())
+            return user
+
+        return await self._transaction(run)
+
+    async def user(self, user_id: str) -> User | None:
+        row = await self._fetchrow(sql.numbered(sql.USER), user_id)
+        return None if row is None else sql.user(row)
+
+    async def users(self) -> list[User]:
+        return [sql.user(row) for row in await self._fetch(_USERS)]
+
+    async def credentials(self, username: str) -> tuple[User, str] | None:
+        row = await self._fetchrow(_CREDENTIALS, username)
+        return None if row is None else (sql.user(row), row[5])
+
+    async def set_password(self, user_id: str, password_hash: str) -> None:
+        if await self._execute(sql.numbered(sql.SET_PASSWORD), password_hash, user_id) == (
+            "UPDATE 0"
+        ):
+            raise KeyError(user_id)
+
+    async def add_token(self, token_id: str, user_id: str, secret_hash: bytes) -> None:
+        await self._execute(sql.numbered(sql.ADD_TOKEN), token_id, user_id, secret_hash, now_ms())
+
+    async def token(self, token_id: str) -> tuple[User, bytes] | None:
+        row = await self._fetchrow(sql.numbered(sql.TOKEN), token_id)
+        return None if row is None else (sql.user(row), row[5])
+
+    # communities and channels
+
+    async def create_community(
+        self, name: str, owner_id: str, *, community_id: str | None = None
+    ) -> Community:
+        community = Community(community_id or new_id(), name)
+
+        async def run(db: asyncpg.Connection) -> Community:
+            if not await db.fetchval("SELECT 1 FROM users WHERE id = $1", owner_id):
+                raise KeyError(owner_id)
+            try:
+                await db.execute(sql.numbered(sql.INSERT_COMMUNITY), community.id, name, now_ms())
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"community id '{community.id}' is taken") from None
+            await db.execute(_JOIN, community.id, owner_id, "owner", now_ms())
+            return community
+
+        return await self._transaction(run)
+
+    async def communities(self) -> list[Community]:
+        return [Community(*row) for row in await self._fetch(_COMMUNITIES)]
+
+    async def community(self, community_id: str) -> Community | None:
+        row = await self._fetchrow(sql.numbered(sql.COMMUNITY), community_id)
+        return None if row is None else Community(*row)
+
+    async def communities_of(self, user_id: str) -> list[CommunityView]:
+        async def run(db: asyncpg.Connection) -> list[CommunityView]:
+            rows = await db.fetch(_COMMUNITIES_OF, user_id)
+            channels: dict[str, list[Channel]] = {row[0]: [] for row in rows}
+            for channel in await db.fetch(_CHANNELS_OF, list(channels)):
+                channels[channel[1]].append(Channel(*channel))
+            return [
+                CommunityView(cid, name, role, tuple(channels[cid])) for cid, name, role in rows
+            ]
+
+        return await self._transaction(run)
+
+    async def channels(self, community_id: str) -> list[Channel]:
+        return [Channel(*row) for row in await self._fetch(_CHANNELS, community_id)]
+
+    async def set_role(self, community_id: str, user_id: str, role: str) -> None:
+        async def run(db: asyncpg.Connection) -> None:
+            if not await db.fetchval("SELECT 1 FROM communities WHERE id = $1", community_id):
+                raise KeyError(community_id)
+            if not await db.fetchval("SELECT 1 FROM users WHERE id = $1", user_id):
+                raise KeyError(user_id)
+            await db.execute(_JOIN, community_id, user_id, role, now_ms())
+
+        await self._transaction(run)
+
+    async def members(self, community_id: str) -> list[tuple[User, str]]:
+        return [
+            (sql.user(row), row[5])
+            for row in await self._fetch(sql.numbered(sql.MEMBERS), community_id)
+        ]
+
+    async def create_channel(
+        self,
+        community_id: str,
+        name: str,
+        *,
+        kind: str = "text",
+        parent: str | None = None,
+        channel_id: str | None = None,
+    ) -> Channel:
+        channel = Channel(channel_id or new_id(), community_id, name, kind, parent)
+
+        async def run(db: asyncpg.Connection) -> Channel:
+            if not await db.fetchval("SELECT 1 FROM communities WHERE id = $1", community_id):
+                raise KeyError(community_id)
+            if await db.fetchval("SELECT 1 FROM channels WHERE id = $1", channel.id):
+                raise Conflict(f"channel id '{channel.id}' is taken")
+            try:
+                await _insert_channel(db, channel)
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"the community has a channel named '{name}'") from None
+            return channel
+
+        return await self._transaction(run)
+
+    async def channel(self, channel_id: str) -> Channel | None:
+        row = await self._fetchrow(sql.numbered(sql.CHANNEL), channel_id)
+        return None if row is None else Channel(*row)
+
+    async def role(self, community_id: str, user_id: str) -> str | None:
+        return await self._fetchval(sql.numbered(sql.ROLE), community_id, user_id)
+
+    # channel logs
+
+    async def append(
+        self,
+        channel_id: str,
+        t: str,
+        d: dict[str, Any],
+        *,
+        idempotency: tuple[str, str] | None = None,
+    ) -> Appended:
+        unfinished = sql.unfinished_frame(t, channel_id, d)
+        try:
+            if idempotency is None:
+                offset = await self._fetchval(_APPEND, channel_id, t, unfinished)
+            else:
+                offset = await self._fetchval(_APPEND_ONCE, channel_id, t, unfinished, *idempotency)
+        except asyncpg.UniqueViolationError:  # the key was used: nothing was stored
+            assert idempotency is not None
+            frame = await self._fetchval(sql.numbered(sql.NONCE_FRAME), channel_id, *idempotency)
+            stored = msgpack.unpackb(frame, raw=False)
+            return Appended(stored["o"], stored, frame, created=False)
+        if offset is None:
+            raise KeyError(channel_id)
+        return Appended(
+            offset, event(t, channel_id, d, offset), unfinished + msgpack.packb(offset), True
+        )
+
+    async def read_after(self, channel_id: str, after: int, limit: int) -> list[bytes]:
+        rows = await self._fetch(sql.numbered(sql.READ_AFTER), channel_id, after, limit)
+        return [row[0] for row in rows]
+
+    async def read_before(self, channel_id: str, before: int | None, limit: int) -> list[bytes]:
+        rows = await self._fetch(
+            sql.numbered(sql.READ_BEFORE),
+            channel_id,
+            before if before is not None else sql.NO_BOUND,
+            limit,
+        )
+        return [row[0] for row in reversed(rows)]
+
+    async def log_head(self, channel_id: str) -> LogHead:
+        row = await self._fetchrow(sql.numbered(sql.LOG_HEAD), channel_id)
+        if row is None:
+            raise KeyError(channel_id)
+        return LogHead(row[0], row[1])
+
+    # helpers
+
+    async def _bootstrap(self, db: asyncpg.Connection) -> None:
+        await db.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)  # one bootstrap at once
+        if await db.fetchval("SELECT value FROM meta WHERE key = 'default_community'"):
+            return
+        community_id = new_id()
+        await db.execute(
+            sql.numbered(sql.INSERT_COMMUNITY), community_id, self.community_name, now_ms()
+        )
+        await _insert_channel(db, Channel(new_id(), community_id, "general"))
+        await db.execute(
+            "INSERT INTO meta(key, value) VALUES ('default_community', $1)", community_id
+        )
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise RuntimeError("the store is not open")
+        with _unavailable_on_errors():
+            async with self._pool.acquire() as connection:
+                yield connection
+
+    async def _transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        async with self._connection() as db, db.transaction():
+            return await fn(db)
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self._connection() as db:
+            return await db.fetch(query, *args)
+
+    async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self._connection() as db:
+            return await db.fetchrow(query, *args)
+
+    async def _fetchval(self, query: str, *args: Any) -> Any:
+        async with self._connection() as db:
+            return await db.fetchval(query, *args)
+
+    async def _execute(self, query: str, *args: Any) -> str:
+        async with self._connection() as db:
+            return await db.execute(query, *args)
+
+
+async def _insert_channel(db: asyncpg.Connection, channel: Channel) -> None:
+    await db.execute(
+        sql.numbered(sql.INSERT_CHANNEL),
+        channel.id,
+        channel.community_id,
+        channel.name,
+        channel.kind,
+        channel.parent,
+        secrets.token_hex(8),
+    )
+
+
+@contextmanager
+def _unavailable_on_errors() -> Iterator[None]:
+    """Turn "PostgreSQL cannot be reached" into ``Unavailable``; other errors pass."""
+    try:
+        yield
+    except _OUTAGES as exc:
+        raise Unavailable(f"PostgreSQL is unavailable: {exc}") from exc
