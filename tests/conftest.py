@@ -190,7 +190,10 @@ def require_redis() -> str:
     return found
 
 
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+def _postgres_bin() -> Path | None:
+    """The newest PostgreSQL's binaries Debian installed, if any."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else None
 
 
 class PostgresProcess:
@@ -276,12 +279,13 @@ class PostgresProcess:
 
 def require_postgres() -> Path:
     """PostgreSQL's binaries; without them, fail under CI=true, else skip."""
-    if not (POSTGRES_BIN / "initdb").exists():
+    found = _postgres_bin()
+    if found is None:
         message = "PostgreSQL is not installed (apt-get install -y postgresql)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    return POSTGRES_BIN
+    return found
 
 
 _postgres: PostgresProcess | None = None

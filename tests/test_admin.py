@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from clients import login, register
+from server.store.migrate import HEAD
 from tests.agora_cli import agora, ok
-from tests.conftest import AgoraProcess, http_json, raw_session, timeout
+from tests.conftest import AgoraProcess, Cluster, http_json, raw_session, timeout
 
 PASSWORD = "correct horse\n"
 
@@ -358,3 +359,44 @@ async def test_a_refused_import_leaves_the_target_untouched(tmp_path: Path, serv
         assert message in fails("import", broken, "--db", other_db)
         assert dump(other_db) == before
     assert "cannot read" in fails("import", tmp_path / "missing.json", "--db", other_db)
+
+
+# the scaled store
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):
+    started = Cluster(tmp_path, rate_limit=0).start()
+    yield started
+    started.shutdown()
+
+
+async def test_the_cli_works_on_a_running_scaled_deployment_and_moves_a_community(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    database = ["--database", cluster.database]
+    assert ok("migrate", *database) == [["schema", HEAD]]
+    ok("user", "create", "ann", "--password-stdin", *database, stdin=PASSWORD)
+    ok("user", "create", "bob", "--password-stdin", *database, stdin=PASSWORD)
+    (club,) = ok("community", "create", "Book club", "--owner", "ann", *database)
+    ok("member", "add", "Book club", "bob", "--role", "admin", *database)
+    (notes,) = ok("channel", "create", "Book club", "notes", *database)
+    token = (await login(cluster.nodes[1].http, "ann", "correct horse"))["token"]
+    session = await raw_session(cluster.nodes[1], token=token)
+    [seen] = [c for c in session.identity["communities"] if c["id"] == club[0]]
+    assert [c["name"] for c in seen["channels"]] == ["general", "notes"]
+    for i in range(5):
+        await session.ok("message.send", {"channel": notes[0], "text": f"note {i}"})
+    await session.ws.close()
+    members = ok("member", "list", "Book club", *database)
+    assert [(m[1], m[3]) for m in members] == [("ann", "owner"), ("bob", "admin")]
+
+    path = tmp_path / "club.json"
+    assert agora("export", "Book club", path, *database).returncode == 0
+    elsewhere = ["--database", cluster.postgres.create_database()]
+    done = agora("import", path, *elsewhere)
+    assert done.returncode == 0, done.stderr
+    assert ok("member", "list", "Book club", *elsewhere) == members
+    assert ok("channel", "list", "Book club", *elsewhere) == ok(
+        "channel", "list", "Book club", *database
+    )

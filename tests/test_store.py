@@ -19,10 +19,11 @@ from typing import Any
 import msgpack
 import pytest
 
-from server.store import Conflict, Store, User
+from server.store import Conflict, Store, Unavailable, User
+from server.store.migrate import HEAD
 from server.store.postgres import PostgresStore
 from server.store.sqlite import BATCH_MAX, SQLiteStore
-from tests.conftest import PostgresProcess
+from tests.conftest import PostgresProcess, timeout
 
 
 class SQLiteBackend:
@@ -655,3 +656,60 @@ async def test_sqlite_opens_a_database_of_the_first_release_and_migrates_it(
             await store.create_channel("c1", "General")
     finally:
         await store.close()
+
+
+# migrations
+
+
+def test_the_newest_migration_is_the_head_the_stores_expect() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", "server.store:migrations")
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD]
+
+
+async def test_processes_opening_a_fresh_postgres_database_together_migrate_and_bootstrap_once(
+    postgres: PostgresProcess,
+) -> None:
+    backend = PostgresBackend(postgres)
+    stores = [backend.make() for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        assert len(await stores[0].communities()) == 1
+        user = await stores[1].create_user("first", "First", "h")
+        (view,) = await stores[2].communities_of(user.id)
+        assert view.role == "owner"
+        assert [c.name for c in view.channels] == ["general"]
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_postgres_store_answers_unavailable_while_the_server_is_down_then_recovers(
+    tmp_path: Path,
+) -> None:
+    private = PostgresProcess().start()
+    try:
+        store = PostgresBackend(private).make()
+        await store.open()
+        _, _, general = await owner_and_general(store)
+        await store.append(general, "message.created", {"n": 1})
+        private.stop()
+        with pytest.raises(Unavailable):
+            await store.check()
+        with pytest.raises(Unavailable):
+            await store.append(general, "message.created", {"n": 2})
+        private.start()
+        async with asyncio.timeout(timeout(20)):
+            while True:
+                try:
+                    await store.check()
+                    break
+                except Unavailable:
+                    await asyncio.sleep(0.1)
+        stored = await store.append(general, "message.created", {"n": 3})
+        assert stored.offset == 2  # the failed append left no gap
+        await store.close()
+    finally:
+        private.remove()
