@@ -20,18 +20,19 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from server import accounts, bots, channels, communities, messages
-from server import session as gateway_session
-from server.accounts import Accounts
 from server.backends import broker_from, store_from
 from server.broker import Broker
-from server.commands import CommandRouter
-from server.gateway import Gateway
-from server.hub import Hub
+from server.domain import accounts, bots, channels, communities, messages
+from server.domain.accounts import Accounts
+from server.errors import Unavailable
+from server.gateway import session as gateway_session
+from server.gateway.endpoint import Gateway
+from server.gateway.hub import Hub
+from server.gateway.router import CommandRouter
+from server.gateway.session import Session
 from server.metrics import CONTENT_TYPE_LATEST, Metrics
-from server.session import Session
 from server.settings import Settings
-from server.store import Appended, Store, Unavailable
+from server.store import Appended, Store
 
 log = logging.getLogger("agora")
 

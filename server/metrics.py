@@ -16,7 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from server.outbox import Outbox
+    from server.gateway.outbox import Outbox
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 

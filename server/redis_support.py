@@ -10,7 +10,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-from server.store.base import Unavailable
+from server.errors import Unavailable
 
 #: Seconds to open a connection; an outage should fail commands fast, not hang them.
 CONNECT_TIMEOUT = 2.0

@@ -1,7 +1,7 @@
 """Which write path the gateway takes: direct to uvicorn's transport, or ASGI ``send``.
 
 ``agora serve`` runs uvicorn's websockets-sansio protocol, whose transport the
-outbox writes to directly (server/transport.py). Under any other server or
+outbox writes to directly (server/gateway/transport.py). Under any other server or
 protocol every frame goes through ASGI ``send``; this runs the app under
 uvicorn's legacy ``websockets`` protocol to prove that path delivers too.
 """

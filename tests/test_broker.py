@@ -19,7 +19,7 @@ import pytest
 
 from server.broker import Broker, MemoryBroker
 from server.broker.redis import RedisBroker
-from server.store import Unavailable
+from server.errors import Unavailable
 from tests.conftest import RedisProcess, timeout
 
 

@@ -19,9 +19,9 @@ import pytest
 
 from protocol import Encoding, encode
 from server.broker import MemoryBroker
-from server.hub import ChannelFeed, Hub
+from server.gateway.hub import ChannelFeed, Hub
+from server.gateway.outbox import Close, Outbox, OutFrame
 from server.metrics import Metrics
-from server.outbox import Close, Outbox, OutFrame
 from server.store.sqlite import SQLiteStore
 from tests.conftest import timeout
 

@@ -19,7 +19,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from server.store import Conflict, Store, Unavailable, User
+from server.errors import Unavailable
+from server.store import Conflict, Store, User
 from server.store.migrate import HEAD
 from server.store.postgres import PostgresStore
 from server.store.sqlite import BATCH_MAX, SQLiteStore

@@ -23,8 +23,8 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
 from server.broker.base import OnMessage, OnResume
+from server.errors import Unavailable
 from server.redis_support import connection_pool, unavailable_on_errors
-from server.store.base import Unavailable
 
 log = logging.getLogger("agora.broker")
 

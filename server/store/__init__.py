@@ -6,7 +6,6 @@ from server.store.base import (
     Conflict,
     LogHead,
     Store,
-    Unavailable,
     User,
 )
 
@@ -18,6 +17,5 @@ __all__ = [
     "Conflict",
     "LogHead",
     "Store",
-    "Unavailable",
     "User",
 ]

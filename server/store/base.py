@@ -28,14 +28,6 @@ class Conflict(Exception):
     """The change would break a uniqueness rule (a taken username, …)."""
 
 
-class Unavailable(Exception):
-    """A back end (the store or the broker) cannot be reached right now.
-
-    Nothing was changed, or the change is durable but its outcome is unknown
-    to the caller: retrying an idempotent command is safe.
-    """
-
-
 @dataclass(frozen=True, slots=True)
 class User:
     id: str

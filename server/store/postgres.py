@@ -31,6 +31,7 @@ import asyncpg
 import msgpack
 
 from protocol import event
+from server.errors import Unavailable
 from server.ids import new_id, now_ms
 from server.store import sql
 from server.store.base import (
@@ -40,7 +41,6 @@ from server.store.base import (
     CommunityView,
     Conflict,
     LogHead,
-    Unavailable,
     User,
 )
 from server.store.migrate import LOCK_KEY, upgrade_postgres

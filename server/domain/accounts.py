@@ -21,14 +21,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from protocol import CloseCode, ErrorCode, ProtocolError, echo
-from server import communities
-from server.commands import CommandRouter, Fatal
+from server.domain import communities
+from server.gateway.router import CommandRouter, Fatal
 from server.ids import new_id
 from server.store import Conflict, Store, User
 
 if TYPE_CHECKING:
     from server.app import Agora
-    from server.session import Session
+    from server.gateway.session import Session
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{2,32}")
 MIN_PASSWORD, MAX_PASSWORD = 8, 256

@@ -3,7 +3,7 @@
 ``member.joined`` goes into a community's system channel, its first text
 channel (``general`` in a fresh community), whenever an account joins. The
 server publishes it; the admin CLI, which has no way into a running server's
-broker, only appends it to the store (see ``server/admin.py``).
+broker, only appends it to the store (see ``server/operator/admin.py``).
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from protocol import ErrorCode, ProtocolError, echo
-from server.commands import CommandRouter
+from server.gateway.router import CommandRouter
 from server.ids import now_ms
 
 if TYPE_CHECKING:
     from server.app import Agora
-    from server.session import Session
+    from server.gateway.session import Session
     from server.store import Channel, CommunityView, Store, User
 
 router = CommandRouter()

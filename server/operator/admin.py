@@ -23,9 +23,10 @@ from typing import TextIO, TypeVar
 
 from tqdm import tqdm
 
-from server import communities, transfer
-from server.accounts import Invalid, check_account, hash_password, issue_token
 from server.backends import store_from
+from server.domain import communities
+from server.domain.accounts import Invalid, check_account, hash_password, issue_token
+from server.operator import transfer
 from server.settings import Settings
 from server.store import Community, Conflict, Store, User
 from server.store.migrate import HEAD

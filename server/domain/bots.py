@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from protocol import ErrorCode
-from server import communities
-from server.accounts import Invalid, check_account, http_error, issue_token, read_body
+from server.domain import communities
+from server.domain.accounts import Invalid, check_account, http_error, issue_token, read_body
 from server.store import Conflict, User
 
 if TYPE_CHECKING:

@@ -25,15 +25,15 @@ from protocol import (
     reply,
 )
 from protocol.schema import MAX_SAFE_INT
-from server.commands import CommandRouter, Fatal, Reply
+from server.errors import Unavailable
+from server.gateway.outbox import Outbox, OutFrame
+from server.gateway.ratelimit import TokenBucket
+from server.gateway.router import CommandRouter, Fatal, Reply
 from server.ids import new_id
-from server.outbox import Outbox, OutFrame
-from server.ratelimit import TokenBucket
-from server.store import Unavailable
 
 if TYPE_CHECKING:
     from server.app import Agora
-    from server.hub import ChannelFeed
+    from server.gateway.hub import ChannelFeed
     from server.store import Channel, User
 
 log = logging.getLogger("agora.session")

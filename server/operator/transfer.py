@@ -20,8 +20,8 @@ from typing import Any, TextIO
 
 import msgpack
 
-from server import communities
-from server.accounts import Invalid, check_account
+from server.domain import communities
+from server.domain.accounts import Invalid, check_account
 from server.store import Community, Store
 
 FORMAT, VERSION = "agora-export", 1

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from protocol import ErrorCode, ProtocolError, echo, transcode
-from server.commands import CommandRouter, Reply
-from server.outbox import OutFrame
+from server.gateway.outbox import OutFrame
+from server.gateway.router import CommandRouter, Reply
 
 if TYPE_CHECKING:
-    from server.session import Session
+    from server.gateway.session import Session
     from server.store import Channel
 
 router = CommandRouter()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from protocol import COMMANDS, CloseCode, ErrorCode, ProtocolError
 
 if TYPE_CHECKING:
-    from server.session import Session
+    from server.gateway.session import Session
 
 
 class Fatal(ProtocolError):

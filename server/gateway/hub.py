@@ -20,9 +20,10 @@ import msgpack
 
 from protocol import Encoding, encode
 from server.broker import Broker
+from server.errors import Unavailable
+from server.gateway.outbox import Outbox, OutFrame
 from server.metrics import Metrics
-from server.outbox import Outbox, OutFrame
-from server.store import Store, Unavailable
+from server.store import Store
 
 log = logging.getLogger("agora.hub")
 

@@ -15,7 +15,7 @@ from starlette.types import Send
 from websockets.frames import Frame, Opcode
 
 from protocol import Encoding, Wire, encode
-from server.transport import TransportWriter
+from server.gateway.transport import TransportWriter
 
 
 class OutFrame:

@@ -10,8 +10,8 @@ import sys
 import uvicorn
 from starlette.applications import Starlette
 
-from server import admin, workers
 from server.app import create_app
+from server.operator import admin, workers
 from server.settings import Settings
 
 

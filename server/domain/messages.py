@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from server.channels import readable_channel
-from server.commands import CommandRouter
+from server.domain.channels import readable_channel
+from server.gateway.router import CommandRouter
 from server.ids import new_id, now_ms
 
 if TYPE_CHECKING:
-    from server.session import Session
+    from server.gateway.session import Session
 
 router = CommandRouter()
 

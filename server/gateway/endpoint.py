@@ -2,7 +2,7 @@
 
 A raw ASGI app, reached before Starlette's middleware (see ``server.app``), so
 that it holds the server's own ``send`` and can write frames directly (see
-``server.transport``).
+``server.gateway.transport``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from protocol import PROTOCOL_VERSION, CloseCode, Encoding, hello
-from server.session import Session
-from server.transport import TransportWriter
+from server.gateway.session import Session
+from server.gateway.transport import TransportWriter
 
 if TYPE_CHECKING:
     from server.app import Agora

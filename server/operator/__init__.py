@@ -1,0 +1,1 @@
+"""The operator's ``agora`` command line: serve, workers, admin commands, export and import."""
