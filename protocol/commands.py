@@ -19,8 +19,37 @@ MAX_NONCE_CHARS = 64
 MAX_ID_CHARS = 64
 
 
+#: Roles a member may have, lowest first.
+ROLES = ("guest", "member", "facilitator", "admin", "owner")
+#: Kinds of channel a community's members create; threads, DMs and breakouts come otherwise.
+CHANNEL_KINDS = ("text", "forum", "workshop")
+#: Longest community name, channel name and channel topic, in characters.
+MAX_COMMUNITY_NAME = 64
+MAX_CHANNEL_NAME = 64
+MAX_TOPIC_CHARS = 512
+#: Longest time-out and slow-mode interval, in seconds.
+MAX_TIMEOUT_S = 28 * 24 * 3600
+MAX_SLOWMODE_S = 6 * 3600
+#: Longest invite life, in seconds, and most uses of one invite.
+MAX_INVITE_S = 365 * 24 * 3600
+MAX_INVITE_USES = 10_000
+#: Most audit entries one ``audit.list`` page returns, and the default page size.
+MAX_AUDIT_LIMIT = 100
+DEFAULT_AUDIT_LIMIT = 50
+#: Longest invite code a client may send.
+MAX_CODE_CHARS = 64
+
+
 def _channel() -> Field:
     return Field("channel", str, nonempty=True, max_len=MAX_ID_CHARS)
+
+
+def _community() -> Field:
+    return Field("community", str, nonempty=True, max_len=MAX_ID_CHARS)
+
+
+def _user() -> Field:
+    return Field("user", str, nonempty=True, max_len=MAX_ID_CHARS)
 
 
 COMMANDS: dict[str, Schema] = {
@@ -49,5 +78,48 @@ COMMANDS: dict[str, Schema] = {
         Field("text", str, nonempty=True, max_len=MAX_MESSAGE_CHARS),
         Field("nonce", str, required=False, nonempty=True, max_len=MAX_NONCE_CHARS),
     ),
-    "community.members": schema(Field("community", str, nonempty=True, max_len=MAX_ID_CHARS)),
+    "community.members": schema(_community()),
+    # community structure
+    "community.create": schema(
+        Field("name", str, nonempty=True, max_len=MAX_COMMUNITY_NAME),
+    ),
+    "invite.create": schema(
+        _community(),
+        Field("max_uses", int, required=False, minimum=1, maximum=MAX_INVITE_USES),
+        Field("expires_s", int, required=False, minimum=1, maximum=MAX_INVITE_S),
+        Field("role", str, required=False, default="member", choices=("member", "guest")),
+    ),
+    "invite.accept": schema(Field("code", str, nonempty=True, max_len=MAX_CODE_CHARS)),
+    "channel.create": schema(
+        _community(),
+        Field("name", str, nonempty=True, max_len=MAX_CHANNEL_NAME),
+        Field("kind", str, required=False, default="text", choices=CHANNEL_KINDS),
+        Field("topic", str, required=False, max_len=MAX_TOPIC_CHARS),
+    ),
+    "channel.update": schema(
+        _channel(),
+        Field("name", str, required=False, nonempty=True, max_len=MAX_CHANNEL_NAME),
+        Field("topic", str, required=False, max_len=MAX_TOPIC_CHARS),
+        Field("position", int, required=False, maximum=10_000),
+        Field("archived", bool, required=False),
+        Field("slowmode_s", int, required=False, maximum=MAX_SLOWMODE_S),
+    ),
+    "member.role": schema(_community(), _user(), Field("role", str, choices=ROLES)),
+    "member.timeout": schema(_community(), _user(), Field("seconds", int, maximum=MAX_TIMEOUT_S)),
+    "member.kick": schema(_community(), _user()),
+    "member.ban": schema(_community(), _user()),
+    "audit.list": schema(
+        _community(),
+        Field("before", str, required=False, max_len=MAX_ID_CHARS),
+        Field(
+            "limit",
+            int,
+            required=False,
+            default=DEFAULT_AUDIT_LIMIT,
+            minimum=1,
+            maximum=MAX_AUDIT_LIMIT,
+        ),
+    ),
+    "community.presence": schema(_community()),
+    "presence.set": schema(Field("status", str, choices=("online", "idle"))),
 }

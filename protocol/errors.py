@@ -36,6 +36,7 @@ class ProtocolError(Exception):
         code: ErrorCode | None = None,
         command_id: int | None = None,
         retry_after_ms: int | None = None,
+        permission: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -43,6 +44,8 @@ class ProtocolError(Exception):
             self.code = code
         self.command_id = command_id
         self.retry_after_ms = retry_after_ms
+        #: the permission a ``forbidden`` error lacks
+        self.permission = permission
 
 
 class FrameError(ProtocolError):

@@ -81,11 +81,14 @@ def error(
     *,
     command_id: int | None = None,
     retry_after_ms: int | None = None,
+    permission: str | None = None,
 ) -> dict[str, Any]:
     # Escaped once more, so that even a message built without echo() can be sent.
     d: dict[str, Any] = {"code": str(code), "message": echo(message, limit=None)}
     if retry_after_ms is not None:
         d["retry_after_ms"] = retry_after_ms
+    if permission is not None:
+        d["permission"] = permission
     frame: dict[str, Any] = {"op": ERROR, "d": d}
     if command_id is not None:
         frame["id"] = command_id
@@ -99,6 +102,7 @@ def error_from(exc: ProtocolError) -> dict[str, Any]:
         exc.message,
         command_id=exc.command_id,
         retry_after_ms=exc.retry_after_ms,
+        permission=exc.permission,
     )
 
 

@@ -32,7 +32,8 @@ class Field:
     """One payload field.
 
     ``max_len`` is in characters for strings and items for arrays; a longer
-    value is refused with ``too_large``. ``minimum``/``maximum`` bound integers.
+    value is refused with ``too_large``. ``minimum``/``maximum`` bound integers;
+    ``choices`` lists the only strings allowed.
     """
 
     name: str
@@ -43,6 +44,7 @@ class Field:
     maximum: int | None = None
     max_len: int | None = None
     nonempty: bool = False
+    choices: tuple[str, ...] | None = None
 
     def check(self, value: Any) -> Any:
         if not _is_kind(value, self.kind):
@@ -62,6 +64,8 @@ class Field:
                     raise RequestError(f"field '{self.name}' is not valid Unicode") from None
             if self.nonempty and not value.strip():
                 raise RequestError(f"field '{self.name}' must not be empty")
+            if self.choices is not None and value not in self.choices:
+                raise RequestError(f"field '{self.name}' must be one of {', '.join(self.choices)}")
         if self.max_len is not None and len(value) > self.max_len:
             raise RequestError(
                 f"field '{self.name}' is {len(value)} long, over the limit of {self.max_len}",

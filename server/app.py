@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -20,9 +21,20 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from server.backends import broker_from, store_from
+from protocol import event
+from server.backends import broker_from, live_from, store_from
 from server.broker import Broker
-from server.domain import accounts, bots, channels, communities, messages
+from server.domain import (
+    accounts,
+    audit,
+    bots,
+    channels,
+    communities,
+    invites,
+    messages,
+    moderation,
+    presence,
+)
 from server.domain.accounts import Accounts
 from server.errors import Unavailable
 from server.gateway import session as gateway_session
@@ -30,11 +42,25 @@ from server.gateway.endpoint import Gateway
 from server.gateway.hub import Hub
 from server.gateway.router import CommandRouter
 from server.gateway.session import Session
+from server.live import LiveState
 from server.metrics import CONTENT_TYPE_LATEST, Metrics
 from server.settings import Settings
 from server.store import Appended, Store
 
 log = logging.getLogger("agora")
+
+#: The domain modules whose commands the gateway routes.
+DOMAIN = (
+    gateway_session,
+    accounts,
+    audit,
+    channels,
+    communities,
+    invites,
+    messages,
+    moderation,
+    presence,
+)
 
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "web"
 
@@ -42,7 +68,7 @@ WEB_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "web"
 class Agora:
     """One server's services, shared by its routes and sessions."""
 
-    def __init__(self, settings: Settings, store: Store, broker: Broker) -> None:
+    def __init__(self, settings: Settings, store: Store, broker: Broker, live: LiveState) -> None:
         self.settings = settings
         self.store = store
         self.broker = broker
@@ -50,18 +76,26 @@ class Agora:
         self.hub = Hub(store, broker, self.metrics)
         self.accounts = Accounts(store, registration=settings.registration)
         self.router = CommandRouter()
-        for domain in (gateway_session, accounts, channels, communities, messages):
+        for domain in DOMAIN:
             self.router.include(domain.router)
+        self.live = live
         self.sessions: set[Session] = set()
+        #: user id -> this process's identified sessions of that user
+        self.user_sessions: dict[str, set[Session]] = {}
+        self.hub.on_topic_event = lambda topic, event: communities.on_topic_event(
+            self, topic, event
+        )
         self.metrics.open_outboxes = lambda: (s.outbox for s in self.sessions)
         self.draining = False
 
     async def start(self) -> None:
         await self.store.open()
         await self.hub.start()
+        await self.live.start(lambda user, status: presence.changed(self, user, status))
 
     async def stop(self) -> None:
         await self.drain()
+        await self.live.stop()
         await self.hub.stop()
         await self.store.close()
 
@@ -81,6 +115,25 @@ class Agora:
         if stored.created:
             self.metrics.events_published.inc()
         return stored
+
+    async def publish_ephemeral(self, topic: str, t: str, ch: str, d: dict[str, Any]) -> None:
+        """Publish an event that is not stored (no offset) to a topic's listeners."""
+        await self.broker.publish(topic, msgpack.packb(event(t, ch, d), use_bin_type=True))
+
+    def identified(self, session: Session) -> None:
+        assert session.user is not None
+        self.user_sessions.setdefault(session.user.id, set()).add(session)
+
+    async def closed(self, session: Session) -> None:
+        """A session ended: forget it, and tell the others if its user went offline."""
+        if session.user is None:
+            return
+        sessions = self.user_sessions.get(session.user.id)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self.user_sessions[session.user.id]
+        await presence.session_ended(session)
 
     async def drain(self) -> None:
         """Close every session with 1001 once its in-flight command is answered."""
@@ -120,7 +173,12 @@ def create_app(
     broker: Broker | None = None,
 ) -> Starlette:
     settings = settings or Settings.from_env()
-    agora = Agora(settings, store or store_from(settings), broker or broker_from(settings))
+    agora = Agora(
+        settings,
+        store or store_from(settings),
+        broker or broker_from(settings),
+        live_from(settings),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -44,6 +44,11 @@ class Settings:
     workers: int = _setting(
         1, "server processes sharing the port (more than 1 needs PostgreSQL and --redis)"
     )
+    presence_timeout_ms: int = _setting(
+        30_000,
+        "scaled deployment: a process silent this long is taken for dead, and its users'"
+        " sessions go offline",
+    )
     max_frame: int = _setting(DEFAULT_MAX_FRAME, "largest inbound frame in bytes; larger: 1009")
     rate_limit: int = _setting(
         600, "commands per minute per session (0 = no limit); over it: rate_limited"

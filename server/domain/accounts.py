@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from protocol import CloseCode, ErrorCode, ProtocolError, echo
-from server.domain import communities
+from server.domain import communities, presence
 from server.gateway.router import CommandRouter, Fatal
 from server.ids import new_id
-from server.store import Conflict, Store, User
+from server.store import Conflict, InviteRefused, Store, User
 
 if TYPE_CHECKING:
     from server.app import Agora
@@ -83,13 +83,23 @@ class Accounts:
         self._hashing = asyncio.Semaphore(CONCURRENT_HASHES)
 
     async def register(
-        self, username: str, password: str, display_name: str | None = None, *, bot: bool = False
+        self,
+        username: str,
+        password: str,
+        display_name: str | None = None,
+        *,
+        bot: bool = False,
+        invite: str | None = None,
     ) -> tuple[User, str]:
-        """Create an account and its first token. Raises ``Conflict`` on a taken name."""
+        """Create an account and its first token.
+
+        Raises ``Conflict`` on a taken name, ``InviteRefused`` for an invite
+        that cannot take the account in (then no account is made).
+        """
         async with self._hashing:
             password_hash = await asyncio.to_thread(self._hasher.hash, password)
         user = await self.store.create_user(
-            username, display_name or username, password_hash, bot=bot
+            username, display_name or username, password_hash, bot=bot, invite=invite
         )
         return user, await self.issue_token(user)
 
@@ -181,10 +191,18 @@ async def register(request: Request) -> JSONResponse:
         display_name = check_account(username, password, body.get("display_name"))
     except Invalid as exc:
         return http_error(400, ErrorCode.BAD_REQUEST, str(exc))
+    invite = body.get("invite")
+    if invite is not None and (not isinstance(invite, str) or not 0 < len(invite) <= 64):
+        return http_error(400, ErrorCode.BAD_REQUEST, "field 'invite' must be an invite code")
     try:
-        user, token = await agora.accounts.register(username, password, display_name)
+        user, token = await agora.accounts.register(username, password, display_name, invite=invite)
     except Conflict as exc:
         return http_error(409, ErrorCode.CONFLICT, str(exc))
+    except InviteRefused as exc:
+        status = 404 if exc.unknown else 403
+        return http_error(
+            status, ErrorCode.NOT_FOUND if exc.unknown else ErrorCode.FORBIDDEN, str(exc)
+        )
     await communities.announce_new_account(agora, user)
     return JSONResponse({"user": user.public(), "token": token}, status_code=201)
 
@@ -212,11 +230,14 @@ async def identify(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         raise Fatal(
             "bad token", code=ErrorCode.UNAUTHORIZED, close_code=CloseCode.NOT_AUTHENTICATED
         )
-    communities = await session.agora.store.communities_of(user.id)
+    views = await session.agora.store.communities_of(user.id)
     session.user = user
     session.agora.metrics.sessions.inc()
+    session.agora.identified(session)
+    await communities.attach(session, views)
+    await presence.session_started(session)
     return {
         "user": user.public(),
         "session": session.id,
-        "communities": [c.public() for c in communities],
+        "communities": [c.public() for c in views],
     }

@@ -1,4 +1,4 @@
-"""Channels: who may read them, and subscribe, unsubscribe and history.
+"""Channels: creating and changing them, who may read and post, subscribe, history.
 
 ``subscribe`` joins the channel's feed before it reads the store, so that no
 event falls between the replay and live delivery: live events buffer on the
@@ -8,13 +8,19 @@ events past the replay, and from then on live ones.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from protocol import ErrorCode, ProtocolError, echo, transcode
+from protocol.commands import MAX_CHANNEL_NAME
+from server.domain import audit, communities
+from server.domain.moderation import slow_mode
+from server.domain.permissions import Permission, has, require
 from server.gateway.outbox import OutFrame
 from server.gateway.router import CommandRouter, Reply
+from server.store import CHANNEL_SETTINGS, Conflict
 
 if TYPE_CHECKING:
     from server.gateway.session import Session
@@ -26,10 +32,27 @@ router = CommandRouter()
 REPLAY_PAGE = 200
 
 
+def channel_name(raw: str) -> str:
+    """The channel name a person typed, as Agora keeps it; raises ``ValueError``.
+
+    The one rule for the app and the admin CLI, as in Discord: trimmed,
+    lowercased, each run of spaces one ``-``; then only letters, digits,
+    ``_`` and ``-``.
+    """
+    name = re.sub(r"\s+", "-", raw.strip().lower())
+    if not name or len(name) > MAX_CHANNEL_NAME or not re.fullmatch(r"[\w-]+", name):
+        raise ValueError(
+            f"a channel name is 1 to {MAX_CHANNEL_NAME} letters, digits, '_' or '-'"
+            " (spaces become '-')"
+        )
+    return name
+
+
 async def readable_channel(session: Session, channel_id: str) -> Channel:
     """The channel, if the session's user is a member of its community.
 
-    Raises ``not_found`` or ``forbidden``. The answer is kept for the session.
+    Raises ``not_found`` or ``forbidden``. The answer is kept for the session
+    until its user leaves the community (``communities.leave``).
     """
     channel = session.channels.get(channel_id)
     if channel is not None:
@@ -39,12 +62,81 @@ async def readable_channel(session: Session, channel_id: str) -> Channel:
     channel = await store.channel(channel_id)
     if channel is None:
         raise ProtocolError(f"no channel '{echo(channel_id)}'", code=ErrorCode.NOT_FOUND)
-    if await store.role(channel.community_id, session.user.id) is None:
-        raise ProtocolError(
-            "you are not a member of this channel's community", code=ErrorCode.FORBIDDEN
-        )
+    await require(store, channel.community_id, session.user.id, Permission.READ)
     session.channels[channel_id] = channel
     return channel
+
+
+async def postable_channel(session: Session, channel_id: str) -> Channel:
+    """The channel, if the user may post there now.
+
+    Raises ``forbidden`` (not a member, a guest, timed out), ``conflict``
+    (archived) or ``rate_limited`` (slow mode; facilitators and above are exempt).
+    The session's copy of the channel follows ``channel.updated`` (see
+    ``communities.on_topic_event``), so settings changed on any node apply.
+    """
+    assert session.user is not None
+    channel = await readable_channel(session, channel_id)
+    agora = session.agora
+    role = await require(agora.store, channel.community_id, session.user.id, Permission.POST)
+    if channel.archived:
+        raise ProtocolError("this channel is archived", code=ErrorCode.CONFLICT)
+    if channel.slowmode_s and not has(role, Permission.MANAGE_CHANNELS):
+        await slow_mode(agora, channel.id, channel.slowmode_s, session.user.id)
+    return channel
+
+
+@router.command("channel.create")
+async def create(session: Session, d: dict[str, Any]) -> dict[str, Any]:
+    assert session.user is not None
+    agora = session.agora
+    await require(agora.store, d["community"], session.user.id, Permission.MANAGE_CHANNELS)
+    try:
+        name = channel_name(d["name"])
+        channel = await agora.store.create_channel(
+            d["community"], name, kind=d["kind"], topic=d["topic"]
+        )
+    except ValueError as exc:
+        raise ProtocolError(str(exc), code=ErrorCode.BAD_REQUEST) from None
+    except Conflict as exc:
+        raise ProtocolError(str(exc), code=ErrorCode.CONFLICT) from None
+    public = channel.public()
+    await audit.write(
+        agora.store,
+        channel.community_id,
+        session.user.id,
+        "channel.create",
+        channel.id,
+        {"name": name, "kind": channel.kind},
+    )
+    await communities.publish(agora, channel.community_id, "channel.created", {"channel": public})
+    return {"channel": public}
+
+
+@router.command("channel.update")
+async def update(session: Session, d: dict[str, Any]) -> dict[str, Any]:
+    assert session.user is not None
+    agora = session.agora
+    channel = await readable_channel(session, d["channel"])
+    await require(agora.store, channel.community_id, session.user.id, Permission.MANAGE_CHANNELS)
+    changes = {k: d[k] for k in CHANNEL_SETTINGS if d[k] is not None}
+    if not changes:
+        raise ProtocolError("nothing to change", code=ErrorCode.BAD_REQUEST)
+    try:
+        if "name" in changes:
+            changes["name"] = channel_name(changes["name"])
+        updated = await agora.store.update_channel(channel.id, changes)
+    except ValueError as exc:
+        raise ProtocolError(str(exc), code=ErrorCode.BAD_REQUEST) from None
+    except Conflict as exc:
+        raise ProtocolError(str(exc), code=ErrorCode.CONFLICT) from None
+    session.channels[updated.id] = updated
+    public = updated.public()
+    await audit.write(
+        agora.store, updated.community_id, session.user.id, "channel.update", updated.id, changes
+    )
+    await communities.publish(agora, updated.community_id, "channel.updated", {"channel": public})
+    return {"channel": public}
 
 
 @router.command("subscribe")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from server.domain.channels import readable_channel
+from server.domain.channels import postable_channel
 from server.gateway.router import CommandRouter
 from server.ids import new_id, now_ms
 
@@ -16,7 +16,7 @@ router = CommandRouter()
 
 @router.command("message.send")
 async def send(session: Session, d: dict[str, Any]) -> dict[str, Any]:
-    channel = await readable_channel(session, d["channel"])
+    channel = await postable_channel(session, d["channel"])
     user = session.user
     assert user is not None
     message: dict[str, Any] = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -18,6 +19,8 @@ from starlette.types import Receive, Scope, Send
 from protocol import PROTOCOL_VERSION, CloseCode, Encoding, hello
 from server.gateway.session import Session
 from server.gateway.transport import TransportWriter
+
+log = logging.getLogger("agora.gateway")
 
 if TYPE_CHECKING:
     from server.app import Agora
@@ -105,3 +108,7 @@ class Gateway:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
+            try:
+                await agora.closed(session)
+            except Exception as exc:  # presence is forgettable: log, never fail the close
+                log.warning("after session %s closed: %s", session.id, exc)

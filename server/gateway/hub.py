@@ -1,5 +1,11 @@
 """The hub: fans each channel's events out to this process's subscribed sessions.
 
+It also carries topics: streams of ephemeral events (a community's, a
+user's) that have no offsets and are never replayed. A topic's frame goes to
+every listener as it comes, encoded once per encoding, and then to
+``on_topic_event`` once, for the domain to act on (a member who left stops
+listening).
+
 One ``ChannelFeed`` per channel with local subscribers. The feed delivers
 durable events in offset order: a frame that arrives ahead of its turn (two
 publishers raced, or the broker dropped one) waits until the gap is filled
@@ -14,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import msgpack
 
@@ -248,12 +255,26 @@ class ChannelFeed:
         self.hub.metrics.observe_fanout(recipients, time.perf_counter() - started)
 
 
+class Listener(Protocol):
+    """What a topic delivers to: a session's outbox and wire encoding."""
+
+    outbox: Outbox
+    encoding: Encoding
+
+
+#: Called once per topic event after its listeners got it: (topic, event frame).
+OnTopicEvent = Callable[[str, dict[str, Any]], None]
+
+
 class Hub:
     def __init__(self, store: Store, broker: Broker, metrics: Metrics) -> None:
         self.store = store
         self.broker = broker
         self.metrics = metrics
         self.feeds: dict[str, ChannelFeed] = {}
+        #: topic -> this process's listeners
+        self.topics: dict[str, set[Listener]] = {}
+        self.on_topic_event: OnTopicEvent | None = None
 
     async def start(self) -> None:
         await self.broker.start(self.on_message, self.on_resume)
@@ -267,6 +288,47 @@ class Hub:
         feed = self.feeds.get(channel)
         if feed is not None:
             feed.receive(frame)
+        elif channel in self.topics:
+            self._topic_message(channel, frame)
+
+    # topics
+
+    async def listen(self, topic: str, listener: Listener) -> None:
+        """Deliver the topic's events to ``listener`` from now on."""
+        listeners = self.topics.get(topic)
+        if listeners is not None:
+            listeners.add(listener)
+            return
+        self.topics[topic] = {listener}
+        try:
+            await self.broker.subscribe(topic)
+        except BaseException:
+            self.unlisten(topic, listener)
+            raise
+
+    def unlisten(self, topic: str, listener: Listener) -> None:
+        listeners = self.topics.get(topic)
+        if listeners is None:
+            return
+        listeners.discard(listener)
+        if not listeners:
+            del self.topics[topic]
+            self._unsubscribe_later(topic)
+
+    def _topic_message(self, topic: str, frame: bytes) -> None:
+        try:
+            event = msgpack.unpackb(frame, raw=False)
+        except ValueError:
+            log.error("topic %s carried a frame that is not msgpack; dropped", topic)
+            return
+        framed: dict[Encoding, OutFrame] = {Encoding.MSGPACK: OutFrame(frame)}
+        for listener in list(self.topics[topic]):
+            out = framed.get(listener.encoding)
+            if out is None:
+                out = framed[listener.encoding] = OutFrame(encode(event, listener.encoding))
+            listener.outbox.push(out)
+        if self.on_topic_event is not None:
+            self.on_topic_event(topic, event)
 
     def on_resume(self) -> None:
         """The broker reconnected: every feed reads what it missed from the store."""
@@ -310,7 +372,8 @@ class Hub:
 
     def _unsubscribe_later(self, channel: str) -> None:
         async def unsubscribe() -> None:
-            if channel not in self.feeds:  # nobody subscribed again meanwhile
+            # nobody subscribed or listened again meanwhile
+            if channel not in self.feeds and channel not in self.topics:
                 await self.broker.unsubscribe(channel)
 
         asyncio.ensure_future(unsubscribe()).add_done_callback(_log_failure)

@@ -60,8 +60,10 @@ class Session:
         self.outbox = Outbox(settings.outbox_limit, self.overflowed)
         #: channel id -> the feed this session is subscribed to
         self.feeds: dict[str, ChannelFeed] = {}
-        #: channels this session's user may read and post to (checked once)
+        #: channels this session's user may read (checked once, forgotten on leaving)
         self.channels: dict[str, Channel] = {}
+        #: topics (ephemeral event streams) this session listens to
+        self.topics: set[str] = set()
         self.busy = False
         self.draining = False
         self._loop = asyncio.get_running_loop()
@@ -110,9 +112,21 @@ class Session:
         if feed is not None:
             feed.leave(self.outbox)
 
+    async def listen(self, topic: str) -> None:
+        if topic not in self.topics and not self.outbox.closing:
+            self.topics.add(topic)
+            await self.agora.hub.listen(topic, self)
+
+    def unlisten(self, topic: str) -> None:
+        if topic in self.topics:
+            self.topics.discard(topic)
+            self.agora.hub.unlisten(topic, self)
+
     def leave_all(self) -> None:
         for channel_id in list(self.feeds):
             self.unsubscribe(channel_id)
+        for topic in list(self.topics):
+            self.unlisten(topic)
 
     # input
 

@@ -317,7 +317,8 @@ async def find_community(store: Store, id_or_name: str) -> Community:
 
 async def announce_new_account(store: Store, user: User) -> None:
     """Append ``member.joined`` where the store made a new account a member."""
-    for channel, d in await communities.joins_of_new_account(store, user):
+    for view in await store.communities_of(user.id):
+        channel, d = await communities.join_event(store, view.id, user)
         await store.append(channel, "member.joined", d)
 
 

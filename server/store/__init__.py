@@ -1,21 +1,31 @@
 from server.store.base import (
+    CHANNEL_SETTINGS,
     Appended,
+    AuditEntry,
     Channel,
     Community,
     CommunityView,
     Conflict,
+    Invite,
+    InviteRefused,
     LogHead,
+    Membership,
     Store,
     User,
 )
 
 __all__ = [
+    "CHANNEL_SETTINGS",
     "Appended",
+    "AuditEntry",
     "Channel",
     "Community",
     "CommunityView",
     "Conflict",
+    "Invite",
+    "InviteRefused",
     "LogHead",
+    "Membership",
     "Store",
     "User",
 ]

@@ -52,12 +52,87 @@ class Channel:
     name: str
     kind: str = "text"
     parent: str | None = None
+    topic: str | None = None
+    position: int = 0
+    archived: bool = False
+    slowmode_s: int = 0
 
     def public(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "name": self.name, "kind": self.kind}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "kind": self.kind,
+            "position": self.position,
+            "archived": self.archived,
+            "slowmode_s": self.slowmode_s,
+        }
         if self.parent is not None:
             out["parent"] = self.parent
+        if self.topic is not None:
+            out["topic"] = self.topic
         return out
+
+
+#: What ``Store.update_channel`` may change.
+CHANNEL_SETTINGS = ("name", "topic", "position", "archived", "slowmode_s")
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A member's standing in a community."""
+
+    role: str
+    timeout_until: int | None = None  # ms since the epoch; acting is refused until then
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    code: str
+    community_id: str
+    role: str
+    max_uses: int | None
+    uses: int
+    expires_ts: int | None  # ms since the epoch
+    created_by: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "community": self.community_id,
+            "role": self.role,
+            "max_uses": self.max_uses,
+            "uses": self.uses,
+            "expires_ts": self.expires_ts,
+        }
+
+
+class InviteRefused(Exception):
+    """The invite cannot be used: unknown, expired, used up, or its user is banned."""
+
+    def __init__(self, reason: str, *, unknown: bool = False) -> None:
+        super().__init__(reason)
+        self.unknown = unknown
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    community_id: str
+    ts: int
+    actor: str
+    action: str
+    target: str | None
+    details: dict[str, Any]
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "ts": self.ts,
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "details": self.details,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +197,13 @@ class Store(Protocol):
         bot: bool = False,
         owner_id: str | None = None,
         user_id: str | None = None,
+        invite: str | None = None,
     ) -> User:
         """Create an account and make it a member of the first community.
 
-        The first account ever becomes that community's owner. ``password_hash``
+        With ``invite`` (a code) it joins that invite's community instead, in
+        the same transaction: ``InviteRefused`` leaves no account behind.
+        The first account ever becomes the first community's owner. ``password_hash``
         may be ``""`` for an account that cannot log in with a password (bots,
         imported accounts). ``user_id`` keeps an id from another server (import);
         by default a new one is assigned. Raises ``Conflict`` when the username
@@ -163,13 +241,16 @@ class Store(Protocol):
     async def communities(self) -> list[Community]:
         """Every community, oldest first."""
 
+    async def rename_community(self, community_id: str, name: str) -> Community:
+        """Rename; ``KeyError`` for an unknown community, ``Conflict`` for a taken name."""
+
     async def community(self, community_id: str) -> Community | None: ...
 
     async def channels(self, community_id: str) -> list[Channel]:
-        """The community's channels in creation order (none for an unknown community)."""
+        """The community's channels by position, then creation (none for an unknown community)."""
 
     async def communities_of(self, user_id: str) -> list[CommunityView]:
-        """The user's communities, oldest first, each with its channels in creation order."""
+        """The user's communities, oldest first, each with its channels in ``channels`` order."""
 
     async def set_role(self, community_id: str, user_id: str, role: str) -> None:
         """Make the user a member with ``role``, or change the role of a member.
@@ -180,6 +261,43 @@ class Store(Protocol):
     async def members(self, community_id: str) -> list[tuple[User, str]]:
         """The community's members and their roles, in the order they joined."""
 
+    async def membership(self, community_id: str, user_id: str) -> Membership | None:
+        """The member's role and time-out, or None if not a member."""
+
+    async def remove_member(
+        self, community_id: str, user_id: str, *, banned_by: str | None = None
+    ) -> bool:
+        """Remove a member (their role and time-out go); with ``banned_by``, also ban them.
+
+        Returns whether they were a member. A ban stays until lifted, member or not.
+        """
+
+    async def banned(self, community_id: str, user_id: str) -> bool: ...
+
+    async def set_timeout(self, community_id: str, user_id: str, until_ms: int | None) -> None:
+        """Refuse the member's actions until ``until_ms``; raises ``KeyError`` for a non-member."""
+
+    async def create_invite(self, invite: Invite) -> None: ...
+
+    async def accept_invite(self, code: str, user_id: str, now_ms: int) -> tuple[Invite, bool]:
+        """Join the invite's community with its role and count the use, in one transaction.
+
+        Returns the invite (as used) and whether the user joined (False: a member
+        already, no use counted). Raises ``InviteRefused``.
+        """
+
+    async def add_audit(
+        self,
+        community_id: str,
+        actor: str,
+        action: str,
+        target: str | None,
+        details: dict[str, Any],
+    ) -> AuditEntry: ...
+
+    async def audit(self, community_id: str, before: int | None, limit: int) -> list[AuditEntry]:
+        """The community's audit entries with ``id < before``, newest first, at most ``limit``."""
+
     async def create_channel(
         self,
         community_id: str,
@@ -188,6 +306,7 @@ class Store(Protocol):
         kind: str = "text",
         parent: str | None = None,
         channel_id: str | None = None,
+        topic: str | None = None,
     ) -> Channel:
         """A new channel with an empty log and a fresh epoch.
 
@@ -196,6 +315,9 @@ class Store(Protocol):
         """
 
     async def channel(self, channel_id: str) -> Channel | None: ...
+
+    async def update_channel(self, channel_id: str, changes: dict[str, Any]) -> Channel:
+        """Change some ``CHANNEL_SETTINGS``; ``KeyError``, or ``Conflict`` for a taken name."""
 
     async def role(self, community_id: str, user_id: str) -> str | None:
         """The user's role in the community, or None if not a member."""

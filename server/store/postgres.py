@@ -22,9 +22,11 @@ changed nothing, and the original event is read back.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import asyncpg
@@ -36,11 +38,14 @@ from server.ids import new_id, now_ms
 from server.store import sql
 from server.store.base import (
     Appended,
+    AuditEntry,
     Channel,
     Community,
     CommunityView,
     Conflict,
+    Invite,
     LogHead,
+    Membership,
     User,
 )
 from server.store.migrate import LOCK_KEY, upgrade_postgres
@@ -83,10 +88,15 @@ _COMMUNITIES_OF = (
     "SELECT c.id, c.name, m.role FROM members m JOIN communities c ON c.id = m.community_id"
     " WHERE m.user_id = $1 ORDER BY c.seq"
 )
-_CHANNELS = f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = $1 ORDER BY seq"
-_CHANNELS_OF = (
-    f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = ANY($1::text[]) ORDER BY seq"
+_CHANNELS = (
+    f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = $1 ORDER BY position, seq"
 )
+_CHANNELS_OF = (
+    f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = ANY($1::text[])"
+    " ORDER BY position, seq"
+)
+# Locks the invite's row: two users taking its last use one after the other.
+_INVITE = sql.numbered(sql.INVITE) + " FOR UPDATE"
 _JOIN = sql.numbered(
     "INSERT INTO members(community_id, user_id, role, joined_ms) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (community_id, user_id) DO UPDATE SET role = excluded.role"
@@ -139,6 +149,7 @@ class PostgresStore:
         bot: bool = False,
         owner_id: str | None = None,
         user_id: str | None = None,
+        invite: str | None = None,
     ) -> User:
         user = User(user_id or new_id(), username, display_name, bot, owner_id)
 
@@ -164,7 +175,11 @@ class PostgresStore:
                 )
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"username '{user.username}' is taken") from None
-            await db.execute(_JOIN, community_id, user.id, "owner" if first else "member", now_ms())
+            if invite is not None:
+                await _accept_invite(db, invite, user.id, now_ms())
+            else:
+                role = "owner" if first else "member"
+                await db.execute(_JOIN, community_id, user.id, role, now_ms())
             return user
 
         return await self._transaction(run)
@@ -203,10 +218,12 @@ class PostgresStore:
         async def run(db: asyncpg.Connection) -> Community:
             if not await db.fetchval("SELECT 1 FROM users WHERE id = $1", owner_id):
                 raise KeyError(owner_id)
+            if await db.fetchval(sql.numbered(sql.COMMUNITY), community.id):
+                raise Conflict(f"community id '{community.id}' is taken")
             try:
                 await db.execute(sql.numbered(sql.INSERT_COMMUNITY), community.id, name, now_ms())
             except asyncpg.UniqueViolationError:
-                raise Conflict(f"community id '{community.id}' is taken") from None
+                raise Conflict(f"a community named '{name}' exists") from None
             await db.execute(_JOIN, community.id, owner_id, "owner", now_ms())
             return community
 
@@ -224,7 +241,7 @@ class PostgresStore:
             rows = await db.fetch(_COMMUNITIES_OF, user_id)
             channels: dict[str, list[Channel]] = {row[0]: [] for row in rows}
             for channel in await db.fetch(_CHANNELS_OF, list(channels)):
-                channels[channel[1]].append(Channel(*channel))
+                channels[channel[1]].append(sql.channel(channel))
             return [
                 CommunityView(cid, name, role, tuple(channels[cid])) for cid, name, role in rows
             ]
@@ -232,7 +249,7 @@ class PostgresStore:
         return await self._transaction(run)
 
     async def channels(self, community_id: str) -> list[Channel]:
-        return [Channel(*row) for row in await self._fetch(_CHANNELS, community_id)]
+        return [sql.channel(row) for row in await self._fetch(_CHANNELS, community_id)]
 
     async def set_role(self, community_id: str, user_id: str, role: str) -> None:
         async def run(db: asyncpg.Connection) -> None:
@@ -258,8 +275,9 @@ class PostgresStore:
         kind: str = "text",
         parent: str | None = None,
         channel_id: str | None = None,
+        topic: str | None = None,
     ) -> Channel:
-        channel = Channel(channel_id or new_id(), community_id, name, kind, parent)
+        channel = Channel(channel_id or new_id(), community_id, name, kind, parent, topic)
 
         async def run(db: asyncpg.Connection) -> Channel:
             if not await db.fetchval("SELECT 1 FROM communities WHERE id = $1", community_id):
@@ -267,16 +285,112 @@ class PostgresStore:
             if await db.fetchval("SELECT 1 FROM channels WHERE id = $1", channel.id):
                 raise Conflict(f"channel id '{channel.id}' is taken")
             try:
-                await _insert_channel(db, channel)
+                async with db.transaction():  # a savepoint: the name lookup runs after it
+                    await _insert_channel(db, channel)
             except asyncpg.UniqueViolationError:
-                raise Conflict(f"the community has a channel named '{name}'") from None
+                raise await _name_taken(db, community_id, name) from None
             return channel
+
+        return await self._transaction(run)
+
+    async def update_channel(self, channel_id: str, changes: dict[str, Any]) -> Channel:
+        statement, values = sql.update_channel(changes)
+        statement = sql.numbered(statement)
+
+        async def run(db: asyncpg.Connection) -> Channel:
+            row = await db.fetchrow(sql.numbered(sql.CHANNEL), channel_id)
+            if row is None:
+                raise KeyError(channel_id)
+            try:
+                async with db.transaction():  # a savepoint: the name lookup runs after it
+                    await db.execute(statement, *values, channel_id)
+            except asyncpg.UniqueViolationError:
+                raise await _name_taken(db, row[1], changes["name"]) from None
+            return sql.channel(await db.fetchrow(sql.numbered(sql.CHANNEL), channel_id))
 
         return await self._transaction(run)
 
     async def channel(self, channel_id: str) -> Channel | None:
         row = await self._fetchrow(sql.numbered(sql.CHANNEL), channel_id)
-        return None if row is None else Channel(*row)
+        return None if row is None else sql.channel(row)
+
+    async def membership(self, community_id: str, user_id: str) -> Membership | None:
+        row = await self._fetchrow(sql.numbered(sql.MEMBERSHIP), community_id, user_id)
+        return None if row is None else Membership(*row)
+
+    async def remove_member(
+        self, community_id: str, user_id: str, *, banned_by: str | None = None
+    ) -> bool:
+        async def run(db: asyncpg.Connection) -> bool:
+            status = await db.execute(sql.numbered(sql.DELETE_MEMBER), community_id, user_id)
+            if banned_by is not None:
+                await db.execute(
+                    sql.numbered(sql.INSERT_BAN), community_id, user_id, banned_by, now_ms()
+                )
+            return status != "DELETE 0"
+
+        return await self._transaction(run)
+
+    async def banned(self, community_id: str, user_id: str) -> bool:
+        return bool(await self._fetchval(sql.numbered(sql.BANNED), community_id, user_id))
+
+    async def set_timeout(self, community_id: str, user_id: str, until_ms: int | None) -> None:
+        status = await self._execute(sql.numbered(sql.SET_TIMEOUT), until_ms, community_id, user_id)
+        if status == "UPDATE 0":
+            raise KeyError(user_id)
+
+    async def create_invite(self, invite: Invite) -> None:
+        await self._execute(
+            sql.numbered(sql.INSERT_INVITE),
+            invite.code,
+            invite.community_id,
+            invite.role,
+            invite.max_uses,
+            invite.expires_ts,
+            invite.created_by,
+            now_ms(),
+        )
+
+    async def accept_invite(self, code: str, user_id: str, now_ms: int) -> tuple[Invite, bool]:
+        return await self._transaction(lambda db: _accept_invite(db, code, user_id, now_ms))
+
+    async def add_audit(
+        self,
+        community_id: str,
+        actor: str,
+        action: str,
+        target: str | None,
+        details: dict[str, Any],
+    ) -> AuditEntry:
+        ts = now_ms()
+        seq = await self._fetchval(
+            sql.numbered(sql.INSERT_AUDIT),
+            community_id,
+            ts,
+            actor,
+            action,
+            target,
+            json.dumps(details),
+        )
+        return AuditEntry(seq, community_id, ts, actor, action, target, details)
+
+    async def audit(self, community_id: str, before: int | None, limit: int) -> list[AuditEntry]:
+        rows = await self._fetch(
+            sql.numbered(sql.AUDIT),
+            community_id,
+            sql.NO_BOUND if before is None else before,
+            limit,
+        )
+        return [sql.audit_entry(row) for row in rows]
+
+    async def rename_community(self, community_id: str, name: str) -> Community:
+        try:
+            status = await self._execute(sql.numbered(sql.RENAME_COMMUNITY), name, community_id)
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"a community named '{name}' exists") from None
+        if status == "UPDATE 0":
+            raise KeyError(community_id)
+        return Community(community_id, name)
 
     async def role(self, community_id: str, user_id: str) -> str | None:
         return await self._fetchval(sql.numbered(sql.ROLE), community_id, user_id)
@@ -371,6 +485,30 @@ class PostgresStore:
             return await db.execute(query, *args)
 
 
+async def _accept_invite(
+    db: asyncpg.Connection, code: str, user_id: str, now: int
+) -> tuple[Invite, bool]:
+    row = await db.fetchrow(_INVITE, code)
+    invite = None if row is None else sql.invite(row)
+    banned = invite is not None and bool(
+        await db.fetchval(sql.numbered(sql.BANNED), invite.community_id, user_id)
+    )
+    refusal = sql.invite_refusal(invite, now, banned=banned)
+    if refusal is not None:
+        raise refusal
+    assert invite is not None
+    if await db.fetchval(sql.numbered(sql.ROLE), invite.community_id, user_id):
+        return invite, False
+    await db.execute(_JOIN, invite.community_id, user_id, invite.role, now)
+    await db.execute(sql.numbered(sql.USE_INVITE), code)
+    return replace(invite, uses=invite.uses + 1), True
+
+
+async def _name_taken(db: asyncpg.Connection, community_id: str, name: str) -> Conflict:
+    row = await db.fetchrow(sql.numbered(sql.CHANNEL_NAMED), community_id, name)
+    return Conflict(f"the community has a channel named '{row[0] if row else name}'")
+
+
 async def _insert_channel(db: asyncpg.Connection, channel: Channel) -> None:
     await db.execute(
         sql.numbered(sql.INSERT_CHANNEL),
@@ -379,6 +517,7 @@ async def _insert_channel(db: asyncpg.Connection, channel: Channel) -> None:
         channel.name,
         channel.kind,
         channel.parent,
+        channel.topic,
         secrets.token_hex(8),
     )
 

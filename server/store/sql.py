@@ -8,15 +8,23 @@ Statements use SQLite's ``?`` placeholders; PostgreSQL runs them through
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import msgpack
 
-from server.store.base import User
+from server.store.base import (
+    CHANNEL_SETTINGS,
+    AuditEntry,
+    Channel,
+    Invite,
+    InviteRefused,
+    User,
+)
 
 USER_COLUMNS = "u.id, u.username, u.display_name, u.bot, u.owner_id"
-CHANNEL_COLUMNS = "id, community_id, name, kind, parent"
+CHANNEL_COLUMNS = "id, community_id, name, kind, parent, topic, position, archived, slowmode_s"
 
 USER = f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?"
 INSERT_USER = (
@@ -37,7 +45,8 @@ MEMBERS = (
 )
 ROLE = "SELECT role FROM members WHERE community_id = ? AND user_id = ?"
 INSERT_CHANNEL = (
-    "INSERT INTO channels(id, community_id, name, kind, parent, epoch) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO channels(id, community_id, name, kind, parent, topic, epoch)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 CHANNEL = f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = ?"
 LOG_HEAD = "SELECT head, epoch FROM channels WHERE id = ?"
@@ -47,8 +56,70 @@ NONCE_FRAME = (
     "SELECT e.frame FROM nonces n JOIN events e ON e.channel_id = n.channel_id AND e.o = n.o"
     " WHERE n.channel_id = ? AND n.user_id = ? AND n.nonce = ?"
 )
-#: ``READ_BEFORE``'s bound when there is none: past every offset.
+CHANNEL_NAMED = "SELECT name FROM channels WHERE community_id = ? AND lower(name) = lower(?)"
+RENAME_COMMUNITY = "UPDATE communities SET name = ? WHERE id = ?"
+MEMBERSHIP = "SELECT role, timeout_until FROM members WHERE community_id = ? AND user_id = ?"
+DELETE_MEMBER = "DELETE FROM members WHERE community_id = ? AND user_id = ?"
+INSERT_BAN = (
+    "INSERT INTO bans(community_id, user_id, by_id, ts) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (community_id, user_id) DO NOTHING"
+)
+BANNED = "SELECT 1 FROM bans WHERE community_id = ? AND user_id = ?"
+SET_TIMEOUT = "UPDATE members SET timeout_until = ? WHERE community_id = ? AND user_id = ?"
+INSERT_INVITE = (
+    "INSERT INTO invites(code, community_id, role, max_uses, uses, expires_ts, created_by,"
+    " created_ms) VALUES (?, ?, ?, ?, 0, ?, ?, ?)"
+)
+INVITE = (
+    "SELECT code, community_id, role, max_uses, uses, expires_ts, created_by FROM invites"
+    " WHERE code = ?"
+)
+USE_INVITE = "UPDATE invites SET uses = uses + 1 WHERE code = ?"
+INSERT_AUDIT = (
+    "INSERT INTO audit(community_id, ts, actor, action, target, details)"
+    " VALUES (?, ?, ?, ?, ?, ?) RETURNING seq"
+)
+AUDIT = (
+    "SELECT seq, community_id, ts, actor, action, target, details FROM audit"
+    " WHERE community_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+)
+#: ``READ_BEFORE``'s and ``AUDIT``'s bound when there is none: past every offset and id.
 NO_BOUND = 2**62
+
+
+def update_channel(changes: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The ``UPDATE`` of a channel's settings (keys from ``CHANNEL_SETTINGS``), and its values."""
+    unknown = changes.keys() - set(CHANNEL_SETTINGS)
+    if unknown:
+        raise ValueError(f"not channel settings: {sorted(unknown)}")
+    columns = ", ".join(f"{name} = ?" for name in changes)
+    return f"UPDATE channels SET {columns} WHERE id = ?", list(changes.values())
+
+
+def channel(row: Sequence[Any]) -> Channel:
+    """A channel from a row of ``CHANNEL_COLUMNS``."""
+    return Channel(*row[:7], bool(row[7]), row[8])
+
+
+def invite(row: Sequence[Any]) -> Invite:
+    return Invite(*row)
+
+
+def audit_entry(row: Sequence[Any]) -> AuditEntry:
+    return AuditEntry(*row[:6], json.loads(row[6]))
+
+
+def invite_refusal(invite: Invite | None, now_ms: int, *, banned: bool) -> InviteRefused | None:
+    """Why the invite cannot take a user in now (None: it can), the rule both stores apply."""
+    if invite is None:
+        return InviteRefused("no such invite", unknown=True)
+    if invite.expires_ts is not None and invite.expires_ts <= now_ms:
+        return InviteRefused("this invite has expired")
+    if banned:
+        return InviteRefused("you are banned from this community")
+    if invite.max_uses is not None and invite.uses >= invite.max_uses:
+        return InviteRefused("this invite has been used up")
+    return None
 
 
 @functools.cache

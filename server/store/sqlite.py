@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import queue
 import secrets
 import sqlite3
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import msgpack
@@ -35,11 +37,14 @@ from server.ids import new_id, now_ms
 from server.store import sql
 from server.store.base import (
     Appended,
+    AuditEntry,
     Channel,
     Community,
     CommunityView,
     Conflict,
+    Invite,
     LogHead,
+    Membership,
     User,
 )
 from server.store.migrate import upgrade_sqlite
@@ -113,9 +118,10 @@ class SQLiteStore:
         bot: bool = False,
         owner_id: str | None = None,
         user_id: str | None = None,
+        invite: str | None = None,
     ) -> User:
         user = User(user_id or new_id(), username, display_name, bot, owner_id)
-        return await self._call(self._create_user, user, password_hash)
+        return await self._call(self._create_user, user, password_hash, invite)
 
     async def user(self, user_id: str) -> User | None:
         def run(db: sqlite3.Connection) -> User | None:
@@ -178,13 +184,12 @@ class SQLiteStore:
         def run(db: sqlite3.Connection) -> Community:
             if db.execute("SELECT 1 FROM users WHERE id = ?", (owner_id,)).fetchone() is None:
                 raise KeyError(owner_id)
+            if db.execute(sql.COMMUNITY, (community.id,)).fetchone():
+                raise Conflict(f"community id '{community.id}' is taken")
             try:
-                db.execute(
-                    sql.INSERT_COMMUNITY,
-                    (community.id, name, now_ms()),
-                )
+                db.execute(sql.INSERT_COMMUNITY, (community.id, name, now_ms()))
             except sqlite3.IntegrityError:
-                raise Conflict(f"community id '{community.id}' is taken") from None
+                raise Conflict(f"a community named '{name}' exists") from None
             _join(db, community.id, owner_id, "owner")
             return community
 
@@ -259,8 +264,9 @@ class SQLiteStore:
         kind: str = "text",
         parent: str | None = None,
         channel_id: str | None = None,
+        topic: str | None = None,
     ) -> Channel:
-        channel = Channel(channel_id or new_id(), community_id, name, kind, parent)
+        channel = Channel(channel_id or new_id(), community_id, name, kind, parent, topic)
 
         def run(db: sqlite3.Connection) -> Channel:
             if (
@@ -273,8 +279,23 @@ class SQLiteStore:
             try:
                 _insert_channel(db, channel)
             except sqlite3.IntegrityError:
-                raise Conflict(f"the community has a channel named '{name}'") from None
+                raise _name_taken(db, community_id, name) from None
             return channel
+
+        return await self._call(run)
+
+    async def update_channel(self, channel_id: str, changes: dict[str, Any]) -> Channel:
+        statement, values = sql.update_channel(changes)
+
+        def run(db: sqlite3.Connection) -> Channel:
+            row = db.execute(sql.CHANNEL, (channel_id,)).fetchone()
+            if row is None:
+                raise KeyError(channel_id)
+            try:
+                db.execute(statement, (*values, channel_id))
+            except sqlite3.IntegrityError:
+                raise _name_taken(db, row[1], changes["name"]) from None
+            return sql.channel(db.execute(sql.CHANNEL, (channel_id,)).fetchone())
 
         return await self._call(run)
 
@@ -284,7 +305,95 @@ class SQLiteStore:
                 sql.CHANNEL,
                 (channel_id,),
             ).fetchone()
-            return None if row is None else Channel(*row)
+            return None if row is None else sql.channel(row)
+
+        return await self._call(run)
+
+    async def membership(self, community_id: str, user_id: str) -> Membership | None:
+        def run(db: sqlite3.Connection) -> Membership | None:
+            row = db.execute(sql.MEMBERSHIP, (community_id, user_id)).fetchone()
+            return None if row is None else Membership(*row)
+
+        return await self._call(run)
+
+    async def remove_member(
+        self, community_id: str, user_id: str, *, banned_by: str | None = None
+    ) -> bool:
+        def run(db: sqlite3.Connection) -> bool:
+            removed = db.execute(sql.DELETE_MEMBER, (community_id, user_id)).rowcount > 0
+            if banned_by is not None:
+                db.execute(sql.INSERT_BAN, (community_id, user_id, banned_by, now_ms()))
+            return removed
+
+        return await self._call(run)
+
+    async def banned(self, community_id: str, user_id: str) -> bool:
+        return await self._call(
+            lambda db: db.execute(sql.BANNED, (community_id, user_id)).fetchone() is not None
+        )
+
+    async def set_timeout(self, community_id: str, user_id: str, until_ms: int | None) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            if not db.execute(sql.SET_TIMEOUT, (until_ms, community_id, user_id)).rowcount:
+                raise KeyError(user_id)
+
+        await self._call(run)
+
+    async def create_invite(self, invite: Invite) -> None:
+        await self._call(
+            lambda db: db.execute(
+                sql.INSERT_INVITE,
+                (
+                    invite.code,
+                    invite.community_id,
+                    invite.role,
+                    invite.max_uses,
+                    invite.expires_ts,
+                    invite.created_by,
+                    now_ms(),
+                ),
+            )
+        )
+
+    async def accept_invite(self, code: str, user_id: str, now_ms: int) -> tuple[Invite, bool]:
+        return await self._call(_accept_invite, code, user_id, now_ms)
+
+    async def add_audit(
+        self,
+        community_id: str,
+        actor: str,
+        action: str,
+        target: str | None,
+        details: dict[str, Any],
+    ) -> AuditEntry:
+        ts, encoded = now_ms(), json.dumps(details)
+
+        def run(db: sqlite3.Connection) -> AuditEntry:
+            (seq,) = db.execute(
+                sql.INSERT_AUDIT, (community_id, ts, actor, action, target, encoded)
+            ).fetchone()
+            return AuditEntry(seq, community_id, ts, actor, action, target, details)
+
+        return await self._call(run)
+
+    async def audit(self, community_id: str, before: int | None, limit: int) -> list[AuditEntry]:
+        bound = sql.NO_BOUND if before is None else before
+        return await self._call(
+            lambda db: [
+                sql.audit_entry(row)
+                for row in db.execute(sql.AUDIT, (community_id, bound, limit)).fetchall()
+            ]
+        )
+
+    async def rename_community(self, community_id: str, name: str) -> Community:
+        def run(db: sqlite3.Connection) -> Community:
+            try:
+                changed = db.execute(sql.RENAME_COMMUNITY, (name, community_id)).rowcount
+            except sqlite3.IntegrityError:
+                raise Conflict(f"a community named '{name}' exists") from None
+            if not changed:
+                raise KeyError(community_id)
+            return Community(community_id, name)
 
         return await self._call(run)
 
@@ -437,7 +546,9 @@ class SQLiteStore:
         db.execute("INSERT INTO meta(key, value) VALUES ('default_community', ?)", (community_id,))
 
     @staticmethod
-    def _create_user(db: sqlite3.Connection, user: User, password_hash: str) -> User:
+    def _create_user(
+        db: sqlite3.Connection, user: User, password_hash: str, invite: str | None
+    ) -> User:
         first = db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None
         if db.execute("SELECT 1 FROM users WHERE id = ?", (user.id,)).fetchone():
             raise Conflict(f"user id '{user.id}' is taken")
@@ -456,6 +567,9 @@ class SQLiteStore:
             )
         except sqlite3.IntegrityError:
             raise Conflict(f"username '{user.username}' is taken") from None
+        if invite is not None:
+            _accept_invite(db, invite, user.id, now_ms())
+            return user
         (community_id,) = db.execute(
             "SELECT value FROM meta WHERE key = 'default_community'"
         ).fetchone()
@@ -501,12 +615,37 @@ class SQLiteStore:
 
 def _channels(db: sqlite3.Connection, community_id: str) -> list[Channel]:
     return [
-        Channel(*row)
+        sql.channel(row)
         for row in db.execute(
-            f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = ? ORDER BY rowid",
+            f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = ?"
+            " ORDER BY position, rowid",
             (community_id,),
         )
     ]
+
+
+def _accept_invite(
+    db: sqlite3.Connection, code: str, user_id: str, now: int
+) -> tuple[Invite, bool]:
+    row = db.execute(sql.INVITE, (code,)).fetchone()
+    invite = None if row is None else sql.invite(row)
+    banned = invite is not None and bool(
+        db.execute(sql.BANNED, (invite.community_id, user_id)).fetchone()
+    )
+    refusal = sql.invite_refusal(invite, now, banned=banned)
+    if refusal is not None:
+        raise refusal
+    assert invite is not None
+    if db.execute(sql.ROLE, (invite.community_id, user_id)).fetchone():
+        return invite, False
+    _join(db, invite.community_id, user_id, invite.role)
+    db.execute(sql.USE_INVITE, (code,))
+    return replace(invite, uses=invite.uses + 1), True
+
+
+def _name_taken(db: sqlite3.Connection, community_id: str, name: str) -> Conflict:
+    row = db.execute(sql.CHANNEL_NAMED, (community_id, name)).fetchone()
+    return Conflict(f"the community has a channel named '{row[0] if row else name}'")
 
 
 def _join(db: sqlite3.Connection, community_id: str, user_id: str, role: str) -> None:
@@ -526,6 +665,7 @@ def _insert_channel(db: sqlite3.Connection, channel: Channel) -> None:
             channel.name,
             channel.kind,
             channel.parent,
+            channel.topic,
             secrets.token_hex(8),
         ),
     )

@@ -1,0 +1,51 @@
+"""The LiveState interface.
+
+What a LiveState promises:
+
+- **Presence** is kept per session: ``update`` sets one session's status
+  (``online`` or ``idle``; None when it closed) and returns the user's new
+  status only when it changed, exactly once across every process for each
+  change. A user is ``online`` while any session is, ``idle`` when all are,
+  ``offline`` with none.
+- Sessions of a process that dies without closing them go offline within
+  the presence timeout: a surviving process notices and reports each change
+  through ``on_change``, once.
+- **Claims**: ``claim(key, ms)`` succeeds for one caller per key until ``ms``
+  have passed (slow mode, "this node fires this timer").
+- While a Redis-backed state cannot reach Redis, calls raise ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
+
+STATUSES = ("online", "idle", "offline")
+
+#: Called when the sweep of a dead process changed a user's status: (user id, status).
+OnPresenceChange = Callable[[str, str], Awaitable[None]]
+
+
+def aggregate(statuses: Iterable[str]) -> str:
+    """A user's status from their sessions' statuses."""
+    found = "offline"
+    for status in statuses:
+        if status == "online":
+            return "online"
+        found = "idle"
+    return found
+
+
+class LiveState(Protocol):
+    async def start(self, on_change: OnPresenceChange) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def update(self, user_id: str, session_id: str, status: str | None) -> str | None:
+        """Set a session's status (None: it closed); the user's new status if it changed."""
+
+    async def statuses(self, user_ids: list[str]) -> dict[str, str]:
+        """The status of each user who is not offline."""
+
+    async def claim(self, key: str, ms: int) -> int:
+        """0 if this caller now holds ``key`` for ``ms``; else ms until it is free."""
