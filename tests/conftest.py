@@ -444,12 +444,34 @@ async def new_user(server: AgoraProcess, name: str = "user") -> dict[str, Any]:
     return await register(server.http, f"{name}{os.getpid()}x{next(_names)}", "correct horse")
 
 
-class RawSession:
-    """A bare WebSocket speaking one encoding, for asserting exact frames."""
+#: Events every identified session hears without subscribing (community and user
+#: events). Sessions of tests about something else pass them over (see ``RawSession``).
+UNSOLICITED = frozenset(
+    {
+        "channel.created",
+        "channel.updated",
+        "member.joined",
+        "member.updated",
+        "member.left",
+        "presence.updated",
+        "community.joined",
+    }
+)
 
-    def __init__(self, ws: ClientConnection, encoding: Encoding) -> None:
+
+class RawSession:
+    """A bare WebSocket speaking one encoding, for asserting exact frames.
+
+    Unless made with ``unsolicited=True``, it passes over the community and
+    user events (``UNSOLICITED``, which carry no offset) that any session may
+    hear at any time: other tests' accounts join the shared community and come
+    and go.
+    """
+
+    def __init__(self, ws: ClientConnection, encoding: Encoding, unsolicited: bool = False) -> None:
         self.ws = ws
         self.encoding = encoding
+        self.unsolicited = unsolicited
         self.ids = itertools.count(1)
         #: frames that arrived while ``command`` waited for its answer
         self.early: list[dict[str, Any]] = []
@@ -461,8 +483,10 @@ class RawSession:
 
     async def recv(self, wait: float = 5) -> dict[str, Any]:
         async with asyncio.timeout(timeout(wait)):
-            raw = await self.ws.recv()
-        return decode(raw, self.encoding, max_size=2**30)
+            while True:
+                frame = decode(await self.ws.recv(), self.encoding, max_size=2**30)
+                if self.unsolicited or not _unsolicited(frame):
+                    return frame
 
     async def command(self, op: str, d: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send a command and return its answer, keeping events that came before it."""
@@ -489,12 +513,17 @@ class RawSession:
             return exc.rcvd.code if exc.rcvd else None
 
 
+def _unsolicited(frame: dict[str, Any]) -> bool:
+    return frame.get("op") == "event" and "o" not in frame and frame.get("t") in UNSOLICITED
+
+
 async def raw_session(
     server: AgoraProcess,
     encoding: Encoding = Encoding.MSGPACK,
     *,
     token: str | None = None,
     query: str | None = None,
+    unsolicited: bool = False,
     **connect_args: Any,
 ) -> RawSession:
     """Connect, read hello, and identify with ``token`` if given."""
@@ -506,7 +535,7 @@ async def raw_session(
         max_size=None,
         **connect_args,
     )
-    session = RawSession(ws, encoding)
+    session = RawSession(ws, encoding, unsolicited)
     session.hello = await session.recv()
     if token is not None:
         session.identity = await session.ok("identify", {"token": token})

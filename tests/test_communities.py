@@ -34,7 +34,7 @@ async def _close_sessions() -> AsyncIterator[None]:
 
 async def connect(server: Any, token: str) -> RawSession:
     """An identified session on ``server``, closed after the test."""
-    _opened.append(await raw_session(server, token=token))
+    _opened.append(await raw_session(server, token=token, unsolicited=True))
     return _opened[-1]
 
 

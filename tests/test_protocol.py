@@ -188,6 +188,8 @@ def same(a: Any, b: Any) -> bool:
 
 def valid_value(f: Field) -> Any:
     """One value that satisfies field ``f``."""
+    if f.choices is not None:
+        return f.choices[0]
     if f.kind is str:
         return "c" * min(3, f.max_len or 3)
     if f.kind is int:
@@ -203,6 +205,8 @@ def valid_value(f: Field) -> Any:
 
 def field_strategy(f: Field) -> st.SearchStrategy[Any]:
     """Every value that satisfies field ``f``."""
+    if f.choices is not None:
+        return st.sampled_from(f.choices)
     if f.kind is str:
         text = st.text(min_size=1, max_size=f.max_len or 100)
         return text.filter(str.strip) if f.nonempty else text
