@@ -7,13 +7,16 @@ node, so that community events are shown to cross nodes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import (
+    Cluster,
     RawSession,
     general_channel,
     http_json,
@@ -23,6 +26,7 @@ from tests.conftest import (
 )
 
 _opened: list[RawSession] = []
+_clubs = itertools.count()
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +99,7 @@ class Community:
 
     @classmethod
     async def create(cls, server: Any, owner: RawSession, name: str | None = None) -> Community:
-        name = name or f"Club {os.getpid()} {id(owner)}"
+        name = name or f"Club {os.getpid()} {next(_clubs)}"
         reply = await owner.ok("community.create", {"name": name})
         return cls(server, owner, reply["community"])
 
@@ -366,3 +370,184 @@ async def test_presence_follows_sessions_on_both_nodes(server) -> None:
     assert heard["d"] == {"user": user, "status": "offline"}
     listed = await watcher.ok("community.presence", {"community": club.id})
     assert user not in [entry["user"] for entry in listed["online"]]
+
+
+# the permission table, command by command and role by role
+
+#: Each privileged command, the least role allowed to run it, and its payload
+#: against a target member (a plain member) made for each run.
+PRIVILEGED: list[tuple[str, str, Any]] = [
+    ("message.send", "member", lambda c, t: {"channel": c.general, "text": "hello"}),
+    (
+        "channel.create",
+        "facilitator",
+        lambda c, t: {"community": c.id, "name": f"c{os.urandom(3).hex()}"},
+    ),
+    ("channel.update", "facilitator", lambda c, t: {"channel": c.general, "topic": "new topic"}),
+    ("invite.create", "facilitator", lambda c, t: {"community": c.id}),
+    ("member.timeout", "facilitator", lambda c, t: {"community": c.id, "user": t, "seconds": 0}),
+    ("audit.list", "facilitator", lambda c, t: {"community": c.id}),
+    ("member.role", "admin", lambda c, t: {"community": c.id, "user": t, "role": "guest"}),
+    ("member.kick", "admin", lambda c, t: {"community": c.id, "user": t}),
+    ("member.ban", "admin", lambda c, t: {"community": c.id, "user": t}),
+]
+ROLE_ORDER = ["guest", "member", "facilitator", "admin", "owner"]
+
+
+async def test_every_privileged_command_is_allowed_from_its_least_role_up_only(server) -> None:
+    owner = await session_for(server, 0, "owner")
+    club = await Community.create(server, owner)
+    actors = {"owner": owner}
+    for i, role in enumerate(ROLE_ORDER[:-1]):
+        actors[role] = await club.join(i, role, name=role)
+    outcomes: dict[tuple[str, str], str] = {}
+    for op, _, payload in PRIVILEGED:
+        for role in ROLE_ORDER:
+            target = await club.join(1, "member", name="target")  # fresh: kicks remove them
+            answer = await actors[role].command(op, payload(club, uid(target)))
+            if answer["op"] == "reply":
+                outcomes[op, role] = "allowed"
+            else:
+                code, permission = error(answer)
+                assert code == "forbidden", (op, role, answer)
+                assert permission, (op, role, answer)  # the missing permission is named
+                outcomes[op, role] = "forbidden"
+    expected = {
+        (op, role): "allowed" if ROLE_ORDER.index(role) >= ROLE_ORDER.index(least) else "forbidden"
+        for op, least, _ in PRIVILEGED
+        for role in ROLE_ORDER
+    }
+    assert outcomes == expected
+
+
+async def test_moderation_never_reaches_an_equal_or_higher_role(server) -> None:
+    owner = await session_for(server, 0, "owner")
+    club = await Community.create(server, owner)
+    admin = await club.join(1, "admin", "admin")
+    other_admin = await club.join(0, "admin", "admin2")
+    facilitator = await club.join(1, "facilitator", "facilitator")
+    for op in ("member.kick", "member.ban", "member.timeout"):
+        d = {"community": club.id, "user": uid(other_admin)}
+        if op == "member.timeout":
+            d["seconds"] = 60
+        assert error(await admin.command(op, d))[0] == "forbidden", op
+        d["user"] = uid(owner)
+        assert error(await admin.command(op, d))[0] == "forbidden", op
+    on_admin = {"community": club.id, "user": uid(admin), "seconds": 60}
+    assert error(await facilitator.command("member.timeout", on_admin))[0] == "forbidden"
+    no_owner_kick = {"community": club.id, "user": uid(owner)}
+    await owner.ok("member.role", {**no_owner_kick, "user": uid(admin), "role": "owner"})
+    assert error(await admin.command("member.kick", no_owner_kick))[0] == "forbidden"
+    itself = {"community": club.id, "user": uid(admin)}
+    assert error(await admin.command("member.kick", itself))[0] == "bad_request"
+
+
+# state a client can trust: identify + the events it heard == a fresh identify
+
+
+def apply(state: dict[str, dict[str, Any]], me: str, frame: dict[str, Any]) -> None:
+    """Fold one community or user event into ``{community id: community}`` (identify's shape)."""
+    t, d, ch = frame["t"], frame["d"], frame["ch"]
+    if t == "community.joined":
+        state[d["community"]["id"]] = d["community"]
+    elif ch not in state:
+        return
+    elif t == "channel.created":
+        state[ch]["channels"].append(d["channel"])
+    elif t == "channel.updated":
+        channels = state[ch]["channels"]
+        channels[:] = [d["channel"] if c["id"] == d["channel"]["id"] else c for c in channels]
+    elif t == "member.updated" and d["member"]["id"] == me:
+        state[ch]["role"] = d["member"]["role"]
+    elif t == "member.left" and d["user"] == me:
+        del state[ch]
+
+
+def by_position(community: dict[str, Any]) -> dict[str, Any]:
+    """A community with its channels in identify's order (position; ties keep the order)."""
+    return {**community, "channels": sorted(community["channels"], key=lambda c: c["position"])}
+
+
+async def test_identify_plus_the_events_heard_equals_a_fresh_identify(server) -> None:
+    import random
+
+    rng = random.Random(20261201)
+    owner = await session_for(server, 0, "owner")
+    watcher_account = await new_user(node(server, 1), "watcher")
+    watcher = await connect(node(server, 1), watcher_account["token"])
+    me = watcher_account["user"]["id"]
+    state = {c["id"]: c for c in watcher.identity["communities"]}
+    clubs = [await Community.create(server, owner) for _ in range(2)]
+    channels: list[str] = []
+    for _ in range(30):
+        club = rng.choice(clubs)
+        action = rng.choice(["join", "channel", "rename", "move", "archive", "role", "kick"])
+        member = (await owner.ok("community.members", {"community": club.id}))["members"]
+        inside = any(m["id"] == me for m in member)
+        if action == "join" or not inside:
+            await watcher.ok("invite.accept", {"code": await club.invite()})
+        elif action == "channel":
+            made = await owner.ok(
+                "channel.create", {"community": club.id, "name": f"c{rng.randrange(10**6)}"}
+            )
+            channels.append(made["channel"]["id"])
+        elif action in ("rename", "move", "archive") and channels:
+            change: dict[str, Any] = {"channel": rng.choice(channels)}
+            if action == "rename":
+                change["name"] = f"r{rng.randrange(10**6)}"
+            elif action == "move":
+                change["position"] = rng.randrange(5)
+            else:
+                change["archived"] = rng.random() < 0.5
+            await owner.command("channel.update", change)  # a channel of the other club: refused
+        elif action == "role":
+            role = rng.choice(["guest", "member", "facilitator", "admin"])
+            await owner.ok("member.role", {"community": club.id, "user": me, "role": role})
+        elif action == "kick":
+            await owner.ok("member.kick", {"community": club.id, "user": me})
+    # a last command to the watcher's node: every event published before it has arrived
+    await owner.ok("channel.create", {"community": clubs[0].id, "name": "the-end"})
+    await watcher.ok("invite.accept", {"code": await clubs[0].invite()})
+    for role in ("guest", "member"):  # the second changes the role for sure
+        await owner.ok("member.role", {"community": clubs[0].id, "user": me, "role": role})
+    heard: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout(10)):
+        while not heard or heard[-1]["d"].get("member") != {
+            **watcher_account["user"],
+            "role": "member",
+        }:
+            frame = await watcher.recv()
+            if frame["op"] == "event" and "o" not in frame:
+                heard.append(frame)
+    for frame in watcher.early + heard:
+        if frame.get("op") == "event" and "o" not in frame:
+            apply(state, me, frame)
+    fresh = await connect(node(server, 0), watcher_account["token"])
+    expected = {c["id"]: c for c in fresh.identity["communities"]}
+    assert {k: by_position(v) for k, v in state.items()} == expected
+
+
+async def test_a_user_whose_node_was_killed_goes_offline_within_the_presence_timeout(
+    deployment: str, tmp_path: Path
+) -> None:
+    if deployment == "embedded":
+        pytest.skip("one process: nothing survives its death to notice")
+    cluster = Cluster(tmp_path, rate_limit=0, presence_timeout_ms=1500).start()
+    try:
+        watcher = await session_for(cluster, 0, "watcher")
+        club = await Community.create(cluster, watcher)
+        present = await club.join(1, name="present")
+        user = uid(present)
+        listed = await watcher.ok("community.presence", {"community": club.id})
+        assert {"user": user, "status": "online"} in listed["online"]
+        cluster.nodes[1].kill()  # no session closes: only the heartbeat stops
+        heard = await event(watcher, "presence.updated", user, ch=club.id, seconds=15)
+        assert heard["d"] == {"user": user, "status": "offline"}
+        listed = await watcher.ok("community.presence", {"community": club.id})
+        assert user not in [entry["user"] for entry in listed["online"]]
+    finally:
+        for session in _opened:
+            if session.ws.state.name != "CLOSED":
+                await session.ws.close()
+        _opened.clear()
+        cluster.shutdown()

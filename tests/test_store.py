@@ -20,7 +20,7 @@ import msgpack
 import pytest
 
 from server.errors import Unavailable
-from server.store import Conflict, Store, User
+from server.store import Conflict, Invite, InviteRefused, Membership, Store, User
 from server.store.migrate import HEAD
 from server.store.postgres import PostgresStore
 from server.store.sqlite import BATCH_MAX, SQLiteStore
@@ -714,3 +714,110 @@ async def test_postgres_store_answers_unavailable_while_the_server_is_down_then_
         await store.close()
     finally:
         private.remove()
+
+
+# community structure
+
+
+async def test_channel_settings_update_order_and_clash_naming_the_existing_channel(
+    store: Store,
+) -> None:
+    _, community, general = await owner_and_general(store)
+    notes = await store.create_channel(community, "notes", topic="what we read")
+    assert (notes.topic, notes.position, notes.archived, notes.slowmode_s) == (
+        "what we read",
+        0,
+        False,
+        0,
+    )
+    moved = await store.update_channel(notes.id, {"position": -1 + 1, "archived": True})
+    assert moved.archived is True
+    first = await store.update_channel(general, {"position": 5, "slowmode_s": 30})
+    assert (first.position, first.slowmode_s) == (5, 30)
+    assert [c.name for c in await store.channels(community)] == ["notes", "general"]
+    with pytest.raises(Conflict, match="'general'"):
+        await store.update_channel(notes.id, {"name": "GENERAL"})
+    with pytest.raises(KeyError):
+        await store.update_channel("nope", {"topic": "x"})
+    assert (await store.channel(notes.id)) == moved
+
+
+async def test_communities_are_unique_by_name_in_any_case_and_can_be_renamed(
+    store: Store,
+) -> None:
+    owner, _, _ = await owner_and_general(store)
+    club = await store.create_community("Book club", owner.id)
+    with pytest.raises(Conflict):
+        await store.create_community("book CLUB", owner.id)
+    renamed = await store.rename_community(club.id, "Reading circle")
+    assert await store.community(club.id) == renamed
+    await store.create_community("Book club", owner.id)  # the old name is free again
+    with pytest.raises(Conflict):
+        await store.rename_community(club.id, "BOOK club")
+    with pytest.raises(KeyError):
+        await store.rename_community("nope", "x")
+
+
+async def test_invites_count_uses_expire_refuse_banned_users_and_join_with_their_role(
+    store: Store,
+) -> None:
+    owner, _, _ = await owner_and_general(store)
+    users = [await store.create_user(f"u{i}", f"U{i}", "h") for i in range(4)]
+    club = await store.create_community("Club", owner.id)
+    await store.create_invite(Invite("once", club.id, "guest", 1, 0, None, owner.id))
+    invite, joined = await store.accept_invite("once", users[0].id, 1_000)
+    assert joined and invite.uses == 1
+    assert await store.membership(club.id, users[0].id) == Membership("guest", None)
+    assert await store.accept_invite("once", users[0].id, 1_000) == (invite, False)
+    with pytest.raises(InviteRefused, match="used up"):
+        await store.accept_invite("once", users[1].id, 1_000)
+    await store.create_invite(Invite("late", club.id, "member", None, 0, 2_000, owner.id))
+    with pytest.raises(InviteRefused, match="expired"):
+        await store.accept_invite("late", users[1].id, 2_000)
+    with pytest.raises(InviteRefused) as unknown:
+        await store.accept_invite("nope", users[1].id, 1_000)
+    assert unknown.value.unknown
+    assert await store.remove_member(club.id, users[0].id, banned_by=owner.id)
+    assert await store.membership(club.id, users[0].id) is None
+    assert await store.banned(club.id, users[0].id)
+    await store.create_invite(Invite("open", club.id, "member", None, 0, None, owner.id))
+    with pytest.raises(InviteRefused, match="banned"):
+        await store.accept_invite("open", users[0].id, 1_000)
+    assert not await store.remove_member(club.id, users[3].id)  # never a member
+    joined_at_once = await asyncio.gather(
+        *(store.accept_invite("open", u.id, 1_000) for u in users[1:])
+    )
+    assert [j for _, j in joined_at_once] == [True, True, True]
+    assert (await store.accept_invite("open", owner.id, 1_000))[0].uses == 3
+
+
+async def test_an_account_made_with_an_invite_joins_only_its_community_or_is_not_made(
+    store: Store,
+) -> None:
+    owner, _, _ = await owner_and_general(store)
+    club = await store.create_community("Club", owner.id)
+    await store.create_invite(Invite("code", club.id, "member", 1, 0, None, owner.id))
+    ann = await store.create_user("ann", "Ann", "h", invite="code")
+    assert [v.id for v in await store.communities_of(ann.id)] == [club.id]
+    with pytest.raises(InviteRefused):
+        await store.create_user("bob", "Bob", "h", invite="code")
+    assert await store.credentials("bob") is None
+
+
+async def test_timeouts_and_the_audit_log_newest_first_in_pages(store: Store) -> None:
+    owner, community, _ = await owner_and_general(store)
+    member = await store.create_user("m", "M", "h")
+    await store.set_timeout(community, member.id, 123)
+    assert await store.membership(community, member.id) == Membership("member", 123)
+    await store.set_timeout(community, member.id, None)
+    assert (await store.membership(community, member.id)).timeout_until is None
+    with pytest.raises(KeyError):
+        await store.set_timeout(community, "nobody", 1)
+    written = [
+        await store.add_audit(community, owner.id, "member.role", member.id, {"to": str(i)})
+        for i in range(5)
+    ]
+    page = await store.audit(community, None, 3)
+    assert page == written[:1:-1]
+    assert await store.audit(community, page[-1].id, 3) == written[1::-1]
+    assert await store.audit("elsewhere", None, 3) == []

@@ -490,6 +490,11 @@ async def _accept_invite(
 ) -> tuple[Invite, bool]:
     row = await db.fetchrow(_INVITE, code)
     invite = None if row is None else sql.invite(row)
+    member = invite is not None and await db.fetchval(
+        sql.numbered(sql.ROLE), invite.community_id, user_id
+    )
+    if member:
+        return invite, False  # a member already: nothing to check, no use counted
     banned = invite is not None and bool(
         await db.fetchval(sql.numbered(sql.BANNED), invite.community_id, user_id)
     )
@@ -497,8 +502,6 @@ async def _accept_invite(
     if refusal is not None:
         raise refusal
     assert invite is not None
-    if await db.fetchval(sql.numbered(sql.ROLE), invite.community_id, user_id):
-        return invite, False
     await db.execute(_JOIN, invite.community_id, user_id, invite.role, now)
     await db.execute(sql.numbered(sql.USE_INVITE), code)
     return replace(invite, uses=invite.uses + 1), True

@@ -629,6 +629,8 @@ def _accept_invite(
 ) -> tuple[Invite, bool]:
     row = db.execute(sql.INVITE, (code,)).fetchone()
     invite = None if row is None else sql.invite(row)
+    if invite is not None and db.execute(sql.ROLE, (invite.community_id, user_id)).fetchone():
+        return invite, False  # a member already: nothing to check, no use counted
     banned = invite is not None and bool(
         db.execute(sql.BANNED, (invite.community_id, user_id)).fetchone()
     )
@@ -636,8 +638,6 @@ def _accept_invite(
     if refusal is not None:
         raise refusal
     assert invite is not None
-    if db.execute(sql.ROLE, (invite.community_id, user_id)).fetchone():
-        return invite, False
     _join(db, invite.community_id, user_id, invite.role)
     db.execute(sql.USE_INVITE, (code,))
     return replace(invite, uses=invite.uses + 1), True
