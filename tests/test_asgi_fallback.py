@@ -11,15 +11,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from protocol import Encoding
-from tests.conftest import ROOT, AgoraProcess, general_channel, new_user, raw_session, timeout
+from tests.conftest import (
+    ROOT,
+    AgoraProcess,
+    general_channel,
+    new_user,
+    raw_session,
+    wait_until_healthy,
+)
 
 
 class LegacyProtocolServer(AgoraProcess):
@@ -44,14 +49,8 @@ class LegacyProtocolServer(AgoraProcess):
             self.proc = subprocess.Popen(
                 args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + timeout(15)
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.http + "/healthz", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
+        wait_until_healthy(self.proc, self.http, self.log)
+        return self
 
 
 @pytest.fixture

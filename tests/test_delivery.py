@@ -6,7 +6,7 @@ import asyncio
 
 from protocol import Encoding
 from tests.agora_cli import ok, storage
-from tests.conftest import AgoraProcess, general_channel, new_user, raw_session, timeout
+from tests.conftest import AgoraProcess, general_channel, new_user, raw_session, read_events
 
 
 async def fresh_channel_server(make_server, **settings) -> tuple[AgoraProcess, str, str]:
@@ -31,24 +31,12 @@ async def send_many(server: AgoraProcess, token: str, channel: str, texts: list[
     return offsets
 
 
-async def events_until(session, count: int, wait: float = 10) -> list[dict]:
-    """The next ``count`` event frames (those already kept by ``command`` first)."""
-    events = [f for f in session.early if f["op"] == "event"]
-    session.early.clear()
-    async with asyncio.timeout(timeout(wait)):
-        while len(events) < count:
-            frame = await session.recv()
-            if frame["op"] == "event":
-                events.append(frame)
-    return events
-
-
 async def test_offsets_are_gapless_from_one(make_server) -> None:
     server, channel, token = await fresh_channel_server(make_server)
     sub = await raw_session(server, token=token)
     assert (await sub.ok("subscribe", {"channel": channel}))["offset"] == 0
     await send_many(server, token, channel, [f"m{i}" for i in range(25)])
-    events = await events_until(sub, 25)
+    events = await read_events(sub, 25)
     assert [e["o"] for e in events] == list(range(1, 26))
     await sub.ws.close()
 
@@ -77,7 +65,7 @@ async def test_subscribe_without_since_replays_nothing(make_server) -> None:
     assert reply == {"offset": 3, "epoch": reply["epoch"], "recovered": False}
     assert not [f for f in sub.early if f["op"] == "event"]
     await send_many(server, token, channel, ["d"])
-    (live,) = await events_until(sub, 1)
+    (live,) = await read_events(sub, 1)
     assert live["o"] == 4
     await sub.ws.close()
 
@@ -150,7 +138,7 @@ async def test_replay_joins_live_sends_with_no_gap_and_no_duplicate(
         await asyncio.sleep(0.01)
     await task
     for sub, since in subscribers:
-        events = await events_until(sub, 50 + total - since)
+        events = await read_events(sub, 50 + total - since)
         assert [e["o"] for e in events] == list(range(since + 1, 50 + total + 1))
         await sub.ok("ping")
         assert not [f for f in sub.early if f["op"] == "event"], "an event came twice"
@@ -199,12 +187,12 @@ async def test_subscribing_again_keeps_live_delivery(make_server) -> None:
     await sub.ok("subscribe", {"channel": channel})
     await sub.ok("subscribe", {"channel": channel})  # the only subscriber, again
     await send_many(server, token, channel, ["one"])
-    assert [e["o"] for e in await events_until(sub, 1)] == [1]
+    assert [e["o"] for e in await read_events(sub, 1)] == [1]
     await sub.send({"op": "unsubscribe", "id": 90, "d": {"channel": channel}})
     await sub.send({"op": "subscribe", "id": 91, "d": {"channel": channel}})
     await sub.ok("ping")
     await send_many(server, token, channel, ["two"])
-    assert [e["o"] for e in await events_until(sub, 1)] == [2]
+    assert [e["o"] for e in await read_events(sub, 1)] == [2]
     await sub.ws.close()
 
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import os
 import sqlite3
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
@@ -18,9 +15,9 @@ from tests.conftest import (
     AgoraProcess,
     general_channel,
     http_json,
+    http_request,
     new_user,
     raw_session,
-    timeout,
 )
 
 REGISTER = "/api/v1/auth/register"
@@ -32,20 +29,6 @@ _names = itertools.count()
 
 def unique(prefix: str = "u") -> str:
     return f"{prefix}{os.getpid()}h{next(_names)}"
-
-
-def http_raw(
-    method: str, url: str, data: bytes | None = None, content_type: str = "application/json"
-) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers (lower-case names) and body of one request with a raw body."""
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"content-type": content_type}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout(10)) as r:
-            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
 
 
 def register(server: AgoraProcess, body: Any) -> tuple[int, Any]:
@@ -170,10 +153,10 @@ def test_bad_registration_input_is_400_naming_the_field(
 def test_a_body_that_is_not_a_json_object_is_400(
     server: AgoraProcess, path: str, data: bytes
 ) -> None:
-    status, headers, body = http_raw("POST", server.http + path, data)
-    assert status == 400
-    assert headers["content-type"].startswith("application/json")
-    assert json.loads(body)["error"]["code"] == "bad_request"
+    answer = http_request("POST", server.http + path, data=data)
+    assert answer.status == 400
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json()["error"]["code"] == "bad_request"
 
 
 def test_registration_closed_is_403_forbidden(make_server) -> None:
@@ -256,9 +239,9 @@ def test_healthz_is_200_ok(server: AgoraProcess) -> None:
 
 
 def _metrics(server: AgoraProcess) -> tuple[str, str]:
-    status, headers, body = http_raw("GET", server.http + "/metrics")
-    assert status == 200
-    return headers["content-type"], body.decode()
+    answer = http_request("GET", server.http + "/metrics")
+    assert answer.status == 200
+    return answer.headers["content-type"], answer.body.decode()
 
 
 async def test_metrics_is_prometheus_text_with_the_agora_series(server: AgoraProcess) -> None:
@@ -309,10 +292,10 @@ async def test_events_published_grows_by_exactly_the_messages_sent(make_server) 
 
 
 def test_the_root_serves_the_web_client_as_html(server: AgoraProcess) -> None:
-    status, headers, body = http_raw("GET", server.http + "/")
-    assert status == 200
-    assert headers["content-type"].startswith("text/html")
-    assert b"<html" in body.lower()
+    answer = http_request("GET", server.http + "/")
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("text/html")
+    assert b"<html" in answer.body.lower()
 
 
 # what is stored

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 
 import pytest
 import websockets
@@ -14,19 +13,11 @@ from tests.agora_cli import ok, storage
 from tests.conftest import (
     AgoraProcess,
     general_channel,
+    never_reading,
     new_user,
     raw_session,
     timeout,
 )
-
-
-def never_reading(server: AgoraProcess) -> dict:
-    """Connect arguments for a client that reads nothing: a tiny receive buffer, a
-    queue of one message, so the server's buffers for it fill at once."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
-    return {"sock": sock, "max_queue": 1}
 
 
 async def test_rate_limit_answers_rate_limited_with_retry_after(make_server) -> None:
