@@ -531,12 +531,17 @@ def kernel_buffering(connect_args: dict[str, Any]) -> int:
     return wmem_max + 4 * rcvbuf + 1024 * 1024  # + what uvicorn and websockets buffer
 
 
-async def closed_with(ws: ClientConnection, wait: float = 5) -> tuple[int | None, str]:
-    """Read until the server closes: its close code and reason."""
+async def closed_with(
+    ws: ClientConnection, wait: float = 5, *, read: list[Any] | None = None
+) -> tuple[int | None, str]:
+    """Read until the server closes (keeping the messages in ``read``, if given): its
+    close code and reason."""
     try:
         async with asyncio.timeout(timeout(wait)):
             while True:
-                await ws.recv()
+                message = await ws.recv()
+                if read is not None:
+                    read.append(message)
     except websockets.ConnectionClosed as exc:
         if exc.rcvd is None:
             return None, ""
