@@ -522,6 +522,10 @@ def never_reading(node: AgoraProcess) -> dict[str, Any]:
     return {"sock": sock, "max_queue": 1}
 
 
+#: Message text of 4,000 characters that takes 16,000 bytes: a few of them fill buffers.
+BIG_TEXT = "\N{GRINNING FACE}" * 3996  # and four characters to number them
+
+
 def kernel_buffering(connect_args: dict[str, Any]) -> int:
     """At most how many bytes the kernel holds for a ``never_reading`` client: the
     largest send buffer the server's socket can grow to, plus the client's receive

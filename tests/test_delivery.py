@@ -6,7 +6,17 @@ import asyncio
 
 from protocol import Encoding
 from tests.agora_cli import ok, storage
-from tests.conftest import AgoraProcess, general_channel, new_user, raw_session, read_events
+from tests.conftest import (
+    BIG_TEXT,
+    AgoraProcess,
+    eventually,
+    general_channel,
+    kernel_buffering,
+    never_reading,
+    new_user,
+    raw_session,
+    read_events,
+)
 
 
 async def fresh_channel_server(make_server, **settings) -> tuple[AgoraProcess, str, str]:
@@ -197,10 +207,29 @@ async def test_subscribing_again_keeps_live_delivery(make_server) -> None:
 
 
 async def test_a_replay_larger_than_the_outbox_arrives_whole(make_server) -> None:
-    server, channel, token = await fresh_channel_server(make_server, outbox_limit=64 * 1024)
-    await send_many(server, token, channel, [f"{i:04d}" + "y" * 3500 for i in range(300)])
-    sub = await raw_session(server, token=token)  # ~1 MB to replay through a 64 KiB outbox
-    reply = await sub.ok("subscribe", {"channel": channel, "since": 0})
-    assert reply["recovered"] is True
-    assert [f["o"] for f in sub.early if f["op"] == "event"] == list(range(1, 301))
+    limit = 64 * 1024
+    server, channel, token = await fresh_channel_server(make_server, outbox_limit=limit)
+    node = server.nodes[0]
+    connect_args = never_reading(node)
+    # more than the kernel holds for a client that does not read, and the outbox on top
+    count = (kernel_buffering(connect_args) + limit) // len(BIG_TEXT.encode()) + 1
+    texts = [f"{i:04d}{BIG_TEXT}" for i in range(count)]
+    await send_many(server.nodes[-1], token, channel, texts)
+    sub = await raw_session(node, token=token, **connect_args)
+    await sub.send({"op": "subscribe", "id": 1, "d": {"channel": channel, "since": 0}})
+    # It reads nothing yet: the replay fills the kernel's buffers, then the outbox past
+    # half its limit, and waits there for the client instead of overflowing (4010).
+    await eventually(
+        lambda: node.metric("agora_outbox_bytes") > limit // 2,
+        "the replay waiting on the outbox",
+        wait=30,
+    )
+    reply = await sub.ok("ping")  # now it reads: the replay, the subscribe's reply, this one
+    assert reply == {}
+    (subscribed,) = [f for f in sub.early if f.get("id") == 1]
+    assert subscribed["op"] == "reply" and subscribed["d"]["recovered"] is True
+    replayed = [f for f in sub.early if f["op"] == "event"]
+    assert [f["o"] for f in replayed] == list(range(1, count + 1))
+    assert [f["d"]["message"]["text"] for f in replayed] == texts
+    assert node.metric("agora_closes_total", 'code="4010"') == 0
     await sub.ws.close()

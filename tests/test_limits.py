@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect
 
 from tests.agora_cli import ok, storage
 from tests.conftest import (
+    BIG_TEXT,
     AgoraProcess,
     RawSession,
     closed_with,
@@ -150,15 +151,11 @@ async def test_acknowledged_message_survives_kill_9(make_server, synchronous: st
     await session.ws.close()
 
 
-#: A message of 4,000 characters that takes 16,000 bytes: few messages fill the buffers.
-BIG = "\N{GRINNING FACE}" * 3996
-
-
 async def fill(node: AgoraProcess, token: str, channel: str, count: int) -> None:
     """Store ``count`` big messages in ``channel``, numbered from 0."""
     session = await raw_session(node, token=token)
     for i in range(count):
-        await session.ok("message.send", {"channel": channel, "text": f"{i:04d}{BIG}"})
+        await session.ok("message.send", {"channel": channel, "text": f"{i:04d}{BIG_TEXT}"})
     await session.ws.close()
 
 
@@ -175,7 +172,7 @@ class Stalled:
     async def start(cls, server: Any, token: str, channel: str, limit: int) -> Stalled:
         node = server.nodes[0]
         connect_args = never_reading(node)
-        count = kernel_buffering(connect_args) // len(BIG.encode()) + 1
+        count = kernel_buffering(connect_args) // len(BIG_TEXT.encode()) + 1
         await fill(server.nodes[-1], token, channel, count)
         session = await raw_session(node, token=token, **connect_args)
         await session.send({"op": "subscribe", "id": 1, "d": {"channel": channel, "since": 0}})
@@ -243,7 +240,7 @@ async def test_sigterm_answers_the_command_in_flight_then_closes_1001(make_serve
     check = await raw_session(node, token=account["token"])
     stored = (await check.ok("history", {"channel": channel, "limit": 100}))["events"]
     texts = [e["d"]["message"]["text"] for e in stored if e["t"] == "message.created"]
-    assert texts[-1] == f"{stalled.count - 1:04d}{BIG}"  # no queued command was carried out
+    assert texts[-1] == f"{stalled.count - 1:04d}{BIG_TEXT}"  # no queued command was carried out
     await check.ws.close()
 
 
@@ -284,10 +281,12 @@ async def test_4009_drops_what_was_queued_even_replies_to_commands_carried_out(
     await silent.ok("subscribe", {"channel": channel})
     # Each send brings it a reply and an event of 16 kB: twice what the kernel holds for
     # it, so when it falls silent, frames (replies among them) are still queued.
-    count = kernel_buffering(connect_args) // len(BIG.encode())
+    count = kernel_buffering(connect_args) // len(BIG_TEXT.encode())
     ids = list(range(100, 100 + count))
     for i in ids:
-        await silent.send({"op": "message.send", "id": i, "d": {"channel": channel, "text": BIG}})
+        await silent.send(
+            {"op": "message.send", "id": i, "d": {"channel": channel, "text": BIG_TEXT}}
+        )
     # it reads nothing from now on, and sends nothing: 1.5 heartbeats later, 4009
     await eventually(
         lambda: node.metric("agora_closes_total", 'code="4009"') == 1,
