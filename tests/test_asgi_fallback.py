@@ -20,6 +20,8 @@ from protocol import Encoding
 from tests.conftest import (
     ROOT,
     AgoraProcess,
+    closed_with,
+    documented_close,
     general_channel,
     new_user,
     raw_session,
@@ -79,8 +81,14 @@ async def test_events_replies_and_closes_go_through_asgi_send(
     assert texts == [f"via asgi {i}" for i in range(50)]
     bad = await writer.command("identify", {"token": "1.2"})
     assert bad["d"]["code"] == "conflict"
-    assert legacy.metric("agora_connections") == 2
+    # the server closes a session: its error, then its close frame, both through `send`
+    refused = await raw_session(legacy, encoding)
+    assert legacy.metric("agora_connections") == 3
     assert legacy.metric("agora_direct_write_connections") == 0
+    answer = await refused.command("identify", {"token": "1.not-the-secret"})
+    assert answer["d"]["code"] == "unauthorized"
+    assert await closed_with(refused.ws) == documented_close(4001, "bad token")
+    assert legacy.metric("agora_closes_total", 'code="4001"') == 1
     await writer.ws.close()
     await reader.ws.close()
 
