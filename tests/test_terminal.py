@@ -36,6 +36,7 @@ from tests.conftest import ROOT, AgoraProcess, new_user, timeout
 
 COLUMNS, ROWS = 100, 30
 PASSWORD = "correct horse"  # what tests.conftest.new_user registers with
+PAGE_UP = "\x1b[5~"
 
 MakeServer = Callable[..., AgoraProcess]
 
@@ -75,6 +76,25 @@ class Terminal:
         while True:
             self.pump()
             if condition(self.text):
+                return self.text
+            if time.monotonic() > deadline or self.eof:
+                raise AssertionError(f"never saw {what}; the screen:\n{self.text}")
+            await asyncio.sleep(0.05)
+
+    def frame(self) -> tuple[tuple[tuple[str, str, str, bool], ...], ...]:
+        """The panes' cells with their colours (a scrollbar that moves changes no text),
+        without the message box, whose cursor blinks, and the status line."""
+        return tuple(
+            tuple((c.data, c.fg, c.bg, c.reverse) for c in map(row.__getitem__, range(COLUMNS)))
+            for row in map(self.screen.buffer.__getitem__, range(ROWS - 4))
+        )
+
+    async def changed(self, since: Any, what: str, wait: float = 15) -> str:
+        """Wait until the screen differs from the ``frame()`` ``since``; the new screen."""
+        deadline = time.monotonic() + timeout(wait)
+        while True:
+            self.pump()
+            if self.frame() != since:
                 return self.text
             if time.monotonic() > deadline or self.eof:
                 raise AssertionError(f"never saw {what}; the screen:\n{self.text}")
@@ -338,7 +358,8 @@ async def test_quit_exits_with_status_zero(server: AgoraProcess, chat: Any) -> N
     assert await terminal.exit_status() == 0
 
 
-async def test_older_history_pages_in_on_page_up(server: AgoraProcess, chat: Any) -> None:
+async def test_older_history_pages_in_on_page_up(make_server: MakeServer, chat: Any) -> None:
+    server = make_server(rate_limit=0)  # its own: #general holds only what this test wrote
     elsewhere = nodes(server)[1]
     account = await new_user(elsewhere, "pages")
     async with Client(elsewhere.ws, account["token"]) as other:
@@ -346,16 +367,18 @@ async def test_older_history_pages_in_on_page_up(server: AgoraProcess, chat: Any
         for n in range(60):  # more than one page of 50
             await other.send_message(general, f"numbered {n:02d}")
     terminal, _ = await logged_in(chat, server)
-    await terminal.see("numbered 59")
-    assert "numbered 00" not in terminal.text
-
-    def page_up_until_oldest(screen: str) -> bool:
-        # PageUp scrolls to the top of the first page, then asks for the page before it
-        terminal.child.send("\x1b[5~")
-        return "numbered 00" in screen
-
-    await terminal.wait(page_up_until_oldest, "the oldest message after PageUp")
-    screen = await terminal.see("numbered 01")
+    screen = await terminal.see("numbered 59")
+    assert "numbered 00" not in screen
+    # PageUp scrolls a page at a time; at the top it loads the page before. One press,
+    # then wait until the screen shows its effect, so that presses never pile up.
+    for _ in range(10):
+        before = terminal.frame()
+        terminal.child.send(PAGE_UP)
+        screen = await terminal.changed(before, "PageUp's effect")
+        if "numbered 00" in screen:
+            break
+    else:
+        raise AssertionError(f"ten presses of PageUp never reached the oldest:\n{screen}")
     assert screen.index("numbered 00") < screen.index("numbered 01")
 
 
