@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from clients import Client, register
 from tests.agora_cli import ok, storage
-from tests.conftest import ROOT, AgoraProcess, timeout
+from tests.conftest import ROOT, AgoraProcess, eventually, timeout
 
 try:
     from playwright.async_api import Browser, Page, async_playwright, expect
@@ -248,7 +248,14 @@ async def test_a_refused_message_is_marked_failed_with_retry_and_discard(
     failed = tab.page.locator('#message-list .message[data-state="failed"]')
     await expect(failed).to_have_count(1)
     await expect(failed.locator(".state")).to_contain_text("Not sent")
+    assert server.metric("agora_errors_total", 'code="too_large"') == 1
     await failed.get_by_role("button", name="Retry").click()
+    # the page sends it again and the server refuses it again (the old entry's "Not
+    # sent" would pass any check of the page made before that)
+    await eventually(
+        lambda: server.metric("agora_errors_total", 'code="too_large"') == 2, "the retry refused"
+    )
+    await expect(failed).to_have_count(1)
     await expect(failed.locator(".state")).to_contain_text("Not sent")
     await failed.get_by_role("button", name="Discard").click()
     await expect(tab.messages()).to_have_count(0)
