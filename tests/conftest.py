@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -307,11 +308,15 @@ def make_server(deployment: str, tmp_path: Path) -> Iterator[Any]:
 
 
 _names = itertools.count()
+#: pytest imports this file as ``conftest`` and the tests as ``tests.conftest``: two
+#: counters, so the names carry which import made them too
+_this_import = secrets.token_hex(2)
 
 
 async def new_user(server: AgoraProcess, name: str = "user") -> dict[str, Any]:
     """Register a fresh account: ``{user, token}``."""
-    return await register(server.http, f"{name}{os.getpid()}x{next(_names)}", "correct horse")
+    username = f"{name}{os.getpid()}{_this_import}x{next(_names)}"
+    return await register(server.http, username, "correct horse")
 
 
 class RawSession:
