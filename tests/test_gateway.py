@@ -10,12 +10,25 @@ import websockets
 from websockets.asyncio.client import connect
 
 from protocol import Encoding, encode
-from tests.conftest import AgoraProcess, general_channel, new_user, raw_session, timeout
+from tests.conftest import (
+    AgoraProcess,
+    RawSession,
+    general_channel,
+    new_user,
+    raw_session,
+    read_events,
+    timeout,
+)
 
 
-async def identified(server: AgoraProcess, encoding: Encoding):
-    account = await new_user(server)
-    session = await raw_session(server, encoding, token=account["token"])
+async def identified(node: AgoraProcess, encoding: Encoding) -> tuple[RawSession, str]:
+    """A new account's session on ``node`` (pick one of ``server.nodes``), and #general.
+
+    Tests with two sessions put them on ``server.nodes[0]`` and ``server.nodes[-1]``:
+    in the scaled deployment, what one sends then crosses to the other node.
+    """
+    account = await new_user(node)
+    session = await raw_session(node, encoding, token=account["token"])
     return session, general_channel(session.identity)
 
 
@@ -91,12 +104,16 @@ async def test_silent_session_is_closed_with_4009(make_server) -> None:
 
 
 async def test_pings_keep_a_session_alive(make_server) -> None:
-    server = make_server(heartbeat_ms=300)
+    heartbeat_ms = round(timeout(0.6) * 1000)
+    server = make_server(heartbeat_ms=heartbeat_ms, rate_limit=0)
     account = await new_user(server)
     session = await raw_session(server, token=account["token"])
-    for _ in range(8):  # 1.6 s: more than 1.5 x heartbeat several times over
+    window = 1.5 * heartbeat_ms / 1000  # silence this long closes the session (4009)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 3 * window
+    while loop.time() < until:  # pings, a sixth of a window apart, for three windows
         assert (await session.command("ping"))["op"] == "reply"
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(window / 6)
     assert session.ws.close_code is None
     await session.ws.close()
 
@@ -242,9 +259,9 @@ async def test_commands_are_answered_in_order(server: AgoraProcess, encoding: En
 async def test_message_reaches_every_subscriber_and_the_sender(
     server: AgoraProcess, encoding: Encoding
 ) -> None:
-    alice, channel = await identified(server, encoding)
+    alice, channel = await identified(server.nodes[0], encoding)
     bob, _ = await identified(
-        server, Encoding.JSON if encoding is Encoding.MSGPACK else Encoding.MSGPACK
+        server.nodes[-1], Encoding.JSON if encoding is Encoding.MSGPACK else Encoding.MSGPACK
     )
     await alice.ok("subscribe", {"channel": channel})
     await bob.ok("subscribe", {"channel": channel})
@@ -270,17 +287,25 @@ async def test_message_reaches_every_subscriber_and_the_sender(
 
 
 async def test_unsubscribe_stops_events(server: AgoraProcess, encoding: Encoding) -> None:
-    alice, channel = await identified(server, encoding)
-    bob, _ = await identified(server, encoding)
+    alice, channel = await identified(server.nodes[-1], encoding)
+    bob, _ = await identified(server.nodes[0], encoding)
+    # still subscribed, on bob's node: it sees every event bob would have seen
+    witness, _ = await identified(server.nodes[0], encoding)
+    await witness.ok("subscribe", {"channel": channel})
     await bob.ok("subscribe", {"channel": channel})
     await bob.ok("unsubscribe", {"channel": channel})
-    await alice.ok("message.send", {"channel": channel, "text": "are you there?"})
+    sent = (await alice.ok("message.send", {"channel": channel, "text": "are you there?"}))[
+        "message"
+    ]
+    async with asyncio.timeout(timeout(10)):
+        while (await read_events(witness, 1, t="message.created"))[0]["d"]["message"] != sent:
+            pass
+    # A node hands an event to all its subscribers at once: had bob still been one, the
+    # event would be queued for him ahead of the answer to the command he sends now.
     await bob.ok("ping")
     assert not [f for f in bob.early if f["op"] == "event"]
-    with pytest.raises(TimeoutError):
-        await bob.recv(wait=0.3)
-    await alice.ws.close()
-    await bob.ws.close()
+    for session in (alice, bob, witness):
+        await session.ws.close()
 
 
 async def test_raw_ping_frame_with_extra_keys_is_fine(server: AgoraProcess) -> None:
