@@ -195,9 +195,11 @@ def require_redis() -> str:
 class Cluster:
     """The scaled deployment: two ``agora serve --redis`` nodes sharing a private Redis.
 
-    It stands in for an ``AgoraProcess``: each use of ``ws`` or ``http`` names
-    the next node in turn, so a test's connections are spread over both nodes
-    and every test exercises cross-node delivery.
+    It stands in for an ``AgoraProcess``: each use of ``ws``, ``http`` or ``port``
+    names the next node in turn. That spreads connections, but which of them share
+    a node is an accident of how many uses came before: a test that needs sessions
+    on two nodes takes ``nodes[0]`` and ``nodes[-1]`` (for an ``AgoraProcess``,
+    both are the process itself).
     """
 
     def __init__(self, directory: Path, **settings: Any) -> None:

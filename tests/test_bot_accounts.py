@@ -201,10 +201,10 @@ async def test_a_bot_cannot_log_in_with_any_password(fresh) -> None:
 
 async def test_member_joined_is_delivered_live_when_someone_registers(fresh) -> None:
     server, owner = fresh
-    sub = await raw_session(server, token=owner["token"])
+    sub = await raw_session(server.nodes[0], token=owner["token"])
     general = general_channel(sub.identity)
     await sub.ok("subscribe", {"channel": general})
-    newcomer = await register(server.http, "newcomer", "correct horse", "New Comer")
+    newcomer = await register(server.nodes[-1].http, "newcomer", "correct horse", "New Comer")
     (event,) = await read_events(sub, 1, t="member.joined")
     assert event["ch"] == general
     assert isinstance(event["o"], int)
@@ -228,10 +228,11 @@ async def test_member_joined_is_delivered_live_when_someone_registers(fresh) -> 
 
 async def test_member_joined_is_delivered_live_when_a_bot_is_created(fresh) -> None:
     server, owner = fresh
-    sub = await raw_session(server, token=owner["token"])
+    sub = await raw_session(server.nodes[0], token=owner["token"])
     general = general_channel(sub.identity)
     await sub.ok("subscribe", {"channel": general})
-    _, made = call(server, "POST", "/api/v1/bots", owner["token"], {"username": "welcome"})
+    bots = "/api/v1/bots"
+    _, made = call(server.nodes[-1], "POST", bots, owner["token"], {"username": "welcome"})
     (event,) = await read_events(sub, 1, t="member.joined")
     assert event["d"]["member"] == {**made["user"], "role": "member"}
     assert event["d"]["member"]["bot"] is True

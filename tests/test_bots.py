@@ -1,7 +1,9 @@
 """The bot framework and the example bots, against real servers.
 
 The example bots run as real subprocesses (``python -m clients.examples.…``)
-with real bot tokens; the tests see what a person in the channel sees.
+with real bot tokens; the tests see what a person in the channel sees. People
+are on the first node and bots on the last: in the scaled deployment, every
+command and every answer crosses between nodes.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ class Room:
 
 @contextlib.asynccontextmanager
 async def room(server: AgoraProcess, token: str) -> AsyncIterator[Room]:
-    async with Client(server.ws, token) as client:
+    """A person in ``general`` on the first node (bots run on the last)."""
+    async with Client(server.nodes[0].ws, token) as client:
         present = Room(client)
         await client.subscribe(present.general)
         yield present
@@ -92,7 +95,8 @@ class BotProcess:
 
     def __init__(self, module: str, server: AgoraProcess, token: str, *args: str) -> None:
         self.argv = [sys.executable, "-m", f"clients.examples.{module}", *args]
-        self.env = {**os.environ, "AGORA_SERVER": server.ws, "AGORA_BOT_TOKEN": token}
+        node = server.nodes[-1]  # people are on the first
+        self.env = {**os.environ, "AGORA_SERVER": node.ws, "AGORA_BOT_TOKEN": token}
         self.lines: list[str] = []
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -145,8 +149,10 @@ async def running(process: BotProcess) -> AsyncIterator[BotProcess]:
 
 
 @contextlib.asynccontextmanager
-async def in_process(bot: Bot, server: AgoraProcess, token: str) -> AsyncIterator[Bot]:
-    task = asyncio.create_task(bot.start(server.ws, token))
+async def in_process(bot: Bot, server: AgoraProcess | Plug, token: str) -> AsyncIterator[Bot]:
+    """``bot`` running in this process, on the last node (or through a ``Plug``)."""
+    url = server.ws if isinstance(server, Plug) else server.nodes[-1].ws
+    task = asyncio.create_task(bot.start(url, token))
     ready = asyncio.create_task(bot.ready.wait())
     await asyncio.wait([task, ready], timeout=timeout(10), return_when=asyncio.FIRST_COMPLETED)
     if task.done():
@@ -427,7 +433,7 @@ async def test_events_missed_beyond_the_replay_cap_are_skipped_not_answered(
 ) -> None:
     server = make_server(rate_limit=0, replay_cap=5)
     async with owner_with_bot(server) as (ann, made):
-        plug = await Plug(server.nodes[0]).plug()
+        plug = await Plug(server.nodes[-1]).plug()
         bot = Bot()
         handled: list[str] = []
 
