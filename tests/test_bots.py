@@ -45,8 +45,9 @@ class Room:
         self.general = client.channel_named("general")
         self.name = client.identity["user"]["name"]
 
-    async def say(self, text: str) -> None:
-        await self.client.send_message(self.general, text)
+    async def say(self, text: str) -> dict[str, Any]:
+        """Post ``text`` in ``general``; the message as stored."""
+        return await self.client.send_message(self.general, text)
 
     async def next_message(self) -> dict[str, Any]:
         while True:
@@ -61,15 +62,21 @@ class Room:
                 pass
         return message
 
-    async def texts_from(self, author_id: str, count: int, wait: float = 10) -> list[str]:
-        """The texts of the next ``count`` messages by ``author_id``."""
-        out: list[str] = []
+    async def messages_from(
+        self, author_id: str, count: int, wait: float = 10
+    ) -> list[dict[str, Any]]:
+        """The next ``count`` messages by ``author_id``."""
+        out: list[dict[str, Any]] = []
         async with asyncio.timeout(timeout(wait)):
             while len(out) < count:
                 message = await self.next_message()
                 if message["author"]["id"] == author_id:
-                    out.append(message["text"])
+                    out.append(message)
         return out
+
+    async def texts_from(self, author_id: str, count: int, wait: float = 10) -> list[str]:
+        """The texts of the next ``count`` messages by ``author_id``."""
+        return [m["text"] for m in await self.messages_from(author_id, count, wait)]
 
 
 @contextlib.asynccontextmanager
@@ -226,15 +233,14 @@ async def test_the_remind_bot_posts_the_reminder_after_the_delay(
         state = tmp_path / "reminders.json"
         process = BotProcess("remind", server, made["token"], "--state", str(state))
         async with running(process):
-            asked = time.monotonic()
-            await ann.say("!remind 2s bring the reading notes")
+            asked = await ann.say("!remind 2s bring the reading notes")
             assert await ann.texts_from(bot_id, 1) == [
                 f"@{ann.name} OK, I will remind you in 2s: bring the reading notes"
             ]
-            assert await ann.texts_from(bot_id, 1) == [
-                f"@{ann.name} reminder: bring the reading notes"
-            ]
-            assert time.monotonic() - asked >= 2
+            (reminder,) = await ann.messages_from(bot_id, 1)
+            assert reminder["text"] == f"@{ann.name} reminder: bring the reading notes"
+            # the server stamped both (ms since the epoch): the reminder came 2 s later
+            assert reminder["ts"] - asked["ts"] >= 2000
             await eventually(
                 lambda: json.loads(state.read_text())["reminders"] == [], "no reminders left"
             )
@@ -278,11 +284,14 @@ async def test_the_remind_bot_keeps_reminders_across_a_restart(make_server, tmp_
             await ann.say("!remind 3s water the plants")
             (confirmed,) = await ann.texts_from(bot_id, 1)
             assert confirmed.endswith("in 3s: water the plants")
-        kept = json.loads(state.read_text())["reminders"]
-        assert [r["text"] for r in kept] == ["water the plants"]
-        await asyncio.sleep(3)  # it falls due while the bot is down
+        (kept,) = json.loads(state.read_text())["reminders"]
+        assert kept["text"] == "water the plants"
+        # it falls due while the bot is down
+        await eventually(lambda: time.time() > kept["due"], "the reminder falling due")
         async with running(BotProcess("remind", server, made["token"], "--state", str(state))):
-            assert await ann.texts_from(bot_id, 1) == [f"@{ann.name} reminder: water the plants"]
+            (reminder,) = await ann.messages_from(bot_id, 1)
+            assert reminder["text"] == f"@{ann.name} reminder: water the plants"
+            assert reminder["ts"] >= kept["due"] * 1000
             await eventually(
                 lambda: json.loads(state.read_text())["reminders"] == [], "no reminders left"
             )
