@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 import sqlite3
 from typing import Any
@@ -159,6 +160,36 @@ def test_a_body_that_is_not_a_json_object_is_400(
     assert answer.json()["error"]["code"] == "bad_request"
 
 
+def padded(body: dict[str, Any], size: int) -> bytes:
+    """``body`` as JSON of exactly ``size`` bytes, padded with a key the server ignores."""
+    bare = len(json.dumps({**body, "pad": ""}).encode())
+    return json.dumps({**body, "pad": "x" * (size - bare)}).encode()
+
+
+TOO_LARGE = {"error": {"code": "too_large", "message": "the body is over 16384 bytes"}}
+
+
+@pytest.mark.parametrize("path", [REGISTER, LOGIN])
+def test_a_body_over_16_kib_is_413_too_large(server: AgoraProcess, path: str) -> None:
+    body = {"username": unique("big"), "password": PASSWORD}
+    over = http_request("POST", server.http + path, data=padded(body, 16 * 1024 + 1))
+    assert (over.status, over.json()) == (413, TOO_LARGE)
+    at_the_limit = http_request("POST", server.http + path, data=padded(body, 16 * 1024))
+    assert at_the_limit.status == {REGISTER: 201, LOGIN: 401}[path], at_the_limit.json()
+
+
+async def test_a_bot_body_over_16_kib_is_413_too_large(make_server) -> None:
+    server = make_server()
+    owner = await new_user(server)  # the first account: the community's owner
+    url, token = server.http + "/api/v1/bots", owner["token"]
+    over = http_request("POST", url, data=padded({"username": "big"}, 16 * 1024 + 1), token=token)
+    assert (over.status, over.json()) == (413, TOO_LARGE)
+    at_the_limit = http_request(
+        "POST", url, data=padded({"username": "big"}, 16 * 1024), token=token
+    )
+    assert at_the_limit.status == 201, at_the_limit.json()
+
+
 def test_registration_closed_is_403_forbidden(make_server) -> None:
     server = make_server(registration=False)
     assert_error(register(server, {"username": "someone", "password": PASSWORD}), 403, "forbidden")
@@ -236,6 +267,36 @@ async def test_a_token_with_a_tampered_secret_closes_identify_with_4001(
 
 def test_healthz_is_200_ok(server: AgoraProcess) -> None:
     assert http_json("GET", server.http + "/healthz") == (200, {"status": "ok"})
+
+
+def test_healthz_answers_head_without_a_body(server: AgoraProcess) -> None:
+    answer = http_request("HEAD", server.http + "/healthz")
+    assert (answer.status, answer.body) == (200, b"")
+
+
+async def test_while_the_store_is_unreachable_http_answers_503_with_retry_after(
+    make_server,
+) -> None:
+    server = make_server()
+    if len(server.nodes) == 1:
+        pytest.skip("the embedded store is a file the server holds open: it cannot be unreachable")
+    node = server.nodes[0]
+    owner = await new_user(node)
+    server.redis.kill()
+    for method, path, body in [
+        ("POST", REGISTER, {"username": unique(), "password": PASSWORD}),
+        ("POST", LOGIN, {"username": owner["user"]["username"], "password": PASSWORD}),
+        ("GET", "/api/v1/bots", None),
+    ]:
+        answer = http_request(method, node.http + path, body=body, token=owner["token"])
+        assert answer.status == 503, (path, answer.body)
+        assert answer.headers["retry-after"] == "1"
+        assert answer.json() == {
+            "error": {"code": "unavailable", "message": "the server's storage is unavailable"}
+        }
+    health = http_request("GET", node.http + "/healthz")
+    assert health.status == 503
+    assert health.json()["status"] == "unavailable" and health.json()["reason"]
 
 
 def _metrics(server: AgoraProcess) -> tuple[str, str]:
