@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -40,6 +40,7 @@ class Metrics:
         self.frames_out_of_closed = 0
         self.open_outboxes: Callable[[], Iterable[Outbox]] = tuple
         registry.register(_FramesOut(self))
+        registry.register(_OutboxBytes(self))
         self.events_published = Counter(
             "agora_events_published", "Durable events stored and published", registry=registry
         )
@@ -93,3 +94,20 @@ class _FramesOut(Collector):
             o.sent for o in self.metrics.open_outboxes()
         )
         yield CounterMetricFamily("agora_frames_out", "Frames sent to clients", value=total)
+
+
+class _OutboxBytes(Collector):
+    """``agora_outbox_bytes``: what open sessions' outboxes hold, summed when scraped.
+
+    Frames wait in an outbox only while a client reads slower than they come;
+    a replay pauses while its session's outbox is over half its limit.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        total = sum(o.size for o in self.metrics.open_outboxes())
+        yield GaugeMetricFamily(
+            "agora_outbox_bytes", "Bytes queued in session outboxes", value=total
+        )

@@ -11,6 +11,8 @@ import asyncio
 import itertools
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -20,7 +22,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -305,8 +308,11 @@ def shared_postgres() -> PostgresProcess:
 class Cluster:
     """The scaled deployment: two ``agora serve`` nodes on one PostgreSQL database and a Redis.
 
-    It stands in for an ``AgoraProcess``: each use of ``ws`` or ``http`` names
-    the next node in turn, so a test's connections are spread over both nodes.
+    It stands in for an ``AgoraProcess``: each use of ``ws``, ``http`` or ``port``
+    names the next node in turn. That spreads connections, but which of them share
+    a node is an accident of how many uses came before: a test that needs sessions
+    on two nodes takes ``nodes[0]`` and ``nodes[-1]`` (for an ``AgoraProcess``,
+    both are the process itself).
     """
 
     def __init__(
@@ -437,11 +443,15 @@ def make_server(deployment: str, tmp_path: Path) -> Iterator[Any]:
 
 
 _names = itertools.count()
+#: pytest imports this file as ``conftest`` and the tests as ``tests.conftest``: two
+#: counters, so the names carry which import made them too
+_this_import = secrets.token_hex(2)
 
 
 async def new_user(server: AgoraProcess, name: str = "user") -> dict[str, Any]:
     """Register a fresh account: ``{user, token}``."""
-    return await register(server.http, f"{name}{os.getpid()}x{next(_names)}", "correct horse")
+    username = f"{name}{os.getpid()}{_this_import}x{next(_names)}"
+    return await register(server.http, username, "correct horse")
 
 
 #: Events every identified session hears without subscribing (community and user
@@ -558,34 +568,249 @@ async def client(server: AgoraProcess) -> AsyncIterator[Client]:
         yield c
 
 
-def http_request(method: str, url: str, body: Any = None) -> tuple[int, Any, dict[str, str]]:
-    """An HTTP request with a JSON body: status, JSON answer (or None), lower-cased headers."""
-    request = urllib.request.Request(
-        url,
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"content-type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout(10)) as r:
-            answer, status, headers = r.read(), r.status, r.headers
-    except urllib.error.HTTPError as exc:
-        answer, status, headers = exc.read(), exc.code, exc.headers
-    return status, json.loads(answer or b"null"), {k.lower(): v for k, v in headers.items()}
+def http_json(
+    method: str, url: str, body: Any = None, *, token: str | None = None
+) -> tuple[int, Any]:
+    """Status and JSON answer of one request with a JSON body (see ``http_request``)."""
+    answer = http_request(method, url, body=body, token=token)
+    return answer.status, answer.json()
 
 
-def http_json(method: str, url: str, body: Any = None) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        url,
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"content-type": "application/json"},
-    )
+# =====================================================================================
+# Shared helpers (issue 14). Kept apart from the deployments above: HTTP requests,
+# reading events, a client that does not read, a proxy a test can unplug, bounded
+# waits, the code tables of docs/protocol.md, and pytest's own timeout scaled by
+# AGORA_TEST_TIMEOUT_FACTOR like every wait in the tests.
+# =====================================================================================
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scale pytest-timeout's limit (pyproject ``timeout``) by ``AGORA_TEST_TIMEOUT_FACTOR``.
+
+    A ``--timeout`` on the command line, ``PYTEST_TIMEOUT`` or a test's own
+    ``timeout`` marker is taken as given.
+    """
+    configured = config.getini("timeout")
+    if FACTOR == 1 or not configured or config.getoption("timeout", None) is not None:
+        return
+    if os.environ.get("PYTEST_TIMEOUT"):
+        return
+    scaled = pytest.mark.timeout(timeout(float(configured)))
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(scaled)
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+def http_request(
+    method: str,
+    url: str,
+    *,
+    body: Any = None,
+    data: bytes | None = None,
+    token: str | None = None,
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> HttpAnswer:
+    """One HTTP request: a JSON ``body`` or raw ``data``, ``Authorization: Bearer token``,
+    and any other ``headers``."""
+    headers = {"content-type": content_type, **(headers or {})}
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    if body is not None:
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout(10)) as r:
-            return r.status, json.loads(r.read() or b"null")
+            return HttpAnswer(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+        with exc:
+            return HttpAnswer(exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read())
+
+
+def wait_until_healthy(proc: subprocess.Popen[bytes], http: str, log: Path) -> None:
+    """Poll ``/healthz`` until it answers 200, for at most 15 (scaled) seconds."""
+    deadline = time.monotonic() + timeout(15)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(http + "/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not become healthy: {log.read_text()[-2000:]}")
+
+
+async def eventually(check: Callable[[], bool], what: str, wait: float = 10) -> None:
+    """Poll ``check`` until it holds, for at most ``wait`` (scaled) seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout(wait)
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"never saw {what}")
+        await asyncio.sleep(0.05)
+
+
+async def read_events(
+    session: RawSession, count: int, *, t: str | None = None, wait: float = 10
+) -> list[dict[str, Any]]:
+    """The next ``count`` event frames (only those of type ``t``, if given).
+
+    Events ``command`` kept while it waited for an answer come first; other frames are
+    skipped.
+    """
+    wanted = [f for f in session.early if f["op"] == "event" and t in (None, f["t"])]
+    session.early.clear()
+    async with asyncio.timeout(timeout(wait)):
+        while len(wanted) < count:
+            frame = await session.recv(wait)
+            if frame["op"] == "event" and t in (None, frame["t"]):
+                wanted.append(frame)
+    if len(wanted) > count:  # more were kept than asked for: leave them for the next read
+        session.early[:0] = wanted[count:]
+    return wanted[:count]
+
+
+def never_reading(node: AgoraProcess) -> dict[str, Any]:
+    """Connect arguments (for ``raw_session``) of a client that reads nothing until it
+    calls ``recv``: a tiny receive buffer and a queue of one message, so the server's
+    buffers for it fill at once. ``node`` is one process (``server.nodes[i]``)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", node.port))
+    return {"sock": sock, "max_queue": 1}
+
+
+#: Message text of 4,000 characters that takes 16,000 bytes: a few of them fill buffers.
+BIG_TEXT = "\N{GRINNING FACE}" * 3996  # and four characters to number them
+
+
+def kernel_buffering(connect_args: dict[str, Any]) -> int:
+    """At most how many bytes the kernel holds for a ``never_reading`` client: the
+    largest send buffer the server's socket can grow to, plus the client's receive
+    buffer (generously: any more than this the server must queue itself)."""
+    wmem_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    rcvbuf = connect_args["sock"].getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    return wmem_max + 4 * rcvbuf + 1024 * 1024  # + what uvicorn and websockets buffer
+
+
+async def closed_with(
+    ws: ClientConnection, wait: float = 5, *, read: list[Any] | None = None
+) -> tuple[int | None, str]:
+    """Read until the server closes (keeping the messages in ``read``, if given): its
+    close code and reason."""
+    try:
+        async with asyncio.timeout(timeout(wait)):
+            while True:
+                message = await ws.recv()
+                if read is not None:
+                    read.append(message)
+    except websockets.ConnectionClosed as exc:
+        if exc.rcvd is None:
+            return None, ""
+        return exc.rcvd.code, exc.rcvd.reason
+
+
+class Plug:
+    """A TCP proxy to one node that a test can unplug: open connections drop (no close
+    frame, like a cable pulled) and new ones are refused until ``plug()``."""
+
+    def __init__(self, target: AgoraProcess) -> None:
+        self.target_port = target.port
+        self.port = 0
+        self._listener: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def plug(self) -> Plug:
+        self._listener = await asyncio.start_server(self._connect, "127.0.0.1", self.port)
+        self.port = self._listener.sockets[0].getsockname()[1]
+        return self
+
+    async def unplug(self) -> None:
+        assert self._listener is not None
+        self._listener.close()
+        await self._listener.wait_closed()
+        for writer in self._open:
+            writer.transport.abort()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open.add(writer)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:  # the node is down: drop this connection too
+            writer.transport.abort()
+            self._open.discard(writer)
+            return
+        self._open.add(up_writer)
+        pipes = [
+            asyncio.create_task(self._pipe(reader, up_writer)),
+            asyncio.create_task(self._pipe(up_reader, writer)),
+        ]
+        self._pipes.update(pipes)
+        await asyncio.gather(*pipes, return_exceptions=True)
+        self._pipes.difference_update(pipes)
+        self._open -= {writer, up_writer}
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.transport.abort()
+
+
+PROTOCOL_DOC = ROOT / "docs" / "protocol.md"
+
+
+def doc_table(section: str) -> list[list[str]]:
+    """The rows (cells stripped) of the first table under ``## <section>`` of protocol.md."""
+    text = PROTOCOL_DOC.read_text(encoding="utf-8")
+    start = re.search(rf"^## {re.escape(section)}\b.*$", text, re.MULTILINE)
+    assert start is not None, f"protocol.md has no section {section!r}"
+    body = text[start.end() :].split("\n## ", 1)[0]
+    lines = [line for line in body.splitlines() if line.startswith("|")]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    return rows[2:]  # past the header and its |---| line
+
+
+def documented_closes() -> set[tuple[int, str]]:
+    """Every (close code, exact reason) docs/protocol.md §9 promises."""
+    closes = set()
+    for code, reason, *_ in doc_table("9. Close codes"):
+        exact = re.match(r"`([^`]+)`", reason)  # not "set by the WebSocket layer, e.g. `…`"
+        if code.isdigit() and exact is not None:
+            closes.add((int(code), exact[1]))
+    return closes
+
+
+def documented_close(code: int, reason: str) -> tuple[int, str]:
+    """``(code, reason)``, once checked to be a close that protocol.md §9 promises."""
+    assert (code, reason) in documented_closes(), f"§9 does not list {code} {reason!r}"
+    return code, reason
 
 
 class ServerLog:

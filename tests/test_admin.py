@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from clients import login, register
 from server.store.migrate import HEAD
 from tests.agora_cli import agora, ok
-from tests.conftest import AgoraProcess, Cluster, http_json, raw_session, timeout
+from tests.conftest import AgoraProcess, Cluster, http_json, raw_session
 
 PASSWORD = "correct horse\n"
 
@@ -222,11 +221,9 @@ async def test_bot_create_list_and_token(db: Path, served) -> None:
     assert refused[0] == 401
     # the owner sees it over HTTP too
     owner = await login(server.http, "ann", "correct horse")
-    request = urllib.request.Request(
-        server.http + "/api/v1/bots", headers={"authorization": f"Bearer {owner['token']}"}
-    )
-    with urllib.request.urlopen(request, timeout=timeout(10)) as r:
-        assert [b["username"] for b in json.loads(r.read())["bots"]] == ["helper"]
+    status, mine = http_json("GET", server.http + "/api/v1/bots", token=owner["token"])
+    assert status == 200
+    assert [b["username"] for b in mine["bots"]] == ["helper"]
 
 
 def test_bot_errors_exit_1(db: Path) -> None:

@@ -11,15 +11,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from protocol import Encoding
-from tests.conftest import ROOT, AgoraProcess, general_channel, new_user, raw_session, timeout
+from tests.conftest import (
+    ROOT,
+    AgoraProcess,
+    closed_with,
+    documented_close,
+    general_channel,
+    new_user,
+    raw_session,
+    wait_until_healthy,
+)
 
 
 class LegacyProtocolServer(AgoraProcess):
@@ -44,14 +51,8 @@ class LegacyProtocolServer(AgoraProcess):
             self.proc = subprocess.Popen(
                 args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + timeout(15)
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.http + "/healthz", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
+        wait_until_healthy(self.proc, self.http, self.log)
+        return self
 
 
 @pytest.fixture
@@ -80,8 +81,14 @@ async def test_events_replies_and_closes_go_through_asgi_send(
     assert texts == [f"via asgi {i}" for i in range(50)]
     bad = await writer.command("identify", {"token": "1.2"})
     assert bad["d"]["code"] == "conflict"
-    assert legacy.metric("agora_connections") == 2
+    # the server closes a session: its error, then its close frame, both through `send`
+    refused = await raw_session(legacy, encoding)
+    assert legacy.metric("agora_connections") == 3
     assert legacy.metric("agora_direct_write_connections") == 0
+    answer = await refused.command("identify", {"token": "1.not-the-secret"})
+    assert answer["d"]["code"] == "unauthorized"
+    assert await closed_with(refused.ws) == documented_close(4001, "bad token")
+    assert legacy.metric("agora_closes_total", 'code="4001"') == 1
     await writer.ws.close()
     await reader.ws.close()
 

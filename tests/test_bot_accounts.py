@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
@@ -17,31 +13,18 @@ from tests.conftest import (
     AgoraProcess,
     general_channel,
     http_json,
+    http_request,
     new_user,
     raw_session,
-    timeout,
+    read_events,
 )
 
 
 def call(
     server: AgoraProcess, method: str, path: str, token: str | None = None, body: Any = None
 ) -> tuple[int, Any]:
-    """An HTTP request with ``Authorization: Bearer token``; status and JSON answer."""
-    headers = {"content-type": "application/json"}
-    if token is not None:
-        headers["authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(
-        server.http + path,
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers=headers,
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout(10)) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read())
+    """A request to ``path`` with ``Authorization: Bearer token``; status and JSON answer."""
+    return http_json(method, server.http + path, body, token=token)
 
 
 @pytest.fixture
@@ -49,15 +32,6 @@ async def fresh(make_server) -> tuple[AgoraProcess, dict[str, Any]]:
     """A server of its own and its first account, the community's owner."""
     server = make_server(rate_limit=0)
     return server, await register(server.http, "owner", "correct horse")
-
-
-async def next_event(session, t: str, wait: float = 10) -> dict[str, Any]:
-    """The next event of type ``t`` (events of other types are skipped)."""
-    async with asyncio.timeout(timeout(wait)):
-        while True:
-            frame = await session.recv(wait)
-            if frame["op"] == "event" and frame["t"] == t:
-                return frame
 
 
 async def make_admin(server: AgoraProcess, account: dict[str, Any]) -> None:
@@ -109,13 +83,8 @@ async def test_bot_routes_without_a_valid_bearer_token_are_401(fresh) -> None:
         for token in (None, "", "nonsense", f"{token_id}.wrong-secret", "a.b.c"):
             status, answer = call(server, method, path, token, {"username": "sneaky"})
             assert (status, answer["error"]["code"]) == (401, "unauthorized"), (path, token)
-        basic = urllib.request.Request(
-            server.http + path, method=method, headers={"authorization": "Basic " + owner["token"]}
-        )
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(basic, timeout=timeout(10))
-        with refused.value:
-            assert refused.value.code == 401
+        basic = {"authorization": "Basic " + owner["token"]}
+        assert http_request(method, server.http + path, headers=basic).status == 401
     assert call(server, "GET", "/api/v1/bots", owner["token"]) == (200, {"bots": []})
 
 
@@ -232,11 +201,11 @@ async def test_a_bot_cannot_log_in_with_any_password(fresh) -> None:
 
 async def test_member_joined_is_delivered_live_when_someone_registers(fresh) -> None:
     server, owner = fresh
-    sub = await raw_session(server, token=owner["token"])
+    sub = await raw_session(server.nodes[0], token=owner["token"])
     general = general_channel(sub.identity)
     await sub.ok("subscribe", {"channel": general})
-    newcomer = await register(server.http, "newcomer", "correct horse", "New Comer")
-    event = await next_event(sub, "member.joined")
+    newcomer = await register(server.nodes[-1].http, "newcomer", "correct horse", "New Comer")
+    (event,) = await read_events(sub, 1, t="member.joined")
     assert event["ch"] == general
     assert isinstance(event["o"], int)
     before = time.time_ns() // 1_000_000
@@ -259,11 +228,12 @@ async def test_member_joined_is_delivered_live_when_someone_registers(fresh) -> 
 
 async def test_member_joined_is_delivered_live_when_a_bot_is_created(fresh) -> None:
     server, owner = fresh
-    sub = await raw_session(server, token=owner["token"])
+    sub = await raw_session(server.nodes[0], token=owner["token"])
     general = general_channel(sub.identity)
     await sub.ok("subscribe", {"channel": general})
-    _, made = call(server, "POST", "/api/v1/bots", owner["token"], {"username": "welcome"})
-    event = await next_event(sub, "member.joined")
+    bots = "/api/v1/bots"
+    _, made = call(server.nodes[-1], "POST", bots, owner["token"], {"username": "welcome"})
+    (event,) = await read_events(sub, 1, t="member.joined")
     assert event["d"]["member"] == {**made["user"], "role": "member"}
     assert event["d"]["member"]["bot"] is True
     await sub.ws.close()

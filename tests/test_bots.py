@@ -1,7 +1,9 @@
 """The bot framework and the example bots, against real servers.
 
 The example bots run as real subprocesses (``python -m clients.examples.…``)
-with real bot tokens; the tests see what a person in the channel sees.
+with real bot tokens; the tests see what a person in the channel sees. People
+are on the first node and bots on the last: in the scaled deployment, every
+command and every answer crosses between nodes.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import re
 import signal
 import sys
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +25,16 @@ import pytest
 
 from clients import Bot, Client, Context, Event
 from clients.examples import faq, remind
-from tests.conftest import ROOT, AgoraProcess, new_user, timeout
+from tests.conftest import ROOT, AgoraProcess, Plug, eventually, http_json, new_user, timeout
 
 
 async def create_bot(server: AgoraProcess, owner_token: str, username: str) -> dict[str, Any]:
     """``POST /api/v1/bots`` as the owner: ``{user, token}``."""
-
-    def post() -> dict[str, Any]:
-        request = urllib.request.Request(
-            server.http + "/api/v1/bots",
-            data=json.dumps({"username": username}).encode(),
-            headers={
-                "content-type": "application/json",
-                "authorization": f"Bearer {owner_token}",
-            },
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=timeout(10)) as response:
-            assert response.status == 201
-            return json.loads(response.read())
-
-    return await asyncio.to_thread(post)
+    status, made = await asyncio.to_thread(
+        http_json, "POST", server.http + "/api/v1/bots", {"username": username}, token=owner_token
+    )
+    assert status == 201, made
+    return made
 
 
 class Room:
@@ -55,8 +45,9 @@ class Room:
         self.general = client.channel_named("general")
         self.name = client.identity["user"]["name"]
 
-    async def say(self, text: str) -> None:
-        await self.client.send_message(self.general, text)
+    async def say(self, text: str) -> dict[str, Any]:
+        """Post ``text`` in ``general``; the message as stored."""
+        return await self.client.send_message(self.general, text)
 
     async def next_message(self) -> dict[str, Any]:
         while True:
@@ -71,20 +62,27 @@ class Room:
                 pass
         return message
 
-    async def texts_from(self, author_id: str, count: int, wait: float = 10) -> list[str]:
-        """The texts of the next ``count`` messages by ``author_id``."""
-        out: list[str] = []
+    async def messages_from(
+        self, author_id: str, count: int, wait: float = 10
+    ) -> list[dict[str, Any]]:
+        """The next ``count`` messages by ``author_id``."""
+        out: list[dict[str, Any]] = []
         async with asyncio.timeout(timeout(wait)):
             while len(out) < count:
                 message = await self.next_message()
                 if message["author"]["id"] == author_id:
-                    out.append(message["text"])
+                    out.append(message)
         return out
+
+    async def texts_from(self, author_id: str, count: int, wait: float = 10) -> list[str]:
+        """The texts of the next ``count`` messages by ``author_id``."""
+        return [m["text"] for m in await self.messages_from(author_id, count, wait)]
 
 
 @contextlib.asynccontextmanager
 async def room(server: AgoraProcess, token: str) -> AsyncIterator[Room]:
-    async with Client(server.ws, token) as client:
+    """A person in ``general`` on the first node (bots run on the last)."""
+    async with Client(server.nodes[0].ws, token) as client:
         present = Room(client)
         await client.subscribe(present.general)
         yield present
@@ -104,7 +102,8 @@ class BotProcess:
 
     def __init__(self, module: str, server: AgoraProcess, token: str, *args: str) -> None:
         self.argv = [sys.executable, "-m", f"clients.examples.{module}", *args]
-        self.env = {**os.environ, "AGORA_SERVER": server.ws, "AGORA_BOT_TOKEN": token}
+        node = server.nodes[-1]  # people are on the first
+        self.env = {**os.environ, "AGORA_SERVER": node.ws, "AGORA_BOT_TOKEN": token}
         self.lines: list[str] = []
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -157,8 +156,10 @@ async def running(process: BotProcess) -> AsyncIterator[BotProcess]:
 
 
 @contextlib.asynccontextmanager
-async def in_process(bot: Bot, server: AgoraProcess, token: str) -> AsyncIterator[Bot]:
-    task = asyncio.create_task(bot.start(server.ws, token))
+async def in_process(bot: Bot, server: AgoraProcess | Plug, token: str) -> AsyncIterator[Bot]:
+    """``bot`` running in this process, on the last node (or through a ``Plug``)."""
+    url = server.ws if isinstance(server, Plug) else server.nodes[-1].ws
+    task = asyncio.create_task(bot.start(url, token))
     ready = asyncio.create_task(bot.ready.wait())
     await asyncio.wait([task, ready], timeout=timeout(10), return_when=asyncio.FIRST_COMPLETED)
     if task.done():
@@ -170,63 +171,6 @@ async def in_process(bot: Bot, server: AgoraProcess, token: str) -> AsyncIterato
     finally:
         await bot.stop()
         await asyncio.wait_for(task, timeout(10))
-
-
-class Plug:
-    """A TCP proxy to one server that a test can unplug: open connections drop
-    (no close frame, like a cable pulled) and new ones are refused until ``plug()``."""
-
-    def __init__(self, target: str) -> None:
-        self.target_port = int(target.rsplit(":", 1)[1])
-        self.port = 0
-        self._listener: asyncio.Server | None = None
-        self._open: set[asyncio.StreamWriter] = set()
-        self._pipes: set[asyncio.Task[None]] = set()
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    async def plug(self) -> None:
-        self._listener = await asyncio.start_server(self._connect, "127.0.0.1", self.port)
-        self.port = self._listener.sockets[0].getsockname()[1]
-
-    async def unplug(self) -> None:
-        assert self._listener is not None
-        self._listener.close()
-        await self._listener.wait_closed()
-        for writer in self._open:
-            writer.transport.abort()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-
-    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self._open |= {writer, up_writer}
-        pipes = [
-            asyncio.create_task(self._pipe(reader, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
-        ]
-        self._pipes.update(pipes)
-        await asyncio.gather(*pipes, return_exceptions=True)
-        self._pipes.difference_update(pipes)
-        self._open -= {writer, up_writer}
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.transport.abort()
-
-
-async def eventually(check: Callable[[], bool], wait: float = 10) -> None:
-    async with asyncio.timeout(timeout(wait)):
-        while not check():
-            await asyncio.sleep(0.05)
 
 
 # the README tutorial
@@ -289,16 +233,17 @@ async def test_the_remind_bot_posts_the_reminder_after_the_delay(
         state = tmp_path / "reminders.json"
         process = BotProcess("remind", server, made["token"], "--state", str(state))
         async with running(process):
-            asked = time.monotonic()
-            await ann.say("!remind 2s bring the reading notes")
+            asked = await ann.say("!remind 2s bring the reading notes")
             assert await ann.texts_from(bot_id, 1) == [
                 f"@{ann.name} OK, I will remind you in 2s: bring the reading notes"
             ]
-            assert await ann.texts_from(bot_id, 1) == [
-                f"@{ann.name} reminder: bring the reading notes"
-            ]
-            assert time.monotonic() - asked >= 2
-            await eventually(lambda: json.loads(state.read_text())["reminders"] == [])
+            (reminder,) = await ann.messages_from(bot_id, 1)
+            assert reminder["text"] == f"@{ann.name} reminder: bring the reading notes"
+            # the server stamped both (ms since the epoch): the reminder came 2 s later
+            assert reminder["ts"] - asked["ts"] >= 2000
+            await eventually(
+                lambda: json.loads(state.read_text())["reminders"] == [], "no reminders left"
+            )
 
 
 async def test_the_remind_bot_refuses_bad_durations_and_keeps_its_limits(
@@ -339,12 +284,17 @@ async def test_the_remind_bot_keeps_reminders_across_a_restart(make_server, tmp_
             await ann.say("!remind 3s water the plants")
             (confirmed,) = await ann.texts_from(bot_id, 1)
             assert confirmed.endswith("in 3s: water the plants")
-        kept = json.loads(state.read_text())["reminders"]
-        assert [r["text"] for r in kept] == ["water the plants"]
-        await asyncio.sleep(3)  # it falls due while the bot is down
+        (kept,) = json.loads(state.read_text())["reminders"]
+        assert kept["text"] == "water the plants"
+        # it falls due while the bot is down
+        await eventually(lambda: time.time() > kept["due"], "the reminder falling due")
         async with running(BotProcess("remind", server, made["token"], "--state", str(state))):
-            assert await ann.texts_from(bot_id, 1) == [f"@{ann.name} reminder: water the plants"]
-            await eventually(lambda: json.loads(state.read_text())["reminders"] == [])
+            (reminder,) = await ann.messages_from(bot_id, 1)
+            assert reminder["text"] == f"@{ann.name} reminder: water the plants"
+            assert reminder["ts"] >= kept["due"] * 1000
+            await eventually(
+                lambda: json.loads(state.read_text())["reminders"] == [], "no reminders left"
+            )
             await ann.say("!reminders")
             assert await ann.texts_from(bot_id, 1) == [f"@{ann.name} No reminders."]
 
@@ -478,7 +428,10 @@ async def test_a_reconnected_bot_does_not_run_handled_commands_again(make_server
             # ann reconnects too; the bot gets "two" replayed on its resume, or live
             await ann.say("!note two")
             assert await ann.texts_from(made["user"]["id"], 1, wait=20) == ["noted two"]
-            await eventually(lambda: bot.client is not None and bot.client.connections == 2)
+            await eventually(
+                lambda: bot.client is not None and bot.client.connections == 2,
+                "the bot reconnected",
+            )
             await ann.say("!note three")
             assert await ann.texts_from(made["user"]["id"], 1) == ["noted three"]
         assert handled == ["one", "two", "three"]
@@ -489,8 +442,7 @@ async def test_events_missed_beyond_the_replay_cap_are_skipped_not_answered(
 ) -> None:
     server = make_server(rate_limit=0, replay_cap=5)
     async with owner_with_bot(server) as (ann, made):
-        plug = Plug(server.ws)
-        await plug.plug()
+        plug = await Plug(server.nodes[-1]).plug()
         bot = Bot()
         handled: list[str] = []
 
@@ -506,7 +458,10 @@ async def test_events_missed_beyond_the_replay_cap_are_skipped_not_answered(
             for i in range(8):  # more than the server replays
                 await ann.say(f"!note stale {i}")
             await plug.plug()
-            await eventually(lambda: bot.client is not None and bot.client.connections == 2)
+            await eventually(
+                lambda: bot.client is not None and bot.client.connections == 2,
+                "the bot reconnected",
+            )
             await ann.say("!note live")
             assert await ann.texts_from(made["user"]["id"], 1) == ["noted live"]
         await plug.unplug()

@@ -1,9 +1,9 @@
 """The web client in a real browser: Debian's Chromium, driven by Playwright.
 
 Each test starts its own deployment (so that channels hold only what the test
-wrote) and opens pages on it. In the Redis deployment every page, account and
-Python client goes to the next of the two nodes in turn, so what one page shows
-another page or client sent through the other node. Screenshots of the main
+wrote) and opens pages on it. Pages open on the first node; accounts, Python
+clients and a second page use the last. In the scaled deployment those are two
+nodes, so what one page shows another page or client sent through the other. Screenshots of the main
 views go to ``artifacts/screenshots/``; with ``AGORA_UPDATE_SCREENSHOTS=1`` also
 to ``docs/screenshots/``, which the README shows.
 """
@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from clients import Client, register
 from tests.agora_cli import ok, storage
-from tests.conftest import ROOT, AgoraProcess, timeout
+from tests.conftest import ROOT, AgoraProcess, eventually, timeout
 
 try:
     from playwright.async_api import Browser, Page, async_playwright, expect
@@ -134,11 +134,12 @@ _names = iter(range(10**6))
 
 
 async def account(server: AgoraProcess, name: str) -> dict[str, Any]:
-    return await register(server.http, f"{name.lower()}{next(_names)}", PASSWORD, name)
+    """A new account, registered through the last node (pages open on the first)."""
+    return await register(server.nodes[-1].http, f"{name.lower()}{next(_names)}", PASSWORD, name)
 
 
 async def general(server: AgoraProcess, token: str) -> str:
-    async with Client(server.ws, token) as c:
+    async with Client(server.nodes[-1].ws, token) as c:
         return c.channel_named("general")
 
 
@@ -147,7 +148,7 @@ async def general(server: AgoraProcess, token: str) -> str:
 
 async def test_register_and_log_in_through_the_ui(make_server: MakeServer, open_tab: Any) -> None:
     server = make_server()
-    tab = await open_tab(server)
+    tab = await open_tab(server.nodes[0])
     page = tab.page
     await expect(page.locator("#auth-view")).to_be_visible()
     await shoot(tab, "login")
@@ -185,8 +186,8 @@ async def test_two_users_chat_live_and_a_third_sees_the_history(
 ) -> None:
     server = make_server()
     ann, bob, cat = [await account(server, n) for n in ("Ann", "Bob", "Cat")]
-    ann_tab = await open_tab(server, ann["token"])
-    bob_tab = await open_tab(server, bob["token"])
+    ann_tab = await open_tab(server.nodes[0], ann["token"])
+    bob_tab = await open_tab(server.nodes[-1], bob["token"])
 
     await ann_tab.send("Hello Bob, did you finish chapter 3?")
     await expect(bob_tab.messages()).to_have_count(1)
@@ -207,7 +208,7 @@ async def test_two_users_chat_live_and_a_third_sees_the_history(
     await expect(first.locator("time")).to_have_attribute("datetime", _iso)
     await expect(bob_tab.messages().nth(1).locator(".author")).to_have_text("Bob")
 
-    cat_tab = await open_tab(server, cat["token"])
+    cat_tab = await open_tab(server.nodes[0], cat["token"])
     await expect(cat_tab.messages()).to_have_count(3)
     assert await cat_tab.texts() == expected
     await shoot(cat_tab, "history")
@@ -221,12 +222,12 @@ async def test_local_echo_is_reconciled_by_nonce_without_a_duplicate(
 ) -> None:
     server = make_server()
     ann = await account(server, "Ann")
-    tab = await open_tab(server, ann["token"])
+    tab = await open_tab(server.nodes[0], ann["token"])
     for i in range(5):
         await tab.send(f"quick message {i}")
     await expect(tab.messages()).to_have_count(5)
     await expect(tab.page.locator('#message-list .message[data-state="sent"]')).to_have_count(5)
-    async with Client(server.ws, ann["token"]) as c:
+    async with Client(server.nodes[-1].ws, ann["token"]) as c:
         events = await c.history(c.channel_named("general"))
     stored = [e.d["message"] for e in events if e.t == "message.created"]
     assert [m["text"] for m in stored] == [f"quick message {i}" for i in range(5)]
@@ -241,14 +242,21 @@ async def test_a_refused_message_is_marked_failed_with_retry_and_discard(
 ) -> None:
     server = make_server()
     ann = await account(server, "Ann")
-    tab = await open_tab(server, ann["token"])
+    tab = await open_tab(server.nodes[0], ann["token"])
     # Past the server's 4,000-character limit (a script can go past maxlength).
     await tab.page.locator("#composer-input").evaluate("box => { box.value = 'x'.repeat(4001) }")
     await tab.page.locator("#composer-input").press("Enter")
     failed = tab.page.locator('#message-list .message[data-state="failed"]')
     await expect(failed).to_have_count(1)
     await expect(failed.locator(".state")).to_contain_text("Not sent")
+    assert server.metric("agora_errors_total", 'code="too_large"') == 1
     await failed.get_by_role("button", name="Retry").click()
+    # the page sends it again and the server refuses it again (the old entry's "Not
+    # sent" would pass any check of the page made before that)
+    await eventually(
+        lambda: server.metric("agora_errors_total", 'code="too_large"') == 2, "the retry refused"
+    )
+    await expect(failed).to_have_count(1)
     await expect(failed.locator(".state")).to_contain_text("Not sent")
     await failed.get_by_role("button", name="Discard").click()
     await expect(tab.messages()).to_have_count(0)
@@ -264,8 +272,8 @@ async def test_after_a_restart_pages_reconnect_and_show_what_was_sent_meanwhile_
 ) -> None:
     server = make_server()
     ann, bob, dan = [await account(server, n) for n in ("Ann", "Bob", "Dan")]
-    ann_tab = await open_tab(server, ann["token"])
-    bob_tab = await open_tab(server, bob["token"])
+    ann_tab = await open_tab(server.nodes[0], ann["token"])
+    bob_tab = await open_tab(server.nodes[-1], bob["token"])
     await ann_tab.send("before the restart")
     await expect(bob_tab.messages()).to_have_count(1)
 
@@ -281,7 +289,7 @@ async def test_after_a_restart_pages_reconnect_and_show_what_was_sent_meanwhile_
     await shoot(ann_tab, "offline")
 
     await asyncio.to_thread(server.start)
-    async with Client(server.ws, dan["token"]) as dan_client:
+    async with Client(server.nodes[-1].ws, dan["token"]) as dan_client:
         channel = dan_client.channel_named("general")
         for i in range(3):
             await dan_client.send_message(channel, f"meanwhile {i}")
@@ -303,14 +311,14 @@ async def test_when_too_much_was_missed_the_channel_reloads_and_says_so(
 ) -> None:
     server = make_server(replay_cap=5)
     ann, dan = [await account(server, n) for n in ("Ann", "Dan")]
-    tab = await open_tab(server, ann["token"])
+    tab = await open_tab(server.nodes[0], ann["token"])
     await tab.send("before")
     await expect(tab.messages()).to_have_count(1)
     # Offline in the browser, so that it cannot reconnect before Dan is done.
     await asyncio.to_thread(server.stop)
     await tab.page.context.set_offline(True)
     await asyncio.to_thread(server.start)
-    async with Client(server.ws, dan["token"]) as c:
+    async with Client(server.nodes[-1].ws, dan["token"]) as c:
         for i in range(8):
             await c.send_message(c.channel_named("general"), f"missed {i}")
     await tab.page.context.set_offline(False)
@@ -329,11 +337,11 @@ async def test_when_too_much_was_missed_the_channel_reloads_and_says_so(
 async def test_history_loads_as_you_scroll_up(make_server: MakeServer, open_tab: Any) -> None:
     server = make_server(rate_limit=0)
     ann = await account(server, "Ann")
-    async with Client(server.ws, ann["token"]) as c:
+    async with Client(server.nodes[-1].ws, ann["token"]) as c:
         channel = c.channel_named("general")
         for i in range(1, 121):
             await c.send_message(channel, f"m{i:03}")
-    tab = await open_tab(server, ann["token"])
+    tab = await open_tab(server.nodes[0], ann["token"])
     box = tab.page.locator("#messages")
     await expect(tab.messages()).to_have_count(50)
     await expect(tab.messages().last).to_be_in_viewport()
@@ -365,12 +373,12 @@ async def test_unread_marks_per_channel_and_community(
     server = make_server()
     ann, bob = [await account(server, n) for n in ("Ann", "Bob")]
     add_channels(server, ann, bob)
-    tab = await open_tab(server, ann["token"])
+    tab = await open_tab(server.nodes[0], ann["token"])
     page = tab.page
     sidebar = page.locator("#sidebar")
     await expect(sidebar.locator("h2")).to_have_text(["Agora", "Book club"])
 
-    async with Client(server.ws, bob["token"]) as c:
+    async with Client(server.nodes[-1].ws, bob["token"]) as c:
         await c.send_message(c.channel_named("general"), "Welcome to the club, Ann.")
         await c.send_message(c.channel_named("general"), "We start with chapter 1.")
         for text in ("Anyone up for a walk?", "Or coffee?"):
@@ -411,7 +419,7 @@ async def test_members_panel_lists_members_and_joins_show_as_a_line(
 ) -> None:
     server = make_server()
     ann = await account(server, "Ann")
-    tab = await open_tab(server, ann["token"])
+    tab = await open_tab(server.nodes[0], ann["token"])
     page = tab.page
     await page.get_by_role("button", name="Members").click()
     panel = page.locator("#members-panel")
@@ -440,7 +448,7 @@ async def test_phone_layout_has_a_collapsible_sidebar(
 ) -> None:
     server = make_server()
     ann = await account(server, "Ann")
-    tab = await open_tab(server, ann["token"], width=375, height=740)
+    tab = await open_tab(server.nodes[0], ann["token"], width=375, height=740)
     page = tab.page
     await expect(page.locator("#sidebar")).to_be_hidden()
     await tab.send("Hello from my phone")
@@ -467,7 +475,7 @@ async def test_phone_layout_has_a_collapsible_sidebar(
 async def test_keyboard_only_send_and_navigation(make_server: MakeServer, open_tab: Any) -> None:
     server = make_server()
     ann = await account(server, "Ann")
-    tab = await open_tab(server, ann["token"])
+    tab = await open_tab(server.nodes[0], ann["token"])
     page = tab.page
     # From the top of the page, Tab goes through the top bar, the sidebar and
     # the messages to the message box.
@@ -539,12 +547,12 @@ async def test_text_meets_wcag_aa_contrast_and_every_control_has_a_label(
     server = make_server()
     ann, bob = [await account(server, n) for n in ("Ann", "Bob")]
     add_channels(server, ann, bob)
-    login = await open_tab(server)
+    login = await open_tab(server.nodes[0])
     assert await login.page.evaluate(CONTRAST) == []
     assert await login.page.evaluate(UNLABELLED) == []
 
-    tab = await open_tab(server, ann["token"])
-    async with Client(server.ws, bob["token"]) as c:
+    tab = await open_tab(server.nodes[0], ann["token"])
+    async with Client(server.nodes[-1].ws, bob["token"]) as c:
         await c.send_message(c.channel_named("general"), "Hello")
         await c.send_message(c.channel_named("random"), "Unread here")
     await tab.send("Hi Bob")

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from clients import Client, CommandError, ConnectionClosed, Event, Gap
-from tests.conftest import UNSOLICITED, AgoraProcess, new_user, timeout
+from tests.conftest import UNSOLICITED, AgoraProcess, eventually, new_user, timeout
 
 
 async def channel_event(client: Client, seconds: float = 10) -> Event | Gap:
@@ -47,32 +47,40 @@ async def test_a_bad_token_fails_to_connect_with_4001(server: AgoraProcess) -> N
 
 
 async def test_heartbeats_keep_the_connection(make_server) -> None:
-    server = make_server(heartbeat_ms=300)
-    account = await new_user(server)
-    async with Client(server.ws, account["token"]) as client:
-        await asyncio.sleep(1.5)  # five heartbeat intervals
+    heartbeat_ms = round(timeout(0.3) * 1000)
+    node = make_server(heartbeat_ms=heartbeat_ms).nodes[0]
+    account = await new_user(node)
+    async with Client(node.ws, account["token"]) as client:
+        # The client pings every 0.8 heartbeat on its own; the server would close a
+        # session silent for 1.5. Six pings span more than three such windows.
+        pings = node.metric("agora_frames_in_total") + 6
+        await eventually(
+            lambda: node.metric("agora_frames_in_total") >= pings, "six pings", wait=10
+        )
         assert client.connections == 1
+        assert node.metric("agora_closes_total", 'code="4009"') == 0
         assert await client.request("ping") == {}
 
 
 async def test_resumes_after_kill_9_with_every_event_once_in_order(make_server) -> None:
     server = make_server(rate_limit=0)
+    first, last = server.nodes[0], server.nodes[-1]  # the reader's node, the writers'
     account = await new_user(server)
-    async with Client(server.ws, account["token"]) as reader:
+    async with Client(first.ws, account["token"]) as reader:
         general = reader.channel_named("general")
         await reader.subscribe(general)
-        async with Client(server.ws, account["token"], reconnect=False) as writer:
+        async with Client(last.ws, account["token"], reconnect=False) as writer:
             for i in range(5):
                 await writer.send_message(general, f"before {i}")
         assert await texts(reader, 5) == [f"before {i}" for i in range(5)]
         server.kill()
         server.start()
-        async with Client(server.ws, account["token"], reconnect=False) as writer:
+        async with Client(last.ws, account["token"], reconnect=False) as writer:
             for i in range(5):
                 await writer.send_message(general, f"while away {i}")
         got = await texts(reader, 5)
         assert got == [f"while away {i}" for i in range(5)]
-        async with Client(server.ws, account["token"], reconnect=False) as writer:
+        async with Client(last.ws, account["token"], reconnect=False) as writer:
             await writer.send_message(general, "after")
         assert await texts(reader, 1) == ["after"]
         assert reader.connections == 2
@@ -81,17 +89,16 @@ async def test_resumes_after_kill_9_with_every_event_once_in_order(make_server) 
 async def test_too_many_missed_events_yield_a_gap(make_server) -> None:
     server = make_server(rate_limit=0, replay_cap=5)
     account = await new_user(server)
-    async with Client(server.ws, account["token"]) as reader:
+    async with Client(server.nodes[0].ws, account["token"]) as reader:
         general = reader.channel_named("general")
         await reader.subscribe(general)
         server.kill()
         server.start()
-        async with Client(server.ws, account["token"], reconnect=False) as writer:
+        async with Client(server.nodes[-1].ws, account["token"], reconnect=False) as writer:
             for i in range(8):
                 await writer.send_message(general, f"m{i}")
             # the reader reconnects on its own; this one goes live after the gap
-            while reader.connections < 2:
-                await asyncio.sleep(0.05)
+            await eventually(lambda: reader.connections == 2, "the reader reconnected")
             await writer.send_message(general, "live")
         gap = await channel_event(reader)
         # offset 1 is the account's member.joined, seen before the kill

@@ -3,26 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+import subprocess
+from typing import Any
 
 import msgpack
 import pytest
-import websockets
 from websockets.asyncio.client import connect
 
 from protocol import Encoding, encode
+from tests.agora_cli import storage
 from tests.conftest import (
     AgoraProcess,
+    RawSession,
     ServerLog,
+    closed_with,
+    documented_close,
     general_channel,
     new_user,
     raw_session,
+    read_events,
     timeout,
 )
 
 
-async def identified(server: AgoraProcess, encoding: Encoding):
-    account = await new_user(server)
-    session = await raw_session(server, encoding, token=account["token"])
+async def identified(node: AgoraProcess, encoding: Encoding) -> tuple[RawSession, str]:
+    """A new account's session on ``node`` (pick one of ``server.nodes``), and #general.
+
+    Tests with two sessions put them on ``server.nodes[0]`` and ``server.nodes[-1]``:
+    in the scaled deployment, what one sends then crosses to the other node.
+    """
+    account = await new_user(node)
+    session = await raw_session(node, encoding, token=account["token"])
     return session, general_channel(session.identity)
 
 
@@ -79,14 +92,14 @@ async def test_bad_token_gets_an_error_then_close_4001(
 ) -> None:
     session = await raw_session(server, encoding)
     frame = await session.command("identify", {"token": "123.not-the-secret"})
-    assert frame["d"]["code"] == "unauthorized"
-    assert await session.close_code() == 4001
+    assert frame["d"] == {"code": "unauthorized", "message": "bad token"}
+    assert await closed_with(session.ws) == documented_close(4001, "bad token")
 
 
 async def test_identify_deadline_closes_with_4001(make_server) -> None:
     server = make_server(identify_timeout_ms=300)
     session = await raw_session(server)
-    assert await session.close_code(wait=3) == 4001
+    assert await closed_with(session.ws, wait=3) == documented_close(4001, "not identified in time")
 
 
 async def test_silent_session_is_closed_with_4009(make_server) -> None:
@@ -94,31 +107,54 @@ async def test_silent_session_is_closed_with_4009(make_server) -> None:
     account = await new_user(server)
     session = await raw_session(server, token=account["token"])
     assert session.hello["d"]["heartbeat_ms"] == 300
-    assert await session.close_code(wait=3) == 4009
+    assert await closed_with(session.ws, wait=3) == documented_close(4009, "no heartbeat")
 
 
 async def test_pings_keep_a_session_alive(make_server) -> None:
-    server = make_server(heartbeat_ms=300)
+    heartbeat_ms = round(timeout(0.6) * 1000)
+    server = make_server(heartbeat_ms=heartbeat_ms, rate_limit=0)
     account = await new_user(server)
     session = await raw_session(server, token=account["token"])
-    for _ in range(8):  # 1.6 s: more than 1.5 x heartbeat several times over
+    window = 1.5 * heartbeat_ms / 1000  # silence this long closes the session (4009)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 3 * window
+    while loop.time() < until:  # pings, a sixth of a window apart, for three windows
         assert (await session.command("ping"))["op"] == "reply"
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(window / 6)
     assert session.ws.close_code is None
     await session.ws.close()
 
 
+VERSION_REFUSED = documented_close(4002, "unsupported protocol version '2'")
+ENCODING_REFUSED = documented_close(4002, "unsupported encoding; use msgpack or json")
+
+
+def version_refused(value: str) -> tuple[int, str]:
+    """§9's reason for ``v=2``, for another value (shown up to 16 characters)."""
+    code, reason = VERSION_REFUSED
+    return code, reason.replace(repr("2"), repr(value[:16]))
+
+
 @pytest.mark.parametrize(
-    "query", ["v=2&encoding=msgpack", "v=x", "v=1&encoding=xml", "encoding=cbor"]
+    ("query", "close"),
+    [
+        ("v=2&encoding=msgpack", VERSION_REFUSED),
+        ("v=01", version_refused("01")),
+        ("v=", version_refused("")),
+        ("v=12345678901234567890", version_refused("1234567890123456")),
+        ("v=x&encoding=xml", version_refused("x")),  # the version is checked first
+        ("v=1&encoding=xml", ENCODING_REFUSED),
+        ("encoding=cbor", ENCODING_REFUSED),
+        ("encoding=JSON", ENCODING_REFUSED),
+    ],
 )
 async def test_unsupported_version_or_encoding_closes_with_4002(
-    server: AgoraProcess, query: str
+    server: AgoraProcess, query: str, close: tuple[int, str]
 ) -> None:
     ws = await connect(f"{server.ws}/gateway?{query}")
-    with pytest.raises(websockets.ConnectionClosed) as caught:
-        await asyncio.wait_for(ws.recv(), timeout(5))
-    assert caught.value.rcvd.code == 4002
-    assert caught.value.rcvd.reason
+    read: list[Any] = []
+    assert await closed_with(ws, read=read) == close
+    assert read == []  # before hello
 
 
 async def test_defaults_are_v1_msgpack(server: AgoraProcess) -> None:
@@ -138,6 +174,15 @@ async def test_frame_over_the_limit_closes_with_1009(make_server) -> None:
         {"op": "message.send", "id": 99, "d": {"channel": channel, "text": "x" * 2000}}
     )
     assert await session.close_code() == 1009
+
+
+async def test_a_text_message_that_is_not_utf8_closes_with_1007(
+    server: AgoraProcess, encoding: Encoding
+) -> None:
+    session, _ = await identified(server, encoding)
+    await session.ws.send(b'{"op": "ping", "id": 1, "d": {"x": "\xff"}}', text=True)
+    code, _ = await closed_with(session.ws)  # the reason is the WebSocket layer's
+    assert code == 1007
 
 
 async def test_message_of_the_wrong_kind_is_bad_frame_and_session_stays(
@@ -167,6 +212,19 @@ async def test_undecodable_or_non_map_frames_are_bad_frame(
     await session.ws.send(data)
     frame = await session.recv()
     assert frame["d"]["code"] == "bad_frame"
+    assert (await session.command("ping"))["op"] == "reply"
+    await session.ws.close()
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "NaN", "Infinity"])
+async def test_json_numbers_that_are_not_finite_are_bad_frame(
+    server: AgoraProcess, number: str
+) -> None:
+    session, _ = await identified(server, Encoding.JSON)
+    await session.ws.send(f'{{"op": "ping", "id": 9, "d": {{}}, "x": {number}}}')
+    answer = await session.recv()
+    assert answer["op"] == "error" and answer["d"]["code"] == "bad_frame"
+    assert "id" not in answer
     assert (await session.command("ping"))["op"] == "reply"
     await session.ws.close()
 
@@ -299,9 +357,9 @@ async def test_commands_are_answered_in_order(server: AgoraProcess, encoding: En
 async def test_message_reaches_every_subscriber_and_the_sender(
     server: AgoraProcess, encoding: Encoding
 ) -> None:
-    alice, channel = await identified(server, encoding)
+    alice, channel = await identified(server.nodes[0], encoding)
     bob, _ = await identified(
-        server, Encoding.JSON if encoding is Encoding.MSGPACK else Encoding.MSGPACK
+        server.nodes[-1], Encoding.JSON if encoding is Encoding.MSGPACK else Encoding.MSGPACK
     )
     await alice.ok("subscribe", {"channel": channel})
     await bob.ok("subscribe", {"channel": channel})
@@ -327,21 +385,100 @@ async def test_message_reaches_every_subscriber_and_the_sender(
 
 
 async def test_unsubscribe_stops_events(server: AgoraProcess, encoding: Encoding) -> None:
-    alice, channel = await identified(server, encoding)
-    bob, _ = await identified(server, encoding)
+    alice, channel = await identified(server.nodes[-1], encoding)
+    bob, _ = await identified(server.nodes[0], encoding)
+    # still subscribed, on bob's node: it sees every event bob would have seen
+    witness, _ = await identified(server.nodes[0], encoding)
+    await witness.ok("subscribe", {"channel": channel})
     await bob.ok("subscribe", {"channel": channel})
     await bob.ok("unsubscribe", {"channel": channel})
-    await alice.ok("message.send", {"channel": channel, "text": "are you there?"})
+    sent = (await alice.ok("message.send", {"channel": channel, "text": "are you there?"}))[
+        "message"
+    ]
+    async with asyncio.timeout(timeout(10)):
+        while (await read_events(witness, 1, t="message.created"))[0]["d"]["message"] != sent:
+            pass
+    # A node hands an event to all its subscribers at once: had bob still been one, the
+    # event would be queued for him ahead of the answer to the command he sends now.
     await bob.ok("ping")
     assert not [f for f in bob.early if f["op"] == "event"]
-    with pytest.raises(TimeoutError):
-        await bob.recv(wait=0.3)
-    await alice.ws.close()
-    await bob.ws.close()
+    for session in (alice, bob, witness):
+        await session.ws.close()
 
 
 async def test_raw_ping_frame_with_extra_keys_is_fine(server: AgoraProcess) -> None:
     session, _ = await identified(server, Encoding.MSGPACK)
     await session.ws.send(encode({"op": "ping", "id": 3, "d": {}, "future": [1]}, Encoding.MSGPACK))
     assert (await session.recv())["op"] == "reply"
+    await session.ws.close()
+
+
+def corrupt_first_event(server: Any, channel: str) -> None:
+    """Overwrite the first event of ``channel`` with bytes that are not msgpack, in the
+    running deployment's own storage (as a failing disk or a bad restore would)."""
+    kind, where = storage(server)
+    if kind == "--db":
+        with contextlib.closing(sqlite3.connect(where)) as db, db:
+            db.execute(
+                "UPDATE events SET frame = ? WHERE channel_id = ? AND o = 1", (b"\xc1", channel)
+            )
+    elif kind == "--database":
+        statement = f"UPDATE events SET frame = '\\xc1' WHERE channel_id = '{channel}' AND o = 1"
+        subprocess.run(["psql", "-X", "-q", "-d", where, "-c", statement], check=True)
+    else:
+        raise NotImplementedError(f"corrupting a {kind} store")
+
+
+async def test_a_command_the_server_fails_on_is_answered_internal(make_server) -> None:
+    server = make_server()
+    node = server.nodes[0]
+    account = await new_user(node)
+    session = await raw_session(node, token=account["token"])
+    channel = general_channel(session.identity)  # its first event: this account's join
+    corrupt_first_event(server, channel)
+    before = node.metric("agora_errors_total", 'code="internal"')
+    answer = await session.command("history", {"channel": channel})
+    assert answer == {
+        "op": "error",
+        "id": answer["id"],
+        "d": {"code": "internal", "message": "the server failed to handle this command"},
+    }
+    assert node.metric("agora_errors_total", 'code="internal"') == before + 1
+    assert (await session.command("ping"))["op"] == "reply"  # the session stays open
+    await session.ws.close()
+
+
+async def test_commands_while_the_store_is_unreachable_are_answered_unavailable(
+    make_server,
+) -> None:
+    server = make_server(rate_limit=0)
+    if len(server.nodes) == 1:  # (pytest imports conftest apart: isinstance would not do)
+        pytest.skip("the embedded store is a file the server holds open: it cannot be unreachable")
+    node = server.nodes[0]
+    account = await new_user(node)
+    session = await raw_session(node, token=account["token"])
+    channel = general_channel(session.identity)
+    d = {"channel": channel, "text": "through the outage", "nonce": "outage-1"}
+    server.redis.kill()
+    answer = await session.command("message.send", d)
+    assert answer == {
+        "op": "error",
+        "id": answer["id"],
+        "d": {
+            "code": "unavailable",
+            "message": "the server's storage is unavailable; retry shortly",
+            "retry_after_ms": 1000,
+        },
+    }
+    server.redis.start()
+    # the session stays open: retried after retry_after_ms, with the same nonce, it goes
+    # through once the node has reconnected, and is stored once
+    async with asyncio.timeout(timeout(20)):
+        while answer["op"] == "error":
+            assert answer["d"]["code"] == "unavailable", answer
+            await asyncio.sleep(answer["d"]["retry_after_ms"] / 1000)
+            answer = await session.command("message.send", d)
+    history = await session.ok("history", {"channel": channel})
+    texts = [e["d"]["message"]["text"] for e in history["events"] if e["t"] == "message.created"]
+    assert texts == ["through the outage"]
     await session.ws.close()

@@ -8,8 +8,7 @@ import json
 import os
 import socket
 import sqlite3
-import urllib.error
-import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import (
     AgoraProcess,
+    Cluster,
+    PostgresProcess,
     ServerLog,
     general_channel,
     http_json,
+    http_request,
     new_user,
     raw_session,
     timeout,
@@ -34,20 +36,6 @@ _names = itertools.count()
 
 def unique(prefix: str = "u") -> str:
     return f"{prefix}{os.getpid()}h{next(_names)}"
-
-
-def http_raw(
-    method: str, url: str, data: bytes | None = None, content_type: str = "application/json"
-) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers (lower-case names) and body of one request with a raw body."""
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"content-type": content_type}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout(10)) as r:
-            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
 
 
 def register(server: AgoraProcess, body: Any) -> tuple[int, Any]:
@@ -172,10 +160,40 @@ def test_bad_registration_input_is_400_naming_the_field(
 def test_a_body_that_is_not_a_json_object_is_400(
     server: AgoraProcess, path: str, data: bytes
 ) -> None:
-    status, headers, body = http_raw("POST", server.http + path, data)
-    assert status == 400
-    assert headers["content-type"].startswith("application/json")
-    assert json.loads(body)["error"]["code"] == "bad_request"
+    answer = http_request("POST", server.http + path, data=data)
+    assert answer.status == 400
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json()["error"]["code"] == "bad_request"
+
+
+def padded(body: dict[str, Any], size: int) -> bytes:
+    """``body`` as JSON of exactly ``size`` bytes, padded with a key the server ignores."""
+    bare = len(json.dumps({**body, "pad": ""}).encode())
+    return json.dumps({**body, "pad": "x" * (size - bare)}).encode()
+
+
+TOO_LARGE = {"error": {"code": "too_large", "message": "the body is over 16384 bytes"}}
+
+
+@pytest.mark.parametrize("path", [REGISTER, LOGIN])
+def test_a_body_over_16_kib_is_413_too_large(server: AgoraProcess, path: str) -> None:
+    body = {"username": unique("big"), "password": PASSWORD}
+    over = http_request("POST", server.http + path, data=padded(body, 16 * 1024 + 1))
+    assert (over.status, over.json()) == (413, TOO_LARGE)
+    at_the_limit = http_request("POST", server.http + path, data=padded(body, 16 * 1024))
+    assert at_the_limit.status == {REGISTER: 201, LOGIN: 401}[path], at_the_limit.json()
+
+
+async def test_a_bot_body_over_16_kib_is_413_too_large(make_server) -> None:
+    server = make_server()
+    owner = await new_user(server)  # the first account: the community's owner
+    url, token = server.http + "/api/v1/bots", owner["token"]
+    over = http_request("POST", url, data=padded({"username": "big"}, 16 * 1024 + 1), token=token)
+    assert (over.status, over.json()) == (413, TOO_LARGE)
+    at_the_limit = http_request(
+        "POST", url, data=padded({"username": "big"}, 16 * 1024), token=token
+    )
+    assert at_the_limit.status == 201, at_the_limit.json()
 
 
 @pytest.mark.parametrize(
@@ -188,7 +206,8 @@ def test_a_deeply_nested_body_is_400_not_a_server_error(
     server: AgoraProcess, path: str, data: bytes
 ) -> None:
     log = ServerLog(server)
-    status, headers, body = http_raw("POST", server.http + path, data)
+    answer = http_request("POST", server.http + path, data=data)
+    status, headers, body = answer.status, answer.headers, answer.body
     assert status == 400
     assert headers["content-type"].startswith("application/json")
     assert json.loads(body) == {
@@ -203,7 +222,8 @@ def test_a_field_name_with_a_lone_surrogate_is_400_showing_it_escaped(
 ) -> None:
     log = ServerLog(server)
     data = b'{"username": "ab", "password": "correct horse", "\\ud800x": "\\ud800"}'
-    status, headers, body = http_raw("POST", server.http + path, data)
+    answer = http_request("POST", server.http + path, data=data)
+    status, headers, body = answer.status, answer.headers, answer.body
     assert status == 400
     assert headers["content-type"].startswith("application/json")
     assert json.loads(body) == {
@@ -311,10 +331,49 @@ def test_healthz_is_200_ok(server: AgoraProcess) -> None:
     assert http_json("GET", server.http + "/healthz") == (200, {"status": "ok"})
 
 
+def test_healthz_answers_head_without_a_body(server: AgoraProcess) -> None:
+    answer = http_request("HEAD", server.http + "/healthz")
+    assert (answer.status, answer.body) == (200, b"")
+
+
+async def test_while_the_store_is_unreachable_http_answers_503_with_retry_after(
+    deployment: str, tmp_path: Path
+) -> None:
+    if deployment == "embedded":
+        pytest.skip("the embedded store is a file the server holds open: it cannot be unreachable")
+    postgres = PostgresProcess().start()
+    server = Cluster(tmp_path, postgres=postgres).start()
+    try:
+        await _answers_503_while_postgres_is_down(server)
+    finally:
+        server.shutdown()
+        postgres.remove()
+
+
+async def _answers_503_while_postgres_is_down(server: Cluster) -> None:
+    node = server.nodes[0]
+    owner = await new_user(node)
+    server.postgres.stop()
+    for method, path, body in [
+        ("POST", REGISTER, {"username": unique(), "password": PASSWORD}),
+        ("POST", LOGIN, {"username": owner["user"]["username"], "password": PASSWORD}),
+        ("GET", "/api/v1/bots", None),
+    ]:
+        answer = http_request(method, node.http + path, body=body, token=owner["token"])
+        assert answer.status == 503, (path, answer.body)
+        assert answer.headers["retry-after"] == "1"
+        assert answer.json() == {
+            "error": {"code": "unavailable", "message": "the server's storage is unavailable"}
+        }
+    health = http_request("GET", node.http + "/healthz")
+    assert health.status == 503
+    assert health.json()["status"] == "unavailable" and health.json()["reason"]
+
+
 def _metrics(server: AgoraProcess) -> tuple[str, str]:
-    status, headers, body = http_raw("GET", server.http + "/metrics")
-    assert status == 200
-    return headers["content-type"], body.decode()
+    answer = http_request("GET", server.http + "/metrics")
+    assert answer.status == 200
+    return answer.headers["content-type"], answer.body.decode()
 
 
 async def test_metrics_is_prometheus_text_with_the_agora_series(server: AgoraProcess) -> None:
@@ -365,10 +424,10 @@ async def test_events_published_grows_by_exactly_the_messages_sent(make_server) 
 
 
 def test_the_root_serves_the_web_client_as_html(server: AgoraProcess) -> None:
-    status, headers, body = http_raw("GET", server.http + "/")
-    assert status == 200
-    assert headers["content-type"].startswith("text/html")
-    assert b"<html" in body.lower()
+    answer = http_request("GET", server.http + "/")
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("text/html")
+    assert b"<html" in answer.body.lower()
 
 
 # what is stored

@@ -206,13 +206,12 @@ async def test_while_postgres_is_down_commands_answer_unavailable_then_both_node
         assert answer["op"] == "error", answer
         assert answer["d"]["code"] == "unavailable"
         assert answer["d"]["retry_after_ms"] > 0
-        status, _, headers = http_request("GET", node.http + "/healthz")
-        assert status == 503
-        status, body, headers = http_request(
-            "POST", node.http + "/api/v1/auth/login", {"username": "x", "password": "y" * 8}
+        assert http_request("GET", node.http + "/healthz").status == 503
+        answer = http_request(
+            "POST", node.http + "/api/v1/auth/login", body={"username": "x", "password": "y" * 8}
         )
-        assert (status, body["error"]["code"]) == (503, "unavailable")
-        assert int(headers["retry-after"]) > 0
+        assert (answer.status, answer.json()["error"]["code"]) == (503, "unavailable")
+        assert int(answer.headers["retry-after"]) > 0
     cluster.postgres.start()
 
     async with asyncio.timeout(timeout(20)):  # every node serves again within 20 s

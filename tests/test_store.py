@@ -308,8 +308,15 @@ async def test_an_acknowledged_append_is_visible_to_another_instance_at_once(
         await second.close()
 
 
-async def test_check_passes_on_an_open_store(store: Store) -> None:
-    await store.check()
+async def test_check_passes_on_an_open_store_and_raises_on_a_closed_one(
+    store: Store, backend: Any
+) -> None:
+    assert await store.check() is None
+    other = backend.make()
+    await other.open()
+    await other.close()
+    with pytest.raises(RuntimeError, match="not open"):
+        await other.check()
 
 
 # accounts

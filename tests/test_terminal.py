@@ -32,10 +32,11 @@ import pytest
 from clients import Client
 from clients.terminal.state import ChatState
 from tests.agora_cli import ok, storage
-from tests.conftest import ROOT, AgoraProcess, new_user, timeout
+from tests.conftest import ROOT, AgoraProcess, Plug, new_user, timeout
 
 COLUMNS, ROWS = 100, 30
 PASSWORD = "correct horse"  # what tests.conftest.new_user registers with
+PAGE_UP = "\x1b[5~"
 
 MakeServer = Callable[..., AgoraProcess]
 
@@ -75,6 +76,25 @@ class Terminal:
         while True:
             self.pump()
             if condition(self.text):
+                return self.text
+            if time.monotonic() > deadline or self.eof:
+                raise AssertionError(f"never saw {what}; the screen:\n{self.text}")
+            await asyncio.sleep(0.05)
+
+    def frame(self) -> tuple[tuple[tuple[str, str, str, bool], ...], ...]:
+        """The panes' cells with their colours (a scrollbar that moves changes no text),
+        without the message box, whose cursor blinks, and the status line."""
+        return tuple(
+            tuple((c.data, c.fg, c.bg, c.reverse) for c in map(row.__getitem__, range(COLUMNS)))
+            for row in map(self.screen.buffer.__getitem__, range(ROWS - 4))
+        )
+
+    async def changed(self, since: Any, what: str, wait: float = 15) -> str:
+        """Wait until the screen differs from the ``frame()`` ``since``; the new screen."""
+        deadline = time.monotonic() + timeout(wait)
+        while True:
+            self.pump()
+            if self.frame() != since:
                 return self.text
             if time.monotonic() > deadline or self.eof:
                 raise AssertionError(f"never saw {what}; the screen:\n{self.text}")
@@ -122,11 +142,16 @@ def nodes(server: AgoraProcess) -> tuple[AgoraProcess, AgoraProcess]:
     return server.nodes[0], server.nodes[-1]
 
 
-async def logged_in(chat: Callable[..., Terminal], server: AgoraProcess) -> tuple[Terminal, Any]:
-    """A fresh account's ``agora chat``, showing #general."""
+async def logged_in(
+    chat: Callable[..., Terminal], server: AgoraProcess, *args: str, via: str | None = None
+) -> tuple[Terminal, Any]:
+    """A fresh account's ``agora chat`` (with more ``args``), showing #general.
+
+    It talks to the first node, or to the address ``via`` (a proxy to it).
+    """
     tui, other = nodes(server)
     account = await new_user(other, "tui")
-    terminal = chat("--server", tui.http, "--token", account["token"])
+    terminal = chat("--server", via or tui.http, "--token", account["token"], *args)
     await terminal.see("● connected", "#general")
     return terminal, account
 
@@ -338,7 +363,8 @@ async def test_quit_exits_with_status_zero(server: AgoraProcess, chat: Any) -> N
     assert await terminal.exit_status() == 0
 
 
-async def test_older_history_pages_in_on_page_up(server: AgoraProcess, chat: Any) -> None:
+async def test_older_history_pages_in_on_page_up(make_server: MakeServer, chat: Any) -> None:
+    server = make_server(rate_limit=0)  # its own: #general holds only what this test wrote
     elsewhere = nodes(server)[1]
     account = await new_user(elsewhere, "pages")
     async with Client(elsewhere.ws, account["token"]) as other:
@@ -346,47 +372,69 @@ async def test_older_history_pages_in_on_page_up(server: AgoraProcess, chat: Any
         for n in range(60):  # more than one page of 50
             await other.send_message(general, f"numbered {n:02d}")
     terminal, _ = await logged_in(chat, server)
-    await terminal.see("numbered 59")
-    assert "numbered 00" not in terminal.text
-
-    def page_up_until_oldest(screen: str) -> bool:
-        # PageUp scrolls to the top of the first page, then asks for the page before it
-        terminal.child.send("\x1b[5~")
-        return "numbered 00" in screen
-
-    await terminal.wait(page_up_until_oldest, "the oldest message after PageUp")
-    screen = await terminal.see("numbered 01")
+    screen = await terminal.see("numbered 59")
+    assert "numbered 00" not in screen
+    # PageUp scrolls a page at a time; at the top it loads the page before. One press,
+    # then wait until the screen shows its effect, so that presses never pile up.
+    for _ in range(10):
+        before = terminal.frame()
+        terminal.child.send(PAGE_UP)
+        screen = await terminal.changed(before, "PageUp's effect")
+        if "numbered 00" in screen:
+            break
+    else:
+        raise AssertionError(f"ten presses of PageUp never reached the oldest:\n{screen}")
     assert screen.index("numbered 00") < screen.index("numbered 01")
 
 
 @pytest.mark.parametrize("replay_cap", [1000, 1], ids=["replayed", "over-the-replay-cap"])
 async def test_reconnects_after_a_restart_and_shows_what_was_missed_once(
-    make_server: MakeServer, chat: Any, replay_cap: int
+    make_server: MakeServer, chat: Any, replay_cap: int, tmp_path: Path
 ) -> None:
     server = make_server(rate_limit=0)
-    terminal, account = await logged_in(chat, server)
+    tui, elsewhere = nodes(server)
+    # agora chat reaches its node through a plug, so that it stays away until plugged in
+    plug = await Plug(tui).plug()
+    log = tmp_path / "chat.log"
+    terminal, account = await logged_in(chat, server, "--log-file", str(log), via=plug.http)
     name = account["user"]["name"]
-    server.stop()
+    await plug.unplug()
     await terminal.see("reconnecting")
     terminal.type("typed while away")
-    # the same ports and storage; with a cap of 1, what was missed comes from history
+    # a restart on the same ports and storage; with a cap of 1, what was missed comes
+    # from history
+    server.stop()
     for node in server.nodes:
         node.settings["replay_cap"] = replay_cap
     server.start()
-    elsewhere = nodes(server)[1]
-    other = await new_user(elsewhere, "bob")
+    other = await new_user(elsewhere, "bob")  # its member.joined is missed too
     async with Client(elsewhere.ws, other["token"]) as bob:
         general = bob.channel_named("general")
         await bob.send_message(general, "missed one")
         await bob.send_message(general, "missed two")
-    screen = await terminal.see(
-        "● connected", "missed one", "missed two", f"{name}: typed while away", wait=30
-    )
-    await asyncio.sleep(timeout(0.5))  # a duplicate would arrive right behind
-    terminal.pump()
-    screen = terminal.text
+        await plug.plug()  # only now can agora chat come back
+        await terminal.see(
+            "● connected", "missed one", "missed two", f"{name}: typed while away", wait=30
+        )
+
+        async def stored() -> list[str]:
+            events = await bob.history(general)
+            return [e.d["message"]["text"] for e in events if e.t == "message.created"]
+
+        # Once what it typed is stored, one more message is the last to reach it: a
+        # duplicate of anything before would come before it.
+        deadline = time.monotonic() + timeout(15)
+        while "typed while away" not in await stored():
+            assert time.monotonic() < deadline, "what agora chat typed was never stored"
+            await asyncio.sleep(0.05)
+        await bob.send_message(general, "and after that")
+    screen = await terminal.see("and after that")
     for text in ("missed one", "missed two", "typed while away"):
         assert screen.count(text) == 1, screen
+    # over the cap, the missed events were read from history, not replayed
+    repaired = [line for line in log.read_text().splitlines() if "after a reconnect" in line]
+    assert bool(repaired) is (replay_cap == 1), repaired or "it read no history after reconnecting"
+    await plug.unplug()
 
 
 def test_echo_and_event_in_either_order_make_one_line() -> None:
