@@ -274,6 +274,7 @@ class Hub:
         self.feeds: dict[str, ChannelFeed] = {}
         #: topic -> this process's listeners
         self.topics: dict[str, set[Listener]] = {}
+        self._subscribing: dict[str, asyncio.Future[None]] = {}
         self.on_topic_event: OnTopicEvent | None = None
 
     async def start(self) -> None:
@@ -294,17 +295,26 @@ class Hub:
     # topics
 
     async def listen(self, topic: str, listener: Listener) -> None:
-        """Deliver the topic's events to ``listener`` from now on."""
+        """Deliver the topic's events to ``listener`` from now on.
+
+        Raises ``Unavailable`` (and delivers nothing) if the broker cannot subscribe.
+        """
         listeners = self.topics.get(topic)
-        if listeners is not None:
-            listeners.add(listener)
+        if listeners is None:
+            listeners = self.topics[topic] = set()
+            self._subscribing[topic] = asyncio.ensure_future(self.broker.subscribe(topic))
+        listeners.add(listener)
+        subscribing = self._subscribing.get(topic)
+        if subscribing is None:
             return
-        self.topics[topic] = {listener}
         try:
-            await self.broker.subscribe(topic)
+            await asyncio.shield(subscribing)
         except BaseException:
             self.unlisten(topic, listener)
             raise
+        finally:
+            if subscribing.done() and self._subscribing.get(topic) is subscribing:
+                del self._subscribing[topic]
 
     def unlisten(self, topic: str, listener: Listener) -> None:
         listeners = self.topics.get(topic)
