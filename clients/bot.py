@@ -19,7 +19,17 @@ What a bot promises:
 
 - It subscribes to every text channel it can see (or the ones it is given) and
   starts at each channel's current offset: history from before it started is
-  never handled.
+  never handled. Running with every channel, it also subscribes to each text
+  channel created later (from its first event on) and to the text channels
+  of each community it joins later.
+- Community events (``channel.created``, ``channel.updated``,
+  ``member.joined``, ``member.updated``, ``member.left``,
+  ``presence.updated``) and the user event ``community.joined`` reach
+  ``@bot.on`` handlers too, with ``ctx.community`` set and ``ctx.channel`` the
+  community's system channel (its first text channel, where joins are
+  announced). A join is handled once: the community's copy of
+  ``member.joined`` only when the bot does not follow its system channel,
+  where the durable one arrives.
 - Each durable event is handled at most once per run. The ``Client`` resumes
   after a drop, and the bot also keeps the highest offset it handled per
   channel and skips anything at or below it. When the server cannot replay
@@ -65,15 +75,40 @@ class Command:
     help: str
 
 
-class Context:
-    """What a handler is given: the event, where it happened, and ways to answer."""
+#: Events about a community (``ch`` is its id) that every member's sessions hear.
+COMMUNITY_EVENTS = frozenset(
+    {
+        "channel.created",
+        "channel.updated",
+        "member.joined",
+        "member.updated",
+        "member.left",
+        "presence.updated",
+    }
+)
 
-    __slots__ = ("author", "bot", "channel", "event", "message")
+
+class Context:
+    """What a handler is given: the event, where it happened, and ways to answer.
+
+    ``community`` is the id of the community the event is about (None when the
+    bot does not know it); ``channel`` the channel it happened in, or for a
+    community or user event the community's system channel (its first text
+    channel), so that ``send`` answers where joins are announced.
+    """
+
+    __slots__ = ("author", "bot", "channel", "community", "event", "message")
 
     def __init__(self, bot: Bot, event: Event) -> None:
         self.bot = bot
         self.event = event
         self.channel: str = event.ch
+        about = _community_of_event(event)
+        if about is not None:
+            self.community: str | None = about
+            self.channel = bot.system_channel(about) or event.ch
+        else:
+            self.community = bot.client.community_of(event.ch) if bot.client else None
         #: the message of a ``message.created`` event, else ``None``
         self.message: dict[str, Any] | None = event.d.get("message")
         #: ``{id, name}`` of the message's author, else ``None``
@@ -86,6 +121,17 @@ class Context:
     async def reply(self, text: str) -> dict[str, Any]:
         """Post ``text`` in this channel, addressed to the message's author."""
         return await self.send(f"{mention(self.author)} {text}" if self.author else text)
+
+
+def _community_of_event(event: Event) -> str | None:
+    """The community a community or user event is about; None for channel events."""
+    if event.o is not None:
+        return None
+    if event.t in COMMUNITY_EVENTS:
+        return event.ch
+    if event.t == "community.joined":
+        return event.d["community"]["id"]
+    return None
 
 
 def mention(user: dict[str, Any]) -> str:
@@ -128,6 +174,7 @@ class Bot:
         self._tasks: set[asyncio.Task[None]] = set()
         self._jobs: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._every_channel = True
         if help_command:
             self.command(help_command)(self._help)
 
@@ -195,6 +242,7 @@ class Bot:
         """
         client = self.client = Client(url, token, encoding=self.encoding, wait_on_rate_limit=True)
         self._stopping = False
+        self._every_channel = channels is None
         await client.connect()
         try:
             self.user = client.identity["user"]
@@ -218,6 +266,7 @@ class Bot:
                     )
                     self.handled[item.channel] = item.until
                 else:
+                    await self._follow(client, item)
                     await self._dispatch(item)
         finally:
             await self._cancel_all()
@@ -252,7 +301,43 @@ class Bot:
             text = text[: MAX_MESSAGE_CHARS - 1] + "…"
         return await self.client.send_message(channel, text, nonce=nonce)
 
+    def system_channel(self, community: str) -> str | None:
+        """The community's first text channel, where the server announces joins."""
+        if self.client is None:
+            return None
+        try:
+            channels = self.client.community(community)["channels"]
+        except KeyError:
+            return None
+        return next((c["id"] for c in channels if c.get("kind", "text") == "text"), None)
+
     # internals
+
+    async def _follow(self, client: Client, event: Event) -> None:
+        """Follow the bot's text channels as they come and go (with every channel)."""
+        if event.o is not None or not self._every_channel:
+            return
+        if event.t == "channel.created" and event.d["channel"].get("kind", "text") == "text":
+            # new since the bot started: everything in it is news, from offset 1
+            await self._subscribe(client, event.d["channel"]["id"], since=0)
+        elif event.t == "community.joined":
+            for channel in event.d["community"]["channels"]:
+                if channel.get("kind", "text") == "text":
+                    await self._subscribe(client, channel["id"])
+        elif event.t == "member.left" and event.d.get("user") == self.user.get("id"):
+            for channel in [c for c in self.handled if client.community_of(c) is None]:
+                del self.handled[channel]
+
+    async def _subscribe(self, client: Client, channel: str, since: int | None = None) -> None:
+        if channel in self.handled:
+            return
+        try:
+            reply = await client.subscribe(channel, since=since)
+        except CommandError as exc:
+            log.warning("cannot follow channel %s: %s", channel, exc)
+            return
+        self.handled[channel] = since if since is not None else reply["offset"]
+        log.info("following channel %s", channel)
 
     async def _cancel_all(self) -> None:
         tasks = [*self._jobs, *self._tasks]
@@ -270,6 +355,8 @@ class Bot:
         ctx = Context(self, event)
         if event.t == "member.joined" and event.d.get("member", {}).get("bot"):
             self._bots.add(event.d["member"]["id"])
+        if event.t == "member.joined" and event.o is None and ctx.channel in self.handled:
+            return  # the durable join line in the system channel is handled instead
         if ctx.author is not None:
             if ctx.author.get("bot"):
                 self._bots.add(ctx.author["id"])

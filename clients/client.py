@@ -10,8 +10,20 @@
         async for event in client.events():
             print(event.t, event.d)
 
-Commands are awaitables that return the reply's ``d`` or raise
-``CommandError``. Heartbeats are automatic. When the connection drops for a
+Commands are awaitables that return the reply's ``d`` (or the object in it)
+or raise ``CommandError``. Besides ``subscribe``, ``history`` and
+``send_message`` there is one method per community command:
+``create_community``, ``create_invite``, ``accept_invite``, ``create_channel``,
+``update_channel``, ``members``, ``set_role``, ``timeout_member``, ``kick``,
+``ban``, ``audit_log``, ``presence`` and ``set_presence``; ``request`` sends
+any other.
+
+The client keeps ``communities`` (identify's list) current from the community
+and user events every session hears: a new or renamed channel is in
+``channel_named`` at once, a community the user was kicked from disappears
+(and its channels are no longer resubscribed after a reconnect), and a
+community joined from any session appears. These events are also yielded by
+``events()``, like every other. Heartbeats are automatic. When the connection drops for a
 reason worth retrying, the client reconnects with backoff, identifies again and
 resubscribes every channel with ``since`` = the highest offset it delivered,
 so ``events()`` yields every durable event exactly once and in order. If the
@@ -303,12 +315,132 @@ class Client:
         """Why the client stopped for good, or ``None`` while it is running."""
         return self._closed
 
-    def channel_named(self, name: str, community: int = 0) -> str:
-        """The id of a channel of the ``community``-th community, by name."""
-        for channel in self.identity["communities"][community]["channels"]:
+    @property
+    def communities(self) -> list[dict[str, Any]]:
+        """The user's communities in identify's shape, kept current by community events."""
+        return self.identity.get("communities", [])
+
+    def community(self, key: int | str = 0) -> dict[str, Any]:
+        """A community by position, id or name (names without regard to case)."""
+        if isinstance(key, int):
+            return self.communities[key]
+        for community in self.communities:
+            if key == community["id"] or key.casefold() == community["name"].casefold():
+                return community
+        raise KeyError(key)
+
+    def channel_named(self, name: str, community: int | str = 0) -> str:
+        """The id of a channel of a community (position, id or name), by name."""
+        for channel in self.community(community)["channels"]:
             if channel["name"] == name:
                 return channel["id"]
         raise KeyError(name)
+
+    def community_of(self, channel: str) -> str | None:
+        """The id of the community a channel (listed in ``communities``) belongs to."""
+        for community in self.communities:
+            if any(c["id"] == channel for c in community["channels"]):
+                return community["id"]
+        return None
+
+    # community commands (docs/protocol.md §5.8)
+
+    async def create_community(self, name: str) -> dict[str, Any]:
+        """Create a community (you own it; it has a ``general`` channel); identify's shape."""
+        community = (await self.request("community.create", {"name": name}))["community"]
+        self._add_community(community)
+        return community
+
+    async def create_invite(
+        self,
+        community: str,
+        *,
+        max_uses: int | None = None,
+        expires_s: int | None = None,
+        role: str | None = None,
+    ) -> dict[str, Any]:
+        """An invite ``{code, community, role, max_uses, uses, expires_ts}``."""
+        d = _given(community=community, max_uses=max_uses, expires_s=expires_s, role=role)
+        return (await self.request("invite.create", d))["invite"]
+
+    async def accept_invite(self, code: str) -> dict[str, Any]:
+        """Join the invite's community; the community in identify's shape."""
+        community = (await self.request("invite.accept", {"code": code}))["community"]
+        self._add_community(community)
+        return community
+
+    async def create_channel(
+        self, community: str, name: str, *, kind: str | None = None, topic: str | None = None
+    ) -> dict[str, Any]:
+        """A new channel (``kind`` text, forum or workshop); the channel object."""
+        d = _given(community=community, name=name, kind=kind, topic=topic)
+        channel = (await self.request("channel.create", d))["channel"]
+        self._put_channel(community, channel)
+        return channel
+
+    async def update_channel(
+        self,
+        channel: str,
+        *,
+        name: str | None = None,
+        topic: str | None = None,
+        position: int | None = None,
+        archived: bool | None = None,
+        slowmode_s: int | None = None,
+    ) -> dict[str, Any]:
+        """Change a channel's settings; the channel object."""
+        d = _given(
+            channel=channel,
+            name=name,
+            topic=topic,
+            position=position,
+            archived=archived,
+            slowmode_s=slowmode_s,
+        )
+        updated = (await self.request("channel.update", d))["channel"]
+        community = self.community_of(channel)
+        if community is not None:
+            self._put_channel(community, updated)
+        return updated
+
+    async def members(self, community: str) -> list[dict[str, Any]]:
+        """The community's members (member objects), in join order."""
+        return (await self.request("community.members", {"community": community}))["members"]
+
+    async def set_role(self, community: str, user: str, role: str) -> dict[str, Any]:
+        """Give a member a role (guest, member, facilitator, admin, owner); the member."""
+        d = {"community": community, "user": user, "role": role}
+        return (await self.request("member.role", d))["member"]
+
+    async def timeout_member(self, community: str, user: str, seconds: int) -> None:
+        """Refuse a member's actions (not reading) for ``seconds``; 0 lifts a time-out."""
+        d = {"community": community, "user": user, "seconds": seconds}
+        await self.request("member.timeout", d)
+
+    async def kick(self, community: str, user: str) -> None:
+        """Remove a member (an invite brings them back)."""
+        await self.request("member.kick", {"community": community, "user": user})
+
+    async def ban(self, community: str, user: str) -> None:
+        """Remove a member for good: invites no longer let them in."""
+        await self.request("member.ban", {"community": community, "user": user})
+
+    async def audit_log(
+        self, community: str, *, before: str | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """A page of the audit log, newest first: ``{entries, next?}``; pass ``next`` as
+        ``before`` for the page after it."""
+        d = _given(community=community, before=before, limit=limit)
+        return await self.request("audit.list", d)
+
+    async def presence(self, community: str) -> dict[str, str]:
+        """The members who are not offline: user id -> ``online`` or ``idle``."""
+        reply = await self.request("community.presence", {"community": community})
+        return {entry["user"]: entry["status"] for entry in reply["online"]}
+
+    async def set_presence(self, status: str) -> None:
+        """Say you are ``online`` or ``idle`` (for this session)."""
+        await self.request("presence.set", {"status": status})
 
     # events
 
@@ -328,6 +460,50 @@ class Client:
         return item
 
     # internals
+
+    def _apply(self, event: Event) -> None:
+        """Keep ``communities`` current from a community or user event."""
+        d = event.d
+        if event.t in ("channel.created", "channel.updated"):
+            self._put_channel(event.ch, d["channel"])
+        elif event.t == "community.joined":
+            self._add_community(d["community"])
+        elif event.t == "member.left" and d.get("user") == self.identity.get("user", {}).get("id"):
+            self._drop_community(event.ch)
+        elif event.t == "member.updated":
+            member = d.get("member", {})
+            if member.get("id") == self.identity.get("user", {}).get("id"):
+                with contextlib.suppress(KeyError):
+                    self.community(event.ch)["role"] = member["role"]
+
+    def _add_community(self, community: dict[str, Any]) -> None:
+        listed = self.identity.setdefault("communities", [])
+        for i, known in enumerate(listed):
+            if known["id"] == community["id"]:
+                listed[i] = community
+                return
+        listed.append(community)
+
+    def _put_channel(self, community_id: str, channel: dict[str, Any]) -> None:
+        """Add or replace a channel in a community's list, kept in identify's order."""
+        try:
+            community = self.community(community_id)
+        except KeyError:
+            return
+        channels = [c for c in community["channels"] if c["id"] != channel["id"]]
+        channels.append(channel)
+        # by position, then creation order (ids are snowflakes: later is larger)
+        channels.sort(key=lambda c: (c.get("position", 0), len(c["id"]), c["id"]))
+        community["channels"] = channels
+
+    def _drop_community(self, community_id: str) -> None:
+        """The user left (was kicked or banned): forget the community and its channels."""
+        listed = self.identity.get("communities", [])
+        for community in [c for c in listed if c["id"] == community_id]:
+            listed.remove(community)
+            for channel in community["channels"]:
+                self.offsets.pop(channel["id"], None)
+                self.epochs.pop(channel["id"], None)
 
     async def _connection(self) -> ClientConnection:
         while True:
@@ -420,6 +596,8 @@ class Client:
                         if event.o <= self.offsets[event.ch]:
                             continue  # a replayed event delivered already
                         self.offsets[event.ch] = event.o
+                    if event.o is None:
+                        self._apply(event)
                     await self._events.put(event)
                 elif op in ("reply", "error"):
                     future, on_reply = self._pending.get(frame.get("id", -1), (None, None))
@@ -501,6 +679,11 @@ class Client:
         for future, _ in self._pending.values():
             if not future.done():
                 future.set_exception(exc)
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields that are not None: a command's ``d``."""
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _event(frame: dict[str, Any]) -> Event:

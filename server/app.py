@@ -90,6 +90,7 @@ class Agora:
 
     async def start(self) -> None:
         await self.store.open()
+        log.info("opened the %s", self.settings.database_description)
         await self.hub.start()
         await self.live.start(lambda user, status: presence.changed(self, user, status))
 

@@ -10,6 +10,7 @@ import argparse
 import os
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from protocol import DEFAULT_MAX_FRAME
 
@@ -88,6 +89,17 @@ class Settings:
         if self.database_url.startswith("sqlite:///"):
             return self.database_url.removeprefix("sqlite:///")
         return self.db
+
+    @property
+    def database_description(self) -> str:
+        """Which database this is, for the log: never a password."""
+        if not self.postgres:
+            return f"SQLite database {os.path.abspath(self.sqlite_path)}"
+        url = urlsplit(self.database_url)
+        host = url.hostname or "localhost (socket)"
+        where = f"{host}:{url.port}" if url.port else host
+        user = f" as {url.username}" if url.username else ""
+        return f"PostgreSQL database {url.path.lstrip('/') or '(default)'} on {where}{user}"
 
     def check(self) -> None:
         """Raise ``ValueError`` for settings that cannot serve together."""

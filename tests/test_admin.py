@@ -12,7 +12,13 @@ import pytest
 from clients import login, register
 from server.store.migrate import HEAD
 from tests.agora_cli import agora, ok
-from tests.conftest import AgoraProcess, Cluster, http_json, raw_session
+from tests.conftest import (
+    AgoraProcess,
+    Cluster,
+    http_json,
+    raw_session,
+    shared_postgres,
+)
 
 PASSWORD = "correct horse\n"
 
@@ -81,8 +87,9 @@ def test_help_names_every_command() -> None:
 
 async def test_user_create_list_and_password(db: Path, served) -> None:
     (ann,) = ok(
-        "user", "create", "ann", "--name", "Ann Lee", "--password-stdin", "--db", db, stdin=PASSWORD
-    )
+        "user", "create", "ann", "--name", "Ann Lee", "--password-stdin", "--db", db, "--create",
+        stdin=PASSWORD,
+    )  # fmt: skip
     assert ann[1:] == ["ann", "Ann Lee", "user"]
     (bob,) = ok("user", "create", "bob", "--password-stdin", "--db", db, stdin="bob's password\n")
     assert bob[1:] == ["bob", "bob", "user"]
@@ -104,7 +111,7 @@ async def test_user_create_list_and_password(db: Path, served) -> None:
 
 
 def test_user_errors_exit_1_and_change_nothing(db: Path) -> None:
-    ok("user", "create", "ann", "--password-stdin", "--db", db, stdin=PASSWORD)
+    ok("user", "create", "ann", "--password-stdin", "--db", db, "--create", stdin=PASSWORD)
     before = dump(db)
     assert "taken" in fails("user", "create", "ANN", "--password-stdin", "--db", db, stdin=PASSWORD)
     assert "8 to 256" in fails("user", "create", "cy", "--password-stdin", "--db", db, stdin="x\n")
@@ -175,27 +182,117 @@ async def test_community_channel_and_member_commands(db: Path, served) -> None:
 
 
 def test_community_channel_and_member_errors_exit_1_and_change_nothing(db: Path) -> None:
-    ok("user", "create", "ann", "--password-stdin", "--db", db, stdin=PASSWORD)
+    ok("user", "create", "ann", "--password-stdin", "--db", db, "--create", stdin=PASSWORD)
     ok("community", "create", "Club", "--owner", "ann", "--db", db)
     before = dump(db)
     assert "no account" in fails("community", "create", "X", "--owner", "nobody", "--db", db)
     assert "1 to 64" in fails("community", "create", " ", "--owner", "ann", "--db", db)
     assert "no community" in fails("channel", "create", "Nope", "room", "--db", db)
-    assert "named 'GENERAL'" in fails("channel", "create", "Club", "GENERAL", "--db", db)
+    assert "named 'general'" in fails("channel", "create", "Club", "GENERAL", "--db", db)
+    assert "letters, digits" in fails("channel", "create", "Club", "no/slashes", "--db", db)
     assert "no community" in fails("channel", "list", "Nope", "--db", db)
     assert "no account" in fails("member", "add", "Club", "nobody", "--db", db)
     assert "no community" in fails("member", "list", "Nope", "--db", db)
     assert agora("member", "add", "Club", "ann", "--role", "king", "--db", db).returncode == 2
     assert dump(db) == before
-    ok("community", "create", "Club", "--owner", "ann", "--db", db)
-    assert "several" in fails("member", "list", "club", "--db", db)
+
+
+async def test_operator_changes_are_audited_and_communities_and_channels_renamed(
+    db: Path, served
+) -> None:
+    server = served()
+    ann = await register(server.http, "ann", "correct horse")  # the owner
+    bob = await register(server.http, "bob", "correct horse")
+    bob_id = bob["user"]["id"]
+    assert ok("member", "add", "Agora", "bob", "--role", "facilitator", "--db", db)
+    (room,) = ok("channel", "create", "Agora", " Reading  Room ", "--db", db)
+    assert room[1] == "reading-room"  # the app's rule for channel names
+    assert ok("channel", "rename", "Agora", "Reading-ROOM", "Book Talk", "--db", db) == [
+        [room[0], "book-talk", "open"]
+    ]
+    assert ok("channel", "archive", "Agora", room[0], "--db", db) == [
+        [room[0], "book-talk", "archived"]
+    ]
+    (renamed,) = ok("community", "rename", "agora", "Book Club", "--db", db)
+    assert renamed[1] == "Book Club"
+    session = await raw_session(server, token=ann["token"])
+    [community] = session.identity["communities"]
+    assert community["name"] == "Book Club"
+    [talk] = [c for c in community["channels"] if c["id"] == room[0]]
+    assert (talk["name"], talk["archived"]) == ("book-talk", True)
+    refused = await session.command("message.send", {"channel": room[0], "text": "hi"})
+    assert refused["d"]["code"] == "conflict"
+    entries = (await session.ok("audit.list", {"community": community["id"]}))["entries"]
+    assert [(e["actor"], e["action"], e["target"], e["details"]) for e in entries] == [
+        ("operator", "channel.update", room[0], {"archived": True}),
+        ("operator", "channel.update", room[0], {"name": "book-talk"}),
+        ("operator", "channel.create", room[0], {"name": "reading-room", "kind": "text"}),
+        ("operator", "member.role", bob_id, {"from": "member", "to": "facilitator"}),
+    ]
+    await session.ws.close()
+    assert "no channel 'nowhere'" in fails("channel", "archive", "Book Club", "nowhere", "--db", db)
+
+
+def test_member_add_takes_every_role_and_a_community_keeps_an_owner(db: Path) -> None:
+    ok("user", "create", "ann", "--password-stdin", "--db", db, "--create", stdin=PASSWORD)
+    ok("user", "create", "bob", "--password-stdin", "--db", db, stdin=PASSWORD)
+    for role in ("guest", "member", "facilitator", "admin", "owner"):
+        assert ok("member", "add", "Agora", "bob", "--role", role, "--db", db)[0][2] == role
+    assert ok("member", "add", "Agora", "ann", "--role", "admin", "--db", db)[0][2] == "admin"
+    before = dump(db)
+    assert "only owner" in fails("member", "add", "Agora", "bob", "--role", "member", "--db", db)
+    assert dump(db) == before
+    assert "guest, member, facilitator, admin, owner" in agora("member", "add", "--help").stdout
+
+
+def test_community_names_are_unique_without_regard_to_case(db: Path) -> None:
+    ok("user", "create", "ann", "--password-stdin", "--db", db, "--create", stdin=PASSWORD)
+    (club,) = ok("community", "create", "Book Club", "--owner", "ann", "--db", db)
+    before = dump(db)
+    taken = fails("community", "create", "book CLUB", "--owner", "ann", "--db", db)
+    assert f"a community named 'Book Club' ({club[0]}) exists already" in taken
+    assert "without regard to case" in taken
+    assert "exists already" in fails("community", "rename", "Agora", "BOOK club", "--db", db)
+    assert dump(db) == before
+
+
+def test_a_missing_database_file_is_refused_unless_created(tmp_path: Path) -> None:
+    missing = tmp_path / "agora.db"
+    for command in (
+        ["user", "list", "--db", missing],
+        ["migrate", "--db", missing],
+        ["community", "list", "--database", f"sqlite:///{missing}"],
+        ["user", "create", "ann", "--password-stdin", "--db", missing],
+    ):
+        refused = fails(*command, stdin=PASSWORD)
+        assert f"there is no database file {missing}" in refused
+        assert "--create" in refused
+        assert not missing.exists()
+    assert ok("migrate", "--db", missing, "--create") == [["schema", HEAD]]
+    assert ok("user", "list", "--db", missing) == []
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_the_server_log_names_the_database_it_opened(store: str, tmp_path: Path) -> None:
+    settings: dict[str, Any] = {"log_level": "info"}
+    if store == "postgresql":
+        url = shared_postgres().create_database()
+        settings["database"] = url.replace("agora@", "agora:s3cret-word@")
+        expected = f"opened the PostgreSQL database {url.rsplit('/', 1)[1]} on 127.0.0.1:"
+    else:
+        expected = f"opened the SQLite database {tmp_path / 'agora.db'}"
+    server = AgoraProcess(tmp_path / "agora.db", **settings).start()
+    server.stop()
+    log = server.log.read_text()
+    assert expected in log
+    assert "s3cret-word" not in log
 
 
 # bots
 
 
 async def test_bot_create_list_and_token(db: Path, served) -> None:
-    ok("user", "create", "ann", "--password-stdin", "--db", db, stdin=PASSWORD)
+    ok("user", "create", "ann", "--password-stdin", "--db", db, "--create", stdin=PASSWORD)
     done = agora("bot", "create", "helper", "--owner", "ann", "--name", "Helper", "--db", db)
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip()
@@ -227,7 +324,7 @@ async def test_bot_create_list_and_token(db: Path, served) -> None:
 
 
 def test_bot_errors_exit_1(db: Path) -> None:
-    ok("user", "create", "ann", "--password-stdin", "--db", db, stdin=PASSWORD)
+    ok("user", "create", "ann", "--password-stdin", "--db", db, "--create", stdin=PASSWORD)
     ok("bot", "create", "helper", "--owner", "ann", "--db", db)
     assert "no account" in fails("bot", "create", "b2", "--owner", "nobody", "--db", db)
     assert "a person" in fails("bot", "create", "b2", "--owner", "helper", "--db", db)
@@ -295,7 +392,7 @@ async def test_export_then_import_keeps_ids_offsets_texts_and_authors(
     assert members["helper"]["owner_id"] == ann["user"]["id"]
     assert [len(c["events"]) for c in exported["channels"]] == [303, 20]  # 3 joins + 300
 
-    done = agora("import", path, "--db", target_db)
+    done = agora("import", path, "--db", target_db, "--create")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\t")[:2] == [club, "Book club"]
     assert "agora user password" in done.stderr
@@ -339,7 +436,7 @@ async def test_a_refused_import_leaves_the_target_untouched(tmp_path: Path, serv
     assert dump(source_db) == before
 
     other_db = tmp_path / "other.db"
-    ok("user", "create", "BOB", "--password-stdin", "--db", other_db, stdin=PASSWORD)
+    ok("user", "create", "BOB", "--password-stdin", "--db", other_db, "--create", stdin=PASSWORD)
     before = dump(other_db)
     assert "username 'bob' is taken here" in fails("import", path, "--db", other_db)
     assert dump(other_db) == before

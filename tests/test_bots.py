@@ -515,3 +515,78 @@ async def test_commands_from_other_bots_are_ignored(make_server) -> None:
             await ann.say("!ping")
             assert await ann.texts_from(made["user"]["id"], 1) == [f"@{ann.name} pong"]
         assert callers == [ann.client.identity["user"]["id"]]
+
+
+# communities
+
+
+async def test_a_running_bot_follows_text_channels_created_or_joined_after_it_started(
+    make_server,
+) -> None:
+    server = make_server(rate_limit=0)
+    async with owner_with_bot(server) as (ann, made):
+        bot = Bot()
+        created: list[tuple[str, str | None, str]] = []
+
+        @bot.on("channel.created")
+        async def on_created(ctx: Context) -> None:
+            created.append((ctx.event.d["channel"]["name"], ctx.community, ctx.channel))
+
+        @bot.command()
+        async def where(ctx: Context, args: str) -> None:
+            await ctx.send(f"{args} in {ctx.channel} of {ctx.community}")
+
+        async with in_process(bot, server, made["token"]):
+            agora = ann.client.community(0)["id"]
+            room = await ann.client.create_channel(agora, "after-start")
+            await ann.client.subscribe(room["id"])
+            # sent at once: the bot reads the new channel from its first event
+            await ann.client.send_message(room["id"], "!where early")
+            bot_id = made["user"]["id"]
+            assert await ann.texts_from(bot_id, 1) == [f"early in {room['id']} of {agora}"]
+            forum = await ann.client.create_channel(agora, "ideas", kind="forum")
+            # a community the bot joins later: its text channels too
+            club = await ann.client.create_community("Club")
+            invite = await ann.client.create_invite(club["id"])
+            assert bot.client is not None
+            await bot.client.accept_invite(invite["code"])
+            club_general = ann.client.channel_named("general", club["id"])
+            await ann.client.subscribe(club_general)
+            await eventually(lambda: club_general in bot.handled)
+            await ann.client.send_message(club_general, "!where later")
+            assert await ann.texts_from(bot_id, 1) == [f"later in {club_general} of {club['id']}"]
+        assert room["id"] in bot.handled and forum["id"] not in bot.handled
+        assert created == [
+            ("after-start", agora, ann.general),  # the community's system channel
+            ("ideas", agora, ann.general),
+        ]
+
+
+async def test_a_bot_hears_community_events_and_handles_each_join_once(make_server) -> None:
+    server = make_server(rate_limit=0)
+    async with owner_with_bot(server) as (ann, made):
+        bot = Bot()
+        joins: list[tuple[str, str]] = []
+        roles: list[tuple[str, str, str | None]] = []
+
+        @bot.on("member.joined")
+        async def joined(ctx: Context) -> None:
+            joins.append((ctx.event.d["member"]["username"], ctx.channel))
+
+        @bot.on("member.updated")
+        async def updated(ctx: Context) -> None:
+            member = ctx.event.d["member"]
+            roles.append((member["id"], member["role"], ctx.community))
+
+        @bot.command()
+        async def ping(ctx: Context, args: str) -> None:
+            await ctx.reply("pong")
+
+        async with in_process(bot, server, made["token"]):
+            agora = ann.client.community(0)["id"]
+            newcomer = (await new_user(server, "newcomer"))["user"]
+            await ann.client.set_role(agora, newcomer["id"], "facilitator")
+            await ann.say("!ping")  # after both: by its answer, both were handled
+            assert await ann.texts_from(made["user"]["id"], 1) == [f"@{ann.name} pong"]
+        assert joins == [(newcomer["username"], ann.general)]
+        assert roles == [(newcomer["id"], "facilitator", agora)]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 
 import pytest
 
 from clients import Client, CommandError, ConnectionClosed, Event, Gap
 from tests.conftest import UNSOLICITED, AgoraProcess, eventually, new_user, timeout
+
+_unique = itertools.count()
 
 
 async def channel_event(client: Client, seconds: float = 10) -> Event | Gap:
@@ -150,3 +154,122 @@ async def test_close_ends_events_and_fails_later_requests(server: AgoraProcess) 
     await consumer
     with pytest.raises(ConnectionClosed):
         await client.request("ping")
+
+
+# communities (docs/protocol.md §5.8)
+
+
+async def until(client: Client, t: str, test=lambda event: True) -> Event:
+    """The next event of type ``t`` that passes ``test``, passing over the rest."""
+    async with asyncio.timeout(timeout(10)):
+        while True:
+            event = await client.next_event(timeout(10))
+            if isinstance(event, Event) and event.t == t and test(event):
+                return event
+
+
+def unique(name: str) -> str:
+    return f"{name} {next(_unique)}x{time.monotonic_ns()}"
+
+
+async def test_community_commands_return_what_they_made_and_changed(server: AgoraProcess) -> None:
+    ann_account, bob_account = await new_user(server, "ann"), await new_user(server, "bob")
+    bob_id = bob_account["user"]["id"]
+    async with (
+        Client(server.ws, ann_account["token"]) as ann,
+        Client(server.ws, bob_account["token"]) as bob,
+    ):
+        club = await ann.create_community(unique("Club"))
+        assert club["role"] == "owner" and [c["name"] for c in club["channels"]] == ["general"]
+        room = await ann.create_channel(club["id"], " Reading  Room ", topic="what we read")
+        assert (room["name"], room["kind"], room["topic"]) == (
+            "reading-room",
+            "text",
+            "what we read",
+        )
+        invite = await ann.create_invite(club["id"], max_uses=1)
+        assert (invite["community"], invite["role"], invite["uses"]) == (club["id"], "member", 0)
+        joined = await bob.accept_invite(invite["code"])
+        assert (joined["id"], joined["role"]) == (club["id"], "member")
+        member = await ann.set_role(club["id"], bob_id, "facilitator")
+        assert (member["id"], member["role"]) == (bob_id, "facilitator")
+        assert [m["role"] for m in await ann.members(club["id"])] == ["owner", "facilitator"]
+        archived = await bob.update_channel(room["id"], archived=True, slowmode_s=5)
+        assert (archived["archived"], archived["slowmode_s"]) == (True, 5)
+        online = await ann.presence(club["id"])
+        assert online == {ann.identity["user"]["id"]: "online", bob_id: "online"}
+        await bob.set_presence("idle")
+        assert (await ann.presence(club["id"]))[bob_id] == "idle"
+        await ann.set_role(club["id"], bob_id, "member")
+        await ann.timeout_member(club["id"], bob_id, 60)
+        with pytest.raises(CommandError) as caught:
+            await bob.send_message(bob.channel_named("general", club["id"]), "muted?")
+        assert caught.value.code == "forbidden"
+        await ann.timeout_member(club["id"], bob_id, 0)
+        await bob.send_message(bob.channel_named("general", club["id"]), "back")
+        page = await ann.audit_log(club["id"], limit=3)
+        assert [e["action"] for e in page["entries"]] == [
+            "member.timeout",
+            "member.timeout",
+            "member.role",
+        ]
+        older = await ann.audit_log(club["id"], before=page["next"])
+        assert [e["action"] for e in older["entries"]] == [
+            "channel.update",
+            "member.role",
+            "invite.create",
+            "channel.create",
+        ]
+        await ann.kick(club["id"], bob_id)
+        assert [m["id"] for m in await ann.members(club["id"])] == [ann.identity["user"]["id"]]
+        again = await ann.create_invite(club["id"])
+        await bob.accept_invite(again["code"])
+        await ann.ban(club["id"], bob_id)
+        with pytest.raises(CommandError) as caught:
+            await bob.accept_invite(again["code"])
+        assert caught.value.code == "forbidden"
+
+
+async def test_the_view_of_communities_follows_community_and_user_events(
+    server: AgoraProcess,
+) -> None:
+    ann_account, bob_account = await new_user(server, "ann"), await new_user(server, "bob")
+    async with (
+        Client(server.ws, ann_account["token"]) as ann,
+        Client(server.ws, ann_account["token"]) as ann_elsewhere,
+        Client(server.ws, bob_account["token"]) as bob,
+    ):
+        name = unique("Club")
+        club = await ann.create_community(name)
+        # community.joined: the user's other session learns of it
+        await until(
+            ann_elsewhere, "community.joined", lambda e: e.d["community"]["id"] == club["id"]
+        )
+        assert ann_elsewhere.community(name)["id"] == club["id"]
+        invite = await ann.create_invite(club["id"])
+        await bob.accept_invite(invite["code"])
+        general = bob.channel_named("general", name)
+        await bob.subscribe(general)
+        # channel.created: a new channel is in channel_named
+        room = await ann.create_channel(club["id"], "poetry")
+        await until(bob, "channel.created", lambda e: e.d["channel"]["id"] == room["id"])
+        assert bob.channel_named("poetry", club["id"]) == room["id"]
+        assert ann_elsewhere.channel_named("poetry", club["id"]) == room["id"]
+        # channel.updated: a renamed channel goes by its new name
+        await ann.update_channel(room["id"], name="Verse", position=0)
+        await until(bob, "channel.updated", lambda e: e.d["channel"]["id"] == room["id"])
+        assert bob.channel_named("verse", club["id"]) == room["id"]
+        with pytest.raises(KeyError):
+            bob.channel_named("poetry", club["id"])
+        # member.updated: one's own role
+        await ann.set_role(club["id"], bob.identity["user"]["id"], "facilitator")
+        await until(bob, "member.updated")
+        assert bob.community(club["id"])["role"] == "facilitator"
+        # member.left: a kicked member's community disappears, and is not resubscribed
+        await ann.kick(club["id"], bob.identity["user"]["id"])
+        await until(bob, "member.left", lambda e: e.ch == club["id"])
+        assert club["id"] not in [c["id"] for c in bob.communities]
+        with pytest.raises(KeyError):
+            bob.channel_named("general", club["id"])
+        assert general not in bob.offsets
+        assert bob.community(0)["name"] == "Agora"

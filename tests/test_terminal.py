@@ -29,7 +29,7 @@ import pexpect
 import pyte
 import pytest
 
-from clients import Client
+from clients import Client, Event
 from clients.terminal.state import ChatState
 from tests.agora_cli import ok, storage
 from tests.conftest import ROOT, AgoraProcess, Plug, new_user, timeout
@@ -468,3 +468,65 @@ def test_echo_and_event_in_either_order_make_one_line() -> None:
         state.add_event("message.created", "g", {"message": message}, 1)
         state.confirm(general, message)
         assert [(line.kind, line.o, line.text) for line in general.lines] == [("message", 1, "hi")]
+
+
+# communities
+
+
+async def test_create_channel_makes_it_and_goes_there_and_invite_shows_a_working_code(
+    make_server: MakeServer, chat: Any
+) -> None:
+    server = make_server(rate_limit=0)
+    terminal, _ = await logged_in(chat, server)  # the first account: the owner
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    async with Client(elsewhere.ws, other["token"]) as bob:
+        terminal.type("/create-channel Reading Room")
+        await terminal.see("created #reading-room", "#reading-room · Agora")
+        while True:  # the other member hears of the new channel
+            event = await bob.next_event(timeout(10))
+            if isinstance(event, Event) and event.t == "channel.created":
+                break
+        assert event.d["channel"]["name"] == "reading-room"
+        assert bob.channel_named("reading-room") == event.d["channel"]["id"]
+        terminal.type("/invite 2")
+        screen = await terminal.see("invite to Agora, for 2 people: code ")
+        code = re.search(r"code (\S+)", screen)
+        assert code is not None
+        await terminal.see(f"{nodes(server)[0].http}/invite/{code[1]}")
+        joined = await bob.accept_invite(code[1])  # a member already: it changes nothing
+        assert joined["id"] == bob.community(0)["id"]
+
+
+async def test_channels_made_elsewhere_appear_in_the_list_live(
+    make_server: MakeServer, chat: Any
+) -> None:
+    server = make_server(rate_limit=0)
+    elsewhere = nodes(server)[1]
+    owner = await new_user(elsewhere, "owner")  # the first account
+    terminal, _ = await logged_in(chat, server)
+    async with Client(elsewhere.ws, owner["token"]) as ann:
+        room = await ann.create_channel(ann.community(0)["id"], "made-live")
+        await terminal.see("#made-live")
+        await ann.send_message(room["id"], "news in the new channel")
+        await terminal.see("#made-live 1")  # followed at once: its messages count
+        await ann.update_channel(room["id"], name="renamed-live")
+        await terminal.see("#renamed-live 1")
+
+
+async def test_who_shows_who_is_online_idle_or_away(make_server: MakeServer, chat: Any) -> None:
+    server = make_server(rate_limit=0)
+    terminal, account = await logged_in(chat, server)
+    elsewhere = nodes(server)[1]
+    away = (await new_user(elsewhere, "away"))["user"]
+    other = await new_user(elsewhere, "idler")
+    async with Client(elsewhere.ws, other["token"]) as idler:
+        await idler.set_presence("idle")
+        terminal.type("/who")
+        me, them = account["user"], other["user"]
+        await terminal.see(
+            "3 members of Agora, 2 here",
+            f"● {me['name']} @{me['username']} (owner)",
+            f"◐ {them['name']} @{them['username']} idle",
+            f"○ {away['name']} @{away['username']}",
+        )

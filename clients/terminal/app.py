@@ -29,6 +29,10 @@ from clients.terminal.widgets import ChannelList, Composer, MessagePane, StatusL
 
 log = logging.getLogger("agora.chat")
 
+#: Events without an offset that change what the chat shows beside messages.
+COMMUNITY_AND_USER_EVENTS = frozenset(
+    {"channel.created", "channel.updated", "community.joined", "member.left", "presence.updated"}
+)
 #: Messages per history page (the server allows up to 100).
 PAGE = 50
 #: Pages read to fill one gap after a reconnect; beyond that, PageUp reads on.
@@ -140,9 +144,36 @@ class ChatApp(App[None]):
             if isinstance(item, Gap):
                 self._background(self._repair(item))
                 continue
+            if item.o is None and item.t in COMMUNITY_AND_USER_EVENTS:
+                self._community_event(item.t, item.ch, item.d)
+                continue
             channel = self.state.channels.get(item.ch)
             if channel is not None and self.state.add_event(item.t, item.ch, item.d, item.o):
                 self._changed(channel)
+
+    def _community_event(self, t: str, ch: str, d: dict[str, Any]) -> None:
+        """Keep the channel list and presence current (``ch``: a community, or our user)."""
+        state = self.state
+        if t in ("channel.created", "channel.updated") and state.knows_community(ch):
+            channel = state.put_channel(ch, d["channel"])
+            if t == "channel.created" and d["channel"].get("kind", "text") == "text":
+                self._background(self._subscribe(channel))
+            self._redraw(channels=True)
+        elif t == "community.joined":
+            for channel in state.add_community(d["community"]):
+                self._background(self._subscribe(channel))
+            self._redraw(channels=True)
+        elif t == "member.left" and d.get("user") == state.user["id"]:
+            name = state.remove_community(ch)
+            if name is None:
+                return
+            if state.current is None and (first := state.default_channel()) is not None:
+                state.enter(first)
+                self._background(self.enter(first))
+            self.say(f"you are no longer a member of {name}")
+            self._redraw(channels=True)
+        elif t == "presence.updated":
+            state.set_presence(d["user"], d["status"])
 
     async def _repair(self, gap: Gap) -> None:
         """Events the server could not replay after a reconnect: read them from history."""

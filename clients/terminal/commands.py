@@ -17,8 +17,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from clients.client import Client, CommandError
+from clients.client import Client, CommandError, http_url
 from clients.terminal.state import ChannelState, ChatState
+
+#: How ``/who`` marks a member's presence.
+PRESENCE = {"online": "●", "idle": "◐", "offline": "○"}
 
 
 class Chat(Protocol):
@@ -108,27 +111,72 @@ async def channels(chat: Chat, arg: str) -> None:
             chat.say(f"  #{channel.name}{unread}{here}")
 
 
-@slash("who", "", "list the members of this community")
-async def who(chat: Chat, arg: str) -> None:
-    channel = chat.state.channel
-    community = channel.community_id if channel else chat.state.first_community()
+def _community(chat: Chat) -> tuple[str, str] | None:
+    """The current community's id and name, or None (said so) when there is none."""
+    state = chat.state
+    channel = state.channel
+    community = channel.community_id if channel else state.first_community()
     if community is None:
         chat.say("you are in no community")
+        return None
+    name = next(c["name"] for c in state.communities if c["id"] == community)
+    return community, name
+
+
+@slash("who", "", "list the members of this community, and who is here")
+async def who(chat: Chat, arg: str) -> None:
+    found = _community(chat)
+    if found is None:
         return
+    community, name = found
     try:
-        reply = await chat.client.request("community.members", {"community": community})
+        members = await chat.client.members(community)
     except CommandError as exc:
         if exc.code == "bad_request":
             chat.say("this server cannot list members (no community.members command)")
             return
         raise
-    members = reply["members"]
-    name = channel.community if channel else "this community"
-    chat.say(f"{len(members)} members of {name}:")
+    # who is here now; presence.updated keeps it current between two /who
+    here = await chat.client.presence(community)
     for member in members:
+        chat.state.set_presence(member["id"], here.get(member["id"], "offline"))
+    online = sum(1 for m in members if m["id"] in chat.state.presence)
+    chat.say(f"{len(members)} members of {name}, {online} here (● online, ◐ idle, ○ away):")
+    for member in members:
+        status = chat.state.presence.get(member["id"], "offline")
         bot = " [bot]" if member.get("bot") else ""
         role = "" if member.get("role") in (None, "member") else f" ({member['role']})"
-        chat.say(f"  {member['name']} @{member['username']}{bot}{role}")
+        idle = " idle" if status == "idle" else ""
+        chat.say(f"  {PRESENCE[status]} {member['name']} @{member['username']}{bot}{role}{idle}")
+
+
+@slash("invite", "[USES]", "make an invite to this community (USES: how many may use it)")
+async def invite(chat: Chat, arg: str) -> None:
+    found = _community(chat)
+    if found is None:
+        return
+    community, name = found
+    if arg and not (arg.isdigit() and int(arg) > 0):
+        chat.say("usage: /invite [USES], USES a number of people (default: no limit)")
+        return
+    made = await chat.client.create_invite(community, max_uses=int(arg) if arg else None)
+    uses = f", for {made['max_uses']} people" if made["max_uses"] else ""
+    chat.say(f"invite to {name}{uses}: code {made['code']}")
+    chat.say(f"  {http_url(chat.client.url)}/invite/{made['code']}")
+
+
+@slash("create-channel", "NAME", "make a text channel in this community and go there")
+async def create_channel(chat: Chat, arg: str) -> None:
+    if not arg:
+        chat.say("usage: /create-channel NAME")
+        return
+    found = _community(chat)
+    if found is None:
+        return
+    community, _ = found
+    channel = await chat.client.create_channel(community, arg)
+    await chat.enter(chat.state.put_channel(community, channel))
+    chat.say(f"created #{channel['name']}")
 
 
 @slash("quit", "", "leave the chat")

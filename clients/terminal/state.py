@@ -68,14 +68,57 @@ class ChatState:
 
     def __init__(self, identity: dict[str, Any]) -> None:
         self.user: dict[str, Any] = identity["user"]
-        self.communities: list[dict[str, Any]] = identity["communities"]
+        self.communities: list[dict[str, Any]] = []
         self.channels: dict[str, ChannelState] = {}
-        for community in self.communities:
-            for channel in community["channels"]:
-                self.channels[channel["id"]] = ChannelState(
-                    channel["id"], channel["name"], community["id"], community["name"]
-                )
+        #: user id -> ``online`` or ``idle`` (absent: offline), from ``community.presence``
+        #: and ``presence.updated``
+        self.presence: dict[str, str] = {}
         self.current: str | None = None
+        for community in identity["communities"]:
+            self.add_community(community)
+
+    # communities and channels, kept current by community and user events
+
+    def add_community(self, community: dict[str, Any]) -> list[ChannelState]:
+        """A community joined (or known again); its channels."""
+        self.communities = [c for c in self.communities if c["id"] != community["id"]]
+        self.communities.append({**community, "channels": []})
+        return [self.put_channel(community["id"], channel) for channel in community["channels"]]
+
+    def put_channel(self, community_id: str, channel: dict[str, Any]) -> ChannelState:
+        """A channel created or changed; its state."""
+        community = next(c for c in self.communities if c["id"] == community_id)
+        listed = [c for c in community["channels"] if c["id"] != channel["id"]] + [channel]
+        listed.sort(key=lambda c: (c.get("position", 0), len(c["id"]), c["id"]))
+        community["channels"] = listed
+        state = self.channels.get(channel["id"])
+        if state is None:
+            state = self.channels[channel["id"]] = ChannelState(
+                channel["id"], channel["name"], community_id, community["name"]
+            )
+        state.name = channel["name"]
+        return state
+
+    def remove_community(self, community_id: str) -> str | None:
+        """The user left (was kicked or banned); the community's name, if it was known."""
+        gone = next((c for c in self.communities if c["id"] == community_id), None)
+        if gone is None:
+            return None
+        self.communities.remove(gone)
+        for channel in gone["channels"]:
+            self.channels.pop(channel["id"], None)
+            if self.current == channel["id"]:
+                self.current = None
+        return gone["name"]
+
+    def knows_community(self, community_id: str) -> bool:
+        return any(c["id"] == community_id for c in self.communities)
+
+    def set_presence(self, user_id: str, status: str) -> None:
+        if status == "offline":
+            self.presence.pop(user_id, None)
+        else:
+            self.presence[user_id] = status
 
     @property
     def channel(self) -> ChannelState | None:

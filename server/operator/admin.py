@@ -9,32 +9,41 @@ An account that joins a community here gets its ``member.joined`` appended
 to the store, not published: a running embedded server's live subscribers
 get it with the next event of that channel (the hub repairs the gap from the
 store); history and replay have it at once.
+
+Role changes and channel changes made here go into the community's audit log
+with the actor ``operator``, like the app's own.
+
+No command creates an SQLite database file that does not exist unless given
+``--create``: run in the wrong folder, it says so instead of working on a new,
+empty ``agora.db``. (``agora serve`` creates its database as before.)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from tqdm import tqdm
 
 from server.backends import store_from
-from server.domain import communities
+from server.domain import audit, communities
 from server.domain.accounts import Invalid, check_account, hash_password, issue_token
+from server.domain.channels import channel_name
 from server.operator import transfer
 from server.settings import Settings
-from server.store import Community, Conflict, Store, User
+from server.store import Channel, Community, Conflict, Store, User
 from server.store.migrate import HEAD
 
 T = TypeVar("T")
 
-#: Longest channel name, in characters.
-MAX_CHANNEL_NAME = 64
+#: Longest community name, in characters.
+MAX_COMMUNITY_NAME = 64
 
 
 class AdminError(Exception):
@@ -66,6 +75,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             dest="database_url",
             help="postgresql:// or sqlite:/// URL; wins over --db (env AGORA_DATABASE_URL)",
         )
+        storage.add_argument(
+            "--create",
+            action="store_true",
+            help="create the SQLite database file if it does not exist (else: an error)",
+        )
         return parser
 
     user = group("user", "manage accounts")
@@ -83,6 +97,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("name")
     p.add_argument("--owner", required=True, metavar="USERNAME", help="its owner")
     command(community, "list", community_list, "list communities: id, name, members")
+    p = command(community, "rename", community_rename, "rename a community")
+    p.add_argument("community", help="community id or name")
+    p.add_argument("name", help="the new name")
 
     channel = group("channel", "manage channels")
     p = command(channel, "create", channel_create, "create a text channel in a community")
@@ -90,12 +107,25 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("name")
     p = command(channel, "list", channel_list, "list channels: community id, id, name, kind")
     p.add_argument("community", nargs="?", help="community id or name (default: all)")
+    p = command(channel, "rename", channel_rename, "rename a channel")
+    p.add_argument("community", help="community id or name")
+    p.add_argument("channel", help="channel id or name")
+    p.add_argument("name", help="the new name")
+    p = command(channel, "archive", channel_archive, "archive a channel: readable, closed to posts")
+    p.add_argument("community", help="community id or name")
+    p.add_argument("channel", help="channel id or name")
+    p.add_argument("--undo", action="store_true", help="open an archived channel again")
 
     member = group("member", "manage community members")
     p = command(member, "add", member_add, "make an account a member, or change its role")
     p.add_argument("community", help="community id or name")
     p.add_argument("username")
-    p.add_argument("--role", choices=communities.ROLES, default="member")
+    p.add_argument(
+        "--role",
+        choices=communities.ROLES,
+        default="member",
+        help="one of %(choices)s (default: %(default)s)",
+    )
     p = command(member, "list", member_list, "list members: id, username, name, role, user|bot")
     p.add_argument("community", help="community id or name")
 
@@ -125,11 +155,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"agora: error: {exc}", file=sys.stderr)
         return 1
     try:
+        _check_exists(settings, args.create)
         asyncio.run(_with_store(settings, args))
     except AdminError as exc:
         print(f"agora: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_exists(settings: Settings, create: bool) -> None:
+    """Refuse an SQLite file that does not exist, unless asked to create one."""
+    if settings.postgres or create:
+        return
+    path = Path(settings.sqlite_path)
+    if not path.exists():
+        raise AdminError(
+            f"there is no database file {path.resolve()}; run this where the server's"
+            " database is, or name it with --db FILE (or AGORA_DB); add --create to make"
+            " a new one"
+        )
 
 
 async def _with_store(settings: Settings, args: argparse.Namespace) -> None:
@@ -175,8 +219,11 @@ async def user_password(store: Store, args: argparse.Namespace, out: TextIO) -> 
 
 async def community_create(store: Store, args: argparse.Namespace, out: TextIO) -> None:
     owner = await find_user(store, args.owner)
-    name = _channel_or_community_name(args.name, "community")
-    community = await store.create_community(name, owner.id)
+    name = _community_name(args.name)
+    try:
+        community = await store.create_community(name, owner.id)
+    except Conflict:
+        raise AdminError(await _name_taken(store, name)) from None
     await store.create_channel(community.id, "general")
     channel, d = await communities.join_event(store, community.id, owner)
     await store.append(channel, "member.joined", d)
@@ -188,11 +235,51 @@ async def community_list(store: Store, args: argparse.Namespace, out: TextIO) ->
         _row(out, community.id, community.name, str(len(await store.members(community.id))))
 
 
+async def community_rename(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    community = await find_community(store, args.community)
+    name = _community_name(args.name)
+    try:
+        renamed = await store.rename_community(community.id, name)
+    except Conflict:
+        raise AdminError(await _name_taken(store, name)) from None
+    _row(out, renamed.id, renamed.name)
+
+
 async def channel_create(store: Store, args: argparse.Namespace, out: TextIO) -> None:
     community = await find_community(store, args.community)
-    name = _channel_or_community_name(args.name, "channel")
+    name = _channel_name(args.name)
     channel = await _created(store.create_channel(community.id, name))
+    await audit.write(
+        store,
+        community.id,
+        audit.OPERATOR,
+        "channel.create",
+        channel.id,
+        {"name": channel.name, "kind": channel.kind},
+    )
     _row(out, channel.id, channel.name)
+
+
+async def channel_rename(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    community = await find_community(store, args.community)
+    channel = await find_channel(store, community, args.channel)
+    await _update_channel(store, out, channel, {"name": _channel_name(args.name)})
+
+
+async def channel_archive(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    community = await find_community(store, args.community)
+    channel = await find_channel(store, community, args.channel)
+    await _update_channel(store, out, channel, {"archived": not args.undo})
+
+
+async def _update_channel(
+    store: Store, out: TextIO, channel: Channel, changes: dict[str, Any]
+) -> None:
+    updated = await _created(store.update_channel(channel.id, changes))
+    await audit.write(
+        store, channel.community_id, audit.OPERATOR, "channel.update", channel.id, changes
+    )
+    _row(out, updated.id, updated.name, "archived" if updated.archived else "open")
 
 
 async def channel_list(store: Store, args: argparse.Namespace, out: TextIO) -> None:
@@ -212,8 +299,25 @@ async def channel_list(store: Store, args: argparse.Namespace, out: TextIO) -> N
 async def member_add(store: Store, args: argparse.Namespace, out: TextIO) -> None:
     community = await find_community(store, args.community)
     user = await find_user(store, args.username)
-    joins = await store.role(community.id, user.id) is None
+    current = await store.role(community.id, user.id)
+    joins = current is None
+    if current == "owner" and args.role != "owner":
+        owners = [u for u, r in await store.members(community.id) if r == "owner"]
+        if len(owners) == 1:
+            raise AdminError(
+                f"'{user.username}' is the only owner of '{community.name}'; a community keeps"
+                " an owner: make another member owner first"
+            )
     await store.set_role(community.id, user.id, args.role)
+    if current != args.role:
+        await audit.write(
+            store,
+            community.id,
+            audit.OPERATOR,
+            "member.role",
+            user.id,
+            {"from": current, "to": args.role},
+        )
     if joins:
         try:
             channel, d = await communities.join_event(store, community.id, user)
@@ -315,6 +419,21 @@ async def find_community(store: Store, id_or_name: str) -> Community:
     return named[0]
 
 
+async def find_channel(store: Store, community: Community, id_or_name: str) -> Channel:
+    """The community's channel with this id, or else this name (as channel names are kept)."""
+    known = await store.channels(community.id)
+    found = next((c for c in known if c.id == id_or_name), None)
+    if found is None:
+        with contextlib.suppress(ValueError):
+            name = channel_name(id_or_name)
+            found = next((c for c in known if c.name.casefold() == name.casefold()), None)
+    if found is None:
+        raise AdminError(
+            f"no channel '{id_or_name}' in '{community.name}' (agora channel list shows them)"
+        )
+    return found
+
+
 async def announce_new_account(store: Store, user: User) -> None:
     """Append ``member.joined`` where the store made a new account a member."""
     for view in await store.communities_of(user.id):
@@ -336,11 +455,29 @@ def _checked(username: str, name: str | None) -> str:
         raise AdminError(str(exc).replace("field 'display_name'", "--name")) from None
 
 
-def _channel_or_community_name(name: str, what: str) -> str:
+def _community_name(name: str) -> str:
     name = name.strip()
-    if not 0 < len(name) <= MAX_CHANNEL_NAME:
-        raise AdminError(f"a {what} name must be 1 to {MAX_CHANNEL_NAME} characters")
+    if not 0 < len(name) <= MAX_COMMUNITY_NAME:
+        raise AdminError(f"a community name must be 1 to {MAX_COMMUNITY_NAME} characters")
     return name
+
+
+def _channel_name(name: str) -> str:
+    """The app's one rule for channel names (``server.domain.channels.channel_name``)."""
+    try:
+        return channel_name(name)
+    except ValueError as exc:
+        raise AdminError(str(exc)) from None
+
+
+async def _name_taken(store: Store, name: str) -> str:
+    """Why a community name cannot be used: the community that has it."""
+    same = [c for c in await store.communities() if c.name.casefold() == name.casefold()]
+    holder = f"'{same[0].name}' ({same[0].id})" if same else f"'{name}'"
+    return (
+        f"a community named {holder} exists already; community names are unique without"
+        " regard to case: choose another name"
+    )
 
 
 def _read_password(from_stdin: bool) -> str:
