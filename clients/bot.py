@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clients.client import Client, CommandError, ConnectionClosed, Event, Gap
-from protocol import CloseCode, Encoding
+from protocol import COMMUNITY_EVENTS, CloseCode, Encoding
 from protocol.commands import MAX_MESSAGE_CHARS
 
 log = logging.getLogger("agora.bot")
@@ -73,19 +73,6 @@ class Command:
     name: str
     handler: CommandHandler
     help: str
-
-
-#: Events about a community (``ch`` is its id) that every member's sessions hear.
-COMMUNITY_EVENTS = frozenset(
-    {
-        "channel.created",
-        "channel.updated",
-        "member.joined",
-        "member.updated",
-        "member.left",
-        "presence.updated",
-    }
-)
 
 
 class Context:

@@ -10,7 +10,9 @@ from protocol.codes import RECONNECTABLE, CloseCode, ErrorCode
 from protocol.commands import COMMANDS
 from protocol.errors import FrameError, ProtocolError, RequestError, echo
 from protocol.frames import (
+    COMMUNITY_EVENTS,
     PROTOCOL_VERSION,
+    USER_EVENTS,
     Command,
     error,
     error_from,
@@ -22,9 +24,11 @@ from protocol.frames import (
 
 __all__ = [
     "COMMANDS",
+    "COMMUNITY_EVENTS",
     "DEFAULT_MAX_FRAME",
     "PROTOCOL_VERSION",
     "RECONNECTABLE",
+    "USER_EVENTS",
     "CloseCode",
     "Command",
     "Encoding",

@@ -106,6 +106,22 @@ def error_from(exc: ProtocolError) -> dict[str, Any]:
     )
 
 
+#: Events about a community (``ch`` is its id) that every member's sessions hear
+#: without subscribing. Ephemeral: no ``o``, never replayed.
+COMMUNITY_EVENTS = frozenset(
+    {
+        "channel.created",
+        "channel.updated",
+        "member.joined",
+        "member.updated",
+        "member.left",
+        "presence.updated",
+    }
+)
+#: Events for one user (``ch`` is their id) that reach every session of theirs.
+USER_EVENTS = frozenset({"community.joined"})
+
+
 def event(t: str, ch: str, d: dict[str, Any], o: int | None = None) -> dict[str, Any]:
     """An event frame; durable events carry their channel offset ``o``."""
     frame: dict[str, Any] = {"op": EVENT, "t": t, "ch": ch, "d": d}

@@ -32,7 +32,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from clients import Client, register
-from protocol import Encoding, decode, encode
+from protocol import COMMUNITY_EVENTS, USER_EVENTS, Encoding, decode, encode
 
 FACTOR = float(os.environ.get("AGORA_TEST_TIMEOUT_FACTOR", "1"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -456,17 +456,7 @@ async def new_user(server: AgoraProcess, name: str = "user") -> dict[str, Any]:
 
 #: Events every identified session hears without subscribing (community and user
 #: events). Sessions of tests about something else pass them over (see ``RawSession``).
-UNSOLICITED = frozenset(
-    {
-        "channel.created",
-        "channel.updated",
-        "member.joined",
-        "member.updated",
-        "member.left",
-        "presence.updated",
-        "community.joined",
-    }
-)
+UNSOLICITED = COMMUNITY_EVENTS | USER_EVENTS
 
 
 class RawSession:
