@@ -410,9 +410,11 @@ function membersChanged(communityId) {
 /** Take the invite; asked first when the user came to the link logged in already. */
 function takeInvite({ code, ask }) {
   pendingInvite = null;
+  let done = false;
   const accept = async () => {
     const { community } = await client.command('invite.accept', { code });
     joined(community, { open: true });
+    done = true;
   };
   if (!ask) {
     accept().catch((err) => app.notify(`Could not join: ${err.message}`));
@@ -424,6 +426,7 @@ function takeInvite({ code, ask }) {
     action: 'Join',
     danger: false,
     run: accept,
+    returnTo: () => (done ? $('#composer-input') : null),
     onclose: () => {
       if (location.pathname !== '/') history.replaceState(null, '', `/${location.hash}`);
     },

@@ -12,13 +12,13 @@ const running = new WeakMap(); // dialog -> {submit: async () => keepOpen?, retu
 /**
  * Open `dialog`. On submit, `submit()` runs with the buttons disabled; when it
  * throws, its message shows in the dialog's error line; when it returns
- * anything but `true`, the dialog closes. `returnTo()` names where the focus
- * goes when it closes (by default, where it was).
+ * anything but `true`, the dialog closes. The focus then goes back where it
+ * was, or where `returnTo()` says (after a submit that moved on: the composer).
  */
 export function openDialog(dialog, { submit, focus, returnTo, onclose } = {}) {
   const opener = document.activeElement;
   $('.error', dialog).textContent = '';
-  running.set(dialog, { submit, returnTo: returnTo ?? (() => opener), onclose });
+  running.set(dialog, { submit, opener, returnTo, onclose });
   dialog.showModal();
   (focus ?? dialog.querySelector('input:not([type=checkbox]), select, button'))?.focus();
 }
@@ -47,7 +47,7 @@ function wire(dialog) {
     const job = running.get(dialog);
     running.delete(dialog);
     job?.onclose?.();
-    const to = job?.returnTo?.();
+    const to = job?.returnTo?.() ?? job?.opener;
     if (to?.isConnected && to.checkVisibility?.()) to.focus();
   });
 }
@@ -75,11 +75,14 @@ export function createCommunityDialog(app) {
   const dialog = $('#community-dialog');
   const name = $('#community-name');
   name.value = '';
+  let done = false;
   openDialog(dialog, {
     async submit() {
       const { community } = await app.client().command('community.create', { name: name.value });
       app.joined(community, { open: true });
+      done = true;
     },
+    returnTo: () => (done ? $('#composer-input') : null),
   });
 }
 
@@ -142,7 +145,9 @@ export function channelDialog(app, community, channel = null) {
   if (![...slow.options].some((o) => o.value === seconds)) slow.add(new Option(`${seconds} seconds`, seconds));
   slow.value = seconds;
   $('#channel-archived').checked = Boolean(channel?.archived);
+  let created = false;
   openDialog(dialog, {
+    returnTo: () => (created ? $('#composer-input') : null),
     async submit() {
       if (!can(community.role, 'manage_channels')) throw new Error('Your role no longer allows this.');
       const name = $('#channel-name').value;
@@ -152,6 +157,7 @@ export function channelDialog(app, community, channel = null) {
         if (topic) d.topic = topic;
         const reply = await app.client().command('channel.create', d);
         app.channelChanged(community.id, reply.channel, { open: true });
+        created = true;
         return;
       }
       const d = { channel: channel.id };
