@@ -433,6 +433,10 @@ async def test_the_phone_drawer_keeps_the_conversation_in_view(
     await expect(page.locator("#composer")).to_be_visible()
     drawer = await sidebar.bounding_box()
     assert drawer is not None and drawer["width"] <= 0.8 * 375 + 1
+    # It moves aside: its messages start beside the drawer, not under it.
+    author = await tab.messages().first.locator(".author").bounding_box()
+    assert author is not None and author["x"] >= drawer["x"] + drawer["width"]
+    assert author["x"] + 20 < 375
     hit = await page.evaluate(
         "([x, y]) => document.elementFromPoint(x, y).id", [drawer["width"] + 20, 300]
     )
@@ -475,7 +479,9 @@ async def test_channels_have_urls_back_works_and_a_reload_reopens_the_last_chann
     await page.reload()
     await tab.online()
     await expect(title).to_have_text("# random")
-    await page.goto(server.http + "/")
+    # (The same origin: the last channel is kept in its local storage.)
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(page.url))
+    await page.goto(origin + "/")
     await tab.online()
     await expect(title).to_have_text("# random")
     # A link to a channel opens it.
