@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -211,6 +211,10 @@ def create_app(
             request.url.path,
         )
 
+    async def web_client_page(request: Request) -> Response:
+        # The web client's own URLs (an invite link): the page reads its path itself.
+        return FileResponse(WEB_CLIENT / "index.html")
+
     async def metrics(request: Request) -> Response:
         return Response(agora.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
@@ -224,6 +228,7 @@ def create_app(
             Route("/api/v1/bots/{bot_id}/tokens", bots.new_token, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
+            Route("/invite/{code}", web_client_page),
             Mount("/", StaticFiles(directory=WEB_CLIENT, html=True)),
         ],
         lifespan=lifespan,

@@ -153,6 +153,7 @@ async def test_register_and_log_in_through_the_ui(make_server: MakeServer, open_
     await expect(page.locator("#auth-view")).to_be_visible()
     await shoot(tab, "login")
 
+    await page.get_by_role("button", name="Create an account").click()
     await page.get_by_label("Username").fill("ann")
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_label("Display name").fill("Ann Lee")
@@ -424,7 +425,7 @@ async def test_members_panel_lists_members_and_joins_show_as_a_line(
     await page.get_by_role("button", name="Members").click()
     panel = page.locator("#members-panel")
     await expect(panel.locator(".member-name")).to_have_text(["Ann"])
-    await expect(panel.locator(".member").first.locator(".badge")).to_have_text("owner")
+    await expect(panel.locator(".member-group h3")).to_have_text(["Owners — 1"])
 
     await account(server, "Bob")
     joins = page.locator("#message-list .system")
@@ -433,7 +434,8 @@ async def test_members_panel_lists_members_and_joins_show_as_a_line(
     )
     await expect(joins.locator("time")).to_have_count(2)  # member.joined carries ts
     await expect(panel.locator(".member-name")).to_have_text(["Ann", "Bob"])
-    await expect(panel.locator("#members-note")).to_have_text("2 members")
+    await expect(panel.locator(".member-group h3")).to_have_text(["Owners — 1", "Members — 1"])
+    await expect(panel.locator("#members-note")).to_have_text("2 members, 1 online")
     await shoot(tab, "members")
     await page.keyboard.press("Escape")
     await expect(panel).to_be_hidden()
@@ -481,16 +483,29 @@ async def test_keyboard_only_send_and_navigation(make_server: MakeServer, open_t
     # the messages to the message box.
     await page.locator("#channel-title").click()
     order = []
-    for _ in range(12):
+    for _ in range(16):
         await page.keyboard.press("Tab")
         order.append(
             await page.evaluate(
-                "(e => e.id || (e.dataset.channelId && 'channel'))(document.activeElement)"
+                "(e => e.id || (e.dataset.channelId && 'channel')"
+                " || e.dataset.action?.replace(/^channel:.*/, 'new-channel').replace(/:.*/, ''))"
+                "(document.activeElement)"
             )
         )
         if order[-1] == "composer-input":
             break
-    assert order == ["members-toggle", "channel", "logout", "messages", "composer-input"]
+    # Ann owns the community: the channel settings, invite and new-channel buttons too.
+    assert order == [
+        "channel-settings",
+        "members-toggle",
+        "invite",
+        "new-channel",
+        "channel",
+        "new-community",
+        "logout",
+        "messages",
+        "composer-input",
+    ]
 
     await page.keyboard.type("line one")
     await page.keyboard.press("Shift+Enter")

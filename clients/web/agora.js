@@ -12,7 +12,9 @@
 // connection drops first. Per subscribed channel the client keeps the highest
 // offset `o` seen and the log's epoch; after a drop it reconnects with backoff,
 // identifies again and re-subscribes with `since` and `epoch`, so that no
-// durable event is missed or delivered twice.
+// durable event is missed or delivered twice. While it is offline it also asks
+// the server's /healthz every second, and reconnects the moment that answers,
+// instead of waiting out a backoff that may have grown to many seconds.
 
 /** Close codes after which reconnecting cannot help (see PROTOCOL.md). */
 const FINAL_CLOSE_CODES = new Set([1008, 1009, 4002]);
@@ -34,6 +36,13 @@ export function gatewayUrl(base = globalThis.location?.href) {
   return url.href;
 }
 
+/** The server's health route for a gateway URL. */
+export function healthUrl(gateway) {
+  const url = new URL('/healthz', gateway);
+  url.protocol = url.protocol === 'wss:' ? 'https:' : 'http:';
+  return url.href;
+}
+
 export class Agora {
   /**
    * `token` comes from /api/v1/auth/login or /register. Options (also settable later):
@@ -44,12 +53,15 @@ export class Agora {
    *   onreset   (channel, subscribeReply, since) when missed events could not be
    *             replayed after a reconnect: reload that channel's history
    *   minDelay, maxDelay  reconnect backoff bounds in ms
+   *   probeMs   while offline, ask `healthUrl` this often and reconnect as soon as
+   *             it answers (0: don't; default 1000)
    */
   constructor(token, options = {}) {
     const noop = () => {};
     Object.assign(this, { onstatus: noop, onready: noop, onreset: noop });
-    Object.assign(this, { minDelay: 500, maxDelay: 15000 });
+    Object.assign(this, { minDelay: 500, maxDelay: 15000, probeMs: 1000 });
     Object.assign(this, options, { token, url: options.url ?? gatewayUrl() });
+    this.healthUrl ??= healthUrl(this.url);
     this.channels = new Map(); // channel id -> {o, epoch, gen, sub}
     this.listeners = new Map(); // event type (or '*') -> Set of functions
     this.pending = new Map(); // command id -> {resolve, reject}
@@ -84,6 +96,7 @@ export class Agora {
   close() {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.probeTimer);
     const ws = this.ws;
     this._drop(ws, 1000, 'closed by the client');
     ws?.close(1000);
@@ -222,6 +235,8 @@ export class Agora {
     this.identity = reply;
     this.gen += 1;
     this.attempt = 0;
+    clearTimeout(this.probeTimer);
+    this.probeTimer = null;
     this._setStatus('online');
     for (const channel of this.channels.keys()) {
       this.subscribe(channel).catch((err) => console.warn('agora: subscribe', channel, err));
@@ -262,6 +277,32 @@ export class Agora {
     const backoff = Math.min(this.maxDelay, this.minDelay * 2 ** this.attempt++);
     this._setStatus('offline', reason);
     this.retryTimer = setTimeout(() => this._open(), backoff * (0.5 + Math.random() / 2));
+    if (!this.probeTimer) this._probe(false);
+  }
+
+  /**
+   * While offline: ask the server whether it is up. When it answers after not
+   * answering (or at the first answer of an outage), reconnect at once; a server
+   * that answers but keeps refusing the socket is left to the backoff.
+   */
+  _probe(wasUp) {
+    clearTimeout(this.probeTimer);
+    this.probeTimer = null;
+    if (!this.probeMs || typeof fetch !== 'function') return;
+    this.probeTimer = setTimeout(async () => {
+      let up = false;
+      try {
+        up = (await fetch(this.healthUrl, { cache: 'no-store' })).ok;
+      } catch {
+        // still down
+      }
+      if (this.stopped || this.ready) {
+        this.probeTimer = null;
+        return;
+      }
+      if (up && !wasUp) this.reconnectNow();
+      this._probe(up);
+    }, this.probeMs * (0.75 + Math.random() / 2));
   }
 
   _setStatus(status, reason = '') {

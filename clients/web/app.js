@@ -1,33 +1,74 @@
-// app.js — the Agora web client's shell: log in, the connection and its status
-// banner, the sidebar, keyboard shortcuts, and which view shows the selected
-// channel. The protocol lives in agora.js, channel state in state.js, and each
-// view in views/.
+// app.js — the Agora web client's shell: log in (or take an invite), the
+// connection and its status banner, the communities and their channels as the
+// server's events change them, the sidebar, channel URLs, keyboard shortcuts,
+// and which view shows the selected channel. The protocol lives in agora.js,
+// channel state in state.js, roles in roles.js, dialogs in dialogs.js, and
+// each view in views/.
 
 import { Agora } from './agora.js';
 import { $, countText } from './dom.js';
+import {
+  channelDialog, confirmAction, createCommunityDialog, dialogOpen, inviteDialog,
+} from './dialogs.js';
+import { can } from './roles.js';
 import { createSidebar } from './sidebar.js';
 import { ChannelState, UNREAD_CAP } from './state.js';
 import { createChatView } from './views/chat.js';
 import { createMembersPanel } from './views/members.js';
+import { actionsFor, createMenu } from './views/menu.js';
 
 const TOKEN_KEY = 'agora.token';
+const CHANNEL_KEY = 'agora.channel'; // the last channel open, for the next visit
 
 let client = null;
 let me = null;
 let current = null; // the selected channel's id
+/** community id -> {id, name, role, channels: [ChannelState], members: Map|null, presence: Map} */
+const communities = new Map();
 const channels = new Map(); // id -> ChannelState, in sidebar order
+/** An invite to take once identified: {code, ask} (ask: confirm first; the user was logged in). */
+let pendingInvite = null;
+const inviteCode = (() => {
+  const match = location.pathname.match(/^\/invite\/([^/]+)\/?$/);
+  return match ? decodeURIComponent(match[1]) : null;
+})();
 
 const app = {
   client: () => client,
   me: () => me,
+  status: () => client?.status ?? 'closed',
   channels,
+  communities,
   report(err) {
     if (err.code !== 'offline' && err.code !== 'disconnected') console.warn(err);
   },
+  /** A short message in the conversation's status line (read out by screen readers). */
+  notify(text) {
+    const notice = $('#notice');
+    notice.textContent = text;
+    clearTimeout(notice.timer);
+    notice.timer = setTimeout(() => (notice.textContent = ''), 8000);
+  },
+  loadMembers,
+  loadPresence,
+  /** Whether the viewer may take any moderation action on this member (known roles only). */
+  canModerate(communityId, userId) {
+    const community = communities.get(communityId);
+    const member = community?.members?.get(userId);
+    return Boolean(member && userId !== me?.id && actionsFor(community.role, member.role).length);
+  },
+  openMenu: (button, communityId, userId) => menu.open(button, communityId, userId),
+  joined,
+  channelChanged,
 };
 
-const sidebar = createSidebar({ onselect: (id) => select(id, { focus: true }) });
+const sidebar = createSidebar({
+  onselect: (id) => select(id, { focus: true }),
+  oninvite: (id) => communities.has(id) && inviteDialog(app, communities.get(id)),
+  onnewchannel: (id) => communities.has(id) && channelDialog(app, communities.get(id)),
+});
 const members = createMembersPanel(app);
+const menu = createMenu(app);
 // Which view draws a channel, by channel kind; threads and workshops add theirs.
 const views = { text: createChatView(app) };
 const viewFor = (ch) => views[ch.kind] ?? views.text;
@@ -39,12 +80,33 @@ function showScreen(name) {
   $('#chat-view').hidden = name !== 'chat';
 }
 
+let authMode = 'login';
+
+/** The form logs in or registers; Enter does what the form says. */
+function setAuthMode(mode) {
+  authMode = mode;
+  const register = mode === 'register';
+  $('#auth-form').dataset.mode = mode;
+  $('#register-fields').hidden = !register;
+  $('#auth-submit').textContent = register ? 'Register' : 'Log in';
+  $('#auth-switch').textContent = register ? 'Have an account? Sign in' : 'New here? Create an account';
+  $('#auth-hint').textContent = register ? 'Create an account.' : 'Log in to your account.';
+  $('#login-password').autocomplete = register ? 'new-password' : 'current-password';
+  $('#auth-error').textContent = '';
+}
+
+$('#auth-switch').addEventListener('click', () => {
+  setAuthMode(authMode === 'login' ? 'register' : 'login');
+  $('#login-username').focus();
+});
+
 $('#auth-form').addEventListener('submit', async (event) => {
   event.preventDefault();
-  const kind = event.submitter?.id === 'register-submit' ? 'register' : 'login';
+  const kind = authMode;
   const body = { username: $('#login-username').value.trim(), password: $('#login-password').value };
   const name = $('#register-name').value.trim();
   if (kind === 'register' && name) body.display_name = name;
+  if (kind === 'register' && inviteCode) body.invite = inviteCode;
   const buttons = document.querySelectorAll('#auth-form button');
   buttons.forEach((b) => (b.disabled = true));
   $('#auth-error').textContent = '';
@@ -58,6 +120,9 @@ $('#auth-form').addEventListener('submit', async (event) => {
     if (!res.ok) throw new Error(data.error?.message ?? `the server answered ${res.status}`);
     localStorage.setItem(TOKEN_KEY, data.token);
     $('#login-password').value = '';
+    // Registered with the invite: already in. Logged in: take it once identified.
+    if (inviteCode && kind === 'login') pendingInvite = { code: inviteCode, ask: false };
+    if (inviteCode && kind === 'register') history.replaceState(null, '', '/');
     start(data.token);
   } catch (err) {
     $('#auth-error').textContent =
@@ -79,11 +144,16 @@ function logout(message = '') {
   client?.close();
   client = me = current = null;
   localStorage.removeItem(TOKEN_KEY);
+  localStorage.removeItem(CHANNEL_KEY);
   channels.clear();
+  communities.clear();
   sidebar.clear();
   for (const view of Object.values(views)) view.clear();
   members.close();
+  menu.close({ focus: false });
   setStatus('closed', '');
+  if (!inviteCode) history.replaceState(null, '', '/');
+  setAuthMode('login');
   showScreen('auth');
   $('#auth-error').textContent = message;
   $('#login-username').focus();
@@ -102,8 +172,9 @@ const STATUS_TEXT = {
 
 function setStatus(state, text) {
   $('#status').dataset.state = state;
-  $('#status').textContent = text;
-  $('#composer-send').disabled = state === 'stopped';
+  $('#status-text').textContent = text;
+  $('#retry-now').hidden = state !== 'offline';
+  for (const view of Object.values(views)) view.status();
 }
 
 function onstatus(status, reason) {
@@ -113,45 +184,60 @@ function onstatus(status, reason) {
   setStatus(status, text);
 }
 
+$('#retry-now').addEventListener('click', () => client?.reconnectNow());
 // The browser knows before the backoff does when the network or the tab comes back.
 window.addEventListener('online', () => client?.reconnectNow());
 document.addEventListener('visibilitychange', () => {
   if (!document.hidden) client?.reconnectNow();
 });
 
+/** The shell's record of a community (identify's shape), keeping what it knew of it. */
+function communityInfo(community) {
+  const info = communities.get(community.id) ?? { id: community.id, presence: new Map() };
+  Object.assign(info, { name: community.name, role: community.role });
+  info.channels = sortChannels(community.channels.map((channel) => {
+    const ch = channels.get(channel.id) ?? new ChannelState(channel, info);
+    ch.update(channel);
+    ch.community = info;
+    return ch;
+  }));
+  return info;
+}
+
 function onready(reply) {
   me = reply.user;
   $('#me').textContent = me.name;
-  const seen = new Set();
-  const groups = reply.communities.map((community) => {
-    const info = { id: community.id, name: community.name, role: community.role };
-    return {
-      community: info,
-      channels: community.channels.map((channel) => {
-        seen.add(channel.id);
-        const ch = channels.get(channel.id) ?? new ChannelState(channel, info);
-        ch.update(channel);
-        ch.community = info;
-        channels.set(channel.id, ch);
-        return ch;
-      }),
-    };
+  const next = reply.communities.map((community) => {
+    const info = communityInfo(community);
+    // Events were missed while offline: read members and presence again when needed.
+    Object.assign(info, { members: null, presence: new Map() });
+    return info;
   });
+  const seen = new Set(next.flatMap((info) => info.channels.map((ch) => ch.id)));
   for (const id of [...channels.keys()].filter((id) => !seen.has(id))) {
-    channels.delete(id); // the channel is gone, or we lost access to it
-    client.unsubscribe(id).catch(app.report);
+    client.unsubscribe(id).catch(app.report); // the channel is gone, or we lost access to it
   }
-  // Keep the sidebar's order in the map, for Alt+Up/Down.
-  const ordered = groups.flatMap((g) => g.channels);
-  channels.clear();
-  for (const ch of ordered) channels.set(ch.id, ch);
-  sidebar.build(groups);
+  communities.clear();
+  for (const info of next) communities.set(info.id, info);
+  rebuild();
   // Every channel, so that unread marks come live; agora.js resumes each with `since`.
   for (const id of channels.keys()) client.subscribe(id).catch(app.report);
   if (!channels.has(current)) current = null;
   if (current) refreshMarks();
-  else if (channels.size) select(channels.keys().next().value);
+  else if (channels.size) select(firstChannel(), { nav: 'replace' });
+  const shown = channels.get(current)?.community;
+  members.show(shown ?? null);
+  if (shown) loadCommunity(shown.id);
   for (const view of Object.values(views)) view.online();
+  if (pendingInvite) takeInvite(pendingInvite);
+}
+
+/** The channel to open first: the URL's, else the last one open, else the first. */
+function firstChannel() {
+  for (const id of [channelInUrl(), localStorage.getItem(CHANNEL_KEY)]) {
+    if (id && channels.has(id)) return id;
+  }
+  return channels.keys().next().value;
 }
 
 function onreset(channelId) {
@@ -165,10 +251,10 @@ function onreset(channelId) {
 }
 
 function onEvent(d, frame) {
+  if (typeof frame.o !== 'number') return onCommunityEvent(frame.t, d, frame.ch);
   const ch = channels.get(frame.ch);
-  if (!ch || typeof frame.o !== 'number') return;
+  if (!ch) return;
   const entry = ch.apply(frame, me);
-  if (frame.t === 'member.joined') members.refresh(ch.community.id);
   if (!entry) return;
   if (ch.id === current) return viewFor(ch).changed(ch);
   ch.trim();
@@ -178,21 +264,230 @@ function onEvent(d, frame) {
   }
 }
 
-// Channels
+// Communities: what the server's community and user events change
 
-function select(id, { focus = false } = {}) {
+/** Community events (`ch` the community) and user events (`ch` our own id): no offset. */
+function onCommunityEvent(t, d, communityId) {
+  if (t === 'community.joined') return joined(d.community);
+  const community = communities.get(communityId);
+  if (!community) return;
+  switch (t) {
+    case 'channel.created':
+    case 'channel.updated':
+      return channelChanged(communityId, d.channel);
+    case 'member.joined':
+      community.members?.set(d.member.id, d.member);
+      return membersChanged(communityId);
+    case 'member.updated':
+      community.members?.set(d.member.id, d.member);
+      if (d.member.id === me?.id) {
+        community.role = d.member.role;
+        rebuild();
+        app.notify(`Your role in ${community.name} is now ${d.member.role}.`);
+      }
+      return membersChanged(communityId);
+    case 'member.left':
+      if (d.user === me?.id) return removed(community);
+      community.members?.delete(d.user);
+      return membersChanged(communityId);
+    case 'presence.updated':
+      community.presence.set(d.user, d.status);
+      return membersChanged(communityId);
+  }
+}
+
+/** We joined or created a community (from any session): add it, and open it if asked. */
+function joined(community, { open = false } = {}) {
+  if (!client) return;
+  const known = communities.has(community.id);
+  const info = communityInfo(community);
+  info.members ??= null;
+  communities.set(info.id, info);
+  rebuild();
+  for (const ch of info.channels) client.subscribe(ch.id).catch(app.report);
+  if (open && info.channels.length) select(info.channels[0].id, { focus: true });
+  if (!known) app.notify(`You joined ${info.name}.`);
+}
+
+/** We were kicked or banned: the community leaves the sidebar. */
+function removed(community) {
+  communities.delete(community.id);
+  for (const ch of community.channels) client.unsubscribe(ch.id).catch(() => {});
+  const wasOn = channels.get(current)?.community === community;
+  rebuild();
+  if (wasOn) {
+    current = null;
+    members.show(null);
+    for (const view of Object.values(views)) view.clear();
+    if (channels.size) select(channels.keys().next().value, { nav: 'replace' });
+    else showNoChannel();
+  }
+  app.notify(`You are no longer a member of ${community.name}.`);
+}
+
+function showNoChannel() {
+  $('#channel-title').textContent = 'No channels';
+  $('#community-title').textContent = '';
+  $('#channel-topic').textContent = '';
+  $('#channel-settings').hidden = true;
+}
+
+/** A channel was created or changed (its event, or our own command's reply). */
+function channelChanged(communityId, channel, { open = false } = {}) {
+  const community = communities.get(communityId);
+  if (!community) return;
+  let ch = channels.get(channel.id);
+  if (ch) ch.update(channel);
+  else {
+    ch = new ChannelState(channel, community);
+    community.channels.push(ch);
+    client?.subscribe(ch.id).catch(app.report);
+  }
+  sortChannels(community.channels);
+  rebuild();
+  if (open) select(ch.id, { focus: true });
+}
+
+/** By position, then in creation order (snowflake ids grow with time), as the server lists them. */
+function sortChannels(list) {
+  const order = (a, b) => a.position - b.position
+    || (a.id.length - b.id.length) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  return list.sort(order);
+}
+
+/** Draw the sidebar and every control that depends on the channels or on a role. */
+function rebuild() {
+  const ordered = [...communities.values()].flatMap((c) => c.channels);
+  channels.clear();
+  for (const ch of ordered) channels.set(ch.id, ch); // the sidebar's order, for Alt+Up/Down
+  sidebar.build([...communities.values()]);
+  refreshMarks();
+  $('#new-community').hidden = ![...communities.values()].some((c) => c.role !== 'guest');
+  const ch = channels.get(current);
+  if (ch) {
+    showHeader(ch);
+    viewFor(ch).refresh(ch);
+    members.changed(ch.community.id);
+  }
+}
+
+async function loadMembers(communityId) {
+  const community = communities.get(communityId);
+  if (!community || !client) return null;
+  if (community.members) return community.members;
+  community.loadingMembers ??= client.command('community.members', { community: communityId })
+    .then(({ members: list }) => {
+      if (communities.get(communityId) === community) {
+        community.members = new Map(list.map((m) => [m.id, m]));
+      }
+      return community.members;
+    })
+    .finally(() => (community.loadingMembers = null));
+  return community.loadingMembers;
+}
+
+async function loadPresence(communityId) {
+  const community = communities.get(communityId);
+  if (!community || !client) return;
+  const { online } = await client.command('community.presence', { community: communityId });
+  community.presence = new Map(online.map((p) => [p.user, p.status]));
+}
+
+/** Members and presence of a community, for the message menus and the panel. */
+function loadCommunity(communityId) {
+  Promise.all([loadMembers(communityId), loadPresence(communityId)])
+    .then(() => membersChanged(communityId), app.report);
+}
+
+function membersChanged(communityId) {
+  members.changed(communityId);
+  const ch = channels.get(current);
+  if (ch?.community.id === communityId) viewFor(ch).refresh(ch);
+}
+
+// Invites: /invite/CODE
+
+/** Take the invite; asked first when the user came to the link logged in already. */
+function takeInvite({ code, ask }) {
+  pendingInvite = null;
+  let done = false;
+  const accept = async () => {
+    const { community } = await client.command('invite.accept', { code });
+    joined(community, { open: true });
+    done = true;
+  };
+  if (!ask) {
+    accept().catch((err) => app.notify(`Could not join: ${err.message}`));
+    return;
+  }
+  confirmAction({
+    title: 'Join a community?',
+    text: `You have an invitation to a community on this server. Join it as ${me.name}?`,
+    action: 'Join',
+    danger: false,
+    run: accept,
+    returnTo: () => (done ? $('#composer-input') : null),
+    onclose: () => {
+      if (location.pathname !== '/') history.replaceState(null, '', `/${location.hash}`);
+    },
+  });
+}
+
+// Channels and their URLs: #/c/<channel id>
+
+function channelInUrl() {
+  return location.hash.match(/^#\/c\/([0-9A-Za-z_-]+)$/)?.[1] ?? null;
+}
+
+/**
+ * Open a channel. `nav` says what happens to the browser's history: 'push' a
+ * new entry (Back returns to the previous channel), 'replace' the current one,
+ * or 'none' (we are following Back or Forward).
+ */
+function select(id, { focus = false, nav = 'push' } = {}) {
   const ch = channels.get(id);
   if (!ch) return;
+  const switched = current !== id;
   current = id;
   ch.unread = 0;
+  localStorage.setItem(CHANNEL_KEY, id);
+  const url = `/#/c/${id}`;
+  if (nav !== 'none' && `${location.pathname}${location.hash}` !== url) {
+    if (nav === 'replace' || !channelInUrl() || location.pathname !== '/') {
+      history.replaceState(null, '', url);
+    } else history.pushState(null, '', url);
+  }
   refreshMarks();
-  $('#channel-title').textContent = `# ${ch.name}`;
-  $('#community-title').textContent = ch.community.name;
+  showHeader(ch);
   toggleSidebar(false);
+  menu.close({ focus: false });
   members.show(ch.community);
   viewFor(ch).show(ch);
+  if (switched && !ch.community.members) loadCommunity(ch.community.id);
   if (focus) viewFor(ch).focus();
 }
+
+window.addEventListener('popstate', () => {
+  const id = channelInUrl();
+  if (id && id !== current && channels.has(id)) select(id, { nav: 'none' });
+});
+
+function showHeader(ch) {
+  $('#channel-title').textContent = `# ${ch.name}`;
+  $('#channel-title').title = `#${ch.name}`;
+  $('#community-title').textContent = ch.community.name;
+  const extra = [ch.archived ? 'archived' : '', ch.slowmode ? 'slow mode' : '', ch.topic ?? '']
+    .filter(Boolean);
+  $('#channel-topic').textContent = extra.map((text) => ` · ${text}`).join('');
+  $('#channel-settings').hidden = !can(ch.community.role, 'manage_channels');
+  $('#channel-settings').setAttribute('aria-label', `Settings of #${ch.name}`);
+}
+
+$('#channel-settings').addEventListener('click', () => {
+  const ch = channels.get(current);
+  if (ch) channelDialog(app, ch.community, ch);
+});
+$('#new-community').addEventListener('click', () => createCommunityDialog(app));
 
 function refreshMarks() {
   sidebar.mark(channels, current);
@@ -242,11 +537,13 @@ $('#sidebar-toggle').addEventListener('click', () => {
   if (document.body.classList.contains('sidebar-open')) toggleSidebar(false);
   else enterSidebar();
 });
+// On a phone the drawer leaves the conversation in view behind a scrim: a tap there closes it.
+$('#scrim').addEventListener('click', () => leaveSidebar());
 
 // Keyboard: Alt+Up/Down switch channel (with Shift: the next unread one),
 // Ctrl+K jumps to the channel list, Escape closes what is open.
 document.addEventListener('keydown', (event) => {
-  if ($('#chat-view').hidden) return;
+  if ($('#chat-view').hidden || dialogOpen()) return;
   if (event.altKey && (event.key === 'ArrowUp' || event.key === 'ArrowDown')) {
     event.preventDefault();
     move(event.key === 'ArrowUp' ? -1 : 1, { unreadOnly: event.shiftKey });
@@ -254,7 +551,9 @@ document.addEventListener('keydown', (event) => {
     event.preventDefault();
     enterSidebar();
   } else if (event.key === 'Escape') {
-    if (members.open) {
+    if (menu.isOpen) {
+      menu.close();
+    } else if (members.open) {
       members.close();
       $('#members-toggle').focus();
     } else if (document.body.classList.contains('sidebar-open')
@@ -267,5 +566,11 @@ document.addEventListener('keydown', (event) => {
 // Start
 
 const saved = localStorage.getItem(TOKEN_KEY);
-if (saved) start(saved);
-else showScreen('auth');
+if (inviteCode) {
+  $('#invite-note').hidden = false;
+  setAuthMode(saved ? 'login' : 'register');
+} else setAuthMode('login');
+if (saved) {
+  if (inviteCode) pendingInvite = { code: inviteCode, ask: true };
+  start(saved);
+} else showScreen('auth');

@@ -3,33 +3,56 @@
 
 import { UNREAD_CAP } from './state.js';
 import { $, countText, el } from './dom.js';
+import { can } from './roles.js';
 
-export function createSidebar({ onselect }) {
+export function createSidebar({ onselect, oninvite, onnewchannel }) {
   const root = $('#communities');
   const buttons = new Map(); // channel id -> button
   const headings = new Map(); // community id -> heading
 
-  /** Draw `communities` (from identify), each with its ChannelStates. */
+  /**
+   * Draw `communities` (the shell's infos: {id, name, role, channels: [ChannelState]}),
+   * with the controls each one's role allows. The focus stays on the channel it was on.
+   */
   function build(communities) {
+    const focused = root.contains(document.activeElement) ? document.activeElement : null;
+    const refocus = focused?.dataset.channelId ?? focused?.dataset.action;
     buttons.clear();
     headings.clear();
-    root.replaceChildren(...communities.map(({ community, channels }) => {
+    root.replaceChildren(...communities.map((community) => {
       const heading = el('h2', { id: `community-${community.id}` },
         el('span', { className: 'community-name' }, community.name),
         el('span', { className: 'badge unread-count', hidden: true }));
       headings.set(community.id, heading);
-      return el('section', { className: 'community', ariaLabelledby: heading.id }, heading,
-        el('ul', {}, ...channels.map((ch) => {
+      const tools = el('div', { className: 'community-tools' },
+        can(community.role, 'create_invites') ? el('button', {
+          type: 'button', className: 'side-tool', dataset: { action: `invite:${community.id}` },
+          ariaLabel: `Invite people to ${community.name}`, title: 'Invite people',
+          onclick: () => oninvite(community.id),
+        }, 'Invite') : null,
+        can(community.role, 'manage_channels') ? el('button', {
+          type: 'button', className: 'side-tool', dataset: { action: `channel:${community.id}` },
+          ariaLabel: `Create a channel in ${community.name}`, title: 'Create a channel',
+          onclick: () => onnewchannel(community.id),
+        }, '+') : null);
+      return el('section', { className: 'community', ariaLabelledby: heading.id },
+        el('div', { className: 'community-head' }, heading, tools),
+        el('ul', {}, ...community.channels.map((ch) => {
           const button = el('button', {
             type: 'button', className: 'channel', dataset: { channelId: ch.id },
             onclick: () => onselect(ch.id),
           }, el('span', { className: 'hash', ariaHidden: 'true' }, '#'),
           el('span', { className: 'channel-name' }, ch.name),
+          ch.archived ? el('span', { className: 'archived-mark' }, 'archived') : null,
           el('span', { className: 'badge unread-count', hidden: true }));
+          button.classList.toggle('archived', ch.archived);
           buttons.set(ch.id, button);
           return el('li', {}, button);
         })));
     }));
+    if (refocus) {
+      (buttons.get(refocus) ?? root.querySelector(`[data-action="${refocus}"]`))?.focus();
+    }
   }
 
   /** Show the unread counts of `channels` (a Map of ChannelState) and mark `current`. */
@@ -43,7 +66,8 @@ export function createSidebar({ onselect }) {
       button.classList.toggle('unread', n > 0);
       badge(button, n);
       const unread = n ? `, ${countText(n, UNREAD_CAP)} unread` : '';
-      button.setAttribute('aria-label', `${ch.name}${unread}`);
+      const archived = ch.archived ? ', archived' : '';
+      button.setAttribute('aria-label', `${ch.name}${archived}${unread}`);
       if (ch.id === current) button.setAttribute('aria-current', 'page');
       else button.removeAttribute('aria-current');
     }

@@ -19,16 +19,17 @@ const SYSTEM_EVENTS = new Set(['member.joined']);
  */
 export class ChannelState {
   constructor(channel, community) {
-    this.community = community; // {id, name, role}
+    this.community = community; // the community's info in app.js: {id, name, role, …}
     this.unread = 0;
     this.update(channel);
     this.entries = [];
     this.reset();
   }
 
-  /** Take a fresh copy of the channel object from identify. */
-  update({ id, name, kind = 'text', parent }) {
-    Object.assign(this, { id, name, kind, parent });
+  /** Take a fresh copy of the channel object (from identify or a channel event). */
+  update({ id, name, kind = 'text', parent, topic = '', position = 0, archived = false,
+    slowmode_s: slowmode = 0 }) {
+    Object.assign(this, { id, name, kind, parent, topic, position, archived, slowmode });
   }
 
   /** Forget the timeline but for unsent messages (they will still be sent). */

@@ -6,20 +6,30 @@
 //   changed(ch)       ch's timeline changed (events arrived); redraw if on screen
 //   reset(ch)         ch lost its timeline (missed events could not be replayed)
 //   online()          the connection is back: resend what is waiting
+//   refresh(ch)       ch's settings or the viewer's role changed: redraw controls
 //   focus()           put the keyboard focus where the user works
 // Threads and the workshop view (later) follow the same shape.
 
 import { PAGE } from '../state.js';
 import { $, el, nonce, timeElement } from '../dom.js';
+import { can } from '../roles.js';
 
 const NEAR = 80; // px from an edge that counts as "at" it
 const GROUP_MS = 7 * 60 * 1000; // consecutive messages by one author this close share a header
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** "30 seconds", "1 minute", "5 minutes", "1 hour". */
+export function duration(seconds) {
+  const [n, unit] = seconds % 3600 === 0 ? [seconds / 3600, 'hour']
+    : seconds % 60 === 0 ? [seconds / 60, 'minute'] : [seconds, 'second'];
+  return `${n} ${unit}${n === 1 ? '' : 's'}`;
+}
+
 export function createChatView(app) {
   const box = $('#messages');
   const list = $('#message-list');
   const input = $('#composer-input');
+  const send = $('#composer-send');
   let ch = null; // the channel on screen
 
   // History
@@ -83,6 +93,14 @@ export function createChatView(app) {
         el('span', { className: 'author' }, message.author.name), ' ',
         timeElement(message.ts), el('span', { className: 'state' })),
       el('p', { className: 'text' }, message.text));
+    if (message.author.id !== app.me()?.id) {
+      const community = ch.community.id;
+      li.prepend(el('button', {
+        type: 'button', className: 'msg-actions', hidden: true, ariaHaspopup: 'menu',
+        ariaLabel: `Actions for ${message.author.name}`, title: `Actions for ${message.author.name}`,
+        onclick: (event) => app.openMenu(event.currentTarget, community, message.author.id),
+      }, '⋯'));
+    }
     li.classList.toggle('mine', message.author.id === app.me()?.id);
     entry.el = li;
     updateMessage(entry);
@@ -93,14 +111,21 @@ export function createChatView(app) {
   function updateMessage(entry) {
     const li = entry.el;
     const state = entry.error ? 'failed' : entry.pending ? 'pending' : 'sent';
-    if (li.dataset.state === state && li.dataset.messageId === entry.message.id) return;
+    const wait = entry.waitUntil ? Math.max(1, Math.ceil((entry.waitUntil - Date.now()) / 1000)) : 0;
+    const label = {
+      pending: wait ? `Slow mode: sending in ${wait} s…` : 'Sending…',
+      failed: `Not sent: ${entry.error}`,
+      sent: '',
+    }[state];
+    if (li.dataset.state === state && li.dataset.messageId === entry.message.id
+      && $('.state', li).textContent === label) return;
     li.dataset.state = state;
     li.classList.toggle('pending', entry.pending);
     li.classList.toggle('failed', Boolean(entry.error));
     if (entry.message.id) li.dataset.messageId = entry.message.id;
     if (entry.o !== undefined) li.dataset.offset = entry.o;
     if (entry.nonce) li.dataset.nonce = entry.nonce;
-    const label = { pending: 'Sending…', failed: `Not sent: ${entry.error}`, sent: '' }[state];
+    li.classList.toggle('waiting', Boolean(wait));
     $('.state', li).textContent = label;
     $('.actions', li)?.remove();
     if (state === 'failed') {
@@ -128,6 +153,10 @@ export function createChatView(app) {
     timeline.forEach((entry, i) => {
       const node = entryElement(entry);
       node.classList.toggle('grouped', continues(timeline[i - 1], entry));
+      const actions = entry.kind === 'message' && $('.msg-actions', node);
+      if (actions) {
+        actions.hidden = !(entry.message.id && app.canModerate(ch.community.id, entry.message.author.id));
+      }
       if (node === cursor) cursor = cursor.nextSibling;
       else list.insertBefore(node, cursor);
     });
@@ -150,7 +179,7 @@ export function createChatView(app) {
     event.preventDefault();
     const text = input.value;
     const me = app.me();
-    if (!text.trim() || !ch || !me) return;
+    if (!text.trim() || !ch || !me || input.disabled) return;
     input.value = '';
     autosize();
     const entry = ch.addLocal(me, text, nonce());
@@ -171,11 +200,46 @@ export function createChatView(app) {
         channel.upsert(reply.message, undefined, app.me());
       } catch (err) {
         if (err.code === 'offline' || err.code === 'disconnected') return; // resent on reconnect
-        if (err.code === 'rate_limited') await sleep(err.retry_after_ms ?? 1000);
+        if (err.code === 'rate_limited') await wait(channel, entry, err.retry_after_ms ?? 1000);
         else Object.assign(entry, { pending: false, error: err.message });
       }
     }
     if (channel === ch) render();
+  }
+
+  /** Wait out a `rate_limited` answer (slow mode, mostly), showing the time left. */
+  async function wait(channel, entry, ms) {
+    entry.waitUntil = Date.now() + ms;
+    while (Date.now() < entry.waitUntil) {
+      if (channel === ch) render();
+      await sleep(Math.min(1000, entry.waitUntil - Date.now()));
+    }
+    entry.waitUntil = null;
+  }
+
+  /** The composer as the channel and the viewer's role allow: a note says why not. */
+  function composerState() {
+    const note = $('#composer-note');
+    if (!ch) return;
+    const role = ch.community.role;
+    let text = '';
+    let closed = false;
+    if (ch.archived) {
+      text = 'This channel is archived: you can read it, but not post here.';
+      closed = true;
+    } else if (!can(role, 'post')) {
+      text = 'Guests can read this channel, but not post in it.';
+      closed = true;
+    } else if (ch.slowmode) {
+      const exempt = can(role, 'manage_channels') ? ' (you are exempt)' : '';
+      text = `Slow mode is on: one message every ${duration(ch.slowmode)}${exempt}.`;
+    }
+    note.textContent = text;
+    note.hidden = !text;
+    note.classList.toggle('closed', closed);
+    input.disabled = closed;
+    send.disabled = closed || app.status() === 'stopped';
+    input.placeholder = closed ? '' : `Message #${ch.name}`;
   }
 
   function retry(entry) {
@@ -210,7 +274,7 @@ export function createChatView(app) {
       ch = channel;
       box.setAttribute('aria-label', `Messages in #${channel.name}`);
       $('#composer-label').textContent = `Message #${channel.name}`;
-      input.placeholder = `Message #${channel.name}`;
+      composerState();
       if (switched) box.setAttribute('aria-busy', 'true'); // don't read out a whole channel
       render(true);
       if (switched) box.removeAttribute('aria-busy');
@@ -219,10 +283,21 @@ export function createChatView(app) {
     changed(channel) {
       if (channel === ch) render();
     },
+    refresh(channel) {
+      if (channel !== ch) return;
+      box.setAttribute('aria-label', `Messages in #${channel.name}`);
+      $('#composer-label').textContent = `Message #${channel.name}`;
+      $('#history-start').textContent = `This is the start of #${ch.name}.`;
+      composerState();
+      render();
+    },
     reset(channel) {
       if (channel !== ch) return;
       render(true);
       loadPage(channel, null);
+    },
+    status() {
+      composerState();
     },
     online() {
       for (const channel of app.channels.values()) {
