@@ -520,6 +520,9 @@ async def test_channels_come_in_creation_order_with_empty_logs(store: Store) -> 
         "name": "a-thread",
         "kind": "thread",
         "parent": made[0].id,
+        "position": 0,
+        "archived": False,
+        "slowmode_s": 0,
     }
     heads = [await store.log_head(c.id) for c in made]
     assert [h.offset for h in heads] == [0] * 5
