@@ -49,7 +49,7 @@ from fanout import (
     table,
     wait_healthy,
 )
-from pgserver import PostgresServer, postgres_installed
+from pgserver import PostgresServer, fsync_latency, postgres_installed
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from scaleout import RedisServer, busy_seconds, cpu_seconds, free_port
 
@@ -454,6 +454,22 @@ class Bench:
 # Report
 
 
+def sqlite_synchronous(args: argparse.Namespace) -> str:
+    """The ``--sqlite-synchronous`` the embedded server runs with."""
+    value = os.environ.get("AGORA_SQLITE_SYNCHRONOUS", "normal")
+    for i, arg in enumerate(args.agora_args):
+        if arg == "--sqlite-synchronous" and i + 1 < len(args.agora_args):
+            value = args.agora_args[i + 1]
+        elif arg.startswith("--sqlite-synchronous="):
+            value = arg.split("=", 1)[1]
+    return value.lower()
+
+
+def fsync_text(args: argparse.Namespace) -> str:
+    p50, p99, count = getattr(args, "fsync", (0.0, 0.0, 0))
+    return f"the disk's fdatasync of 8 KiB: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({count} in 1 s)"
+
+
 def cpu_text(cell: Cell) -> str:
     return ", ".join(f"{k} {v:.0f}" for k, v in cell.cpu_pct.items())
 
@@ -502,7 +518,11 @@ def report(benches: list[Bench], args: argparse.Namespace) -> str:
         )
     stores = []
     if "embedded" in args.deployments:
-        stores.append("SQLite (synchronous as --agora-args say: normal by default)")
+        stores.append(
+            "SQLite (synchronous=full: a commit waits for an fsync)"
+            if sqlite_synchronous(args) == "full"
+            else "SQLite (synchronous=normal, the default: a commit does not wait for an fsync)"
+        )
     if getattr(args, "postgres_version", ""):
         stores.append(f"PostgreSQL {args.postgres_version.split()[0]} (fsync on)")
     pinned = "the server pinned to a CPU, the rest floating" if args.pin else "unpinned"
@@ -510,7 +530,7 @@ def report(benches: list[Bench], args: argparse.Namespace) -> str:
         f"Acknowledgement latency, open loop: {args.sessions} sender sessions, sends due at "
         f"fixed times and timed from them; {args.seconds:g} s per run; "
         f"{args.text_bytes}-byte texts; a listener subscribed to every channel; "
-        f"{'; '.join(stores)}; {os.cpu_count()} CPUs, {pinned}.",
+        f"{'; '.join(stores)}; {fsync_text(args)}; {os.cpu_count()} CPUs, {pinned}.",
         "",
         *table(
             "deployment | run | rate/s | sent | unanswered | errors | p50 ms | p99 ms | "
@@ -579,6 +599,7 @@ async def bench(args: argparse.Namespace) -> list[Bench]:
     benches = []
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="agora-acks-")))
+        args.fsync = fsync_latency(tmp)
         postgres = None
         if "scaled" in args.deployments:
             postgres = PostgresServer()

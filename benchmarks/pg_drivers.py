@@ -35,7 +35,7 @@ import msgpack
 import psycopg
 import psycopg_pool
 import uvloop
-from pgserver import PostgresServer, postgres_installed
+from pgserver import PostgresServer, fsync_latency, postgres_installed
 
 # The tables and function the append needs, as migration 0001 creates them for PostgreSQL
 # (server/store/migrations/versions/0001_initial.py), without the foreign key to communities.
@@ -263,11 +263,14 @@ async def bench(args: argparse.Namespace) -> tuple[list[Result], dict[str, str]]
         stack.callback(postgres.remove)
         postgres.start()
         url = postgres.create_database("drivers")
+        fsync = fsync_latency(postgres.directory)
         versions = {
             "postgres": postgres.version().split()[0],
             "asyncpg": asyncpg.__version__,
             "psycopg": f"{psycopg.__version__} ({psycopg.pq.__impl__}), "
             f"psycopg_pool {psycopg_pool.__version__}",
+            "fsync": f"the disk's fdatasync of 8 KiB: p50 {fsync[0]:.2f} ms, "
+            f"p99 {fsync[1]:.2f} ms ({fsync[2]} in 1 s)",
         }
         admin = await asyncpg.connect(url)
         try:
@@ -350,11 +353,13 @@ def report(results: list[Result], versions: dict[str, str], args: argparse.Names
                 else "- | -"
             )
         )
+    parts = f", in {args.rounds} parts alternating the drivers' order" if args.rounds > 1 else ""
     lines = [
         f"PostgreSQL drivers on Agora's append: asyncpg {versions['asyncpg']} against psycopg "
         f"{versions['psycopg']}; a pool of {args.pool_size} connections; closed loops; "
-        f"{args.seconds:g} s per driver and run, in {args.rounds} alternating parts; "
-        f"{args.text_bytes}-byte texts; PostgreSQL {versions['postgres']} (fsync on); uvloop; "
+        f"{args.seconds:g} s per driver and run{parts}; "
+        f"{args.text_bytes}-byte texts; PostgreSQL {versions['postgres']} (fsync on); "
+        f"{versions['fsync']}; uvloop; "
         f"{os.cpu_count()} CPUs, unpinned.",
         "",
         "| concurrency | channels | driver | appends/s | p50 ms | p99 ms | max ms | "

@@ -40,6 +40,29 @@ def postgres_installed() -> bool:
     return (POSTGRES_BIN / "initdb").exists() and (POSTGRES_BIN / "postgres").exists()
 
 
+def fsync_latency(directory: Path, seconds: float = 1.0) -> tuple[float, float, int]:
+    """The disk under ``directory``: 8 KiB written and ``fdatasync``ed over and over for
+    ``seconds`` (as ``pg_test_fsync`` does; a commit of either store waits for one such
+    flush). The p50 and p99 in ms, and how many were made."""
+    path = directory / "fsync-probe"
+    times: list[int] = []
+    block = os.urandom(8192)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            started = time.perf_counter_ns()
+            os.pwrite(fd, block, 0)
+            os.fdatasync(fd)
+            times.append(time.perf_counter_ns() - started)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    times.sort()
+    p50, p99 = (times[min(len(times) - 1, int(q * len(times)))] / 1e6 for q in (0.5, 0.99))
+    return p50, p99, len(times)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
