@@ -85,7 +85,8 @@ SELECT %s, head, %s, %s || msgpack_uint(head) FROM h RETURNING o
 WARMUP = 200
 #: Connections per pool: the store's ``server.store.postgres.POOL_SIZE``.
 POOL_SIZE = 10
-DRIVERS = ("asyncpg", "psycopg")
+#: The drivers, in the order of a run's first part.
+DRIVERS = ("asyncpg", "asyncpg-noreset", "psycopg")
 
 
 def channel_ids(n: int) -> list[str]:
@@ -127,7 +128,10 @@ class Driver:
 
 class Asyncpg(Driver):
     """As ``PostgresStore``: ``async with pool.acquire()``, then ``fetchval`` (asyncpg
-    prepares the statement once per connection and caches it)."""
+    prepares the statement once per connection and caches it). On release, asyncpg's pool
+    resets the connection with a query of its own (``Connection.get_reset_query``:
+    ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``): a second round
+    trip, which ``release`` awaits, after every append."""
 
     name = "asyncpg"
 
@@ -140,6 +144,21 @@ class Asyncpg(Driver):
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+class AsyncpgNoReset(Asyncpg):
+    """asyncpg with ``create_pool(reset=...)`` a coroutine that does nothing: the pool then
+    sends no reset query (it still rolls back a transaction left open). Safe where no one
+    changes a connection's session state (``SET``, ``LISTEN``, session advisory locks, open
+    cursors), which the store does not."""
+
+    name = "asyncpg-noreset"
+
+    async def open(self, url: str, size: int) -> None:
+        async def keep(connection: asyncpg.Connection) -> None:
+            return None
+
+        self.pool = await asyncpg.create_pool(url, min_size=size, max_size=size, reset=keep)
 
 
 class Psycopg(Driver):
@@ -276,7 +295,12 @@ async def bench(args: argparse.Namespace) -> tuple[list[Result], dict[str, str]]
         try:
             for statement in SCHEMA:
                 await admin.execute(statement)
-            drivers: dict[str, Driver] = {"asyncpg": Asyncpg(), "psycopg": Psycopg()}
+            drivers: dict[str, Driver] = {
+                "asyncpg": Asyncpg(),
+                "asyncpg-noreset": AsyncpgNoReset(),
+                "psycopg": Psycopg(),
+            }
+            drivers = {name: drivers[name] for name in args.drivers}
             for driver in drivers.values():
                 await driver.open(url, args.pool_size)
             try:
@@ -285,7 +309,7 @@ async def bench(args: argparse.Namespace) -> tuple[list[Result], dict[str, str]]
                         channels = channel_ids(count)
                         frames = {c: unfinished_frame(c, args.text_bytes) for c in channels}
                         for part in range(args.rounds):  # asyncpg first, then psycopg first
-                            for name in DRIVERS if part % 2 == 0 else DRIVERS[::-1]:
+                            for name in args.drivers[:: 1 if part % 2 == 0 else -1]:
                                 key = (concurrency, count, name)
                                 result = results.setdefault(key, Result(name, concurrency, count))
                                 await reset(admin, channels)
@@ -298,7 +322,7 @@ async def bench(args: argparse.Namespace) -> tuple[list[Result], dict[str, str]]
                                     args.seconds / args.rounds,
                                     result,
                                 )
-                        for name in DRIVERS:
+                        for name in args.drivers:
                             print(describe(results[(concurrency, count, name)]), flush=True)
             finally:
                 for driver in drivers.values():
@@ -337,10 +361,11 @@ def ratio(a: float, b: float) -> str:
 
 
 def report(results: list[Result], versions: dict[str, str], args: argparse.Namespace) -> str:
-    base = {(r.concurrency, r.channels): r for r in results if r.driver == "asyncpg"}
+    by = {(r.driver, r.concurrency, r.channels): r for r in results}
+    first = args.drivers[0]
     rows = []
     for r in results:
-        ref = base.get((r.concurrency, r.channels))
+        ref = by.get((first, r.concurrency, r.channels))
         rows.append(
             f"{r.concurrency} | {r.channels} | {r.driver} | {r.rate:,.0f} | "
             f"{r.percentile_ms(0.5):.2f} | {r.percentile_ms(0.99):.2f} | "
@@ -355,30 +380,35 @@ def report(results: list[Result], versions: dict[str, str], args: argparse.Names
         )
     parts = f", in {args.rounds} parts alternating the drivers' order" if args.rounds > 1 else ""
     lines = [
-        f"PostgreSQL drivers on Agora's append: asyncpg {versions['asyncpg']} against psycopg "
-        f"{versions['psycopg']}; a pool of {args.pool_size} connections; closed loops; "
-        f"{args.seconds:g} s per driver and run{parts}; "
-        f"{args.text_bytes}-byte texts; PostgreSQL {versions['postgres']} (fsync on); "
-        f"{versions['fsync']}; uvloop; "
-        f"{os.cpu_count()} CPUs, unpinned.",
+        f"PostgreSQL drivers on Agora's append: asyncpg {versions['asyncpg']} (its pool as "
+        f"is, and with no reset query) against psycopg {versions['psycopg']}; pools of "
+        f"{args.pool_size} connections; closed loops; {args.seconds:g} s per driver and "
+        f"run{parts}; {args.text_bytes}-byte texts; PostgreSQL {versions['postgres']} "
+        f"(fsync on); {versions['fsync']}; uvloop; {os.cpu_count()} CPUs, unpinned.",
         "",
         "| concurrency | channels | driver | appends/s | p50 ms | p99 ms | max ms | "
-        "client µs/append | postgres µs/append | appends/s vs asyncpg | client CPU vs asyncpg |",
+        f"client µs/append | postgres µs/append | appends/s vs {first} | "
+        f"client CPU vs {first} |",
         "|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|",
         *(f"| {row} |" for row in rows),
         "",
     ]
-    pairs = [
-        (r, base[(r.concurrency, r.channels)])
-        for r in results
-        if r.driver == "psycopg" and (r.concurrency, r.channels) in base
-    ]
-    if pairs:
-        speed = geomean([per(p.rate, a.rate) for p, a in pairs])
-        cpu = geomean([per(p.us_per(p.client_s), a.us_per(a.client_s)) for p, a in pairs])
+    for a, b in itertools.combinations(args.drivers, 2):
+        pairs = [
+            (r, by[(a, r.concurrency, r.channels)])
+            for r in results
+            if r.driver == b and (a, r.concurrency, r.channels) in by
+        ]
+        if not pairs:
+            continue
+        speed = geomean([per(x.rate, y.rate) for x, y in pairs])
+        p99 = geomean([per(x.percentile_ms(0.99), y.percentile_ms(0.99)) for x, y in pairs])
+        cpu = geomean([per(x.us_per(x.client_s), y.us_per(y.client_s)) for x, y in pairs])
+        pg = geomean([per(x.us_per(x.postgres_s), y.us_per(y.postgres_s)) for x, y in pairs])
         lines.append(
-            f"- **psycopg against asyncpg**, geometric mean over the {len(pairs)} runs: "
-            f"{speed:.2f}x the appends/s, {cpu:.2f}x the client CPU per append."
+            f"- **{b} against {a}**, geometric means over the {len(pairs)} runs: "
+            f"{speed:.2f}x the appends/s, {p99:.2f}x the p99, {cpu:.2f}x the client CPU "
+            f"and {pg:.2f}x PostgreSQL's CPU per append."
         )
     if any(r.errors for r in results):
         lines.append("- **errors**: " + "; ".join(describe(r) for r in results if r.errors))
@@ -396,11 +426,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--rounds", type=int, default=2, help="alternating parts of each run (default 2)")
     add("--concurrency", default="1,50", help="concurrent appends, comma-separated (1,50)")
     add("--channels", type=int, default=50, help="channels of the many-channel runs (50)")
+    add("--drivers", default=",".join(DRIVERS), help=f"of {', '.join(DRIVERS)} (all)")
     add("--pool-size", type=int, default=POOL_SIZE, help=f"connections (default {POOL_SIZE})")
     add("--text-bytes", type=int, default=100, help="message text size (100)")
     add("--markdown", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    args.drivers = [d.strip() for d in args.drivers.split(",") if d.strip()]
+    if not args.drivers or not set(args.drivers) <= set(DRIVERS):
+        parser.error(f"--drivers takes {', '.join(DRIVERS)}")
     if not args.concurrency or min(args.concurrency) < 1 or args.rounds < 1:
         parser.error("--concurrency and --rounds take positive numbers")
     if args.channels < 2 or args.pool_size < 1:
