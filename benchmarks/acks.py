@@ -11,7 +11,7 @@ channel (appends to one channel are serialized: the worst case). A listener sess
 subscribed to every channel checks that each acknowledged message was delivered.
 benchmarks/README.md has the details.
 
-Run ``python3 benchmarks/acks.py`` (about 2.5 minutes) or ``--seconds 0.5`` (a smoke run).
+Run ``python3 benchmarks/acks.py`` (about 2 minutes) or ``--seconds 0.5`` (a smoke run).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ each append costs the client and PostgreSQL. The drivers alternate (asyncpg, psy
 psycopg, asyncpg, ...) so that a change in the machine's load hits both alike.
 benchmarks/README.md has the details.
 
-Run ``python3 benchmarks/pg_drivers.py`` (about 80 s) or ``--seconds 0.5`` (a smoke run).
+Run ``python3 benchmarks/pg_drivers.py`` (about 80 s) or ``--seconds 0.2 --rounds 1`` (a smoke run).
 It needs ``psycopg[binary,pool]`` (``pip install -e '.[bench]'``).
 """
 

@@ -13,7 +13,7 @@ out-of-order deliveries, and the CPU of every process, PostgreSQL and Redis incl
 subscribers, the publisher and the reference server are ``fanout.py``'s.
 benchmarks/README.md has the details.
 
-Run ``python3 benchmarks/scaleout.py`` (about 90 s) or ``--quick`` (about 20 s).
+Run ``python3 benchmarks/scaleout.py`` (about 2 minutes) or ``--quick`` (about 30 s).
 """
 
 from __future__ import annotations
@@ -702,7 +702,7 @@ DEPLOYMENTS = {"reference": ("reference", 1), "one": ("agora", 1), "two": ("agor
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--quick", action="store_true", help="a small smoke run (about 20 s)")
+    add("--quick", action="store_true", help="a small smoke run (about 30 s)")
     add("-s", "--subscribers", type=int, default=None, help="S (default 1000; --quick: 100)")
     add("--deployments", default="reference,one,two", help="of reference, one, two")
     k_help = "burst messages (default min(2000, 500000 / S); --quick: min(200, 20000 / S))"
