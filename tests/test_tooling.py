@@ -100,7 +100,7 @@ def test_acks_benchmark_smoke_run_answers_every_send_on_both_stores() -> None:
     assert "the listener got every acknowledged message" in result.stdout, output
 
 
-def test_pg_drivers_benchmark_smoke_run_appends_with_both_drivers() -> None:
+def test_pg_drivers_benchmark_smoke_run_appends_with_every_driver() -> None:
     require_postgres()
     pytest.importorskip("psycopg_pool", reason="psycopg[binary,pool] (the bench extra)")
     result = subprocess.run(
