@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""Scale-out benchmark: Agora's scaled deployment (Redis store and broker), one node and two.
+"""Scale-out benchmark: the scaled deployment (PostgreSQL store, Redis broker), 1 node and 2.
 
 Three deployments, each with S subscribers in one channel and one publisher, measured in one
 run: the bare ``websockets`` reference server of ``fanout.py`` (one process); one
-``agora serve --redis`` node; two such nodes sharing the Redis, with the subscribers split
-half and half and the publisher on node 1. Each gets a ``burst`` of K messages sent as fast
-as they are acknowledged and a ``steady`` run at each ``--rate`` (open loop). Every run
-reports deliveries/s, latency p50/p99/max (same-node and cross-node apart), lost, duplicate
-and out-of-order deliveries, and the CPU of every process. The subscribers, the publisher and
-the reference server are ``fanout.py``'s. benchmarks/README.md has the details.
+``agora serve --database postgresql://… --redis …`` node; two such nodes sharing the database
+and the Redis, with the subscribers split half and half and the publisher on node 1. The
+benchmark starts its own PostgreSQL (fsync on, a fresh database for each deployment) and its
+own Redis. Each deployment gets a ``burst`` of K messages sent as fast as they are
+acknowledged and a ``steady`` run at each ``--rate`` (open loop). Every run reports
+deliveries/s, latency p50/p99/max (same-node and cross-node apart), lost, duplicate and
+out-of-order deliveries, and the CPU of every process, PostgreSQL and Redis included. The
+subscribers, the publisher and the reference server are ``fanout.py``'s.
+benchmarks/README.md has the details.
 
-Run ``python3 benchmarks/scaleout.py`` (about 90 s) or ``--quick`` (about 20 s).
+Run ``python3 benchmarks/scaleout.py`` (about 2 minutes) or ``--quick`` (about 30 s).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from fanout import (
     table,
     wait_healthy,
 )
+from pgserver import PostgresServer, postgres_installed
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -94,11 +98,12 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Redis, and the processes of one deployment
+# Redis, and the processes of one deployment (PostgreSQL is ``pgserver.PostgresServer``)
 
 
 class RedisServer:
-    """A private ``redis-server``: append-only file fsynced every second, no RDB snapshots."""
+    """A private ``redis-server``, the broker: append-only file fsynced every second, no RDB
+    snapshots (the tests' settings; it holds no durable data)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -244,6 +249,7 @@ class Run:
     node_us: float  # the nodes' CPU time per delivery
     all_us: float  # the CPU time of every process of the benchmark per delivery
     redis_top: list[tuple[str, int, float]] = field(default_factory=list)  # command, calls, µs
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds, by process
     counters: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -293,10 +299,19 @@ def summarize(label: str, subscribers: int, results: list[dict[str, Any]], first
 
 
 class Deployment:
-    """Redis (for Agora), the server processes, S subscribers split over them, one publisher."""
+    """PostgreSQL's database and Redis (for Agora), the server processes, S subscribers split
+    over them, one publisher."""
 
-    def __init__(self, args: argparse.Namespace, target: str, nodes: int, tmp: Path) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        target: str,
+        nodes: int,
+        tmp: Path,
+        postgres: PostgresServer | None,
+    ) -> None:
         self.args, self.target, self.tmp = args, target, tmp
+        self.postgres = postgres
         self.agora = target == "agora"
         self.name = f"agora, {nodes} node{'s' * (nodes > 1)}" if self.agora else "reference"
         self.n = nodes
@@ -321,20 +336,22 @@ class Deployment:
         async with contextlib.AsyncExitStack() as stack:
             extra: list[str] = []
             if self.agora:
+                assert self.postgres is not None
+                database = self.postgres.create_database(f"scaleout{self.n}node")
                 self.redis = RedisServer(self.tmp / f"redis-{self.n}")
                 stack.push_async_callback(self.redis.stop)
-                # Redis floats: every message.send waits on two round trips to it, and it
-                # needs ~2% of a core; pinned beside the busy subscribers, each round trip
-                # waited for the scheduler (one node: 103-108k deliveries/s, not 110-119k).
+                # PostgreSQL and Redis float: every message.send waits on a round trip to each
+                # (the append, then PUBLISH); pinned beside the busy subscribers, each round
+                # trip would wait for the scheduler.
                 self.redis_process = await self.redis.start(set(args.cpus))
-                extra = ["--redis", self.redis.url, *args.agora_args]
+                extra = ["--database", database, "--redis", self.redis.url, *args.agora_args]
             token = ""
             for i in range(self.n):
                 port = free_port()
                 log = self.tmp / f"{self.target}-{self.n}-node{i + 1}.log"
                 proc = start_server(self.target, port, log, extra, node_cpus[i])
                 stack.callback(stop_child, proc)
-                # Node 1 registers the account; the others share it through Redis.
+                # Node 1 registers the account; the others share it through PostgreSQL.
                 registered = await wait_healthy(port, proc, register=self.agora and i == 0)
                 token = token or registered
                 name = "server" if not self.agora else f"node{i + 1}"
@@ -373,6 +390,8 @@ class Deployment:
         times = {node.name: cpu_seconds(node.process) for node in self.nodes}
         if self.redis_process is not None:
             times["redis"] = cpu_seconds(self.redis_process)
+        if self.postgres is not None:
+            times["postgres"] = self.postgres.cpu_seconds()
         times["subscribers"] = sum(pool.cpu_seconds() for pool in self.pools)
         times["publisher"] = time.process_time()
         return times
@@ -442,6 +461,7 @@ class Deployment:
             node_us=1e6 * per(node_cpu, group_all.delivered),
             all_us=1e6 * per(ours, group_all.delivered),
             redis_top=top,
+            cpu_s=cpu,
             counters={k: after[k] - counters[k] for k in after},
         )
 
@@ -475,13 +495,24 @@ class Deployment:
             top = ", ".join(
                 f"{k} {calls} x {per(us, calls):.0f} us" for k, calls, us in run.redis_top
             )
-            lines.append(f"{'':>15}   redis: {top}; {counters_text(run)}")
+            lines.append(
+                f"{'':>15}   redis: {top}; CPU s: {store_cpu_text(run)}; {counters_text(run)}"
+            )
         return "\n".join(lines)
 
 
 def cpu_text(run: Run) -> str:
     return ", ".join(f"{k} {v:.0f}" for k, v in run.cpu_pct.items()) + (
         f"; machine {run.machine_pct:.0f}% of {os.cpu_count()} CPUs"
+    )
+
+
+def store_cpu_text(run: Run) -> str:
+    """Redis's and PostgreSQL's CPU seconds in the run, and PostgreSQL's per message sent."""
+    redis, postgres = run.cpu_s.get("redis", 0.0), run.cpu_s.get("postgres", 0.0)
+    return (
+        f"redis {redis:.2f}, postgres {postgres:.2f} "
+        f"({1e6 * per(postgres, run.sent):.0f} us per message)"
     )
 
 
@@ -520,8 +551,11 @@ def report(deployments: list[Deployment], args: argparse.Namespace) -> str:
                 + (f"{cpu_text(run)} | {run.node_us:.1f} | {run.all_us:.1f}" if first else " |  | ")
             )
     pinned = "nodes pinned one per CPU, the rest on the others" if args.pin else "unpinned"
+    version = getattr(args, "postgres_version", "")
+    store = f"PostgreSQL {version.split()[0]} (fsync on) and Redis pub/sub; " if version else ""
     lines = [
         f"Scale-out, one channel, S = {args.subscribers} subscribers, one publisher on node 1; "
+        f"{store}"
         f"burst: K messages with window {args.window}; steady: "
         f"{' and '.join(f'{r:g}' for r in args.rates)} msg/s for {args.duration:g} s; "
         f"{args.text_bytes}-byte texts; {args.workers} subscriber processes; "
@@ -562,8 +596,8 @@ def conclusions(runs: list[Run], args: argparse.Namespace) -> list[str]:
             for run in (one, two)
         ]
         lines.append(
-            f"- **what bounds it**: the nodes, Redis, the subscribers and the publisher share "
-            f"{cpus} CPUs, so their CPU time per delivery caps the deliveries/s. "
+            "- **what bounds it**: the nodes, PostgreSQL, Redis, the subscribers and the "
+            f"publisher share {cpus} CPUs, so their CPU time per delivery caps the deliveries/s. "
             f"{'. '.join(caps)}. More nodes can only help with more cores than the nodes and "
             "their clients need."
         )
@@ -636,9 +670,18 @@ async def bench(args: argparse.Namespace) -> list[Deployment]:
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     deployments = []
-    with tempfile.TemporaryDirectory(prefix="agora-scaleout-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="agora-scaleout-")))
+        postgres = None
+        if any(target == "agora" for target, _ in args.deployments):
+            # One cluster for the run, floating like Redis; a fresh database per deployment.
+            postgres = PostgresServer()
+            stack.callback(postgres.remove)
+            postgres.start(set(args.cpus))
+            args.postgres_version = postgres.version()
         for target, nodes in args.deployments:
-            deployment = Deployment(args, target, nodes, Path(tmp))
+            db = postgres if target == "agora" else None
+            deployment = Deployment(args, target, nodes, tmp, db)
             try:
                 await deployment.run()
             except Exception:
@@ -646,6 +689,8 @@ async def bench(args: argparse.Namespace) -> list[Deployment]:
                     with contextlib.suppress(OSError):
                         tail = node.log.read_text(errors="replace")[-2000:]
                         print(f"--- {deployment.name} {node.name} log (tail) ---\n{tail}")
+                if postgres is not None:
+                    print(f"--- PostgreSQL log (tail) ---\n{postgres.log_tail()}")
                 raise
             deployments.append(deployment)
     return deployments
@@ -657,7 +702,7 @@ DEPLOYMENTS = {"reference": ("reference", 1), "one": ("agora", 1), "two": ("agor
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--quick", action="store_true", help="a small smoke run (about 20 s)")
+    add("--quick", action="store_true", help="a small smoke run (about 30 s)")
     add("-s", "--subscribers", type=int, default=None, help="S (default 1000; --quick: 100)")
     add("--deployments", default="reference,one,two", help="of reference, one, two")
     k_help = "burst messages (default min(2000, 500000 / S); --quick: min(200, 20000 / S))"
@@ -691,8 +736,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if shutil.which("redis-server") is None and any(t == "agora" for t, _ in args.deployments):
-        sys.exit("redis-server is not installed (apt-get install -y redis-server)")
+    if any(t == "agora" for t, _ in args.deployments):
+        if shutil.which("redis-server") is None:
+            sys.exit("redis-server is not installed (apt-get install -y redis-server)")
+        if not postgres_installed():
+            sys.exit("PostgreSQL is not installed (apt-get install -y postgresql)")
     started = time.perf_counter()
     try:
         deployments = uvloop.run(bench(args))

@@ -6,7 +6,9 @@ import itertools
 import subprocess
 import sys
 
-from tests.conftest import ROOT, require_redis, timeout
+import pytest
+
+from tests.conftest import ROOT, require_postgres, require_redis, timeout
 
 
 def test_ruff_finds_nothing() -> None:
@@ -37,6 +39,7 @@ def test_fanout_benchmark_smoke_run_delivers_everything() -> None:
 
 def test_scaleout_benchmark_smoke_run_delivers_everything_across_nodes() -> None:
     require_redis()
+    require_postgres()
     result = subprocess.run(
         [sys.executable, "benchmarks/scaleout.py", "--quick"],
         cwd=ROOT,
@@ -56,3 +59,62 @@ def test_scaleout_benchmark_smoke_run_delivers_everything_across_nodes() -> None
     for column in ("lost", "dup", "disorder"):
         assert all(row[header.index(column)].strip() == "0" for row in rows), column
     assert "**2 processes vs 1**" in result.stdout and "**cross-node p99**" in result.stdout
+
+
+def markdown_table(stdout: str, first_column: str) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows of the markdown table whose first column is ``first_column``."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_column} |"))
+    header = [cell.strip() for cell in lines[start].split("|")]
+    rows = [
+        [cell.strip() for cell in line.split("|")]
+        for line in itertools.takewhile(bool, lines[start + 2 :])
+    ]
+    return header, rows
+
+
+def test_acks_benchmark_smoke_run_answers_every_send_on_both_stores() -> None:
+    require_redis()
+    require_postgres()
+    result = subprocess.run(
+        [sys.executable, "benchmarks/acks.py", "--seconds", "0.5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout(180),
+    )
+    output = result.stdout[-4000:] + result.stderr[-3000:]
+    assert result.returncode == 0, output
+    header, rows = markdown_table(result.stdout, "deployment")
+    column = {name: header.index(name) for name in ("deployment", "run", "unanswered", "errors")}
+    # both deployments; at 100 and 1000/s: ping, 10 channels and 1 channel
+    assert len(rows) == 2 * 2 * 3, output
+    assert {row[column["deployment"]] for row in rows} == {
+        "embedded (SQLite)",
+        "scaled, 1 node (PostgreSQL + Redis)",
+    }
+    runs = [row[column["run"]] for row in rows]
+    assert runs.count("ping (reference)") == 4 and runs.count("message.send, 1 channel") == 4
+    for name in ("unanswered", "errors"):
+        assert all(row[column[name]] == "0" for row in rows), name
+    assert "the listener got every acknowledged message" in result.stdout, output
+
+
+def test_pg_drivers_benchmark_smoke_run_appends_with_every_driver() -> None:
+    require_postgres()
+    pytest.importorskip("psycopg_pool", reason="psycopg[binary,pool] (the bench extra)")
+    result = subprocess.run(
+        [sys.executable, "benchmarks/pg_drivers.py", "--seconds", "0.2", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout(120),
+    )
+    output = result.stdout[-4000:] + result.stderr[-3000:]
+    assert result.returncode == 0, output
+    header, rows = markdown_table(result.stdout, "concurrency")
+    drivers = [row[header.index("driver")] for row in rows]
+    # concurrency 1 and 50, over many channels and over one, for each driver
+    assert sorted(drivers) == ["asyncpg"] * 4 + ["asyncpg-noreset"] * 4 + ["psycopg"] * 4, output
+    assert all(row[header.index("appends/s")] != "0" for row in rows), output
+    assert "errors" not in result.stdout, output
