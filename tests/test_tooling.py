@@ -102,7 +102,6 @@ def test_acks_benchmark_smoke_run_answers_every_send_on_both_stores() -> None:
 
 def test_pg_drivers_benchmark_smoke_run_appends_with_every_driver() -> None:
     require_postgres()
-    pytest.importorskip("psycopg_pool", reason="psycopg[binary,pool] (the bench extra)")
     result = subprocess.run(
         [sys.executable, "benchmarks/pg_drivers.py", "--seconds", "0.2", "--rounds", "1"],
         cwd=ROOT,
