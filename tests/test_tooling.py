@@ -6,8 +6,6 @@ import itertools
 import subprocess
 import sys
 
-import pytest
-
 from tests.conftest import ROOT, require_postgres, require_redis, timeout
 
 
