@@ -163,7 +163,8 @@ class Subscriber(WSListener):
                 message = msgpack.unpackb(payload)
                 if message.get("op") == "reply" and message.get("id") == self.pool.subscribe_id:
                     self.live = True  # from the very next frame, events may come
-                self.inbox.put_nowait(message)
+                if message.get("op") != "event":  # community events (presence, joins) pass
+                    self.inbox.put_nowait(message)
             elif (at := payload.find(MARK)) >= 0:
                 self.pool.deliver(self, payload, at, time.time_ns())
             elif b"\xa2op\xa5error" in payload:
@@ -462,6 +463,8 @@ class Publisher:
             msgpack.unpackb(await ws.recv())  # hello
             await ws.send(msgpack.packb({"op": "identify", "id": 1, "d": {"token": token}}))
             answer = msgpack.unpackb(await ws.recv())
+            while answer.get("op") == "event":  # community events may come before it
+                answer = msgpack.unpackb(await ws.recv())
         if answer.get("op") != "reply":
             raise RuntimeError(f"identify failed: {answer}")
         return cls(ws, answer["d"]["communities"][0]["channels"][0]["id"])

@@ -552,7 +552,7 @@ async def test_a_running_bot_follows_text_channels_created_or_joined_after_it_st
             await bot.client.accept_invite(invite["code"])
             club_general = ann.client.channel_named("general", club["id"])
             await ann.client.subscribe(club_general)
-            await eventually(lambda: club_general in bot.handled)
+            await eventually(lambda: club_general in bot.handled, "the bot following the new club")
             await ann.client.send_message(club_general, "!where later")
             assert await ann.texts_from(bot_id, 1) == [f"later in {club_general} of {club['id']}"]
         assert room["id"] in bot.handled and forum["id"] not in bot.handled

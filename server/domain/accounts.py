@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 
 from protocol import CloseCode, ErrorCode, ProtocolError, echo
 from server.domain import communities, presence
-from server.gateway.router import CommandRouter, Fatal
+from server.gateway.router import CommandRouter, Fatal, Reply
 from server.ids import new_id
 from server.store import Conflict, InviteRefused, Store, User
 
@@ -222,7 +222,7 @@ async def login(request: Request) -> JSONResponse:
 
 
 @router.command("identify")
-async def identify(session: Session, d: dict[str, Any]) -> dict[str, Any]:
+async def identify(session: Session, d: dict[str, Any]) -> Reply:
     if session.user is not None:
         raise ProtocolError("this session is identified already", code=ErrorCode.CONFLICT)
     user = await session.agora.accounts.authenticate(d["token"])
@@ -235,9 +235,10 @@ async def identify(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     session.agora.metrics.sessions.inc()
     session.agora.identified(session)
     await communities.attach(session, views)
-    await presence.session_started(session)
-    return {
+    answer = {
         "user": user.public(),
         "session": session.id,
         "communities": [c.public() for c in views],
     }
+    # Online once the reply is out: the session's own presence.updated follows it.
+    return Reply(answer, then=lambda: presence.start(session))

@@ -10,7 +10,9 @@ never fails the session.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from server.domain import communities
@@ -35,19 +37,34 @@ async def changed(agora: Agora, user_id: str, status: str) -> None:
         )
 
 
+#: One session's updates run one at a time, in order: an "online" still under way
+#: when the session closes must not land after its removal.
+_turns: weakref.WeakKeyDictionary[Session, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
 async def _update(session: Session, status: str | None) -> None:
     assert session.user is not None
     agora = session.agora
-    try:
-        new = await agora.live.update(session.user.id, session.id, status)
-        if new is not None:
-            await changed(agora, session.user.id, new)
-    except Unavailable as exc:
-        log.warning("presence of %s not recorded: %s", session.user.id, exc)
+    async with _turns.setdefault(session, asyncio.Lock()):
+        if status is not None and session not in agora.sessions:
+            return  # it closed meanwhile
+        try:
+            new = await agora.live.update(session.user.id, session.id, status)
+            if new is not None:
+                await changed(agora, session.user.id, new)
+        except Unavailable as exc:
+            log.warning("presence of %s not recorded: %s", session.user.id, exc)
 
 
-async def session_started(session: Session) -> None:
-    await _update(session, "online")
+def start(session: Session) -> None:
+    """Mark a session online, in the background (after ``identify`` replied)."""
+    task = asyncio.ensure_future(_update(session, "online"))
+    task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("presence update failed", exc_info=task.exception())
 
 
 async def session_ended(session: Session) -> None:
