@@ -47,6 +47,8 @@ def upgrade_sqlite(path: str) -> None:
 
 async def upgrade_postgres(url: str) -> None:
     """Migrate a PostgreSQL database, once however many processes start together."""
+    if await _postgres_revision(url) == HEAD:
+        return  # the common start: skip loading SQLAlchemy and Alembic (about 30 MiB)
     import sqlalchemy
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -65,6 +67,18 @@ def sqlalchemy_url(url: str) -> str:
     """``postgresql://…`` as SQLAlchemy names it with the asyncpg driver."""
     scheme, rest = url.split("://", 1)
     return f"postgresql+asyncpg://{rest}" if scheme in ("postgres", "postgresql") else url
+
+
+async def _postgres_revision(url: str) -> str | None:
+    import asyncpg
+
+    connection = await asyncpg.connect(url, timeout=10)
+    try:
+        return await connection.fetchval("SELECT version_num FROM alembic_version")
+    except asyncpg.UndefinedTableError:
+        return None
+    finally:
+        await connection.close()
 
 
 def _sqlite_revision(path: str) -> str | None:
