@@ -16,38 +16,38 @@ def test_ruff_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_fanout_benchmark_smoke_run_delivers_everything() -> None:
+def run_benchmark(*args: str, seconds: float) -> tuple[str, str]:
+    """Run ``benchmarks/ARGS`` to completion; its stdout, and the tail of both streams for
+    assertion messages. Fails the test if it exits non-zero."""
     result = subprocess.run(
-        [sys.executable, "benchmarks/fanout.py", "--quick"],
+        [sys.executable, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=timeout(120),
+        timeout=timeout(seconds),
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    lines = result.stdout.splitlines()
+    output = result.stdout[-4000:] + result.stderr[-3000:]
+    assert result.returncode == 0, output
+    return result.stdout, output
+
+
+def test_fanout_benchmark_smoke_run_delivers_everything() -> None:
+    stdout, output = run_benchmark("benchmarks/fanout.py", "--quick", seconds=120)
+    lines = stdout.splitlines()
     header = next(line for line in lines if line.startswith("| S | run"))
     lost = [cell.strip() for cell in header.split("|")].index("lost")
     runs = [
         line for line in lines if line.startswith("| ") and ("burst" in line or "steady" in line)
     ]
-    assert len(runs) >= 4, result.stdout[-3000:]  # Agora and the reference, both runs
+    assert len(runs) >= 4, output  # Agora and the reference, both runs
     assert all(line.split("|")[lost].strip() == "0" for line in runs), "deliveries were lost"
 
 
 def test_scaleout_benchmark_smoke_run_delivers_everything_across_nodes() -> None:
     require_redis()
     require_postgres()
-    result = subprocess.run(
-        [sys.executable, "benchmarks/scaleout.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout(180),
-    )
-    output = result.stdout[-4000:] + result.stderr[-3000:]
-    assert result.returncode == 0, output
-    lines = result.stdout.splitlines()
+    stdout, output = run_benchmark("benchmarks/scaleout.py", "--quick", seconds=180)
+    lines = stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| deployment | run"))
     header = [cell.strip() for cell in lines[start].split("|")]
     rows = [line.split("|") for line in itertools.takewhile(bool, lines[start + 2 :])]
@@ -56,7 +56,7 @@ def test_scaleout_benchmark_smoke_run_delivers_everything_across_nodes() -> None
     assert len(rows) == 3 + 3 + 9 and groups.count("cross node") == 3, output
     for column in ("lost", "dup", "disorder"):
         assert all(row[header.index(column)].strip() == "0" for row in rows), column
-    assert "**2 processes vs 1**" in result.stdout and "**cross-node p99**" in result.stdout
+    assert "**2 processes vs 1**" in stdout and "**cross-node p99**" in stdout
 
 
 def markdown_table(stdout: str, first_column: str) -> tuple[list[str], list[list[str]]]:
@@ -74,16 +74,8 @@ def markdown_table(stdout: str, first_column: str) -> tuple[list[str], list[list
 def test_acks_benchmark_smoke_run_answers_every_send_on_both_stores() -> None:
     require_redis()
     require_postgres()
-    result = subprocess.run(
-        [sys.executable, "benchmarks/acks.py", "--seconds", "0.5"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout(180),
-    )
-    output = result.stdout[-4000:] + result.stderr[-3000:]
-    assert result.returncode == 0, output
-    header, rows = markdown_table(result.stdout, "deployment")
+    stdout, output = run_benchmark("benchmarks/acks.py", "--seconds", "0.5", seconds=180)
+    header, rows = markdown_table(stdout, "deployment")
     column = {name: header.index(name) for name in ("deployment", "run", "unanswered", "errors")}
     # both deployments; at 100 and 1000/s: ping, 10 channels and 1 channel
     assert len(rows) == 2 * 2 * 3, output
@@ -95,23 +87,17 @@ def test_acks_benchmark_smoke_run_answers_every_send_on_both_stores() -> None:
     assert runs.count("ping (reference)") == 4 and runs.count("message.send, 1 channel") == 4
     for name in ("unanswered", "errors"):
         assert all(row[column[name]] == "0" for row in rows), name
-    assert "the listener got every acknowledged message" in result.stdout, output
+    assert "the listener got every acknowledged message" in stdout, output
 
 
 def test_pg_drivers_benchmark_smoke_run_appends_with_every_driver() -> None:
     require_postgres()
-    result = subprocess.run(
-        [sys.executable, "benchmarks/pg_drivers.py", "--seconds", "0.2", "--rounds", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout(120),
+    stdout, output = run_benchmark(
+        "benchmarks/pg_drivers.py", "--seconds", "0.2", "--rounds", "1", seconds=120
     )
-    output = result.stdout[-4000:] + result.stderr[-3000:]
-    assert result.returncode == 0, output
-    header, rows = markdown_table(result.stdout, "concurrency")
+    header, rows = markdown_table(stdout, "concurrency")
     drivers = [row[header.index("driver")] for row in rows]
     # concurrency 1 and 50, over many channels and over one, for each driver
     assert sorted(drivers) == ["asyncpg"] * 4 + ["asyncpg-noreset"] * 4 + ["psycopg"] * 4, output
     assert all(row[header.index("appends/s")] != "0" for row in rows), output
-    assert "errors" not in result.stdout, output
+    assert "errors" not in stdout, output
