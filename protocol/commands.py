@@ -38,6 +38,19 @@ MAX_AUDIT_LIMIT = 100
 DEFAULT_AUDIT_LIMIT = 50
 #: Longest invite code a client may send.
 MAX_CODE_CHARS = 64
+#: Discussions: longest thread title, tag, emoji, search query, resource note and URL.
+MAX_TITLE_CHARS = 200
+MAX_TAG_CHARS = 32
+MAX_TAGS = 10
+MAX_EMOJI_CHARS = 32
+MAX_QUERY_CHARS = 200
+MAX_NOTE_CHARS = 4000
+MAX_URL_CHARS = 2000
+#: Most distinct emoji on one message (the next answers ``too_large``).
+MAX_REACTIONS = 20
+#: Page sizes of ``thread.list``, ``message.search`` and ``resource.list``.
+MAX_PAGE_LIMIT = 100
+DEFAULT_PAGE_LIMIT = 25
 
 
 def _channel() -> Field:
@@ -50,6 +63,43 @@ def _community() -> Field:
 
 def _user() -> Field:
     return Field("user", str, nonempty=True, max_len=MAX_ID_CHARS)
+
+
+def _id(name: str, *, required: bool = True) -> Field:
+    return Field(name, str, required=required, nonempty=True, max_len=MAX_ID_CHARS)
+
+
+def _page() -> tuple[Field, Field]:
+    """``before`` (an opaque cursor from ``next``) and ``limit``."""
+    return (
+        Field("before", str, required=False, max_len=MAX_ID_CHARS * 2),
+        Field(
+            "limit",
+            int,
+            required=False,
+            default=DEFAULT_PAGE_LIMIT,
+            minimum=1,
+            maximum=MAX_PAGE_LIMIT,
+        ),
+    )
+
+
+def _tags() -> Field:
+    return Field("tags", list, required=False, max_len=MAX_TAGS)
+
+
+def tags_of(raw: list[object] | None) -> list[str] | None:
+    """Tags as Agora keeps them (trimmed, lowercased, no repeats); raises ``ValueError``."""
+    if raw is None:
+        return None
+    out: list[str] = []
+    for tag in raw:
+        if not isinstance(tag, str) or not tag.strip() or len(tag) > MAX_TAG_CHARS:
+            raise ValueError(f"a tag is a string of 1 to {MAX_TAG_CHARS} characters")
+        tag = tag.strip().lower()
+        if tag not in out:
+            out.append(tag)
+    return out
 
 
 COMMANDS: dict[str, Schema] = {
@@ -77,6 +127,7 @@ COMMANDS: dict[str, Schema] = {
         _channel(),
         Field("text", str, nonempty=True, max_len=MAX_MESSAGE_CHARS),
         Field("nonce", str, required=False, nonempty=True, max_len=MAX_NONCE_CHARS),
+        _id("reply_to", required=False),
     ),
     "community.members": schema(_community()),
     # community structure
@@ -122,4 +173,59 @@ COMMANDS: dict[str, Schema] = {
     ),
     "community.presence": schema(_community()),
     "presence.set": schema(Field("status", str, choices=("online", "idle"))),
+    # discussions
+    "thread.create": schema(
+        _channel(),
+        Field("title", str, nonempty=True, max_len=MAX_TITLE_CHARS),
+        Field("text", str, required=False, nonempty=True, max_len=MAX_MESSAGE_CHARS),
+        _id("message", required=False),
+        _tags(),
+    ),
+    "thread.list": schema(
+        _channel(), *_page(), Field("tag", str, required=False, max_len=MAX_TAG_CHARS)
+    ),
+    "thread.update": schema(
+        _id("thread"),
+        Field("title", str, required=False, nonempty=True, max_len=MAX_TITLE_CHARS),
+        _tags(),
+        Field("resolved", bool, required=False),
+    ),
+    "thread.follow": schema(_id("thread")),
+    "thread.unfollow": schema(_id("thread")),
+    "message.edit": schema(
+        _channel(), _id("message"), Field("text", str, nonempty=True, max_len=MAX_MESSAGE_CHARS)
+    ),
+    "message.delete": schema(_channel(), _id("message")),
+    "reaction.add": schema(
+        _channel(), _id("message"), Field("emoji", str, nonempty=True, max_len=MAX_EMOJI_CHARS)
+    ),
+    "reaction.remove": schema(
+        _channel(), _id("message"), Field("emoji", str, nonempty=True, max_len=MAX_EMOJI_CHARS)
+    ),
+    "message.pin": schema(_channel(), _id("message")),
+    "message.unpin": schema(_channel(), _id("message")),
+    "channel.pins": schema(_channel()),
+    "dm.open": schema(_user()),
+    "typing.start": schema(_channel()),
+    "read.mark": schema(_channel(), Field("o", int)),
+    "message.search": schema(
+        _community(),
+        Field("query", str, nonempty=True, max_len=MAX_QUERY_CHARS),
+        _id("channel", required=False),
+        _id("author", required=False),
+        *_page(),
+    ),
+    "resource.add": schema(
+        _community(),
+        Field("title", str, nonempty=True, max_len=MAX_TITLE_CHARS),
+        Field("url", str, required=False, nonempty=True, max_len=MAX_URL_CHARS),
+        Field("note", str, required=False, max_len=MAX_NOTE_CHARS),
+        _tags(),
+    ),
+    "resource.list": schema(
+        _community(),
+        Field("tag", str, required=False, max_len=MAX_TAG_CHARS),
+        Field("query", str, required=False, max_len=MAX_QUERY_CHARS),
+        *_page(),
+    ),
 }

@@ -119,7 +119,11 @@ COMMUNITY_EVENTS = frozenset(
     }
 )
 #: Events for one user (``ch`` is their id) that reach every session of theirs.
-USER_EVENTS = frozenset({"community.joined"})
+USER_EVENTS = frozenset(
+    {"community.joined", "mention", "read.updated", "thread.activity", "dm.created"}
+)
+#: Ephemeral channel events that never reach the sessions of the user in ``d.user``.
+NOT_TO_SELF = frozenset({"typing.started"})
 
 
 def event(t: str, ch: str, d: dict[str, Any], o: int | None = None) -> dict[str, Any]:
