@@ -20,6 +20,7 @@ What a Store promises:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,7 +49,7 @@ class User:
 @dataclass(frozen=True, slots=True)
 class Channel:
     id: str
-    community_id: str
+    community_id: str | None  # None for a DM
     name: str
     kind: str = "text"
     parent: str | None = None
@@ -56,6 +57,21 @@ class Channel:
     position: int = 0
     archived: bool = False
     slowmode_s: int = 0
+    # threads
+    title: str | None = None
+    created_by: str | None = None
+    root_message: str | None = None  # the message of ``parent`` it started from
+    tags: tuple[str, ...] = ()
+    resolved: bool = False
+    msgs: int = 0  # messages posted in it
+    last_ts: int | None = None  # ms of the latest message
+    # DMs: the two users
+    members: tuple[str, ...] = ()
+
+    @property
+    def replies(self) -> int:
+        """A thread's messages after its first (its opening post, or the message it came from)."""
+        return self.msgs if self.root_message is not None else max(0, self.msgs - 1)
 
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -70,11 +86,25 @@ class Channel:
             out["parent"] = self.parent
         if self.topic is not None:
             out["topic"] = self.topic
+        if self.kind == "thread":
+            out["community"] = self.community_id
+            out["title"] = self.title
+            out["created_by"] = self.created_by
+            if self.root_message is not None:
+                out["message"] = self.root_message
+            out["tags"] = list(self.tags)
+            out["resolved"] = self.resolved
+            out["replies"] = self.replies
+            out["last_ts"] = self.last_ts
+        elif self.kind == "dm":
+            out["members"] = list(self.members)
         return out
 
 
 #: What ``Store.update_channel`` may change.
 CHANNEL_SETTINGS = ("name", "topic", "position", "archived", "slowmode_s")
+#: What ``Store.update_channel`` may also change of a thread.
+THREAD_SETTINGS = ("title", "tags", "resolved")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +190,76 @@ class CommunityView:
             "role": self.role,
             "channels": [c.public() for c in self.channels],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message as it is now: where it is and its object (``message`` of its frames)."""
+
+    channel_id: str
+    o: int
+    message: dict[str, Any]
+
+    @property
+    def author_id(self) -> str:
+        return self.message["author"]["id"]
+
+
+#: A change to a message object, made in place under the store's lock on it.
+#: Returns None (nothing changed, nothing written) or ``(t, d)``: the event to
+#: append to the message's channel, or ``(None, None)`` to store the change
+#: with no event.
+MessageChange = Callable[[dict[str, Any]], "tuple[str, dict[str, Any]] | tuple[None, None] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """A user's read marker in a channel, and what is after it."""
+
+    channel_id: str
+    o: int  # 0: nothing read
+    unread: int  # messages after ``o`` by others, not deleted
+    mentions: int  # mentions of the user after ``o``
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel_id,
+            "o": self.o,
+            "unread": self.unread,
+            "mentions": self.mentions,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    id: str
+    community_id: str
+    title: str
+    url: str | None
+    note: str | None
+    tags: tuple[str, ...]
+    by: str
+    ts: int
+    shares: int = 0
+    message: tuple[str, str] | None = None  # (channel, message id) that first shared it
+
+    def public(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "community": self.community_id,
+            "title": self.title,
+            "tags": list(self.tags),
+            "by": self.by,
+            "ts": self.ts,
+            "shares": self.shares,
+        }
+        if self.url is not None:
+            out["url"] = self.url
+        if self.note is not None:
+            out["note"] = self.note
+        if self.message is not None:
+            out["message"] = {"channel": self.message[0], "id": self.message[1]}
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +398,12 @@ class Store(Protocol):
     async def audit(self, community_id: str, before: int | None, limit: int) -> list[AuditEntry]:
         """The community's audit entries with ``id < before``, newest first, at most ``limit``."""
 
+    async def create_thread(self, thread: Channel) -> None:
+        """Store a new thread (or DM-less channel of kind ``thread``); its creator follows it.
+
+        Raises ``KeyError`` for an unknown parent, ``Conflict`` for a taken id.
+        """
+
     async def create_channel(
         self,
         community_id: str,
@@ -340,3 +446,87 @@ class Store(Protocol):
         """The newest ``limit`` stored frames with ``o < before``, oldest first."""
 
     async def log_head(self, channel_id: str) -> LogHead: ...
+
+    # discussions (``append`` of a ``message.created`` also indexes its message)
+
+    async def message(self, message_id: str) -> StoredMessage | None:
+        """A message as it is now, or None."""
+
+    async def change_message(
+        self, message_id: str, change: MessageChange
+    ) -> tuple[Appended | None, StoredMessage]:
+        """Apply ``change`` to the message under a lock on it, in one transaction.
+
+        When it changed something, every stored frame of the message is kept in
+        its new state and the event ``change`` returned (if any) is appended.
+        Returns that event (None if none) and the message as it is now. Raises
+        ``KeyError`` for an unknown message.
+        """
+
+    async def pinned(self, channel_id: str) -> list[dict[str, Any]]:
+        """The channel's pinned message objects, oldest first."""
+
+    async def threads(
+        self, parent: str, tag: str | None, before: tuple[int, str] | None, limit: int
+    ) -> list[Channel]:
+        """The parent's threads by latest activity (``last_ts``, then id), newest first,
+        after the cursor ``before`` (exclusive), at most ``limit``."""
+
+    async def follow(self, thread_id: str, user_id: str, following: bool) -> bool:
+        """Follow or unfollow; whether that changed anything."""
+
+    async def followers(self, thread_id: str) -> list[str]: ...
+
+    async def followed_threads(self, user_id: str) -> list[Channel]: ...
+
+    async def participants(self, thread_id: str, limit: int) -> list[str]:
+        """Distinct authors of the thread's messages, first posters first."""
+
+    async def mark_read(self, user_id: str, channel_id: str, o: int) -> int | None:
+        """Move the user's marker forward to ``o`` (at most the channel's head).
+
+        Returns the new marker, or None when it did not move.
+        """
+
+    async def read_states(self, user_id: str, channel_ids: list[str]) -> list[ReadState]:
+        """The user's read state in each channel, in the order given."""
+
+    async def add_mentions(self, message: StoredMessage, user_ids: list[str]) -> None: ...
+
+    async def open_dm(self, user_a: str, user_b: str) -> tuple[Channel, bool]:
+        """The one DM channel of the pair, and whether it was created now."""
+
+    async def dms_of(self, user_id: str) -> list[Channel]: ...
+
+    async def share_a_community(self, user_a: str, user_b: str) -> bool: ...
+
+    async def search(
+        self,
+        community_id: str,
+        words: list[str],
+        *,
+        channel_id: str | None,
+        author_id: str | None,
+        before: tuple[int, str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Message objects of the community's channels and threads (not deleted) that
+        hold every word, newest first (``ts``, then id), after the cursor ``before``."""
+
+    async def add_resource(self, resource: Resource) -> None:
+        """Raises ``Conflict`` when the community has a resource with that URL."""
+
+    async def share_urls(
+        self, community_id: str, urls: list[str], by: str, ts: int, message: tuple[str, str]
+    ) -> None:
+        """Add each URL as a resource once (titled with itself), or count one more share."""
+
+    async def resources(
+        self,
+        community_id: str,
+        tag: str | None,
+        query: str | None,
+        before: tuple[int, str] | None,
+        limit: int,
+    ) -> list[Resource]:
+        """Newest first (``ts``, then id), after the cursor ``before``."""

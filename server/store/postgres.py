@@ -22,6 +22,7 @@ changed nothing, and the original event is read back.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -49,6 +50,8 @@ from server.store.base import (
     User,
 )
 from server.store.migrate import LOCK_KEY, upgrade_postgres
+from server.store.postgres_discussions import PostgresDiscussions, channel_in
+from server.store.sql_discussions import indexed_message
 
 T = TypeVar("T")
 
@@ -68,17 +71,6 @@ _OUTAGES = (
     asyncpg.InterfaceError,  # a connection closed under the pool
 )
 
-_APPEND = """
-WITH h AS (UPDATE channels SET head = head + 1 WHERE id = $1 RETURNING head)
-INSERT INTO events(channel_id, o, t, frame)
-SELECT $1, head, $2, $3 || msgpack_uint(head) FROM h RETURNING o
-"""
-_APPEND_ONCE = """
-WITH h AS (UPDATE channels SET head = head + 1 WHERE id = $1 RETURNING head),
-e AS (INSERT INTO events(channel_id, o, t, frame)
-      SELECT $1, head, $2, $3 || msgpack_uint(head) FROM h RETURNING o)
-INSERT INTO nonces(channel_id, user_id, nonce, o) SELECT $1, $4, $5, o FROM e RETURNING o
-"""
 _USERS = f"SELECT {sql.USER_COLUMNS} FROM users u ORDER BY u.seq"
 _CREDENTIALS = (
     f"SELECT {sql.USER_COLUMNS}, u.password_hash FROM users u WHERE lower(u.username) = lower($1)"
@@ -89,11 +81,12 @@ _COMMUNITIES_OF = (
     " WHERE m.user_id = $1 ORDER BY c.seq"
 )
 _CHANNELS = (
-    f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = $1 ORDER BY position, seq"
+    f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = $1 AND kind <> 'thread'"
+    " ORDER BY position, seq"
 )
 _CHANNELS_OF = (
     f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = ANY($1::text[])"
-    " ORDER BY position, seq"
+    " AND kind <> 'thread' ORDER BY position, seq"
 )
 # Locks the invite's row: two users taking its last use one after the other.
 _INVITE = sql.numbered(sql.INVITE) + " FOR UPDATE"
@@ -103,7 +96,33 @@ _JOIN = sql.numbered(
 )
 
 
-class PostgresStore:
+@functools.cache
+def _append_statement(new_message: bool, once: bool) -> str:
+    """One statement that appends an event (see the module docstring); a new message is
+    also indexed and counted in its channel, and an idempotency key kept."""
+    counted = ", msgs = msgs + 1, last_ts = $6" if new_message else ""
+    ctes = [
+        f"h AS (UPDATE channels SET head = head + 1{counted} WHERE id = $1 RETURNING head)",
+        "e AS (INSERT INTO events(channel_id, o, t, frame, message_id)"
+        " SELECT $1, head, $2, $3 || msgpack_uint(head), $4 FROM h RETURNING o)",
+    ]
+    if new_message:
+        ctes.append(
+            "m AS (INSERT INTO messages(id, channel_id, o, author_id, ts, text)"
+            " SELECT $4, $1, o, $5, $6, $7 FROM e RETURNING o)"
+        )
+    last = ctes[-1][0]
+    if once:
+        first = 8 if new_message else 5
+        ctes.append(
+            "n AS (INSERT INTO nonces(channel_id, user_id, nonce, o)"
+            f" SELECT $1, ${first}, ${first + 1}, o FROM {last} RETURNING o)"
+        )
+        last = "n"
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT o FROM {last}"
+
+
+class PostgresStore(PostgresDiscussions):
     def __init__(
         self, url: str, *, community_name: str = "Agora", pool_size: int = POOL_SIZE
     ) -> None:
@@ -312,8 +331,11 @@ class PostgresStore:
         return await self._transaction(run)
 
     async def channel(self, channel_id: str) -> Channel | None:
-        row = await self._fetchrow(sql.numbered(sql.CHANNEL), channel_id)
-        return None if row is None else sql.channel(row)
+        async with self._connection() as db:
+            try:
+                return await channel_in(db, channel_id)
+            except KeyError:
+                return None
 
     async def membership(self, community_id: str, user_id: str) -> Membership | None:
         row = await self._fetchrow(sql.numbered(sql.MEMBERSHIP), community_id, user_id)
@@ -406,17 +428,34 @@ class PostgresStore:
         *,
         idempotency: tuple[str, str] | None = None,
     ) -> Appended:
-        unfinished = sql.unfinished_frame(t, channel_id, d)
         try:
-            if idempotency is None:
-                offset = await self._fetchval(_APPEND, channel_id, t, unfinished)
-            else:
-                offset = await self._fetchval(_APPEND_ONCE, channel_id, t, unfinished, *idempotency)
+            async with self._connection() as db:
+                return await self._append_in(db, channel_id, t, d, idempotency)
         except asyncpg.UniqueViolationError:  # the key was used: nothing was stored
             assert idempotency is not None
             frame = await self._fetchval(sql.numbered(sql.NONCE_FRAME), channel_id, *idempotency)
             stored = msgpack.unpackb(frame, raw=False)
             return Appended(stored["o"], stored, frame, created=False)
+
+    async def _append_in(
+        self,
+        db: asyncpg.Connection,
+        channel_id: str,
+        t: str,
+        d: dict[str, Any],
+        idempotency: tuple[str, str] | None = None,
+    ) -> Appended:
+        unfinished = sql.unfinished_frame(t, channel_id, d)
+        message = indexed_message(d)
+        statement = _append_statement(
+            t == "message.created" and message is not None, idempotency is not None
+        )
+        values: list[Any] = [channel_id, t, unfinished, None if message is None else message["id"]]
+        if t == "message.created" and message is not None:
+            values += [message["author"]["id"], message["ts"], message["text"]]
+        if idempotency is not None:
+            values += idempotency
+        offset = await db.fetchval(statement, *values)
         if offset is None:
             raise KeyError(channel_id)
         return Appended(

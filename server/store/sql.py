@@ -16,6 +16,7 @@ import msgpack
 
 from server.store.base import (
     CHANNEL_SETTINGS,
+    THREAD_SETTINGS,
     AuditEntry,
     Channel,
     Invite,
@@ -24,7 +25,10 @@ from server.store.base import (
 )
 
 USER_COLUMNS = "u.id, u.username, u.display_name, u.bot, u.owner_id"
-CHANNEL_COLUMNS = "id, community_id, name, kind, parent, topic, position, archived, slowmode_s"
+CHANNEL_COLUMNS = (
+    "id, community_id, name, kind, parent, topic, position, archived, slowmode_s,"
+    " title, created_by, root_message, tags, resolved, msgs, last_ts"
+)
 
 USER = f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?"
 INSERT_USER = (
@@ -88,17 +92,28 @@ NO_BOUND = 2**62
 
 
 def update_channel(changes: dict[str, Any]) -> tuple[str, list[Any]]:
-    """The ``UPDATE`` of a channel's settings (keys from ``CHANNEL_SETTINGS``), and its values."""
-    unknown = changes.keys() - set(CHANNEL_SETTINGS)
+    """The ``UPDATE`` of a channel's settings (``CHANNEL_SETTINGS``, ``THREAD_SETTINGS``)."""
+    unknown = changes.keys() - set(CHANNEL_SETTINGS) - set(THREAD_SETTINGS)
     if unknown:
         raise ValueError(f"not channel settings: {sorted(unknown)}")
     columns = ", ".join(f"{name} = ?" for name in changes)
-    return f"UPDATE channels SET {columns} WHERE id = ?", list(changes.values())
+    values = [json.dumps(list(v)) if k == "tags" else v for k, v in changes.items()]
+    return f"UPDATE channels SET {columns} WHERE id = ?", values
 
 
-def channel(row: Sequence[Any]) -> Channel:
-    """A channel from a row of ``CHANNEL_COLUMNS``."""
-    return Channel(*row[:7], bool(row[7]), row[8])
+def channel(row: Sequence[Any], members: Sequence[str] = ()) -> Channel:
+    """A channel from a row of ``CHANNEL_COLUMNS`` (and a DM's two users)."""
+    return Channel(
+        *row[:7],
+        bool(row[7]),
+        row[8],
+        *row[9:12],
+        tuple(json.loads(row[12])),
+        bool(row[13]),
+        row[14],
+        row[15],
+        tuple(members),
+    )
 
 
 def invite(row: Sequence[Any]) -> Invite:

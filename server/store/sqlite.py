@@ -48,6 +48,8 @@ from server.store.base import (
     User,
 )
 from server.store.migrate import upgrade_sqlite
+from server.store.sql_discussions import indexed_message
+from server.store.sqlite_discussions import SQLiteDiscussions, channel_of, index_message
 
 T = TypeVar("T")
 
@@ -62,7 +64,7 @@ _Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
 _Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteDiscussions):
     def __init__(
         self, path: str, *, community_name: str = "Agora", synchronous: str = "normal"
     ) -> None:
@@ -300,14 +302,7 @@ class SQLiteStore:
         return await self._call(run)
 
     async def channel(self, channel_id: str) -> Channel | None:
-        def run(db: sqlite3.Connection) -> Channel | None:
-            row = db.execute(
-                sql.CHANNEL,
-                (channel_id,),
-            ).fetchone()
-            return None if row is None else sql.channel(row)
-
-        return await self._call(run)
+        return await self._call(channel_of, channel_id)
 
     async def membership(self, community_id: str, user_id: str) -> Membership | None:
         def run(db: sqlite3.Connection) -> Membership | None:
@@ -601,10 +596,13 @@ class SQLiteStore:
         offset = row[0]
         frame_map = event(t, channel_id, d, offset)
         frame = msgpack.packb(frame_map, use_bin_type=True)
+        message = indexed_message(d)
         db.execute(
-            "INSERT INTO events(channel_id, o, t, frame) VALUES (?, ?, ?, ?)",
-            (channel_id, offset, t, frame),
+            "INSERT INTO events(channel_id, o, t, frame, message_id) VALUES (?, ?, ?, ?, ?)",
+            (channel_id, offset, t, frame, None if message is None else message["id"]),
         )
+        if t == "message.created" and message is not None:
+            index_message(db, channel_id, offset, message)
         if idempotency is not None:
             db.execute(
                 "INSERT INTO nonces(channel_id, user_id, nonce, o) VALUES (?, ?, ?, ?)",
@@ -617,8 +615,8 @@ def _channels(db: sqlite3.Connection, community_id: str) -> list[Channel]:
     return [
         sql.channel(row)
         for row in db.execute(
-            f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = ?"
-            " ORDER BY position, rowid",
+            f"SELECT {sql.CHANNEL_COLUMNS} FROM channels"
+            " WHERE community_id = ? AND kind <> 'thread' ORDER BY position, rowid",
             (community_id,),
         )
     ]

@@ -1,0 +1,183 @@
+"""The SQL of discussions that both SQL stores run as it is (``?`` placeholders).
+
+Full-text search differs per dialect and stays in each store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+from server.store.base import Resource
+from server.store.sql import CHANNEL_COLUMNS, NO_BOUND
+
+INSERT_THREAD = (
+    "INSERT INTO channels(id, community_id, name, kind, parent, epoch, title, created_by,"
+    " root_message, tags, last_ts) VALUES (?, ?, ?, 'thread', ?, ?, ?, ?, ?, ?, ?)"
+)
+PARENT_COMMUNITY = "SELECT community_id FROM channels WHERE id = ?"
+INSERT_DM_CHANNEL = "INSERT INTO channels(id, name, kind, epoch) VALUES (?, ?, 'dm', ?)"
+INSERT_DM = "INSERT INTO dms(channel_id, user_a, user_b) VALUES (?, ?, ?)"
+DM_OF_PAIR = "SELECT channel_id FROM dms WHERE user_a = ? AND user_b = ?"
+DM_MEMBERS = "SELECT user_a, user_b FROM dms WHERE channel_id = ?"
+DMS_OF = (
+    f"SELECT {CHANNEL_COLUMNS}, user_a, user_b FROM dms JOIN channels ON id = channel_id"
+    " WHERE user_a = ? OR user_b = ? ORDER BY last_ts DESC"
+)
+SHARE_A_COMMUNITY = (
+    "SELECT 1 FROM members a JOIN members b ON a.community_id = b.community_id"
+    " WHERE a.user_id = ? AND b.user_id = ? LIMIT 1"
+)
+
+# The message index: frames of a message are the events with its ``message_id``.
+MESSAGE = (
+    "SELECT m.channel_id, m.o, e.frame FROM messages m"
+    " JOIN events e ON e.channel_id = m.channel_id AND e.o = m.o WHERE m.id = ?"
+)
+INSERT_MESSAGE = (
+    "INSERT INTO messages(id, channel_id, o, author_id, ts, text) VALUES (?, ?, ?, ?, ?, ?)"
+)
+MESSAGE_FRAMES = "SELECT channel_id, o, frame FROM events WHERE message_id = ?"
+SET_FRAME = "UPDATE events SET frame = ? WHERE channel_id = ? AND o = ?"
+SET_MESSAGE = "UPDATE messages SET text = ?, deleted = ?, pinned = ? WHERE id = ?"
+PINNED = (
+    "SELECT e.frame FROM messages m JOIN events e ON e.channel_id = m.channel_id AND e.o = m.o"
+    " WHERE m.channel_id = ? AND m.pinned ORDER BY m.o"
+)
+
+THREADS = (
+    f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE parent = ? AND kind = 'thread'"
+    " AND tags LIKE ? ESCAPE '\\' AND (last_ts < ? OR (last_ts = ? AND id < ?))"
+    " ORDER BY last_ts DESC, id DESC LIMIT ?"
+)
+FOLLOW = "INSERT INTO follows(thread_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING 1"
+UNFOLLOW = "DELETE FROM follows WHERE thread_id = ? AND user_id = ? RETURNING 1"
+FOLLOWERS = "SELECT user_id FROM follows WHERE thread_id = ?"
+FOLLOWED = (
+    f"SELECT {CHANNEL_COLUMNS} FROM follows JOIN channels ON id = thread_id"
+    " WHERE user_id = ? ORDER BY last_ts DESC LIMIT 500"
+)
+PARTICIPANTS = (
+    "SELECT author_id FROM messages WHERE channel_id = ? GROUP BY author_id ORDER BY min(o) LIMIT ?"
+)
+
+HEAD = "SELECT head FROM channels WHERE id = ?"
+MARK_READ = (
+    "INSERT INTO reads(user_id, channel_id, o) VALUES (?, ?, ?)"
+    " ON CONFLICT (user_id, channel_id) DO UPDATE SET o = excluded.o WHERE excluded.o > reads.o"
+    " RETURNING o"
+)
+READ_STATE = (
+    "SELECT r.o,"
+    " (SELECT count(*) FROM messages m WHERE m.channel_id = ? AND m.o > r.o"
+    "  AND m.author_id <> ? AND NOT m.deleted),"
+    " (SELECT count(*) FROM mentions x WHERE x.user_id = ? AND x.channel_id = ? AND x.o > r.o)"
+    " FROM (SELECT COALESCE((SELECT o FROM reads WHERE user_id = ? AND channel_id = ?), 0) AS o) r"
+)
+INSERT_MENTION = (
+    "INSERT INTO mentions(user_id, message_id, channel_id, o) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT DO NOTHING"
+)
+
+INSERT_RESOURCE = (
+    "INSERT INTO resources(id, community_id, title, url, note, tags, by_id, ts, shares,"
+    " message_channel, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SHARE_URL = (
+    INSERT_RESOURCE + " ON CONFLICT (community_id, url) WHERE url IS NOT NULL"
+    " DO UPDATE SET shares = resources.shares + 1"
+)
+RESOURCE_COLUMNS = (
+    "id, community_id, title, url, note, tags, by_id, ts, shares, message_channel, message_id"
+)
+RESOURCES = (
+    f"SELECT {RESOURCE_COLUMNS} FROM resources WHERE community_id = ? AND tags LIKE ? ESCAPE '\\'"
+    " AND (lower(title) LIKE ? ESCAPE '\\' OR lower(COALESCE(note, '')) LIKE ? ESCAPE '\\'"
+    " OR lower(COALESCE(url, '')) LIKE ? ESCAPE '\\')"
+    " AND (ts < ? OR (ts = ? AND id < ?)) ORDER BY ts DESC, id DESC LIMIT ?"
+)
+
+
+def like(text: str | None, *, tag: bool = False) -> str:
+    """A LIKE pattern finding ``text`` anywhere (a tag: one element of a JSON list)."""
+    if text is None:
+        return "%"
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{json.dumps(escaped)}%" if tag else f"%{escaped.lower()}%"
+
+
+def cursor(before: tuple[int, str] | None) -> tuple[int, int, str]:
+    """The values of ``(ts < ? OR (ts = ? AND id < ?))`` for a page after ``before``."""
+    return (NO_BOUND, NO_BOUND, "") if before is None else (before[0], before[0], before[1])
+
+
+def thread_values(thread: Any, epoch: str) -> tuple[Any, ...]:
+    return (
+        thread.id,
+        thread.community_id,
+        thread.name,
+        thread.parent,
+        epoch,
+        thread.title,
+        thread.created_by,
+        thread.root_message,
+        json.dumps(list(thread.tags)),
+        thread.last_ts,
+    )
+
+
+def resource_values(resource: Resource) -> tuple[Any, ...]:
+    message = resource.message or (None, None)
+    return (
+        resource.id,
+        resource.community_id,
+        resource.title,
+        resource.url,
+        resource.note,
+        json.dumps(list(resource.tags)),
+        resource.by,
+        resource.ts,
+        resource.shares,
+        *message,
+    )
+
+
+def resource(row: Sequence[Any]) -> Resource:
+    message = None if row[9] is None else (row[9], row[10])
+    return Resource(*row[:5], tuple(json.loads(row[5])), *row[6:9], message)
+
+
+def message_of(frame: bytes) -> dict[str, Any]:
+    """The message object in a stored ``message.created`` or ``message.updated`` frame."""
+    return msgpack.unpackb(frame, raw=False)["d"]["message"]
+
+
+def rerendered(frame: bytes, message: dict[str, Any]) -> bytes:
+    """A stored frame of a message, carrying the message as it is now."""
+    event = msgpack.unpackb(frame, raw=False)
+    event["d"]["message"] = message
+    return msgpack.packb(event, use_bin_type=True)
+
+
+def message_row(message: dict[str, Any]) -> tuple[str, bool, bool, str]:
+    """``SET_MESSAGE``'s values."""
+    return (
+        message["text"],
+        bool(message.get("deleted")),
+        bool(message.get("pinned")),
+        message["id"],
+    )
+
+
+def indexed_message(d: dict[str, Any]) -> dict[str, Any] | None:
+    """The message an event's frame carries (and so must be kept current), if any."""
+    message = d.get("message")
+    return message if isinstance(message, dict) else None
+
+
+def fts5_query(words: list[str]) -> str:
+    """Every word, as FTS5 phrases (so no word is read as an operator)."""
+    return " ".join('"' + word.replace('"', '""') + '"' for word in words)
