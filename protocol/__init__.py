@@ -11,6 +11,7 @@ from protocol.commands import COMMANDS
 from protocol.errors import FrameError, ProtocolError, RequestError, echo
 from protocol.frames import (
     COMMUNITY_EVENTS,
+    NOT_TO_SELF,
     PROTOCOL_VERSION,
     USER_EVENTS,
     Command,
@@ -26,6 +27,7 @@ __all__ = [
     "COMMANDS",
     "COMMUNITY_EVENTS",
     "DEFAULT_MAX_FRAME",
+    "NOT_TO_SELF",
     "PROTOCOL_VERSION",
     "RECONNECTABLE",
     "USER_EVENTS",

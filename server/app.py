@@ -30,10 +30,18 @@ from server.domain import (
     bots,
     channels,
     communities,
+    dms,
     invites,
     messages,
     moderation,
+    pins,
     presence,
+    reactions,
+    reads,
+    resources,
+    search,
+    threads,
+    typing_indicators,
 )
 from server.domain.accounts import Accounts
 from server.errors import Unavailable
@@ -56,10 +64,18 @@ DOMAIN = (
     audit,
     channels,
     communities,
+    dms,
     invites,
     messages,
     moderation,
+    pins,
     presence,
+    reactions,
+    reads,
+    resources,
+    search,
+    threads,
+    typing_indicators,
 )
 
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "web"
@@ -87,6 +103,10 @@ class Agora:
         )
         self.metrics.open_outboxes = lambda: (s.outbox for s in self.sessions)
         self.draining = False
+        #: threads whose parent hears ``thread.updated`` soon (see ``domain.threads``)
+        self.pending_thread_updates: set[str] = set()
+        #: (user, channel) -> when this node last forwarded their ``typing.started``
+        self.typing_forwarded: dict[tuple[str, str], float] = {}
 
     async def start(self) -> None:
         await self.store.open()

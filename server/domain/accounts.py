@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from protocol import CloseCode, ErrorCode, ProtocolError, echo
-from server.domain import communities, presence
+from server.domain import communities, presence, reads
 from server.gateway.router import CommandRouter, Fatal, Reply
 from server.ids import new_id
 from server.store import Conflict, InviteRefused, Store, User
@@ -232,6 +232,7 @@ async def identify(session: Session, d: dict[str, Any]) -> Reply:
         )
     views = await session.agora.store.communities_of(user.id)
     session.user = user
+    session.outbox.owner = user.id
     session.agora.metrics.sessions.inc()
     session.agora.identified(session)
     await communities.attach(session, views)
@@ -239,6 +240,7 @@ async def identify(session: Session, d: dict[str, Any]) -> Reply:
         "user": user.public(),
         "session": session.id,
         "communities": [c.public() for c in views],
+        **await reads.on_identify(session.agora.store, user, views),
     }
     # Online once the reply is out: the session's own presence.updated follows it.
     return Reply(answer, then=lambda: presence.start(session))

@@ -17,7 +17,7 @@ from protocol import ErrorCode, ProtocolError, echo, transcode
 from protocol.commands import MAX_CHANNEL_NAME
 from server.domain import audit, communities
 from server.domain.moderation import slow_mode
-from server.domain.permissions import Permission, has, require
+from server.domain.permissions import Forbidden, Permission, has, require
 from server.gateway.outbox import OutFrame
 from server.gateway.router import CommandRouter, Reply
 from server.store import CHANNEL_SETTINGS, Conflict
@@ -49,7 +49,8 @@ def channel_name(raw: str) -> str:
 
 
 async def readable_channel(session: Session, channel_id: str) -> Channel:
-    """The channel, if the session's user is a member of its community.
+    """The channel, if the session's user is a member of its community (of a DM: one of
+    its two users).
 
     Raises ``not_found`` or ``forbidden``. The answer is kept for the session
     until its user leaves the community (``communities.leave``).
@@ -62,9 +63,24 @@ async def readable_channel(session: Session, channel_id: str) -> Channel:
     channel = await store.channel(channel_id)
     if channel is None:
         raise ProtocolError(f"no channel '{echo(channel_id)}'", code=ErrorCode.NOT_FOUND)
-    await require(store, channel.community_id, session.user.id, Permission.READ)
+    if channel.community_id is None:
+        if session.user.id not in channel.members:
+            raise Forbidden("this is a direct message between two other people", Permission.READ)
+    else:
+        await require(store, channel.community_id, session.user.id, Permission.READ)
     session.channels[channel_id] = channel
     return channel
+
+
+async def require_in(session: Session, channel: Channel, permission: Permission) -> str | None:
+    """Check the user's permission in the channel's community now: their role there.
+
+    In a DM (no community), being one of its two users is all it takes: None.
+    """
+    if channel.community_id is None:
+        return None
+    assert session.user is not None
+    return await require(session.agora.store, channel.community_id, session.user.id, permission)
 
 
 async def postable_channel(session: Session, channel_id: str) -> Channel:
@@ -78,10 +94,10 @@ async def postable_channel(session: Session, channel_id: str) -> Channel:
     assert session.user is not None
     channel = await readable_channel(session, channel_id)
     agora = session.agora
-    role = await require(agora.store, channel.community_id, session.user.id, Permission.POST)
+    role = await require_in(session, channel, Permission.POST)
     if channel.archived:
         raise ProtocolError("this channel is archived", code=ErrorCode.CONFLICT)
-    if channel.slowmode_s and not has(role, Permission.MANAGE_CHANNELS):
+    if channel.slowmode_s and role is not None and not has(role, Permission.MANAGE_CHANNELS):
         await slow_mode(agora, channel.id, channel.slowmode_s, session.user.id)
     return channel
 
@@ -118,6 +134,11 @@ async def update(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     assert session.user is not None
     agora = session.agora
     channel = await readable_channel(session, d["channel"])
+    if channel.community_id is None or channel.kind == "thread":
+        raise ProtocolError(
+            "channel.update changes a community's channels (a thread: thread.update)",
+            code=ErrorCode.BAD_REQUEST,
+        )
     await require(agora.store, channel.community_id, session.user.id, Permission.MANAGE_CHANNELS)
     changes = {k: d[k] for k in CHANNEL_SETTINGS if d[k] is not None}
     if not changes:

@@ -30,6 +30,7 @@ class Permission(StrEnum):
     MANAGE_CHANNELS = "manage_channels"  # create and update channels, slow mode
     CREATE_INVITES = "create_invites"
     PIN_MESSAGES = "pin_messages"
+    MENTION_HERE = "mention_here"  # ``@here``: everyone online
     DELETE_MESSAGES = "delete_messages"  # anyone's
     TIME_OUT = "time_out_members"
     RUN_WORKSHOPS = "run_workshops"
@@ -48,6 +49,7 @@ LEAST_ROLE: dict[Permission, str] = {
     Permission.MANAGE_CHANNELS: "facilitator",
     Permission.CREATE_INVITES: "facilitator",
     Permission.PIN_MESSAGES: "facilitator",
+    Permission.MENTION_HERE: "facilitator",
     Permission.DELETE_MESSAGES: "facilitator",
     Permission.TIME_OUT: "facilitator",
     Permission.RUN_WORKSHOPS: "facilitator",

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import msgpack
 
-from protocol import Encoding, encode
+from protocol import NOT_TO_SELF, Encoding, encode
 from server.broker import Broker
 from server.errors import Unavailable
 from server.gateway.outbox import Outbox, OutFrame
@@ -245,6 +245,12 @@ class ChannelFeed:
             if not outboxes and not any(j.encoding is encoding for j in self.joining.values()):
                 continue
             out = OutFrame(frame if encoding is Encoding.MSGPACK else encode(event, encoding))
+            if offset is None and event.get("t") in NOT_TO_SELF:
+                author = event["d"].get("user")
+                for outbox in outboxes:
+                    if outbox.owner != author:
+                        outbox.push(out)
+                continue
             for outbox in outboxes:  # a push never changes the set: see Session.overflowed
                 outbox.push(out)
             recipients += len(outboxes)

@@ -71,6 +71,7 @@ class Outbox:
         "direct",
         "limit",
         "on_overflow",
+        "owner",
         "sent",
         "size",
     )
@@ -82,6 +83,7 @@ class Outbox:
         self.sent = 0  # frames written, for the frames-out metric
         self.closing = False
         self.direct: TransportWriter | None = None
+        self.owner: str | None = None  # the session's user, once identified
         self._items: deque[OutFrame | Close] = deque()
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()  # set whenever the writer has emptied the queue

@@ -1,5 +1,6 @@
 from server.store.base import (
     CHANNEL_SETTINGS,
+    THREAD_SETTINGS,
     Appended,
     AuditEntry,
     Channel,
@@ -10,12 +11,17 @@ from server.store.base import (
     InviteRefused,
     LogHead,
     Membership,
+    MessageChange,
+    ReadState,
+    Resource,
     Store,
+    StoredMessage,
     User,
 )
 
 __all__ = [
     "CHANNEL_SETTINGS",
+    "THREAD_SETTINGS",
     "Appended",
     "AuditEntry",
     "Channel",
@@ -26,6 +32,10 @@ __all__ = [
     "InviteRefused",
     "LogHead",
     "Membership",
+    "MessageChange",
+    "ReadState",
+    "Resource",
     "Store",
+    "StoredMessage",
     "User",
 ]
