@@ -422,6 +422,70 @@ async def test_export_then_import_keeps_ids_offsets_texts_and_authors(
     await new.ws.close()
 
 
+async def test_export_then_import_carries_threads_edits_reactions_read_markers_and_resources(
+    tmp_path: Path, served
+) -> None:
+    source_db, target_db = tmp_path / "source.db", tmp_path / "target.db"
+    source = served(source_db)
+    ann = await register(source.http, "ann", "correct horse", "Ann")
+    bob = await register(source.http, "bob", "correct horse", "Bob")
+    (club,) = ok("community", "create", "Book club", "--owner", "ann", "--db", source_db)
+    ok("member", "add", club[0], "bob", "--db", source_db)
+    a, b = [await raw_session(source, token=x["token"]) for x in (ann, bob)]
+    general = next(c for c in a.identity["communities"] if c["id"] == club[0])["channels"][0]["id"]
+    first = await a.ok("message.send", {"channel": general, "text": "see https://example.org/x"})
+    first = first["message"]
+    gone = (await b.ok("message.send", {"channel": general, "text": "a secret typo"}))["message"]
+    await a.ok("message.edit", {"channel": general, "message": first["id"], "text": "see it"})
+    await b.ok("message.delete", {"channel": general, "message": gone["id"]})
+    await b.ok("reaction.add", {"channel": general, "message": first["id"], "emoji": "👍"})
+    await a.ok("message.pin", {"channel": general, "message": first["id"]})
+    thread = await b.ok(
+        "thread.create", {"channel": general, "title": "Chapter 3", "message": first["id"]}
+    )
+    thread_id = thread["thread"]["id"]
+    await a.ok("message.send", {"channel": thread_id, "text": "in the thread"})
+    await b.ok("thread.update", {"thread": thread_id, "tags": ["ch3"], "resolved": True})
+    await b.ok("read.mark", {"channel": general, "o": 3})
+    await a.ok("resource.add", {"community": club[0], "title": "Notes", "note": "read me"})
+
+    async def state(session) -> dict[str, Any]:
+        return {
+            "general": await all_events(session, general),
+            "thread": await all_events(session, thread_id),
+            "threads": await session.ok("thread.list", {"channel": general}),
+            "pins": await session.ok("channel.pins", {"channel": general}),
+            "resources": await session.ok("resource.list", {"community": club[0]}),
+            "found": await session.ok("message.search", {"community": club[0], "query": "see"}),
+            "reads": [r for r in session.identity["reads"] if r["channel"] in (general, thread_id)],
+            "followed": session.identity["threads"],
+        }
+
+    b_again = await raw_session(source, token=bob["token"])
+    before = await state(b_again)
+    path = tmp_path / "club.json"
+    assert agora("export", "Book club", path, "--db", source_db).returncode == 0
+    assert "a secret typo" not in path.read_text()
+    done = agora("import", path, "--db", target_db, "--create")
+    assert done.returncode == 0, done.stderr
+    ok("user", "password", "bob", "--password-stdin", "--db", target_db, stdin=PASSWORD)
+    target = served(target_db)
+    token = (await login(target.http, "bob", "correct horse"))["token"]
+    moved = await raw_session(target, token=token)
+    after = await state(moved)
+    assert after["general"] == before["general"]  # edits, deletes, reactions, pins, thread link
+    assert after["thread"] == before["thread"]
+    assert after == before
+    assert before["threads"]["threads"][0]["tags"] == ["ch3"]
+    assert [r["title"] for r in before["resources"]["resources"]] == [
+        "Notes",
+        "https://example.org/x",
+    ]
+    assert {r["channel"]: r["o"] for r in before["reads"]}[general] == 3
+    for session in (a, b, b_again, moved):
+        await session.ws.close()
+
+
 async def test_a_refused_import_leaves_the_target_untouched(tmp_path: Path, served) -> None:
     source_db = tmp_path / "source.db"
     source, club, _ = await source_community(source_db, served)

@@ -1,8 +1,10 @@
 """Moving a community between servers: ``agora export`` and ``agora import``.
 
 The file (format ``agora-export``, version 1, described in docs/export.md) is
-one JSON object: the community, its members, and its channels each with its
-whole event log in offset order. Export streams the logs a page at a time, so
+one JSON object: the community, its members, its channels and threads each
+with its whole event log in offset order (messages as they are now: edits,
+reactions, deletes), its readers' markers and a thread's followers, and the
+community's resources. Export streams the logs a page at a time, so
 a large community never sits in memory. Import checks the whole file against
 the target storage before it writes anything, keeps every id (ids are
 snowflakes, unique across servers) and appends each channel's events in
@@ -22,7 +24,7 @@ import msgpack
 
 from server.domain import communities
 from server.domain.accounts import Invalid, check_account
-from server.store import Community, Store
+from server.store import Channel, Community, Resource, Store
 
 FORMAT, VERSION = "agora-export", 1
 #: Frames read from the store at once while exporting.
@@ -47,9 +49,30 @@ def _dumps(value: Any) -> str:
 async def count_events(store: Store, community: Community) -> int:
     """How many events an export of the community writes now."""
     total = 0
-    for channel in await store.channels(community.id):
+    for channel in await _channels(store, community):
         total += (await store.log_head(channel.id)).offset
     return total
+
+
+async def _channels(store: Store, community: Community) -> list[Channel]:
+    """The community's channels, each followed by its threads."""
+    found = []
+    for channel in await store.channels(community.id):
+        found.append(channel)
+        before = None
+        while threads := await store.threads(channel.id, None, before, EXPORT_PAGE):
+            found += threads
+            before = (threads[-1].last_ts or 0, threads[-1].id)
+    return found
+
+
+async def _resources(store: Store, community: Community) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    before = None
+    while page := await store.resources(community.id, None, None, before, EXPORT_PAGE):
+        found += [r.public() for r in page]
+        before = (page[-1].ts, page[-1].id)
+    return found
 
 
 async def export_community(
@@ -81,9 +104,12 @@ async def _write(store: Store, community: Community, out: TextIO, progress: Prog
         out.write(("," if i else "") + "\n" + _dumps(entry))
     out.write('\n],\n"channels":[')
     written = 0
-    for i, channel in enumerate(await store.channels(community.id)):
+    for i, channel in enumerate(await _channels(store, community)):
         head = await store.log_head(channel.id)
         entry = {**channel.public(), "epoch": head.epoch}
+        entry["reads"] = [{"user": u, "o": o} for u, o in await store.read_markers(channel.id)]
+        if channel.kind == "thread":
+            entry["followers"] = await store.followers(channel.id)
         out.write(("," if i else "") + "\n" + _dumps(entry)[:-1] + ',"events":[')
         after = 0
         while after < head.offset:
@@ -99,7 +125,7 @@ async def _write(store: Store, community: Community, out: TextIO, progress: Prog
             written += len(frames)
             progress(len(frames))
         out.write("\n]}")
-    out.write("\n]}\n")
+    out.write(f'\n],\n"resources":{_dumps(await _resources(store, community))}}}\n')
     return written
 
 
@@ -167,9 +193,14 @@ async def import_data(store: Store, data: dict[str, Any], progress: Progress) ->
             await store.set_role(community.id, m["id"], m["role"])
     done = Imported(community, len(data["members"]), new_accounts=[m["username"] for m in new])
     for c in data["channels"]:
-        await store.create_channel(
-            community.id, c["name"], kind=c["kind"], parent=c.get("parent"), channel_id=c["id"]
-        )
+        if c["kind"] == "thread":
+            await store.create_thread(_thread(community.id, c, owner["id"]))
+            if c.get("resolved"):
+                await store.update_channel(c["id"], {"resolved": True})
+        else:
+            await store.create_channel(
+                community.id, c["name"], kind=c["kind"], parent=c.get("parent"), channel_id=c["id"]
+            )
         done.channels += 1
         for event in c["events"]:
             stored = await store.append(c["id"], event["t"], event["d"], idempotency=_key(event))
@@ -180,7 +211,52 @@ async def import_data(store: Store, data: dict[str, Any], progress: Progress) ->
                 )
             done.events += 1
             progress(1)
+            message = event["d"].get("message")
+            if event["t"] == "message.created" and (
+                message.get("deleted") or message.get("pinned")
+            ):
+                await store.change_message(message["id"], _as_it_is)
+        for follower in c.get("followers", ()):
+            await store.follow(c["id"], follower, True)
+        for marker in c.get("reads", ()):
+            await store.mark_read(marker["user"], c["id"], marker["o"])
+    for r in data.get("resources", ()):
+        message = r.get("message")
+        await store.add_resource(
+            Resource(
+                r["id"],
+                community.id,
+                r["title"],
+                r.get("url"),
+                r.get("note"),
+                tuple(r.get("tags", ())),
+                r["by"],
+                r["ts"],
+                r.get("shares", 0),
+                None if message is None else (message["channel"], message["id"]),
+            )
+        )
     return done
+
+
+def _thread(community_id: str, c: dict[str, Any], owner_id: str) -> Channel:
+    return Channel(
+        c["id"],
+        community_id,
+        c["name"],
+        "thread",
+        c.get("parent"),
+        title=c.get("title") or c["name"],
+        created_by=c.get("created_by") or owner_id,
+        root_message=c.get("message"),
+        tags=tuple(c.get("tags", ())),
+        last_ts=c.get("last_ts"),
+    )
+
+
+def _as_it_is(message: dict[str, Any]) -> tuple[None, None]:
+    """A change that changes nothing: the store re-indexes the message (deleted, pinned)."""
+    return None, None
 
 
 def _key(event: dict[str, Any]) -> tuple[str, str] | None:

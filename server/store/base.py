@@ -488,6 +488,9 @@ class Store(Protocol):
         Returns the new marker, or None when it did not move.
         """
 
+    async def read_markers(self, channel_id: str) -> list[tuple[str, int]]:
+        """Every user's read marker in the channel: (user id, offset)."""
+
     async def read_states(self, user_id: str, channel_ids: list[str]) -> list[ReadState]:
         """The user's read state in each channel, in the order given."""
 

@@ -120,6 +120,9 @@ class PostgresDiscussions:
 
         return await self._transaction(run)
 
+    async def read_markers(self, channel_id: str) -> list[tuple[str, int]]:
+        return [(row[0], row[1]) for row in await self._fetch(n(q.READ_MARKERS), channel_id)]
+
     async def read_states(self, user_id: str, channel_ids: list[str]) -> list[ReadState]:
         async def run(db: asyncpg.Connection) -> list[ReadState]:
             states = []

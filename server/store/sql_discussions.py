@@ -77,6 +77,7 @@ READ_STATE = (
     " (SELECT count(*) FROM mentions x WHERE x.user_id = ? AND x.channel_id = ? AND x.o > r.o)"
     " FROM (SELECT COALESCE((SELECT o FROM reads WHERE user_id = ? AND channel_id = ?), 0) AS o) r"
 )
+READ_MARKERS = "SELECT user_id, o FROM reads WHERE channel_id = ? ORDER BY user_id"
 INSERT_MENTION = (
     "INSERT INTO mentions(user_id, message_id, channel_id, o) VALUES (?, ?, ?, ?)"
     " ON CONFLICT DO NOTHING"

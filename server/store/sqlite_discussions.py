@@ -120,6 +120,11 @@ class SQLiteDiscussions:
 
         return await self._call(run)
 
+    async def read_markers(self, channel_id: str) -> list[tuple[str, int]]:
+        return await self._call(
+            lambda db: [(row[0], row[1]) for row in db.execute(q.READ_MARKERS, (channel_id,))]
+        )
+
     async def read_states(self, user_id: str, channel_ids: list[str]) -> list[ReadState]:
         def run(db: sqlite3.Connection) -> list[ReadState]:
             states = []
