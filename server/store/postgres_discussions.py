@@ -173,17 +173,9 @@ class PostgresDiscussions:
         before: tuple[int, str] | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        statement = SEARCH
-        values: list[Any] = [" ".join(words), community_id, *q.cursor(before)]
-        if channel_id is not None:
-            statement += " AND m.channel_id = ?"
-            values.append(channel_id)
-        if author_id is not None:
-            statement += " AND m.author_id = ?"
-            values.append(author_id)
-        statement += " ORDER BY m.ts DESC, m.id DESC LIMIT ?"
-        values.append(limit)
-        return [q.message_of(row[0]) for row in await self._fetch(n(statement), *values)]
+        rest, more = q.search_rest(channel_id, author_id, limit)
+        values = [" ".join(words), community_id, *q.cursor(before), *more]
+        return [q.message_of(row[0]) for row in await self._fetch(n(SEARCH + rest), *values)]
 
     async def add_resource(self, resource: Resource) -> None:
         try:

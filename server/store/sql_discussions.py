@@ -179,6 +179,18 @@ def indexed_message(d: dict[str, Any]) -> dict[str, Any] | None:
     return message if isinstance(message, dict) else None
 
 
+def search_rest(channel_id: str | None, author_id: str | None, limit: int) -> tuple[str, list[Any]]:
+    """The end of a search statement after its words, community and cursor, and its values."""
+    rest, values = "", []
+    if channel_id is not None:
+        rest += " AND m.channel_id = ?"
+        values.append(channel_id)
+    if author_id is not None:
+        rest += " AND m.author_id = ?"
+        values.append(author_id)
+    return rest + " ORDER BY m.ts DESC, m.id DESC LIMIT ?", [*values, limit]
+
+
 def fts5_query(words: list[str]) -> str:
     """Every word, as FTS5 phrases (so no word is read as an operator)."""
     return " ".join('"' + word.replace('"', '""') + '"' for word in words)

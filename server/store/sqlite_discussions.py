@@ -179,18 +179,10 @@ class SQLiteDiscussions:
         before: tuple[int, str] | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        statement = SEARCH
-        values: list[Any] = [q.fts5_query(words), community_id, *q.cursor(before)]
-        if channel_id is not None:
-            statement += " AND m.channel_id = ?"
-            values.append(channel_id)
-        if author_id is not None:
-            statement += " AND m.author_id = ?"
-            values.append(author_id)
-        statement += " ORDER BY m.ts DESC, m.id DESC LIMIT ?"
-        values.append(limit)
+        rest, more = q.search_rest(channel_id, author_id, limit)
+        values = [q.fts5_query(words), community_id, *q.cursor(before), *more]
         return await self._call(
-            lambda db: [q.message_of(row[0]) for row in db.execute(statement, values)]
+            lambda db: [q.message_of(row[0]) for row in db.execute(SEARCH + rest, values)]
         )
 
     async def add_resource(self, resource: Resource) -> None:
