@@ -464,7 +464,7 @@ class Store(Protocol):
         """
 
     async def pinned(self, channel_id: str) -> list[dict[str, Any]]:
-        """The channel's pinned message objects, oldest first."""
+        """The channel's pinned message objects, oldest first, each with its ``o``."""
 
     async def threads(
         self, parent: str, tag: str | None, before: tuple[int, str] | None, limit: int
@@ -513,8 +513,9 @@ class Store(Protocol):
         before: tuple[int, str] | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        """Message objects of the community's channels and threads (not deleted) that
-        hold every word, newest first (``ts``, then id), after the cursor ``before``."""
+        """Message objects (each with its ``o``) of the community's channels and threads,
+        not deleted, that hold every word, newest first (``ts``, then id), after the
+        cursor ``before``."""
 
     async def add_resource(self, resource: Resource) -> None:
         """Raises ``Conflict`` when the community has a resource with that URL."""

@@ -88,7 +88,7 @@ class PostgresDiscussions:
         return await self._transaction(run)
 
     async def pinned(self, channel_id: str) -> list[dict[str, Any]]:
-        return [q.message_of(row[0]) for row in await self._fetch(n(q.PINNED), channel_id)]
+        return [q.found(row[0]) for row in await self._fetch(n(q.PINNED), channel_id)]
 
     async def threads(
         self, parent: str, tag: str | None, before: tuple[int, str] | None, limit: int
@@ -175,7 +175,7 @@ class PostgresDiscussions:
     ) -> list[dict[str, Any]]:
         rest, more = q.search_rest(channel_id, author_id, limit)
         values = [" ".join(words), community_id, *q.cursor(before), *more]
-        return [q.message_of(row[0]) for row in await self._fetch(n(SEARCH + rest), *values)]
+        return [q.found(row[0]) for row in await self._fetch(n(SEARCH + rest), *values)]
 
     async def add_resource(self, resource: Resource) -> None:
         try:

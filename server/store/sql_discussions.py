@@ -156,6 +156,12 @@ def message_of(frame: bytes) -> dict[str, Any]:
     return msgpack.unpackb(frame, raw=False)["d"]["message"]
 
 
+def found(frame: bytes) -> dict[str, Any]:
+    """A message from its ``message.created`` frame, with ``o``: where ``history`` finds it."""
+    event = msgpack.unpackb(frame, raw=False)
+    return {**event["d"]["message"], "o": event["o"]}
+
+
 def rerendered(frame: bytes, message: dict[str, Any]) -> bytes:
     """A stored frame of a message, carrying the message as it is now."""
     event = msgpack.unpackb(frame, raw=False)

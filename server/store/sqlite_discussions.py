@@ -78,7 +78,7 @@ class SQLiteDiscussions:
 
     async def pinned(self, channel_id: str) -> list[dict[str, Any]]:
         return await self._call(
-            lambda db: [q.message_of(row[0]) for row in db.execute(q.PINNED, (channel_id,))]
+            lambda db: [q.found(row[0]) for row in db.execute(q.PINNED, (channel_id,))]
         )
 
     async def threads(
@@ -182,7 +182,7 @@ class SQLiteDiscussions:
         rest, more = q.search_rest(channel_id, author_id, limit)
         values = [q.fts5_query(words), community_id, *q.cursor(before), *more]
         return await self._call(
-            lambda db: [q.message_of(row[0]) for row in db.execute(SEARCH + rest, values)]
+            lambda db: [q.found(row[0]) for row in db.execute(SEARCH + rest, values)]
         )
 
     async def add_resource(self, resource: Resource) -> None:
