@@ -24,6 +24,8 @@ async def mark(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     assert session.user is not None
     channel = await readable_channel(session, d["channel"])
     agora = session.agora
+    if d["o"] == 0:
+        return {}  # no marker is lower
     marker = await agora.store.mark_read(session.user.id, channel.id, d["o"])
     if marker is not None:
         await agora.publish_ephemeral(

@@ -21,7 +21,7 @@ from server.domain.channels import postable_channel, readable_channel, require_i
 from server.domain.permissions import Forbidden, Permission, has
 from server.gateway.router import CommandRouter
 from server.ids import new_id, now_ms
-from server.store import Channel
+from server.store import Channel, Conflict
 
 if TYPE_CHECKING:
     from server.app import Agora
@@ -77,7 +77,12 @@ async def create(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         tags=tuple(tags or ()),
         last_ts=now_ms(),
     )
-    await agora.store.create_thread(thread)
+    try:
+        await agora.store.create_thread(thread)
+    except Conflict:  # a request from the same message on another node made it meanwhile
+        existing = await agora.store.channel(thread.id)
+        assert existing is not None
+        return {"thread": existing.public()}
     public = thread.public()
     await agora.publish(parent.id, "thread.created", {"thread": public, "by": user.id})
     if d["text"] is not None:
