@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from protocol import ErrorCode, ProtocolError, echo
 from server.domain import mentions, resources, threads
 from server.domain.channels import postable_channel, readable_channel, require_in
-from server.domain.permissions import Forbidden, Permission, has
+from server.domain.permissions import Forbidden, Permission
 from server.gateway.router import CommandRouter
 from server.ids import new_id, now_ms
 
 if TYPE_CHECKING:
     from server.gateway.session import Session
-    from server.store import Channel, StoredMessage
+    from server.store import Channel, MessageChange, StoredMessage
 
 router = CommandRouter()
 
@@ -125,10 +125,8 @@ async def delete(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         )
     if stored.author_id == session.user.id:
         await require_in(session, channel, Permission.POST)
-    else:
-        role = await require_in(session, channel, Permission.DELETE_MESSAGES)
-        if role is None or not has(role, Permission.DELETE_MESSAGES):
-            raise Forbidden("only its author deletes a message here", Permission.DELETE_MESSAGES)
+    elif await require_in(session, channel, Permission.DELETE_MESSAGES) is None:
+        raise Forbidden("only its author deletes a message in a DM", Permission.DELETE_MESSAGES)
 
     def change(message: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         if message.get("deleted"):
@@ -143,7 +141,7 @@ async def delete(session: Session, d: dict[str, Any]) -> dict[str, Any]:
 
 
 async def changed_message(
-    session: Session, channel: Channel, message_id: str, change: Any
+    session: Session, channel: Channel, message_id: str, change: MessageChange
 ) -> tuple[bool, StoredMessage]:
     """Apply a change (see ``Store.change_message``) and publish its event; whether there
     was one, and the message as it is now."""
