@@ -222,6 +222,21 @@ async def test_every_subscriber_of_one_encoding_gets_the_same_encoded_frame(
     assert first is second is third  # encoded once, not once per recipient
 
 
+async def test_a_typing_event_reaches_everyone_but_the_typers_own_outboxes(
+    setup: Setup,
+) -> None:
+    feed = await setup.hub.feed(setup.channel)
+    typer, other_tab_of_typer, someone = live(feed), live(feed), live(feed)
+    typer.owner = other_tab_of_typer.owner = "u1"
+    someone.owner = "u2"
+    typing = msgpack.packb(
+        {"op": "event", "t": "typing.started", "ch": setup.channel, "d": {"user": "u1"}},
+        use_bin_type=True,
+    )
+    feed.receive(typing)
+    assert [len(frames(o)) for o in (typer, other_tab_of_typer, someone)] == [0, 0, 1]
+
+
 async def test_an_event_without_offset_is_fanned_out_at_once_and_leaves_order_alone(
     setup: Setup,
 ) -> None:

@@ -556,7 +556,11 @@ def test_parse_command_core_examples() -> None:
     )
     assert parse_command(
         {"op": "message.send", "id": MAX_SAFE_INT, "d": {"channel": "c1", "text": "hi"}}
-    ) == Command("message.send", MAX_SAFE_INT, {"channel": "c1", "text": "hi", "nonce": None})
+    ) == Command(
+        "message.send",
+        MAX_SAFE_INT,
+        {"channel": "c1", "text": "hi", "nonce": None, "reply_to": None},
+    )
 
 
 def test_parse_command_treats_null_optional_field_as_omitted() -> None:

@@ -20,7 +20,7 @@ import msgpack
 import pytest
 
 from server.errors import Unavailable
-from server.store import Conflict, Invite, InviteRefused, Membership, Store, User
+from server.store import Channel, Conflict, Invite, InviteRefused, Membership, Store, User
 from server.store.migrate import HEAD
 from server.store.postgres import PostgresStore
 from server.store.sqlite import BATCH_MAX, SQLiteStore
@@ -507,22 +507,32 @@ async def test_set_role_with_an_unknown_community_or_user_raises_keyerror(store:
 async def test_channels_come_in_creation_order_with_empty_logs(store: Store) -> None:
     owner, community, general = await owner_and_general(store)
     made = [await store.create_channel(community, f"room-{i}") for i in range(5)]
-    thread = await store.create_channel(
-        community, "a-thread", kind="thread", parent=made[0].id, channel_id="999"
+    thread = Channel(
+        "999", community, "999", "thread", made[0].id, title="A thread", created_by=owner.id
     )
+    await store.create_thread(thread)
     (view,) = await store.communities_of(owner.id)
-    assert [c.id for c in view.channels] == [general, *(c.id for c in made), "999"]
+    # threads are not the community's channels: their parent lists them
+    assert [c.id for c in view.channels] == [general, *(c.id for c in made)]
     assert await store.channels(community) == list(view.channels)
     assert await store.channels("no-such-community") == []
     assert await store.channel("999") == thread
+    assert [t.id for t in await store.threads(made[0].id, None, None, 10)] == ["999"]
     assert thread.public() == {
         "id": "999",
-        "name": "a-thread",
+        "name": "999",
         "kind": "thread",
         "parent": made[0].id,
         "position": 0,
         "archived": False,
         "slowmode_s": 0,
+        "community": community,
+        "title": "A thread",
+        "created_by": owner.id,
+        "tags": [],
+        "resolved": False,
+        "replies": 0,
+        "last_ts": None,
     }
     heads = [await store.log_head(c.id) for c in made]
     assert [h.offset for h in heads] == [0] * 5

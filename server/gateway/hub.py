@@ -246,9 +246,9 @@ class ChannelFeed:
                 continue
             out = OutFrame(frame if encoding is Encoding.MSGPACK else encode(event, encoding))
             if offset is None and event.get("t") in NOT_TO_SELF:
-                author = event["d"].get("user")
+                author = (event.get("d") or {}).get("user")
                 for outbox in outboxes:
-                    if outbox.owner != author:
+                    if author is None or outbox.owner != author:
                         outbox.push(out)
                 continue
             for outbox in outboxes:  # a push never changes the set: see Session.overflowed

@@ -50,8 +50,9 @@ PINNED = (
 
 THREADS = (
     f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE parent = ? AND kind = 'thread'"
-    " AND tags LIKE ? ESCAPE '\\' AND (last_ts < ? OR (last_ts = ? AND id < ?))"
-    " ORDER BY last_ts DESC, id DESC LIMIT ?"
+    " AND tags LIKE ? ESCAPE '\\'"
+    " AND (COALESCE(last_ts, 0) < ? OR (COALESCE(last_ts, 0) = ? AND id < ?))"
+    " ORDER BY COALESCE(last_ts, 0) DESC, id DESC LIMIT ?"
 )
 FOLLOW = "INSERT INTO follows(thread_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING 1"
 UNFOLLOW = "DELETE FROM follows WHERE thread_id = ? AND user_id = ? RETURNING 1"
@@ -180,9 +181,19 @@ def message_row(message: dict[str, Any]) -> tuple[str, bool, bool, str]:
 
 
 def indexed_message(d: dict[str, Any]) -> dict[str, Any] | None:
-    """The message an event's frame carries (and so must be kept current), if any."""
+    """The message an event's frame carries (and so must be kept current), if any: a map
+    with a string ``id``, a text, a time and an author (other shapes are not indexed)."""
     message = d.get("message")
-    return message if isinstance(message, dict) else None
+    if (
+        isinstance(message, dict)
+        and isinstance(message.get("id"), str)
+        and isinstance(message.get("text"), str)
+        and isinstance(message.get("ts"), int)
+        and isinstance(message.get("author"), dict)
+        and isinstance(message["author"].get("id"), str)
+    ):
+        return message
+    return None
 
 
 def search_rest(channel_id: str | None, author_id: str | None, limit: int) -> tuple[str, list[Any]]:
