@@ -118,12 +118,21 @@ COMMUNITY_EVENTS = frozenset(
         "presence.updated",
     }
 )
-#: Events for one user (``ch`` is their id) that reach every session of theirs.
+#: Events for one user that reach every session of theirs without subscribing: ``ch``
+#: is their id, but for the events encoded once for many users (``thread.activity``:
+#: the thread's id; ``mention`` of ``@here``: the community's id).
 USER_EVENTS = frozenset(
-    {"community.joined", "mention", "read.updated", "thread.activity", "dm.created"}
+    {
+        "community.joined",
+        "mention",
+        "read.updated",
+        "thread.activity",
+        "thread.followed",
+        "dm.created",
+    }
 )
-#: Ephemeral channel events that never reach the sessions of the user in ``d.user``.
-NOT_TO_SELF = frozenset({"typing.started"})
+#: Ephemeral events that never reach the sessions of the user in ``d.user``.
+NOT_TO_SELF = frozenset({"typing.started", "thread.activity", "mention"})
 
 
 def event(t: str, ch: str, d: dict[str, Any], o: int | None = None) -> dict[str, Any]:

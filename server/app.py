@@ -98,9 +98,7 @@ class Agora:
         self.sessions: set[Session] = set()
         #: user id -> this process's identified sessions of that user
         self.user_sessions: dict[str, set[Session]] = {}
-        self.hub.on_topic_event = lambda topic, event: communities.on_topic_event(
-            self, topic, event
-        )
+        self.hub.on_topic_event = self._on_topic_event
         self.metrics.open_outboxes = lambda: (s.outbox for s in self.sessions)
         self.draining = False
         #: threads whose parent hears ``thread.updated`` soon (see ``domain.threads``)
@@ -136,6 +134,10 @@ class Agora:
         if stored.created:
             self.metrics.events_published.inc()
         return stored
+
+    def _on_topic_event(self, topic: str, event: dict[str, Any]) -> None:
+        communities.on_topic_event(self, topic, event)
+        threads.on_topic_event(self, topic, event)
 
     async def publish_ephemeral(self, topic: str, t: str, ch: str, d: dict[str, Any]) -> None:
         """Publish an event that is not stored (no offset) to a topic's listeners."""

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from protocol import CloseCode, ErrorCode, ProtocolError, echo
-from server.domain import communities, presence, reads
+from server.domain import communities, presence, reads, threads
 from server.gateway.router import CommandRouter, Fatal, Reply
 from server.ids import new_id
 from server.store import Conflict, InviteRefused, Store, User
@@ -236,11 +236,13 @@ async def identify(session: Session, d: dict[str, Any]) -> Reply:
     session.agora.metrics.sessions.inc()
     session.agora.identified(session)
     await communities.attach(session, views)
+    followed = await session.agora.store.followed_threads(user.id)
+    await threads.attach(session, followed)
     answer = {
         "user": user.public(),
         "session": session.id,
         "communities": [c.public() for c in views],
-        **await reads.on_identify(session.agora.store, user, views),
+        **await reads.on_identify(session.agora.store, user, views, followed),
     }
     # Online once the reply is out: the session's own presence.updated follows it.
     return Reply(answer, then=lambda: presence.start(session))

@@ -50,6 +50,11 @@ def user_topic(user_id: str) -> str:
     return "user:" + user_id
 
 
+def thread_topic(thread_id: str) -> str:
+    """A thread's followers' topic (see ``domain.threads``)."""
+    return "thread:" + thread_id
+
+
 def member(user: User, role: str) -> dict[str, Any]:
     """The member object: the public user and the role."""
     return {**user.public(), "role": role}
@@ -122,6 +127,10 @@ async def attach(session: Session, views: list[CommunityView]) -> None:
 def leave(session: Session, community_id: str) -> None:
     """The session's user is no longer a member: it hears nothing more of the community."""
     session.unlisten(community_topic(community_id))
+    for thread_id, community in list(session.followed.items()):
+        if community == community_id:
+            session.unlisten(thread_topic(thread_id))
+            del session.followed[thread_id]
     for channel_id, channel in list(session.channels.items()):
         if channel.community_id == community_id:
             session.unsubscribe(channel_id)

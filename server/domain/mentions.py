@@ -1,7 +1,8 @@
 """Mentions: ``@username`` and ``@here`` in a new message, the ``mention`` user event.
 
 A mention is stored (so its count comes back in ``identify`` until the channel is
-read) and then sent to every session of the mentioned user, wherever they are.
+read) and then sent to every session of the mentioned user, wherever they are:
+to the user's topic for ``@username``, to the community's for ``@here``.
 """
 
 from __future__ import annotations
@@ -33,38 +34,43 @@ def names_in(text: str) -> list[str]:
 
 
 async def deliver(session: Session, channel: Channel, message: dict[str, Any], offset: int) -> None:
-    mentioned = await _mentioned(session, channel, names_in(message["text"]))
-    mentioned.discard(message["author"]["id"])
+    """Store the mentions of a new message and tell the mentioned. ``@here`` is one event
+    to the community's topic (everyone online hears it), encoded once."""
+    names = names_in(message["text"])
+    author = message["author"]["id"]
+    here = "here" in names and await _may_mention_here(session, channel)
+    online = await _online(session, channel.community_id) if here else set()
+    named = await _named(session, channel, [name for name in names if name != "here"])
+    mentioned = (online | named) - {author}
     if not mentioned:
         return
     agora = session.agora
-    users = sorted(mentioned)
-    await agora.store.add_mentions(StoredMessage(channel.id, offset, message), users)
-    for user_id in users:
+    await agora.store.add_mentions(StoredMessage(channel.id, offset, message), sorted(mentioned))
+    d = {"message": message, "user": author}
+    if here:
+        assert channel.community_id is not None
         await agora.publish_ephemeral(
-            communities.user_topic(user_id), "mention", user_id, {"message": message}
+            communities.community_topic(channel.community_id), "mention", channel.community_id, d
         )
+    for user_id in sorted(named - online - {author}):
+        await agora.publish_ephemeral(communities.user_topic(user_id), "mention", user_id, d)
 
 
-async def _mentioned(session: Session, channel: Channel, names: list[str]) -> set[str]:
-    """The users these names mention in this channel: those who can read it."""
-    store = session.agora.store
+async def _may_mention_here(session: Session, channel: Channel) -> bool:
+    if channel.community_id is None:
+        return False
     assert session.user is not None
-    if channel.community_id is None:  # a DM: only the other one of the two
-        others = {u for u in channel.members if u != session.user.id}
-        found = {u.id for name in names if (u := await _user(session, name)) is not None}
-        return others & found
-    mentioned: set[str] = set()
-    for name in names:
-        if name == "here":
-            role = await store.role(channel.community_id, session.user.id)
-            if role is not None and has(role, Permission.MENTION_HERE):
-                mentioned |= await _online(session, channel.community_id)
-            continue
-        user = await _user(session, name)
-        if user is not None and await store.role(channel.community_id, user.id) is not None:
-            mentioned.add(user.id)
-    return mentioned
+    role = await session.agora.store.role(channel.community_id, session.user.id)
+    return role is not None and has(role, Permission.MENTION_HERE)
+
+
+async def _named(session: Session, channel: Channel, names: list[str]) -> set[str]:
+    """The users ``@username`` mentions in this channel: those who can read it."""
+    store = session.agora.store
+    users = {u.id for name in names if (u := await _user(session, name)) is not None}
+    if channel.community_id is None:  # a DM: only its members
+        return users & set(channel.members)
+    return {u for u in users if await store.role(channel.community_id, u) is not None}
 
 
 async def _user(session: Session, name: str) -> Any:
@@ -72,7 +78,8 @@ async def _user(session: Session, name: str) -> Any:
     return None if found is None else found[0]
 
 
-async def _online(session: Session, community_id: str) -> set[str]:
+async def _online(session: Session, community_id: str | None) -> set[str]:
+    assert community_id is not None
     members = [user.id for user, _ in await session.agora.store.members(community_id)]
     statuses = await session.agora.live.statuses(members)
     return {user for user, status in statuses.items() if status != "offline"}

@@ -14,7 +14,7 @@ from server.gateway.router import CommandRouter
 
 if TYPE_CHECKING:
     from server.gateway.session import Session
-    from server.store import CommunityView, Store, User
+    from server.store import Channel, CommunityView, Store, User
 
 router = CommandRouter()
 
@@ -37,10 +37,11 @@ async def mark(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-async def on_identify(store: Store, user: User, views: list[CommunityView]) -> dict[str, Any]:
+async def on_identify(
+    store: Store, user: User, views: list[CommunityView], threads: list[Channel]
+) -> dict[str, Any]:
     """``identify``'s ``threads`` (followed), ``dms`` and ``reads`` (one per channel of
     the user's communities, followed thread and DM)."""
-    threads = await store.followed_threads(user.id)
     dms = await store.dms_of(user.id)
     channel_ids = [c.id for view in views for c in view.channels]
     channel_ids += [c.id for c in threads] + [c.id for c in dms]

@@ -2,9 +2,14 @@
 
 A thread has its own log (offsets, ``subscribe``, ``history``, ``message.send``);
 its parent hears ``thread.created`` and ``thread.updated`` (durable), its
-followers ``thread.activity`` (a user event). After new messages the parent's
+followers ``thread.activity``. After new messages the parent's
 ``thread.updated`` waits ``UPDATE_DELAY`` so that a burst of replies makes one
 event per node.
+
+Each session listens to the topic of every thread its user follows, so a new
+message's ``thread.activity`` is one event, encoded once, however many follow.
+A change of following is the user event ``thread.followed``: every session of
+the user starts or stops listening when it hears it.
 """
 
 from __future__ import annotations
@@ -85,6 +90,7 @@ async def create(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         return {"thread": existing.public()}
     public = thread.public()
     await agora.publish(parent.id, "thread.created", {"thread": public, "by": user.id})
+    await _followed(agora, user.id, public, True)
     if d["text"] is not None:
         await post(session, thread, d["text"])
         updated = await agora.store.channel(thread.id)
@@ -131,18 +137,53 @@ async def update(session: Session, d: dict[str, Any]) -> dict[str, Any]:
 
 @router.command("thread.follow")
 async def follow(session: Session, d: dict[str, Any]) -> dict[str, Any]:
-    assert session.user is not None
-    thread = await thread_of(session, d["thread"])
-    await session.agora.store.follow(thread.id, session.user.id, True)
-    return {}
+    return await _follow(session, d["thread"], True)
 
 
 @router.command("thread.unfollow")
 async def unfollow(session: Session, d: dict[str, Any]) -> dict[str, Any]:
+    return await _follow(session, d["thread"], False)
+
+
+async def _follow(session: Session, thread_id: str, following: bool) -> dict[str, Any]:
     assert session.user is not None
-    thread = await thread_of(session, d["thread"])
-    await session.agora.store.follow(thread.id, session.user.id, False)
+    thread = await thread_of(session, thread_id)
+    if await session.agora.store.follow(thread.id, session.user.id, following):
+        await _followed(session.agora, session.user.id, thread.public(), following)
     return {}
+
+
+async def _followed(agora: Agora, user_id: str, thread: dict[str, Any], following: bool) -> None:
+    await agora.publish_ephemeral(
+        communities.user_topic(user_id),
+        "thread.followed",
+        user_id,
+        {"thread": thread, "following": following},
+    )
+
+
+async def attach(session: Session, followed: list[Channel]) -> None:
+    """Listen to the topics of the threads the user follows (after ``identify``)."""
+    for thread in followed:
+        await _listen(session, thread.id, thread.community_id)
+
+
+async def _listen(session: Session, thread_id: str, community_id: str | None) -> None:
+    assert community_id is not None  # threads belong to a community
+    session.followed[thread_id] = community_id
+    await session.listen(communities.thread_topic(thread_id))
+
+
+def on_topic_event(agora: Agora, topic: str, event: dict[str, Any]) -> None:
+    """The user's sessions here listen to a thread's topic while they follow it."""
+    if event.get("t") != "thread.followed" or not topic.startswith("user:"):
+        return
+    thread, following = event["d"]["thread"], event["d"]["following"]
+    for session in list(agora.user_sessions.get(event["ch"], ())):
+        if following:
+            _spawn(_listen(session, thread["id"], thread["community"]))
+        elif session.followed.pop(thread["id"], None) is not None:
+            session.unlisten(communities.thread_topic(thread["id"]))
 
 
 async def thread_of(session: Session, thread_id: str) -> Channel:
@@ -157,17 +198,15 @@ async def after_message(session: Session, thread: Channel, message: dict[str, An
     and the parent hears ``thread.updated`` soon."""
     agora = session.agora
     author = message["author"]["id"]
-    await agora.store.follow(thread.id, author, True)
-    current = await agora.store.channel(thread.id) or thread
-    public = current.public()
-    for follower in await agora.store.followers(thread.id):
-        if follower != author:
-            await agora.publish_ephemeral(
-                communities.user_topic(follower),
-                "thread.activity",
-                follower,
-                {"thread": public, "message": message},
-            )
+    public = (await agora.store.channel(thread.id) or thread).public()
+    if await agora.store.follow(thread.id, author, True):
+        await _followed(agora, author, public, True)
+    await agora.publish_ephemeral(
+        communities.thread_topic(thread.id),
+        "thread.activity",
+        thread.id,
+        {"thread": public, "message": message, "user": author},
+    )
     if thread.id not in agora.pending_thread_updates:
         agora.pending_thread_updates.add(thread.id)
         asyncio.get_running_loop().call_later(
@@ -214,4 +253,4 @@ def _spawn(coroutine: Any) -> None:
 def _log_failure(task: asyncio.Future[None]) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         if task.exception() is not None:
-            log.warning("a thread update failed: %s", task.exception())
+            log.warning("a thread's update or topic failed: %s", task.exception())

@@ -1,8 +1,9 @@
 """The hub: fans each channel's events out to this process's subscribed sessions.
 
 It also carries topics: streams of ephemeral events (a community's, a
-user's) that have no offsets and are never replayed. A topic's frame goes to
-every listener as it comes, encoded once per encoding, and then to
+user's, a thread's followers') that have no offsets and are never replayed. A topic's frame goes to
+every listener as it comes (but those of the user ``d.user`` names, for the
+events in ``NOT_TO_SELF``), encoded once per encoding, and then to
 ``on_topic_event`` once, for the domain to act on (a member who left stops
 listening).
 
@@ -338,7 +339,10 @@ class Hub:
             log.error("topic %s carried a frame that is not msgpack; dropped", topic)
             return
         framed: dict[Encoding, OutFrame] = {Encoding.MSGPACK: OutFrame(frame)}
+        author = (event.get("d") or {}).get("user") if event.get("t") in NOT_TO_SELF else None
         for listener in list(self.topics[topic]):
+            if author is not None and listener.outbox.owner == author:
+                continue
             out = framed.get(listener.encoding)
             if out is None:
                 out = framed[listener.encoding] = OutFrame(encode(event, listener.encoding))

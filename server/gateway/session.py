@@ -64,6 +64,8 @@ class Session:
         self.channels: dict[str, Channel] = {}
         #: topics (ephemeral event streams) this session listens to
         self.topics: set[str] = set()
+        #: thread id -> its community, for the followed threads whose topics it listens to
+        self.followed: dict[str, str] = {}
         self.busy = False
         self.draining = False
         self._loop = asyncio.get_running_loop()

@@ -59,7 +59,9 @@ UNFOLLOW = "DELETE FROM follows WHERE thread_id = ? AND user_id = ? RETURNING 1"
 FOLLOWERS = "SELECT user_id FROM follows WHERE thread_id = ?"
 FOLLOWED = (
     f"SELECT {CHANNEL_COLUMNS} FROM follows JOIN channels ON id = thread_id"
-    " WHERE user_id = ? ORDER BY last_ts DESC LIMIT 500"
+    " WHERE follows.user_id = ? AND EXISTS (SELECT 1 FROM members"
+    " WHERE members.community_id = channels.community_id AND members.user_id = follows.user_id)"
+    " ORDER BY last_ts DESC LIMIT 500"
 )
 PARTICIPANTS = (
     "SELECT author_id FROM messages WHERE channel_id = ? GROUP BY author_id ORDER BY min(o) LIMIT ?"
