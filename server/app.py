@@ -24,24 +24,26 @@ from starlette.types import Receive, Scope, Send
 from protocol import event
 from server.backends import broker_from, live_from, store_from
 from server.broker import Broker
-from server.domain import (
-    accounts,
-    audit,
-    bots,
-    channels,
-    communities,
+from server.discussions import (
     dms,
-    invites,
-    messages,
-    moderation,
     pins,
-    presence,
     reactions,
     reads,
     resources,
     search,
     threads,
     typing_indicators,
+)
+from server.domain import (
+    accounts,
+    audit,
+    bots,
+    channels,
+    communities,
+    invites,
+    messages,
+    moderation,
+    presence,
 )
 from server.domain.accounts import Accounts
 from server.errors import Unavailable
@@ -101,7 +103,7 @@ class Agora:
         self.hub.on_topic_event = self._on_topic_event
         self.metrics.open_outboxes = lambda: (s.outbox for s in self.sessions)
         self.draining = False
-        #: threads whose parent hears ``thread.updated`` soon (see ``domain.threads``)
+        #: threads whose parent hears ``thread.updated`` soon (see ``discussions.threads``)
         self.pending_thread_updates: set[str] = set()
         #: (user, channel) -> when this node last forwarded their ``typing.started``
         self.typing_forwarded: dict[tuple[str, str], float] = {}

@@ -21,7 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from protocol import CloseCode, ErrorCode, ProtocolError, echo
-from server.domain import communities, presence, reads, threads
+from server.discussions import reads, threads
+from server.domain import communities, presence
 from server.gateway.router import CommandRouter, Fatal, Reply
 from server.ids import new_id
 from server.store import Conflict, InviteRefused, Store, User

@@ -51,7 +51,7 @@ def user_topic(user_id: str) -> str:
 
 
 def thread_topic(thread_id: str) -> str:
-    """A thread's followers' topic (see ``domain.threads``)."""
+    """A thread's followers' topic (see ``discussions.threads``)."""
     return "thread:" + thread_id
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from protocol import ErrorCode, ProtocolError, echo
-from server.domain import mentions, resources, threads
+from server.discussions import mentions, resources, threads
 from server.domain.channels import postable_channel, readable_channel, require_in
 from server.domain.permissions import Forbidden, Permission
 from server.gateway.router import CommandRouter
