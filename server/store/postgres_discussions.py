@@ -34,7 +34,9 @@ SEARCH = (
     " WHERE to_tsvector('simple', m.text) @@ plainto_tsquery('simple', ?)"
     " AND c.community_id = ? AND NOT m.deleted AND (m.ts < ? OR (m.ts = ? AND m.id < ?))"
 )
-_LOCKED_MESSAGE = n(q.MESSAGE) + " FOR UPDATE OF m"
+#: Both rows: after waiting for another change's lock, PostgreSQL re-reads only the
+#: rows it locks, and the frame must be the one that change wrote.
+_LOCKED_MESSAGE = n(q.MESSAGE) + " FOR UPDATE OF m, e"
 
 
 class PostgresDiscussions:
