@@ -112,6 +112,13 @@ async def test_followers_hear_thread_activity_and_the_parent_hears_created_then_
     await send(poster, club.general, f"@{username(creator)} look")
     heard = await until(creator, "mention")
     assert "thread.activity" not in kinds(heard), heard
+    # follow refusals are those of subscribe
+    assert error(await creator.command("thread.follow", {"thread": "404"}))[0] == "not_found"
+    outsider = await session_for(server, 1, "outsider")
+    refused = await outsider.command("thread.follow", {"thread": thread["id"]})
+    assert error(refused)[0] == "forbidden"
+    not_a_thread = await creator.command("thread.follow", {"thread": club.general})
+    assert error(not_a_thread)[0] == "bad_request"
     # follow again: it comes back
     await creator.ok("thread.follow", {"thread": thread["id"]})
     again = await send(owner, thread["id"], "the owner posts")
@@ -392,6 +399,12 @@ async def test_reactions_are_one_per_user_and_emoji_and_at_most_20_emoji(server)
         if e["t"] == "message.created" and e["d"]["message"]["id"] == message["id"]
     ]
     assert len(now["reactions"]) == 20 and now["reactions"][1]["count"] == 2
+    await owner.ok("message.delete", target)
+    gone = await member.command("reaction.add", {**target, "emoji": "👍"})
+    assert error(gone)[0] == "not_found"
+    outsider = await session_for(server, 1, "outsider")
+    refused = await outsider.command("reaction.add", {**target, "emoji": "👍"})
+    assert error(refused)[0] == "forbidden"
     assert now["reactions"][0]["emoji"] == "👍"  # in the order each emoji was first used
 
 
@@ -483,6 +496,11 @@ async def test_a_mention_reaches_a_user_anywhere_and_counts_until_read(server) -
     here = await send(owner, quiet, "@here meeting now")
     assert (await event(mentioned, "mention"))["d"]["message"] == here
     assert (await event(member, "mention"))["d"]["message"] == here
+    # someone outside the community is not mentioned: the next thing they hear is the DM
+    outsider = await session_for(server, 1, "outsider")
+    await send(owner, quiet, f"@{username(outsider)} are you there?")
+    await owner.ok("dm.open", {"user": uid(outsider)})  # they share the first community
+    assert "mention" not in kinds(await until(outsider, "dm.created"))
     # the author is never mentioned by their own message
     await send(owner, quiet, f"@{username(owner)} note to self")
     await owner.ok("read.mark", {"channel": club.general, "o": 1})
@@ -658,6 +676,10 @@ async def test_search_finds_whole_words_by_channel_and_author_in_pages_and_only_
         "message.search", {"community": club.id, "query": "walrus", "channel": notes}
     )
     assert [m["id"] for m in in_notes["messages"]] == [sent[2]["id"]]
+    in_general = await member.ok(
+        "message.search", {"community": club.id, "query": "walrus", "channel": club.general}
+    )  # the channel's own messages, not its threads'
+    assert [m["id"] for m in in_general["messages"]] == newest_first([sent[0], sent[1]])
     by_owner = await member.ok(
         "message.search", {"community": club.id, "query": "walrus", "author": uid(owner)}
     )
