@@ -30,14 +30,25 @@ What a bot promises:
   announced). A join is handled once: the community's copy of
   ``member.joined`` only when the bot does not follow its system channel,
   where the durable one arrives.
+- Discussions (docs/protocol.md §5.9): the bot also follows the threads of
+  the channels it serves (``thread.created``, from the thread's first event
+  on), the threads it follows (identify's ``threads``) and its DMs (identify's
+  ``dms``, and each ``dm.created``, from the first event on): commands work in
+  threads and DMs as in any channel. ``@bot.on`` takes ``thread.created``,
+  ``thread.updated``, ``thread.activity``, ``mention``, ``dm.created``,
+  ``reaction.updated``, ``message.updated``, ``message.deleted`` and
+  ``message.pinned`` like any other event; commands run only for new messages
+  (``message.created``), never for an edit or a mention. ``ctx.reply`` answers
+  with ``reply_to`` set, ``ctx.reply_in_thread`` answers in a thread started
+  from the message, ``ctx.react`` reacts to it.
 - Each durable event is handled at most once per run. The ``Client`` resumes
   after a drop, and the bot also keeps the highest offset it handled per
   channel and skips anything at or below it. When the server cannot replay
   what was missed (a ``Gap``), the bot skips those events rather than answer
   commands long after they were asked.
-- It never reacts to its own messages; by default it ignores commands from
-  other bots (accounts it has seen with ``bot: true``), so two bots cannot
-  talk each other into a loop.
+- It never reacts to its own messages (nor to its own edits, reactions and
+  threads); by default it ignores commands from other bots (accounts it has
+  seen with ``bot: true``), so two bots cannot talk each other into a loop.
 - Handlers run as tasks, at most ``max_tasks`` at a time (reading events
   waits for a free slot) and each for at most ``handler_timeout`` seconds. A
   handler that raises is logged and the bot goes on.
@@ -79,9 +90,11 @@ class Context:
     """What a handler is given: the event, where it happened, and ways to answer.
 
     ``community`` is the id of the community the event is about (None when the
-    bot does not know it); ``channel`` the channel it happened in, or for a
-    community or user event the community's system channel (its first text
-    channel), so that ``send`` answers where joins are announced.
+    bot does not know it, and in a DM); ``channel`` the channel it happened in:
+    for ``mention`` and ``thread.activity`` the message's channel (or thread),
+    for ``dm.created`` the DM, and for a community or user event the community's
+    system channel (its first text channel), so that ``send`` answers where
+    joins are announced.
     """
 
     __slots__ = ("author", "bot", "channel", "community", "event", "message")
@@ -90,24 +103,107 @@ class Context:
         self.bot = bot
         self.event = event
         self.channel: str = event.ch
+        self.community: str | None = None
+        #: the message the event is about (for ``reaction.updated``,
+        #: ``message.pinned`` and ``message.deleted``, as the client last saw it),
+        #: else ``None``
+        self.message: dict[str, Any] | None = _message_of(bot, event)
+        #: ``{id, name, bot}`` of the author of a message the event brings, else ``None``
+        self.author: dict[str, Any] | None = (
+            self.message["author"] if self.message and event.t in AUTHORED else None
+        )
         about = _community_of_event(event)
         if about is not None:
-            self.community: str | None = about
+            self.community = about
             self.channel = bot.system_channel(about) or event.ch
-        else:
-            self.community = bot.client.community_of(event.ch) if bot.client else None
-        #: the message of a ``message.created`` event, else ``None``
-        self.message: dict[str, Any] | None = event.d.get("message")
-        #: ``{id, name}`` of the message's author, else ``None``
-        self.author: dict[str, Any] | None = self.message["author"] if self.message else None
+            return
+        if event.t in ("mention", "thread.activity") and self.message is not None:
+            self.channel = self.message["channel"]
+        elif event.t == "dm.created":
+            self.channel = event.d["channel"]["id"]
+        self.community = bot.community_of(self.channel)
 
     async def send(self, text: str) -> dict[str, Any]:
         """Post ``text`` in this event's channel; returns the message."""
         return await self.bot.send(self.channel, text)
 
     async def reply(self, text: str) -> dict[str, Any]:
-        """Post ``text`` in this channel, addressed to the message's author."""
-        return await self.send(f"{mention(self.author)} {text}" if self.author else text)
+        """Answer the event's message: ``text`` in its channel (or thread), addressed to
+        its author, with ``reply_to`` naming the message."""
+        addressed = f"{mention(self.author)} {text}" if self.author else text
+        return await self.bot.send(self.channel, addressed, reply_to=self._answerable())
+
+    async def reply_in_thread(self, text: str, *, title: str | None = None) -> dict[str, Any]:
+        """Answer in a thread started from the event's message (the one it has already,
+        if any; in a thread or a DM, right there); returns the message posted.
+
+        ``title`` defaults to the start of the message's text.
+        """
+        client = self.bot.running_client()
+        message = self.message
+        if message is None or message.get("deleted"):
+            return await self.send(text)
+        if self.bot.is_thread(self.channel) or self.channel in client.dms:
+            return await self.bot.send(self.channel, text, reply_to=message["id"])
+        thread_id = message.get("thread")
+        if thread_id is None:
+            heading = title or _title_of(message["text"])
+            thread = await client.thread_create(self.channel, heading, message=message["id"])
+            thread_id = thread["id"]
+            message["thread"] = thread_id
+            await self.bot.follow_thread(thread_id)
+        return await self.bot.send(thread_id, text)
+
+    async def react(self, emoji: str) -> None:
+        """React to the event's message with ``emoji``."""
+        message_id = self._answerable()
+        if message_id is None:
+            raise ValueError(f"a {self.event.t} event has no message to react to")
+        await self.bot.running_client().react(self.channel, message_id, emoji)
+
+    def _answerable(self) -> str | None:
+        """The id of the event's message, if it is one of this channel that can be answered."""
+        message = self.message
+        if message is None or message.get("deleted") or message.get("channel") != self.channel:
+            return None
+        return message["id"]
+
+
+#: Events whose ``d.message`` is a message its author just sent or changed.
+AUTHORED = frozenset({"message.created", "message.updated", "mention", "thread.activity"})
+#: Events that name a message by its id.
+ABOUT_A_MESSAGE = {
+    "reaction.updated": "message",
+    "message.pinned": "message",
+    "message.deleted": "id",
+}
+
+
+def _message_of(bot: Bot, event: Event) -> dict[str, Any] | None:
+    if event.t in AUTHORED:
+        return event.d.get("message")
+    key = ABOUT_A_MESSAGE.get(event.t)
+    if key is None or bot.client is None:
+        return None
+    return bot.client.messages.get(event.d.get(key, ""))
+
+
+def _title_of(text: str) -> str:
+    """A thread title from a message's text: its first line, at most 200 characters."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return (first[:199] + "…" if len(first) > 200 else first) or "Thread"
+
+
+def _actor(event: Event) -> str | None:
+    """Who caused a channel event (None when the event does not say)."""
+    d = event.d
+    if event.t in AUTHORED and isinstance(d.get("message"), dict):
+        return d["message"]["author"]["id"]
+    if event.t == "reaction.updated":
+        return d.get("user")
+    if event.t == "thread.created":
+        return d.get("by")
+    return None
 
 
 def _community_of_event(event: Event) -> str | None:
@@ -236,6 +332,9 @@ class Bot:
             for channel in self._channels(client.identity, channels):
                 reply = await client.subscribe(channel)
                 self.handled[channel] = reply["offset"]
+            # the threads it follows and its DMs: from now on, like its channels
+            for followed in [*client.threads, *client.dms]:
+                await self._subscribe(client, followed)
             await self._learn_bots(client)
             log.info("%s is ready in %d channels", self.user["username"], len(self.handled))
             self.ready.set()
@@ -277,16 +376,41 @@ class Bot:
         if self.client is not None:
             await self.client.close()
 
-    async def send(self, channel: str, text: str, *, nonce: str | None = None) -> dict[str, Any]:
+    async def send(
+        self, channel: str, text: str, *, nonce: str | None = None, reply_to: str | None = None
+    ) -> dict[str, Any]:
         """Post ``text`` (cut to the message limit) in ``channel``; returns the message.
 
-        A ``nonce`` makes the send idempotent even across restarts of the bot.
+        A ``nonce`` makes the send idempotent even across restarts of the bot;
+        ``reply_to`` names the message of the channel it answers.
         """
-        if self.client is None:
-            raise ConnectionClosed(CloseCode.NORMAL, "the bot is not running")
+        client = self.running_client()
         if len(text) > MAX_MESSAGE_CHARS:
             text = text[: MAX_MESSAGE_CHARS - 1] + "…"
-        return await self.client.send_message(channel, text, nonce=nonce)
+        return await client.send_message(channel, text, nonce=nonce, reply_to=reply_to)
+
+    def running_client(self) -> Client:
+        """The bot's client; ``ConnectionClosed`` when the bot is not running."""
+        if self.client is None:
+            raise ConnectionClosed(CloseCode.NORMAL, "the bot is not running")
+        return self.client
+
+    def community_of(self, channel: str) -> str | None:
+        """The community of a channel or thread the bot knows; None for a DM."""
+        if self.client is None:
+            return None
+        thread = self.client.discussions.known_threads.get(channel)
+        if thread is not None:
+            return thread.get("community")
+        return self.client.community_of(channel)
+
+    def is_thread(self, channel: str) -> bool:
+        return self.client is not None and channel in self.client.discussions.known_threads
+
+    async def follow_thread(self, thread: str) -> None:
+        """Handle a thread's events from its first one on (it is new to the bot)."""
+        if self.client is not None:
+            await self._subscribe(self.client, thread, since=0)
 
     def system_channel(self, community: str) -> str | None:
         """The community's first text channel, where the server announces joins."""
@@ -301,7 +425,15 @@ class Bot:
     # internals
 
     async def _follow(self, client: Client, event: Event) -> None:
-        """Follow the bot's text channels as they come and go (with every channel)."""
+        """Follow the bot's text channels as they come and go (with every channel), the
+        threads started in them, and its DMs."""
+        if event.t == "thread.created" and event.o is not None:
+            # new since the bot started: everything in it is news, from offset 1
+            await self._subscribe(client, event.d["thread"]["id"], since=0)
+            return
+        if event.t == "dm.created":
+            await self._subscribe(client, event.d["channel"]["id"], since=0)
+            return
         if event.o is not None or not self._every_channel:
             return
         if event.t == "channel.created" and event.d["channel"].get("kind", "text") == "text":
@@ -344,14 +476,15 @@ class Bot:
             self._bots.add(event.d["member"]["id"])
         if event.t == "member.joined" and event.o is None and ctx.channel in self.handled:
             return  # the durable join line in the system channel is handled instead
-        if ctx.author is not None:
-            if ctx.author.get("bot"):
-                self._bots.add(ctx.author["id"])
-            if ctx.author["id"] == self.user["id"]:
-                return
+        if ctx.author is not None and ctx.author.get("bot"):
+            self._bots.add(ctx.author["id"])
+        if _actor(event) == self.user["id"]:
+            return
         for handler in self._handlers.get(event.t, ()):
             await self._spawn(handler.__name__, handler, ctx)
-        if ctx.message is None or (self.ignore_bots and ctx.author["id"] in self._bots):
+        if event.t != "message.created" or ctx.message is None or ctx.author is None:
+            return  # commands come in new messages only: not edits, not mentions
+        if self.ignore_bots and ctx.author["id"] in self._bots:
             return
         parsed = self._parse(ctx.message["text"])
         if parsed is None:

@@ -15,8 +15,16 @@ or raise ``CommandError``. Besides ``subscribe``, ``history`` and
 ``send_message`` there is one method per community command:
 ``create_community``, ``create_invite``, ``accept_invite``, ``create_channel``,
 ``update_channel``, ``members``, ``set_role``, ``timeout_member``, ``kick``,
-``ban``, ``audit_log``, ``presence`` and ``set_presence``; ``request`` sends
-any other.
+``ban``, ``audit_log``, ``presence`` and ``set_presence``; one per discussion
+command (``clients.discussions``: ``thread_create``, ``thread_list``,
+``thread_update``, ``thread_follow``/``thread_unfollow``, ``edit``, ``delete``,
+``react``/``unreact``, ``pin``/``unpin``, ``pins``, ``dm_open``, ``typing``,
+``mark_read``, ``search``, ``resource_add``, ``resource_list``; ``send_message``
+takes ``reply_to``); ``request`` sends any other.
+
+It also keeps, in ``discussions``, the followed ``threads``, the ``dms``, the
+read state per channel (``reads``: marker, unread and mention counts) and the
+``messages`` it has seen, each as it is now (see ``clients.discussions``).
 
 The client keeps ``communities`` (identify's list) current from the community
 and user events every session hears: a new or renamed channel is in
@@ -57,6 +65,7 @@ from urllib.parse import urlsplit, urlunsplit
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from clients.discussions import DiscussionCommands, Discussions
 from protocol import (
     RECONNECTABLE,
     CloseCode,
@@ -157,7 +166,7 @@ async def login(base_url: str, username: str, password: str) -> dict[str, Any]:
     return await _post(base_url, "/api/v1/auth/login", {"username": username, "password": password})
 
 
-class Client:
+class Client(DiscussionCommands):
     """One identified connection to an Agora server, kept alive across drops.
 
     ``max_events`` bounds the queue behind ``events()``: when the application
@@ -195,6 +204,8 @@ class Client:
         #: log epoch per subscribed channel
         self.epochs: dict[str, str] = {}
         self.identity: dict[str, Any] = {}
+        #: followed threads, DMs, read state and seen messages (clients.discussions)
+        self.discussions = Discussions()
         self.hello: dict[str, Any] = {}
         self.connections = 0
         self._events: asyncio.Queue[Event | Gap | ConnectionClosed] = asyncio.Queue(max_events)
@@ -287,19 +298,29 @@ class Client:
         if limit is not None:
             d["limit"] = limit
         reply = await self.request("history", d)
-        return [_event(frame) for frame in reply["events"]]
+        events = [_event(frame) for frame in reply["events"]]
+        for event in events:
+            if event.t in ("message.created", "message.updated"):
+                self.discussions.remember(event.d["message"])
+        return events
 
     async def send_message(
-        self, channel: str, text: str, *, nonce: str | None = None
+        self,
+        channel: str,
+        text: str,
+        *,
+        nonce: str | None = None,
+        reply_to: str | None = None,
     ) -> dict[str, Any]:
-        """Send a message; retried with the same nonce across a reconnect, it is sent once."""
+        """Send a message (``reply_to``: the id of a message of the channel it answers);
+        retried with the same nonce across a reconnect, it is sent once."""
         nonce = nonce or secrets.token_hex(8)
+        d = _given(channel=channel, text=text, nonce=nonce, reply_to=reply_to)
         for attempt in range(5):
             try:
-                reply = await self.request(
-                    "message.send", {"channel": channel, "text": text, "nonce": nonce}
-                )
-                return reply["message"]
+                message = (await self.request("message.send", d))["message"]
+                self.discussions.sent(message)
+                return message
             except ConnectionClosed as exc:
                 if not self.reconnect or exc.code not in RECONNECTABLE or attempt == 4:
                     raise
@@ -533,6 +554,7 @@ class Client:
             try:
                 try:
                     self.identity = await self._command(ws, "identify", {"token": self.token})
+                    self.discussions.load(self.identity)
                 except CommandError as exc:  # the server closes with 4001 right after
                     raise ConnectionClosed(CloseCode.NOT_AUTHENTICATED, exc.message) from None
                 for channel, since in list(self.offsets.items()):
@@ -598,6 +620,7 @@ class Client:
                         self.offsets[event.ch] = event.o
                     if event.o is None:
                         self._apply(event)
+                    self.discussions.apply(event)
                     await self._events.put(event)
                 elif op in ("reply", "error"):
                     future, on_reply = self._pending.get(frame.get("id", -1), (None, None))

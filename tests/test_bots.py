@@ -78,6 +78,28 @@ class Room:
         """The texts of the next ``count`` messages by ``author_id``."""
         return [m["text"] for m in await self.messages_from(author_id, count, wait)]
 
+    async def answer_in_thread(
+        self, asked: dict[str, Any], author_id: str, wait: float = 10
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The thread started from ``asked`` (its ``thread.created`` in ``general``) and the
+        first message ``author_id`` posted in it."""
+        async with asyncio.timeout(timeout(wait)):
+            while True:
+                event = await self.client.next_event(timeout(wait))
+                if (
+                    isinstance(event, Event)
+                    and event.t == "thread.created"
+                    and event.d["thread"].get("message") == asked["id"]
+                ):
+                    thread = event.d["thread"]
+                    break
+            while True:
+                events = await self.client.history(thread["id"])
+                for e in events:
+                    if e.t == "message.created" and e.d["message"]["author"]["id"] == author_id:
+                        return thread, e.d["message"]
+                await asyncio.sleep(0.05)
+
 
 @contextlib.asynccontextmanager
 async def room(server: AgoraProcess, token: str) -> AsyncIterator[Room]:
@@ -299,7 +321,7 @@ async def test_the_remind_bot_keeps_reminders_across_a_restart(make_server, tmp_
             assert await ann.texts_from(bot_id, 1) == [f"@{ann.name} No reminders."]
 
 
-async def test_the_faq_bot_answers_lists_suggests_and_rereads_its_file(
+async def test_the_faq_bot_answers_lists_suggests_and_rereads_its_file_in_threads(
     make_server, tmp_path: Path
 ) -> None:
     server = make_server(rate_limit=0)
@@ -311,22 +333,32 @@ async def test_the_faq_bot_answers_lists_suggests_and_rereads_its_file(
     )
     async with owner_with_bot(server) as (ann, made):
         bot_id = made["user"]["id"]
+
+        async def answer(command: str) -> str:
+            """Ask in general; the bot's answer, in a thread started from the question."""
+            asked = await ann.say(command)
+            thread, message = await ann.answer_in_thread(asked, bot_id)
+            assert thread["parent"] == ann.general and thread["created_by"] == bot_id
+            topic = command[5:].strip()
+            assert thread["title"] == (f"FAQ: {topic}" if topic else "FAQ topics")
+            return message["text"]
+
         async with running(BotProcess("faq", server, made["token"], "--file", str(path))):
-            for command in ("!faq", "!faq Meetings", "!faq  reading   list", "!faq shedule"):
-                await ann.say(command)
-            assert await ann.texts_from(bot_id, 4) == [
+            assert [
+                await answer(command)
+                for command in ("!faq", "!faq Meetings", "!faq  reading   list", "!faq shedule")
+            ] == [
                 "FAQ topics: reading list; schedule, meetings. Ask with !faq TOPIC.",
                 "schedule, meetings\nThursdays at 19:00.",
                 "reading list\nMiddlemarch, then The Dispossessed.",
                 "No FAQ on 'shedule'. Did you mean: schedule?",
             ]
             path.write_text("## venue\nThe library, room 4.\n", encoding="utf-8")
-            await ann.say("!faq venue")
-            await ann.say("!faq quantum chromodynamics")
-            assert await ann.texts_from(bot_id, 2) == [
-                "venue\nThe library, room 4.",
-                "No FAQ on 'quantum chromodynamics'. FAQ topics: venue. Ask with !faq TOPIC.",
-            ]
+            assert await answer("!faq venue") == "venue\nThe library, room 4."
+            assert (
+                await answer("!faq quantum chromodynamics")
+                == "No FAQ on 'quantum chromodynamics'. FAQ topics: venue. Ask with !faq TOPIC."
+            )
 
 
 def test_durations_and_faq_files_parse() -> None:
@@ -590,3 +622,121 @@ async def test_a_bot_hears_community_events_and_handles_each_join_once(make_serv
             assert await ann.texts_from(made["user"]["id"], 1) == [f"@{ann.name} pong"]
         assert joins == [(newcomer["username"], ann.general)]
         assert roles == [(newcomer["id"], "facilitator", agora)]
+
+
+# discussions
+
+
+async def test_a_bot_hears_thread_activity_mentions_dm_created_and_message_changes(
+    make_server,
+) -> None:
+    server = make_server(rate_limit=0)
+    async with owner_with_bot(server) as (ann, made):
+        bot = Bot()
+        heard: list[tuple[str, str]] = []
+
+        @bot.command()
+        async def discuss(ctx: Context, args: str) -> None:
+            await ctx.reply_in_thread("Let us talk here.", title="Discussion")
+
+        def record(kind: str) -> None:
+            @bot.on(kind)
+            async def note(ctx: Context) -> None:
+                heard.append((kind, ctx.channel))
+
+        for kind in (
+            "thread.activity",
+            "mention",
+            "dm.created",
+            "message.updated",
+            "message.deleted",
+            "reaction.updated",
+            "thread.created",
+        ):
+            record(kind)
+
+        async with in_process(bot, server, made["token"]):
+            bot_id = made["user"]["id"]
+            asked = await ann.say("!discuss")
+            thread, started = await ann.answer_in_thread(asked, bot_id)
+            assert started["text"] == "Let us talk here."
+            assert thread["title"] == "Discussion" and thread["message"] == asked["id"]
+            await ann.client.send_message(thread["id"], "a reply in the bot's thread")
+            await eventually(lambda: ("thread.activity", thread["id"]) in heard, "thread.activity")
+            await ann.say(f"hello @{made['user']['username']}")
+            await eventually(lambda: ("mention", ann.general) in heard, "the mention")
+            dm = await ann.client.dm_open(bot_id)
+            await eventually(lambda: ("dm.created", dm["id"]) in heard, "dm.created")
+            said = await ann.say("to be changed")
+            await ann.client.edit(ann.general, said["id"], "changed")
+            await ann.client.react(ann.general, said["id"], "🎉")
+            await ann.client.delete(ann.general, said["id"])
+            for kind in ("message.updated", "reaction.updated", "message.deleted"):
+                await eventually(lambda kind=kind: (kind, ann.general) in heard, kind)
+        # the bot's own thread is not news to it
+        assert ("thread.created", ann.general) not in heard
+
+
+async def test_ctx_reply_sets_reply_to_and_ctx_react_reacts(make_server) -> None:
+    server = make_server(rate_limit=0)
+    async with owner_with_bot(server) as (ann, made):
+        bot = Bot()
+
+        @bot.command()
+        async def ping(ctx: Context, args: str) -> None:
+            await ctx.reply("pong")
+
+        @bot.command()
+        async def like(ctx: Context, args: str) -> None:
+            await ctx.react("👍")
+
+        async with in_process(bot, server, made["token"]):
+            asked = await ann.say("!ping")
+            (answer,) = await ann.messages_from(made["user"]["id"], 1)
+            assert answer["text"] == f"@{ann.name} pong"
+            assert answer["reply_to"] == asked["id"]
+            liked = await ann.say("!like")
+            while True:
+                event = await ann.client.next_event(timeout(10))
+                if isinstance(event, Event) and event.t == "reaction.updated":
+                    break
+            assert event.d == {
+                "message": liked["id"],
+                "emoji": "👍",
+                "count": 1,
+                "user": made["user"]["id"],
+                "added": True,
+            }
+            await eventually(
+                lambda: (
+                    ann.client.messages[liked["id"]]["reactions"]
+                    == [{"emoji": "👍", "count": 1, "users": [made["user"]["id"]]}]
+                ),
+                "the reaction in Ann's client",
+            )
+
+
+async def test_a_bot_command_works_in_a_dm_and_in_a_thread(make_server) -> None:
+    server = make_server(rate_limit=0)
+    async with owner_with_bot(server) as (ann, made):
+        bot = Bot()
+
+        @bot.command()
+        async def ping(ctx: Context, args: str) -> None:
+            await ctx.reply(f"pong from {ctx.community or 'a DM'}")
+
+        async with in_process(bot, server, made["token"]):
+            bot_id = made["user"]["id"]
+            dm = await ann.client.dm_open(bot_id)
+            await ann.client.subscribe(dm["id"])
+            # the bot subscribes on dm.created; until then, the DM's log keeps the command
+            asked = await ann.client.send_message(dm["id"], "!ping")
+            (answer,) = await ann.messages_from(bot_id, 1)
+            assert answer["channel"] == dm["id"] and answer["reply_to"] == asked["id"]
+            assert answer["text"] == f"@{ann.name} pong from a DM"
+            # a thread someone starts in a channel the bot serves: followed from its start
+            thread = await ann.client.thread_create(ann.general, "Pings", text="!ping")
+            await ann.client.subscribe(thread["id"], since=0)
+            (answer,) = await ann.messages_from(bot_id, 1)
+            assert answer["channel"] == thread["id"]
+            assert answer["text"] == f"@{ann.name} pong from {ann.client.community(0)['id']}"

@@ -15,7 +15,10 @@ text before the first topic) is free for the editors::
     This term: Middlemarch, then The Dispossessed.
 
 ``!faq`` lists the topics, ``!faq schedule`` answers, and an unknown topic
-gets the closest matches. The bot reads the file again whenever it changes,
+gets the closest matches. Each answer goes into a thread started from the
+question (titled ``FAQ: schedule``), so the channel keeps one line per
+question and follow-ups stay together; asked in a thread or a DM, the answer
+comes right there. The bot reads the file again whenever it changes,
 so editing it needs no restart. Files over 1 MiB are refused.
 """
 
@@ -106,7 +109,8 @@ def build(faq: Faq) -> Bot:
     @bot.command("faq")
     async def answer(ctx: Context, args: str) -> None:
         """Answer from the community's FAQ: !faq TOPIC, or !faq to list the topics."""
-        await ctx.send(faq.answer(args))
+        title = f"FAQ: {args}" if args else "FAQ topics"
+        await ctx.reply_in_thread(faq.answer(args), title=title[:200])
 
     return bot
 

@@ -22,6 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Input, OptionList
 
+import clients.terminal.discussion_commands  # noqa: F401 - registers its slash commands
 from clients.client import AgoraClientError, Client, CommandError, ConnectionClosed, Gap
 from clients.terminal.commands import dispatch
 from clients.terminal.state import ChannelState, ChatState, Line
@@ -31,8 +32,20 @@ log = logging.getLogger("agora.chat")
 
 #: Events without an offset that change what the chat shows beside messages.
 COMMUNITY_AND_USER_EVENTS = frozenset(
-    {"channel.created", "channel.updated", "community.joined", "member.left", "presence.updated"}
+    {
+        "channel.created",
+        "channel.updated",
+        "community.joined",
+        "member.left",
+        "presence.updated",
+        "mention",
+        "read.updated",
+        "dm.created",
+        "thread.activity",
+    }
 )
+#: Seconds between a new message in the current channel and marking it read.
+MARK_READ_DELAY = 0.5
 #: Messages per history page (the server allows up to 100).
 PAGE = 50
 #: Pages read to fill one gap after a reconnect; beyond that, PageUp reads on.
@@ -66,6 +79,8 @@ class ChatApp(App[None]):
         self.first_channel = channel
         self.subscribed: dict[str, asyncio.Future[None]] = {}
         self.paging: set[str] = set()
+        #: channels whose read marker is about to move
+        self.marking: set[str] = set()
         self.online = True
         self.ended: ConnectionClosed | None = None
 
@@ -96,6 +111,12 @@ class ChatApp(App[None]):
             channel.loaded = True
             await self._subscribe(channel)
             await self._load_page(channel, before=None)
+        self._mark_read_soon(channel)
+
+    def follow(self, channel: ChannelState) -> None:
+        """Show a new thread or DM in the list and hear its messages from its start."""
+        self._background(self._subscribe(channel, since=0))
+        self._redraw(channels=True)
 
     def quit(self) -> None:
         self.exit()
@@ -115,14 +136,28 @@ class ChatApp(App[None]):
             await self.enter(first)
         for channel in list(self.state.channels.values()):
             await self._subscribe(channel)
+        if self.state.dms():
+            await self._learn_names()
 
-    async def _subscribe(self, channel: ChannelState) -> None:
-        """Subscribe once; later callers wait for the first one."""
+    async def _learn_names(self) -> None:
+        """Members' names, for the DMs' names."""
+        for community in list(self.state.communities):
+            try:
+                self.state.learn_names(await self.client.members(community["id"]))
+            except (CommandError, AgoraClientError) as exc:
+                log.info("cannot list the members of %s: %s", community["name"], exc)
+        self._redraw(channels=True)
+
+    async def _subscribe(self, channel: ChannelState, since: int | None = None) -> None:
+        """Subscribe once (from offset ``since`` on, if given); later callers wait for the
+        first one."""
         done = self.subscribed.get(channel.id)
         if done is None:
             done = self.subscribed[channel.id] = asyncio.get_running_loop().create_future()
             try:
-                await self._patiently(lambda: self.client.subscribe(channel.id), channel)
+                await self._patiently(
+                    lambda: self.client.subscribe(channel.id, since=since), channel
+                )
             except (CommandError, TimeoutError, AgoraClientError) as exc:
                 self.state.system(f"cannot follow #{channel.name}: {exc}", channel)
                 self._changed(channel)
@@ -150,6 +185,8 @@ class ChatApp(App[None]):
             channel = self.state.channels.get(item.ch)
             if channel is not None and self.state.add_event(item.t, item.ch, item.d, item.o):
                 self._changed(channel)
+                if item.t == "message.created" and channel.id == self.state.current:
+                    self._mark_read_soon(channel)
 
     def _community_event(self, t: str, ch: str, d: dict[str, Any]) -> None:
         """Keep the channel list and presence current (``ch``: a community, or our user)."""
@@ -174,6 +211,45 @@ class ChatApp(App[None]):
             self._redraw(channels=True)
         elif t == "presence.updated":
             state.set_presence(d["user"], d["status"])
+        elif t == "mention":
+            if state.mention(d["message"]) is not None:
+                self._redraw(channels=True)
+        elif t == "read.updated":
+            if state.read(d["channel"], d["o"]) is not None:
+                self._redraw(channels=True)
+        elif t == "dm.created" and d["channel"]["id"] not in state.channels:
+            self.follow(state.add_dm(d["channel"]))
+            self._background(self._learn_names())
+        elif t == "thread.activity" and d["thread"]["id"] not in state.channels:
+            # followed from elsewhere (another session posted there): show it from now on
+            thread = state.add_thread(d["thread"])
+            thread.unread += 1
+            self._background(self._subscribe(thread))
+            self._redraw(channels=True)
+
+    def _mark_read_soon(self, channel: ChannelState) -> None:
+        """Move the server's read marker to what the reader sees here, shortly."""
+        if channel.id in self.marking:
+            return
+        self.marking.add(channel.id)
+
+        async def mark() -> None:
+            try:
+                while channel.id == self.state.current and channel.newest() > channel.read_o:
+                    await asyncio.sleep(MARK_READ_DELAY)
+                    o = channel.newest()
+                    try:
+                        await self._patiently(
+                            lambda o=o: self.client.mark_read(channel.id, o), channel
+                        )
+                    except (CommandError, TimeoutError, AgoraClientError) as exc:
+                        log.info("cannot mark #%s read: %s", channel.name, exc)
+                        return
+                    channel.read_o = max(channel.read_o, o)
+            finally:
+                self.marking.discard(channel.id)
+
+        self._background(mark())
 
     async def _repair(self, gap: Gap) -> None:
         """Events the server could not replay after a reconnect: read them from history."""
@@ -305,11 +381,21 @@ class ChatApp(App[None]):
         channel = self.state.channel
         pane = self.query_one(MessagePane)
         if channel is not None:
-            pane.border_title = f"#{channel.name} · {channel.community}"
+            pane.border_title = self._where(channel)
             pane.show(channel)
         if channels:
             self.query_one(ChannelList).show(self.state)
             self._show_status()
+
+    def _where(self, channel: ChannelState) -> str:
+        """What the pane's title says of a channel: its name and where it is."""
+        if channel.kind == "dm":
+            return f"@{channel.name} · direct message"
+        if channel.kind == "thread":
+            parent = self.state.channels.get(channel.parent or "")
+            inside = f" in #{parent.name}" if parent else ""
+            return f"thread {channel.name}{inside} · {channel.community}"
+        return f"#{channel.name} · {channel.community}"
 
     def _poll_connection(self) -> None:
         if self.client.connected != self.online:
@@ -318,7 +404,7 @@ class ChatApp(App[None]):
 
     def _show_status(self) -> None:
         channel = self.state.channel
-        where = f"#{channel.name} · {channel.community}" if channel else ""
+        where = self._where(channel) if channel else ""
         status = "disconnected" if self.ended else "connected" if self.online else "reconnecting"
         self.query_one(StatusLine).show(status, self.state.user["username"], where)
 

@@ -82,13 +82,13 @@ async def help_(chat: Chat, arg: str) -> None:
     for command in COMMANDS.values():
         usage = f"/{command.name} {command.usage}".strip()
         chat.say(f"{usage:<24} {command.help}")
-    chat.say("PageUp/PageDown          scroll; PageUp at the top loads older messages")
-    chat.say("Alt+Up/Alt+Down          previous/next channel (Tab: the channel list)")
+    chat.say("PageUp/PageDown          scroll; at the top, PageUp loads older")
+    chat.say("Alt+Up/Alt+Down          previous/next channel (Tab: the list)")
     chat.say("Ctrl+Q                   quit")
     chat.say("//text                   send a message that starts with /")
 
 
-@slash("join", "NAME", "go to a channel: name, #name or community/name")
+@slash("join", "NAME", "go to a channel: #name or community/name")
 async def join(chat: Chat, arg: str) -> None:
     if not arg:
         chat.say("usage: /join NAME (/channels lists them)")
@@ -111,11 +111,13 @@ async def channels(chat: Chat, arg: str) -> None:
             chat.say(f"  #{channel.name}{unread}{here}")
 
 
-def _community(chat: Chat) -> tuple[str, str] | None:
-    """The current community's id and name, or None (said so) when there is none."""
+def community_of_chat(chat: Chat) -> tuple[str, str] | None:
+    """The current community's id and name (in a DM, the first community's), or None
+    (said so) when there is none."""
     state = chat.state
     channel = state.channel
-    community = channel.community_id if channel else state.first_community()
+    community = channel.community_id if channel and channel.community_id else None
+    community = community or state.first_community()
     if community is None:
         chat.say("you are in no community")
         return None
@@ -123,9 +125,9 @@ def _community(chat: Chat) -> tuple[str, str] | None:
     return community, name
 
 
-@slash("who", "", "list the members of this community, and who is here")
+@slash("who", "", "list the members here, and who is online")
 async def who(chat: Chat, arg: str) -> None:
-    found = _community(chat)
+    found = community_of_chat(chat)
     if found is None:
         return
     community, name = found
@@ -150,9 +152,9 @@ async def who(chat: Chat, arg: str) -> None:
         chat.say(f"  {PRESENCE[status]} {member['name']} @{member['username']}{bot}{role}{idle}")
 
 
-@slash("invite", "[USES]", "make an invite to this community (USES: how many may use it)")
+@slash("invite", "[USES]", "make an invite (for USES people at most)")
 async def invite(chat: Chat, arg: str) -> None:
-    found = _community(chat)
+    found = community_of_chat(chat)
     if found is None:
         return
     community, name = found
@@ -165,12 +167,12 @@ async def invite(chat: Chat, arg: str) -> None:
     chat.say(f"  {http_url(chat.client.url)}/invite/{made['code']}")
 
 
-@slash("create-channel", "NAME", "make a text channel in this community and go there")
+@slash("create-channel", "NAME", "make a text channel here and go there")
 async def create_channel(chat: Chat, arg: str) -> None:
     if not arg:
         chat.say("usage: /create-channel NAME")
         return
-    found = _community(chat)
+    found = community_of_chat(chat)
     if found is None:
         return
     community, _ = found

@@ -1,4 +1,5 @@
-"""What the terminal client knows: communities, channels, transcripts, unread counts.
+"""What the terminal client knows: communities, channels, threads, DMs, transcripts,
+unread and mention counts.
 
 No I/O and no UI here, so that the rules (ordering by offset, echo and
 reconciliation by nonce, one line per message however often it arrives) can be
@@ -6,12 +7,19 @@ read and tested on their own.
 
 A transcript keeps the order a reader saw things in: live messages and system
 lines are appended; only older history and gap repairs are inserted, by offset.
+A message's line changes in place when it is edited, deleted, reacted to or
+pinned, or a thread starts from it.
+
+Unread and mention counts start from identify's ``reads`` (the server's read
+markers, so they survive a restart) and go up with each new message by someone
+else in a channel that is not the current one, and each ``mention``.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,6 +45,24 @@ class Line:
     error: str = ""
     uid: int = field(default_factory=lambda: next(_uids))
     rev: int = 0
+    author_id: str = ""
+    edited: bool = False
+    deleted: bool = False
+    pinned: bool = False
+    #: ``(emoji, count)`` in the order each was first used
+    reactions: list[tuple[str, int]] = field(default_factory=list)
+    #: ``author: text`` of the message this one answers, shortened
+    reply_to: str = ""
+    #: the title of the thread started from this message
+    thread: str = ""
+
+    def take(self, message: dict[str, Any]) -> None:
+        """Show ``message`` as it is now."""
+        self.text = message["text"]
+        self.edited = "edited_ts" in message
+        self.deleted = bool(message.get("deleted"))
+        self.pinned = bool(message.get("pinned"))
+        self.reactions = [(r["emoji"], r["count"]) for r in message.get("reactions", [])]
 
 
 @dataclass(eq=False)
@@ -47,6 +73,15 @@ class ChannelState:
     community: str
     lines: list[Line] = field(default_factory=list)
     unread: int = 0
+    mentions: int = 0
+    #: the user's read marker here (the server's, from identify and ``read.updated``)
+    read_o: int = 0
+    #: ``text``, ``forum``, ``workshop``, ``thread`` or ``dm``
+    kind: str = "text"
+    #: a thread's parent channel
+    parent: str | None = None
+    #: a DM's other member (user ids)
+    members: list[str] = field(default_factory=list)
     #: the latest page of history has been asked for
     loaded: bool = False
     #: nothing older than the first line is left on the server
@@ -54,6 +89,10 @@ class ChannelState:
 
     @property
     def label(self) -> str:
+        if self.kind == "thread":
+            return f"↳ {self.name}"
+        if self.kind == "dm":
+            return f"@{self.name}"
         return f"#{self.name}"
 
     def oldest(self) -> int | None:
@@ -74,8 +113,22 @@ class ChatState:
         #: and ``presence.updated``
         self.presence: dict[str, str] = {}
         self.current: str | None = None
+        #: user id -> display name, of everyone seen (authors, members)
+        self.names: dict[str, str] = {self.user["id"]: self.user["name"]}
+        #: the threads the last ``/threads`` listed, for ``/open N``
+        self.listed_threads: list[dict[str, Any]] = []
         for community in identity["communities"]:
             self.add_community(community)
+        for thread in identity.get("threads", []):
+            self.add_thread(thread)
+        for dm in identity.get("dms", []):
+            self.add_dm(dm)
+        for read in identity.get("reads", []):
+            channel = self.channels.get(read["channel"])
+            if channel is not None:
+                channel.read_o = read["o"]
+                channel.unread = read["unread"]
+                channel.mentions = read["mentions"]
 
     # communities and channels, kept current by community and user events
 
@@ -97,7 +150,76 @@ class ChatState:
                 channel["id"], channel["name"], community_id, community["name"]
             )
         state.name = channel["name"]
+        state.kind = channel.get("kind", "text")
         return state
+
+    def add_thread(self, thread: dict[str, Any]) -> ChannelState:
+        """A thread to show (followed, opened or started here); its state."""
+        state = self.channels.get(thread["id"])
+        if state is None:
+            community = thread.get("community", "")
+            community_name = next((c["name"] for c in self.communities if c["id"] == community), "")
+            state = self.channels[thread["id"]] = ChannelState(
+                thread["id"], thread["title"], community, community_name, kind="thread"
+            )
+        state.name = thread["title"]
+        state.parent = thread.get("parent")
+        return state
+
+    def add_dm(self, dm: dict[str, Any]) -> ChannelState:
+        """A direct message channel; its state, named after the other member."""
+        state = self.channels.get(dm["id"])
+        if state is None:
+            state = self.channels[dm["id"]] = ChannelState(
+                dm["id"], "", "", "direct message", kind="dm"
+            )
+            state.members = [m for m in dm.get("members", []) if m != self.user["id"]]
+        self.name_dm(state)
+        return state
+
+    def name_dm(self, state: ChannelState) -> None:
+        state.name = ", ".join(self.names.get(m, "someone") for m in state.members) or "someone"
+
+    def learn_names(self, users: list[dict[str, Any]]) -> None:
+        """Display names of users (members); DMs are named after them."""
+        for user in users:
+            self.names[user["id"]] = user["name"]
+        for channel in self.channels.values():
+            if channel.kind == "dm":
+                self.name_dm(channel)
+
+    def threads_of(self, parent: str) -> list[ChannelState]:
+        return [c for c in self.channels.values() if c.kind == "thread" and c.parent == parent]
+
+    def dms(self) -> list[ChannelState]:
+        return [c for c in self.channels.values() if c.kind == "dm"]
+
+    def last_message(self, channel: ChannelState, *, mine: bool = False) -> Line | None:
+        """The newest message line (the user's own with ``mine``) that is not deleted."""
+        for line in reversed(channel.lines):
+            if line.kind != "message" or line.id is None or line.deleted:
+                continue
+            if not mine or line.author_id == self.user["id"]:
+                return line
+        return None
+
+    def mention(self, message: dict[str, Any]) -> ChannelState | None:
+        """A ``mention`` event: one more mention where it was, unless the user is there."""
+        channel = self.channels.get(message["channel"])
+        if channel is None or channel.id == self.current:
+            return None
+        channel.mentions += 1
+        return channel
+
+    def read(self, channel_id: str, o: int) -> ChannelState | None:
+        """``read.updated``: the marker moved (maybe in another session)."""
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            return None
+        channel.read_o = max(channel.read_o, o)
+        if channel.read_o >= channel.newest():
+            channel.unread = channel.mentions = 0
+        return channel
 
     def remove_community(self, community_id: str) -> str | None:
         """The user left (was kicked or banned); the community's name, if it was known."""
@@ -134,7 +256,7 @@ class ChatState:
 
     def enter(self, channel: ChannelState) -> None:
         self.current = channel.id
-        channel.unread = 0
+        channel.unread = channel.mentions = 0
 
     def resolve(self, name: str) -> ChannelState:
         """A channel by ``name``, ``#name`` or ``community/name``; ``LookupError`` says why not."""
@@ -178,6 +300,22 @@ class ChatState:
             return False
         if t == "message.created":
             return self._add_message(channel, d["message"], o, live=True)
+        if t == "message.updated":
+            return self._change(channel, d["message"]["id"], lambda line: line.take(d["message"]))
+        if t == "message.deleted":
+            return self._change(channel, d["id"], _delete)
+        if t == "reaction.updated":
+            return self._change(channel, d["message"], lambda line: _react(line, d))
+        if t == "message.pinned":
+            return self._change(channel, d["message"], lambda line: _pin(line, d["pinned"]))
+        if t == "thread.created" and o is not None and not self._has_offset(channel, o):
+            thread = d["thread"]
+            if thread.get("message"):
+                self._change(channel, thread["message"], lambda line: _thread(line, thread))
+            who = self.names.get(d.get("by", ""), "someone")
+            started = f"{who} started the thread '{thread['title']}'"
+            self._place(channel, Line("system", started, o=o))
+            return True
         if t == "member.joined" and o is not None and not self._has_offset(channel, o):
             member = d.get("member", {})
             who = member.get("name") or member.get("username") or "someone"
@@ -215,14 +353,19 @@ class ChatState:
     def _add_message(
         self, channel: ChannelState, message: dict[str, Any], o: int | None, *, live: bool
     ) -> bool:
+        self.names.setdefault(message["author"]["id"], message["author"]["name"])
+        if channel.kind == "dm" and channel.name == "someone":
+            self.name_dm(channel)
         existing = self._find(channel, message)
         if existing is not None:
             if existing.kind == "message" and (o is None or existing.o == o):
                 return False
             # our echo (or a reply that came before its event) becomes the stored message
-            existing.kind, existing.text, existing.error = "message", message["text"], ""
+            existing.kind, existing.error = "message", ""
+            existing.take(message)
             existing.id, existing.ts = message["id"], message["ts"]
             existing.author = message["author"]["name"]
+            existing.author_id = message["author"]["id"]
             if o is not None and existing.o is None:
                 existing.o = o
                 channel.lines.remove(existing)
@@ -236,11 +379,34 @@ class ChatState:
             ts=message["ts"],
             o=o,
             id=message["id"],
+            author_id=message["author"]["id"],
         )
+        line.take(message)
+        if message.get("reply_to"):
+            answered = next((x for x in channel.lines if x.id == message["reply_to"]), None)
+            line.reply_to = _quote(answered) if answered else "an earlier message"
+        if message.get("thread"):
+            line.thread = "a thread"
         self._place(channel, line)
-        if live and channel.id != self.current and message["author"]["id"] != self.user["id"]:
+        if (
+            live
+            and channel.id != self.current
+            and message["author"]["id"] != self.user["id"]
+            and (o is None or o > channel.read_o)
+        ):
             channel.unread += 1
         return True
+
+    def _change(
+        self, channel: ChannelState, message_id: str, change: Callable[[Line], None]
+    ) -> bool:
+        """Change the line of a message, if it is shown; True if it was."""
+        for line in reversed(channel.lines):
+            if line.id == message_id:
+                change(line)
+                line.rev += 1
+                return True
+        return False
 
     def _find(self, channel: ChannelState, message: dict[str, Any]) -> Line | None:
         nonce = message.get("nonce")
@@ -279,3 +445,28 @@ class ChatState:
         if len(channel.lines) > MAX_LINES:
             del channel.lines[: len(channel.lines) - MAX_LINES]
             channel.complete = False
+
+
+def _delete(line: Line) -> None:
+    line.text, line.deleted, line.edited, line.pinned, line.reactions = "", True, False, False, []
+
+
+def _react(line: Line, d: dict[str, Any]) -> None:
+    counts = dict(line.reactions)
+    if d["emoji"] not in counts:
+        line.reactions.append((d["emoji"], d["count"]))
+    line.reactions = [(e, d["count"] if e == d["emoji"] else c) for e, c in line.reactions]
+    line.reactions = [(e, c) for e, c in line.reactions if c > 0]
+
+
+def _pin(line: Line, pinned: bool) -> None:
+    line.pinned = pinned
+
+
+def _thread(line: Line, thread: dict[str, Any]) -> None:
+    line.thread = thread["title"]
+
+
+def _quote(line: Line) -> str:
+    text = line.text if len(line.text) <= 30 else line.text[:29] + "…"
+    return f"{line.author}: {text}"

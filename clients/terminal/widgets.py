@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import ClassVar
 
@@ -10,13 +11,14 @@ from textual import events
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, OptionList, Static
-from textual.widgets.option_list import Option
+from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from clients.terminal.state import ChannelState, ChatState, Line
 
 
 class ChannelList(OptionList):
-    """Communities and their channels, with unread counts; selecting one enters it."""
+    """Communities and their channels (each followed thread under its channel), then
+    direct messages, with unread counts (``@N``: mentions); selecting one enters it."""
 
     def show(self, state: ChatState) -> None:
         options: list[Option] = []
@@ -24,25 +26,53 @@ class ChannelList(OptionList):
             options.append(Option(Text(community["name"], style="bold"), disabled=True))
             for entry in community["channels"]:
                 channel = state.channels[entry["id"]]
-                label = Text(f" #{channel.name}")
-                if channel.unread:
-                    label.append(f" {channel.unread}", style="bold reverse")
-                options.append(Option(label, id=channel.id))
+                options.append(Option(_label(f" #{channel.name}", channel), id=channel.id))
+                for thread in state.threads_of(channel.id):
+                    options.append(Option(_label(f"   ↳ {thread.name}", thread), id=thread.id))
+        dms = state.dms()
+        if dms:
+            options.append(Option(Text("Direct messages", style="bold"), disabled=True))
+            for dm in dms:
+                options.append(Option(_label(f" @{dm.name}", dm), id=dm.id))
         self.clear_options()
         self.add_options(options)
         if state.current is not None:
-            self.highlighted = self.get_option_index(state.current)
+            with contextlib.suppress(OptionDoesNotExist):
+                self.highlighted = self.get_option_index(state.current)
+
+
+def _label(name: str, channel: ChannelState) -> Text:
+    label = Text(name)
+    if channel.unread:
+        label.append(f" {channel.unread}", style="bold reverse")
+    if channel.mentions:
+        label.append(f" @{channel.mentions}", style="bold red")
+    return label
 
 
 def render_line(line: Line) -> Text:
-    """A transcript line as a reader sees it: time, author, text."""
+    """A transcript line as a reader sees it: time, author, text, and what happened to it
+    since (edited, deleted, reactions, pinned, a thread started from it)."""
     if line.kind == "system":
         return Text(f"— {line.text}", style="italic dim")
     when = datetime.fromtimestamp(line.ts / 1000).strftime("%H:%M") if line.ts else "--:--"
     text = Text(f"{when} ", style="dim")
+    if line.reply_to:
+        text.append(f"↪ {line.reply_to}\n      ", style="dim")
     text.append(line.author, style="bold")
     text.append(": ")
+    if line.deleted:
+        text.append("(message deleted)", style="italic dim")
+        return text
     text.append(line.text, style="dim" if line.kind == "pending" else "")
+    if line.edited:
+        text.append(" (edited)", style="dim")
+    if line.pinned:
+        text.append(" [pinned]", style="yellow")
+    if line.reactions:
+        text.append("  " + " ".join(f"[{emoji} {count}]" for emoji, count in line.reactions))
+    if line.thread:
+        text.append(f"\n      ↳ thread: {line.thread}", style="cyan")
     if line.kind == "failed":
         text.append(f"\n      ✗ not sent: {line.error}", style="bold red")
     return text
