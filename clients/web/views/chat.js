@@ -260,6 +260,7 @@ export function createChatView(app) {
         { channel: channel.id, title, message: entry.message.id });
       channel.change({ t: 'thread.created', d: { thread } });
       if (channel === ch) render();
+      app.setFollowing(thread.id, true); // its creator follows it
       app.openThread(thread, channel);
     } catch (err) {
       app.notify(`Could not start a thread: ${err.message}`);

@@ -7,7 +7,7 @@ import { PAGE } from '../state.js';
 import { $, el, nonce, timeElement } from '../dom.js';
 import { can } from '../roles.js';
 import { length, MAX_TEXT } from './composer.js';
-import { messageBody, signature } from './message.js';
+import { excerpt, messageBody, signature } from './message.js';
 
 export function createThreadPanel(app) {
   const panel = $('#thread-panel');
@@ -71,8 +71,10 @@ export function createThreadPanel(app) {
     const info = ch.thread;
     $('#thread-title').textContent = info.title ?? 'Thread';
     const tags = info.tags ?? [];
-    $('#thread-meta').textContent = [info.resolved ? 'resolved' : '', ...tags.map((t) => `#${t}`)]
-      .filter(Boolean).join(' · ');
+    const origin = info.message
+      ? app.channels.get(info.parent)?.byKey.get(`m:${info.message}`)?.message : null;
+    $('#thread-meta').textContent = [origin ? `Started from ${origin.author.name}: ${excerpt(origin, 100)}` : '',
+      info.resolved ? 'resolved' : '', ...tags.map((t) => `#${t}`)].filter(Boolean).join(' · ');
     list.replaceChildren(...ch.timeline().filter((e) => e.kind === 'message').map(item));
     const followed = app.following(ch.id);
     follow.textContent = followed ? 'Unfollow' : 'Follow';
