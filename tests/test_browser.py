@@ -244,18 +244,19 @@ async def test_a_refused_message_is_marked_failed_with_retry_and_discard(
     server = make_server()
     ann = await account(server, "Ann")
     tab = await open_tab(server.nodes[0], ann["token"])
-    # Past the server's 4,000-character limit (a script can go past maxlength).
-    await tab.page.locator("#composer-input").evaluate("box => { box.value = 'x'.repeat(4001) }")
+    # Text the server refuses (a lone surrogate is not valid Unicode); the composer itself
+    # refuses what is over the length limit (tests/test_browser_discussions.py).
+    await tab.page.locator("#composer-input").evaluate("box => { box.value = 'x\\ud800' }")
     await tab.page.locator("#composer-input").press("Enter")
     failed = tab.page.locator('#message-list .message[data-state="failed"]')
     await expect(failed).to_have_count(1)
     await expect(failed.locator(".state")).to_contain_text("Not sent")
-    assert server.metric("agora_errors_total", 'code="too_large"') == 1
+    assert server.metric("agora_errors_total", 'code="bad_request"') == 1
     await failed.get_by_role("button", name="Retry").click()
     # the page sends it again and the server refuses it again (the old entry's "Not
     # sent" would pass any check of the page made before that)
     await eventually(
-        lambda: server.metric("agora_errors_total", 'code="too_large"') == 2, "the retry refused"
+        lambda: server.metric("agora_errors_total", 'code="bad_request"') == 2, "the retry refused"
     )
     await expect(failed).to_have_count(1)
     await expect(failed.locator(".state")).to_contain_text("Not sent")
@@ -497,6 +498,9 @@ async def test_keyboard_only_send_and_navigation(make_server: MakeServer, open_t
     # Ann owns the community: the channel settings, invite and new-channel buttons too.
     assert order == [
         "channel-settings",
+        "search-input",
+        "pins-toggle",
+        "resources-toggle",
         "members-toggle",
         "invite",
         "new-channel",

@@ -14,8 +14,13 @@ import { can } from './roles.js';
 import { createSidebar } from './sidebar.js';
 import { ChannelState, UNREAD_CAP } from './state.js';
 import { createChatView } from './views/chat.js';
+import { createForumView } from './views/forum.js';
 import { createMembersPanel } from './views/members.js';
 import { actionsFor, createMenu } from './views/menu.js';
+import { createPins } from './views/pins.js';
+import { createResources } from './views/resources.js';
+import { createSearch } from './views/search.js';
+import { createThreadPanel } from './views/thread.js';
 
 const TOKEN_KEY = 'agora.token';
 const CHANNEL_KEY = 'agora.channel'; // the last channel open, for the next visit
@@ -25,7 +30,13 @@ let me = null;
 let current = null; // the selected channel's id
 /** community id -> {id, name, role, channels: [ChannelState], members: Map|null, presence: Map} */
 const communities = new Map();
-const channels = new Map(); // id -> ChannelState, in sidebar order
+const channels = new Map(); // id -> ChannelState, in sidebar order (DMs last)
+const threadStates = new Map(); // thread id -> ChannelState of a thread opened here (`.thread`: its object)
+const followed = new Set(); // ids of the threads the user follows
+/** Direct messages: a community of their own for the views (no community id, nothing to moderate). */
+const DMS = { id: null, name: 'Direct messages', role: 'member', dm: true, channels: [], members: null,
+  presence: new Map() };
+const SIDE_PANELS = ['thread', 'search', 'pins', 'resources'];
 /** An invite to take once identified: {code, ask} (ask: confirm first; the user was logged in). */
 let pendingInvite = null;
 const inviteCode = (() => {
@@ -58,8 +69,33 @@ const app = {
     return Boolean(member && userId !== me?.id && actionsFor(community.role, member.role).length);
   },
   openMenu: (button, communityId, userId) => menu.open(button, communityId, userId),
+  openActions: (button, title, actions) => menu.openActions(button, title, actions),
   joined,
   channelChanged,
+  marksChanged: () => refreshMarks(),
+  currentChannel: () => channels.get(current) ?? null,
+  currentCommunity: () => {
+    const community = channels.get(current)?.community;
+    return community && !community.dm ? community : null;
+  },
+  channelLabel(id) {
+    const ch = channels.get(id);
+    if (ch) return `#${ch.name}`;
+    return threadStates.get(id)?.thread?.title ? `thread "${threadStates.get(id).thread.title}"` : 'a thread';
+  },
+  following: (id) => followed.has(id),
+  setFollowing(id, on) {
+    if (on) followed.add(id);
+    else followed.delete(id);
+    thread.changed(threadStates.get(id));
+  },
+  openThread,
+  openPanel,
+  closePanel: () => openPanel(null),
+  panel: () => SIDE_PANELS.find((name) => !$(`#${name}-panel`).hidden) ?? null,
+  jumpTo,
+  openDm,
+  userName,
 };
 
 const sidebar = createSidebar({
@@ -70,7 +106,11 @@ const sidebar = createSidebar({
 const members = createMembersPanel(app);
 const menu = createMenu(app);
 // Which view draws a channel, by channel kind; threads and workshops add theirs.
-const views = { text: createChatView(app) };
+const views = { text: createChatView(app), forum: createForumView(app) };
+const thread = createThreadPanel(app);
+const pins = createPins(app);
+createSearch(app);
+createResources(app);
 const viewFor = (ch) => views[ch.kind] ?? views.text;
 
 // Authentication
@@ -147,6 +187,10 @@ function logout(message = '') {
   localStorage.removeItem(CHANNEL_KEY);
   channels.clear();
   communities.clear();
+  threadStates.clear();
+  followed.clear();
+  DMS.channels = [];
+  openPanel(null);
   sidebar.clear();
   for (const view of Object.values(views)) view.clear();
   members.close();
@@ -213,13 +257,33 @@ function onready(reply) {
     Object.assign(info, { members: null, presence: new Map() });
     return info;
   });
-  const seen = new Set(next.flatMap((info) => info.channels.map((ch) => ch.id)));
+  DMS.channels = (reply.dms ?? []).map(dmState);
+  const seen = new Set([...next, DMS].flatMap((info) => info.channels.map((ch) => ch.id)));
   for (const id of [...channels.keys()].filter((id) => !seen.has(id))) {
     client.unsubscribe(id).catch(app.report); // the channel is gone, or we lost access to it
   }
   communities.clear();
   for (const info of next) communities.set(info.id, info);
+  followed.clear();
+  for (const t of reply.threads ?? []) {
+    followed.add(t.id);
+    threadState(t);
+  }
   rebuild();
+  // The read state: unread and mention counts that survive a reload.
+  for (const r of reply.reads ?? []) {
+    const ch = channels.get(r.channel) ?? threadStates.get(r.channel);
+    if (!ch) continue;
+    ch.readO = Math.max(ch.readO, r.o);
+    if (ch.id !== current || !ch.loaded) {
+      ch.unread = Math.min(r.unread, UNREAD_CAP);
+      ch.mentions = r.mentions;
+    }
+  }
+  refreshMarks();
+  for (const community of communities.values()) {
+    if (DMS.channels.length) loadMembers(community.id).then(() => dmNames(), app.report);
+  }
   // Every channel, so that unread marks come live; agora.js resumes each with `since`.
   for (const id of channels.keys()) client.subscribe(id).catch(app.report);
   if (!channels.has(current)) current = null;
@@ -242,25 +306,187 @@ function firstChannel() {
 
 function onreset(channelId) {
   // Too much was missed to replay: start this channel's timeline afresh.
-  const ch = channels.get(channelId);
+  const ch = channels.get(channelId) ?? threadStates.get(channelId);
   if (!ch) return;
   const hadTimeline = ch.loaded;
   ch.reset();
   ch.skipped = hadTimeline;
-  viewFor(ch).reset(ch);
+  if (ch.thread) {
+    ch.loaded = false;
+    thread.changed(ch);
+  } else viewFor(ch).reset(ch);
 }
 
 function onEvent(d, frame) {
   if (typeof frame.o !== 'number') return onCommunityEvent(frame.t, d, frame.ch);
+  const threadCh = threadStates.get(frame.ch);
+  if (threadCh) {
+    threadCh.apply(frame, me);
+    if (frame.t === 'message.created') views.text.stopTyping(frame.ch, d.message.author.id);
+    return thread.changed(threadCh);
+  }
   const ch = channels.get(frame.ch);
   if (!ch) return;
   const entry = ch.apply(frame, me);
   if (!entry) return;
+  if (frame.t === 'message.pinned') pins.changed(ch);
+  if (entry.thread) {
+    const state = threadStates.get(entry.thread.id);
+    if (state) Object.assign(state.thread, entry.thread);
+    if (state && ch.threads.get(entry.thread.id)) thread.changed(state);
+  }
+  if (frame.t === 'message.created') views.text.stopTyping(ch.id, d.message.author.id);
   if (ch.id === current) return viewFor(ch).changed(ch);
   ch.trim();
-  if (entry.kind === 'message' && entry.message.author.id !== me?.id) {
+  if (entry.kind === 'message' && entry.message.author.id !== me?.id && frame.o > ch.readO) {
     ch.markUnread();
     refreshMarks();
+  }
+}
+
+/** The user events and channel events of the discussion features (no offset). */
+function onUserEvent(t, d, ch) {
+  switch (t) {
+    case 'typing.started':
+      if (d.user !== me?.id) views.text.typing(ch, d);
+      return true;
+    case 'mention': {
+      const target = channels.get(d.message.channel);
+      if (target && !(target.id === current && document.hasFocus())) {
+        target.mentions += 1;
+        refreshMarks();
+      }
+      return true;
+    }
+    case 'read.updated': {
+      const target = channels.get(d.channel) ?? threadStates.get(d.channel);
+      if (!target || d.o <= target.readO) return true;
+      target.readO = d.o;
+      if (d.o >= target.head) {
+        target.unread = 0;
+        target.mentions = 0;
+      } else {
+        target.unread = Math.min(UNREAD_CAP, target.timeline().filter((e) => e.kind === 'message'
+          && e.o > d.o && e.message.author.id !== me?.id && !e.message.deleted).length);
+      }
+      refreshMarks();
+      return true;
+    }
+    case 'dm.created':
+      addDm(d.channel);
+      return true;
+    case 'thread.activity':
+      if (threadStates.has(d.thread.id)) Object.assign(threadStates.get(d.thread.id).thread, d.thread);
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Threads: channels of their own, shown in the side panel
+
+/** The state of a thread (created once per thread), kept up to date with its object. */
+function threadState(t) {
+  let state = threadStates.get(t.id);
+  const parent = channels.get(t.parent);
+  const community = communities.get(t.community) ?? parent?.community;
+  if (!state) {
+    if (!community) return null;
+    state = new ChannelState(t, community);
+    state.thread = { ...t };
+    threadStates.set(t.id, state);
+  } else Object.assign(state.thread, t);
+  return state;
+}
+
+/** Open a thread (its object, or its id in `parent`) in the side panel. */
+function openThread(t, parent) {
+  const object = typeof t === 'string' ? { id: t, parent: parent?.id, title: 'Thread' } : t;
+  const state = threadState({ community: parent?.community?.id, ...object });
+  if (!state) return;
+  client.subscribe(state.id).catch(app.report);
+  openPanel('thread');
+  thread.show(state);
+}
+
+/** Show one side panel (thread, search, pins, resources) or none. */
+function openPanel(name) {
+  for (const panel of SIDE_PANELS) $(`#${panel}-panel`).hidden = panel !== name;
+  document.body.classList.toggle('panel-open', Boolean(name));
+  if (name !== 'thread' && thread.current) {
+    const id = thread.current.id;
+    thread.hide();
+    // Followed threads stay subscribed; the others go when their panel closes.
+    if (!followed.has(id)) client?.unsubscribe(id).catch(() => {});
+  }
+  if (name && members.open) members.close();
+}
+
+/** Show message `id` (offset `o`) of channel `channelId`: its channel, or its thread. */
+async function jumpTo(channelId, id, o) {
+  if (channels.has(channelId)) {
+    if (current !== channelId) select(channelId);
+    return views.text.jumpTo(channels.get(channelId), id, o);
+  }
+  // A thread: open it in the panel.
+  openThread(threadStates.get(channelId)?.thread ?? { id: channelId, title: 'Thread' },
+    channels.get(current));
+}
+
+// Direct messages
+
+function userName(id) {
+  for (const community of communities.values()) {
+    const member = community.members?.get(id);
+    if (member) return member.name;
+  }
+  return null;
+}
+
+function dmState(channel) {
+  const ch = channels.get(channel.id) ?? new ChannelState(channel, DMS);
+  ch.update(channel);
+  ch.community = DMS;
+  const other = (ch.members ?? []).find((id) => id !== me?.id);
+  ch.other = other;
+  ch.name = userName(other) ?? ch.dmName ?? 'Direct message';
+  return ch;
+}
+
+/** DM names come from the members of the communities, once loaded. */
+function dmNames() {
+  let changed = false;
+  for (const ch of DMS.channels) {
+    const name = userName(ch.other);
+    if (name && name !== ch.name) {
+      ch.name = name;
+      changed = true;
+    }
+  }
+  if (changed) rebuild();
+}
+
+function addDm(channel, { open = false, name = null } = {}) {
+  if (!client) return null;
+  const known = DMS.channels.find((ch) => ch.id === channel.id);
+  const ch = known ?? dmState(channel);
+  if (name) ch.dmName = ch.name = name;
+  if (!known) {
+    DMS.channels.unshift(ch);
+    rebuild();
+    client.subscribe(ch.id).catch(app.report);
+  }
+  if (open) select(ch.id, { focus: true });
+  return ch;
+}
+
+/** The members panel's "Message" button: open (or reopen) the DM with `userId`. */
+async function openDm(userId, name) {
+  try {
+    const { channel } = await client.command('dm.open', { user: userId });
+    addDm(channel, { open: true, name });
+  } catch (err) {
+    app.notify(`Could not open a direct message: ${err.message}`);
   }
 }
 
@@ -269,6 +495,7 @@ function onEvent(d, frame) {
 /** Community events (`ch` the community) and user events (`ch` our own id): no offset. */
 function onCommunityEvent(t, d, communityId) {
   if (t === 'community.joined') return joined(d.community);
+  if (onUserEvent(t, d, communityId)) return;
   const community = communities.get(communityId);
   if (!community) return;
   switch (t) {
@@ -357,17 +584,17 @@ function sortChannels(list) {
 
 /** Draw the sidebar and every control that depends on the channels or on a role. */
 function rebuild() {
-  const ordered = [...communities.values()].flatMap((c) => c.channels);
+  const ordered = [...communities.values(), DMS].flatMap((c) => c.channels);
   channels.clear();
   for (const ch of ordered) channels.set(ch.id, ch); // the sidebar's order, for Alt+Up/Down
-  sidebar.build([...communities.values()]);
+  sidebar.build([...communities.values()], DMS);
   refreshMarks();
   $('#new-community').hidden = ![...communities.values()].some((c) => c.role !== 'guest');
   const ch = channels.get(current);
   if (ch) {
     showHeader(ch);
     viewFor(ch).refresh(ch);
-    members.changed(ch.community.id);
+    if (ch.community.id) members.changed(ch.community.id);
   }
 }
 
@@ -401,6 +628,7 @@ function loadCommunity(communityId) {
 
 function membersChanged(communityId) {
   members.changed(communityId);
+  if (DMS.channels.length) dmNames();
   const ch = channels.get(current);
   if (ch?.community.id === communityId) viewFor(ch).refresh(ch);
 }
@@ -449,7 +677,10 @@ function select(id, { focus = false, nav = 'push' } = {}) {
   if (!ch) return;
   const switched = current !== id;
   current = id;
+  if (switched) ch.dividerO = ch.unread > 0 ? ch.readO : null;
   ch.unread = 0;
+  if (switched) ch.mentions = 0;
+  $('.conversation').dataset.view = ch.kind === 'forum' ? 'forum' : 'chat';
   localStorage.setItem(CHANNEL_KEY, id);
   const url = `/#/c/${id}`;
   if (nav !== 'none' && `${location.pathname}${location.hash}` !== url) {
@@ -461,9 +692,10 @@ function select(id, { focus = false, nav = 'push' } = {}) {
   showHeader(ch);
   toggleSidebar(false);
   menu.close({ focus: false });
-  members.show(ch.community);
+  members.show(ch.community.dm ? null : ch.community);
   viewFor(ch).show(ch);
-  if (switched && !ch.community.members) loadCommunity(ch.community.id);
+  if (switched && ch.community.id && !ch.community.members) loadCommunity(ch.community.id);
+  if (switched && app.panel() !== 'thread') openPanel(null);
   if (focus) viewFor(ch).focus();
 }
 
@@ -473,15 +705,24 @@ window.addEventListener('popstate', () => {
 });
 
 function showHeader(ch) {
-  $('#channel-title').textContent = `# ${ch.name}`;
-  $('#channel-title').title = `#${ch.name}`;
+  const dm = Boolean(ch.community.dm);
+  $('#channel-title').textContent = dm ? `@ ${ch.name}` : `# ${ch.name}`;
+  $('#channel-title').title = dm ? ch.name : `#${ch.name}`;
   $('#community-title').textContent = ch.community.name;
+  $('#resources-toggle').hidden = dm;
+  $('#members-toggle').hidden = dm;
+  $('#search-form').hidden = dm;
   const extra = [ch.archived ? 'archived' : '', ch.slowmode ? 'slow mode' : '', ch.topic ?? '']
     .filter(Boolean);
   $('#channel-topic').textContent = extra.map((text) => ` · ${text}`).join('');
   $('#channel-settings').hidden = !can(ch.community.role, 'manage_channels');
   $('#channel-settings').setAttribute('aria-label', `Settings of #${ch.name}`);
 }
+
+// The members panel and the side panel share their place: one at a time.
+$('#members-toggle').addEventListener('click', () => {
+  if (members.open) openPanel(null);
+});
 
 $('#channel-settings').addEventListener('click', () => {
   const ch = channels.get(current);

@@ -8,7 +8,11 @@ export const rank = (role) => ROLES.indexOf(role);
 
 /** The least role that has each permission the web client uses. */
 const LEAST_ROLE = {
+  read: 'guest',
+  participate: 'guest',
   post: 'member',
+  pin_messages: 'facilitator',
+  delete_messages: 'facilitator',
   manage_channels: 'facilitator',
   create_invites: 'facilitator',
   time_out_members: 'facilitator',

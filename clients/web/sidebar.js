@@ -1,5 +1,5 @@
-// sidebar.js — communities and their channels, with unread marks; arrow keys
-// move between channels.
+// sidebar.js — communities and their channels, then the direct messages, with
+// unread and mention marks; arrow keys move between channels.
 
 import { UNREAD_CAP } from './state.js';
 import { $, countText, el } from './dom.js';
@@ -14,7 +14,7 @@ export function createSidebar({ onselect, oninvite, onnewchannel }) {
    * Draw `communities` (the shell's infos: {id, name, role, channels: [ChannelState]}),
    * with the controls each one's role allows. The focus stays on the channel it was on.
    */
-  function build(communities) {
+  function build(communities, dms = null) {
     const focused = root.contains(document.activeElement) ? document.activeElement : null;
     const refocus = focused?.dataset.channelId ?? focused?.dataset.action;
     buttons.clear();
@@ -44,12 +44,33 @@ export function createSidebar({ onselect, oninvite, onnewchannel }) {
           }, el('span', { className: 'hash', ariaHidden: 'true' }, '#'),
           el('span', { className: 'channel-name' }, ch.name),
           ch.archived ? el('span', { className: 'archived-mark' }, 'archived') : null,
+          el('span', { className: 'badge mention-count', hidden: true }),
           el('span', { className: 'badge unread-count', hidden: true }));
+          if (ch.kind === 'forum') $('.hash', button).textContent = '▤';
           button.classList.toggle('archived', ch.archived);
           buttons.set(ch.id, button);
           return el('li', {}, button);
         })));
     }));
+    if (dms?.channels.length) {
+      const heading = el('h2', { id: 'community-dms' },
+        el('span', { className: 'community-name' }, 'Direct messages'),
+        el('span', { className: 'badge unread-count', hidden: true }));
+      headings.set('dms', heading);
+      root.append(el('section', { className: 'community dms', ariaLabelledby: heading.id },
+        el('div', { className: 'community-head' }, heading),
+        el('ul', {}, ...dms.channels.map((ch) => {
+          const button = el('button', {
+            type: 'button', className: 'channel dm', dataset: { channelId: ch.id },
+            onclick: () => onselect(ch.id),
+          }, el('span', { className: 'hash', ariaHidden: 'true' }, '@'),
+          el('span', { className: 'channel-name' }, ch.name),
+          el('span', { className: 'badge mention-count', hidden: true }),
+          el('span', { className: 'badge unread-count', hidden: true }));
+          buttons.set(ch.id, button);
+          return el('li', {}, button);
+        }))));
+    }
     if (refocus) {
       (buttons.get(refocus) ?? root.querySelector(`[data-action="${refocus}"]`))?.focus();
     }
@@ -62,12 +83,18 @@ export function createSidebar({ onselect, oninvite, onnewchannel }) {
       const button = buttons.get(ch.id);
       if (!button) continue;
       const n = ch.unread;
-      perCommunity.set(ch.community.id, (perCommunity.get(ch.community.id) ?? 0) + n);
+      const key = ch.community.id ?? 'dms';
+      perCommunity.set(key, (perCommunity.get(key) ?? 0) + n);
       button.classList.toggle('unread', n > 0);
       badge(button, n);
+      const mention = $('.mention-count', button);
+      mention.hidden = !ch.mentions;
+      mention.textContent = ch.mentions ? `@${countText(ch.mentions, UNREAD_CAP)}` : '';
       const unread = n ? `, ${countText(n, UNREAD_CAP)} unread` : '';
+      const mentioned = ch.mentions ? `, ${ch.mentions} ${ch.mentions === 1 ? 'mention' : 'mentions'}` : '';
       const archived = ch.archived ? ', archived' : '';
-      button.setAttribute('aria-label', `${ch.name}${archived}${unread}`);
+      const kind = ch.kind === 'forum' ? ', forum' : '';
+      button.setAttribute('aria-label', `${ch.name}${kind}${archived}${unread}${mentioned}`);
       if (ch.id === current) button.setAttribute('aria-current', 'page');
       else button.removeAttribute('aria-current');
     }

@@ -21,6 +21,10 @@ export class ChannelState {
   constructor(channel, community) {
     this.community = community; // the community's info in app.js: {id, name, role, …}
     this.unread = 0;
+    this.mentions = 0; // mentions of the viewer after the read marker
+    this.readO = 0; // the read marker (read.mark / identify.reads)
+    this.head = 0; // the highest offset seen
+    this.threads = new Map(); // thread id -> {thread, replies, last_ts, tags, resolved}
     this.update(channel);
     this.entries = [];
     this.reset();
@@ -28,8 +32,9 @@ export class ChannelState {
 
   /** Take a fresh copy of the channel object (from identify or a channel event). */
   update({ id, name, kind = 'text', parent, topic = '', position = 0, archived = false,
-    slowmode_s: slowmode = 0 }) {
+    slowmode_s: slowmode = 0, members }) {
     Object.assign(this, { id, name, kind, parent, topic, position, archived, slowmode });
+    if (members) this.members = members;
   }
 
   /** Forget the timeline but for unsent messages (they will still be sent). */
@@ -53,7 +58,10 @@ export class ChannelState {
    * entry if the event added one to the timeline, else null.
    */
   apply(event, me) {
+    if (event.o > this.head) this.head = event.o;
     if (event.t === 'message.created') return this.upsert(event.d.message, event.o, me);
+    const changed = this.change(event);
+    if (changed) return changed;
     if (!SYSTEM_EVENTS.has(event.t)) return null;
     const key = `o:${event.o}`;
     if (this.byKey.has(key)) return null;
@@ -62,6 +70,47 @@ export class ChannelState {
     this.entries.push(entry);
     this._lowest(event.o);
     return entry;
+  }
+
+  /**
+   * Take in an event that changes what is there: an edit, a delete, a reaction,
+   * a pin, a thread. Returns {kind: 'change', entry?} when something changed, else null.
+   */
+  change({ t, d }) {
+    const entryOf = (id) => this.byKey.get(`m:${id}`);
+    let entry = null;
+    if (t === 'message.updated') {
+      entry = entryOf(d.message.id);
+      if (entry) entry.message = { ...entry.message, ...d.message };
+    } else if (t === 'message.deleted') {
+      entry = entryOf(d.id);
+      if (entry) entry.message = { ...entry.message, deleted: true, text: '', reactions: [] };
+    } else if (t === 'reaction.updated') {
+      entry = entryOf(d.message);
+      if (entry) {
+        const reactions = (entry.message.reactions ?? []).map((r) => ({ ...r, users: [...r.users] }));
+        let r = reactions.find((x) => x.emoji === d.emoji);
+        if (!r) reactions.push((r = { emoji: d.emoji, count: 0, users: [] }));
+        r.count = d.count;
+        r.users = d.added ? [...new Set([...r.users, d.user])] : r.users.filter((u) => u !== d.user);
+        entry.message = { ...entry.message, reactions: reactions.filter((x) => x.count > 0) };
+      }
+    } else if (t === 'message.pinned') {
+      entry = entryOf(d.message);
+      if (entry) entry.message = { ...entry.message, pinned: d.pinned || undefined };
+    } else if (t === 'thread.created' || t === 'thread.updated') {
+      const { thread } = d;
+      const info = this.threads.get(thread.id) ?? {};
+      this.threads.set(thread.id, { ...info, thread, replies: d.replies ?? thread.replies ?? 0,
+        last_ts: d.last_ts ?? thread.last_ts, tags: d.tags ?? thread.tags ?? [],
+        resolved: d.resolved ?? thread.resolved ?? false });
+      if (thread.message) {
+        entry = entryOf(thread.message);
+        if (entry) entry.message = { ...entry.message, thread: thread.id };
+      }
+      return { kind: 'change', entry, thread };
+    } else return null;
+    return { kind: 'change', entry };
   }
 
   /** Add or confirm a message; returns the entry when it is new to the timeline. */
@@ -80,8 +129,10 @@ export class ChannelState {
   }
 
   /** A message written here and not yet confirmed by the server. */
-  addLocal(me, text, nonce) {
-    const message = { author: { id: me.id, name: me.name }, text, ts: Date.now(), nonce };
+  addLocal(me, text, nonce, replyTo) {
+    const message = { author: { id: me.id, name: me.name }, text, ts: Date.now(), nonce,
+      reactions: [] };
+    if (replyTo) message.reply_to = replyTo;
     const entry = { kind: 'message', message, nonce, pending: true, error: null };
     this.entries.push(entry);
     this.byKey.set(`n:${nonce}`, entry);

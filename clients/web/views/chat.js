@@ -13,10 +13,15 @@
 import { PAGE } from '../state.js';
 import { $, el, nonce, timeElement } from '../dom.js';
 import { can } from '../roles.js';
+import { confirmAction } from '../dialogs.js';
+import { createComposer } from './composer.js';
+import { mentions } from './markdown.js';
+import { excerpt, messageBody, signature } from './message.js';
 
 const NEAR = 80; // px from an edge that counts as "at" it
 const GROUP_MS = 7 * 60 * 1000; // consecutive messages by one author this close share a header
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const TYPING_MS = 5000; // how long "… is typing" shows after typing.started
 
 /** "30 seconds", "1 minute", "5 minutes", "1 hour". */
 export function duration(seconds) {
@@ -31,6 +36,10 @@ export function createChatView(app) {
   const input = $('#composer-input');
   const send = $('#composer-send');
   let ch = null; // the channel on screen
+  const composer = createComposer(app, { input, getChannel: () => ch });
+  const typists = new Map(); // channel id -> Map(user id -> {name, until})
+  const divider = el('li', { className: 'new-divider', role: 'separator' },
+    el('span', {}, 'New messages'));
 
   // History
 
@@ -58,9 +67,71 @@ export function createChatView(app) {
     if (ch?.loaded && ch.more && ch.oldest !== null) loadPage(ch, ch.oldest);
   }
 
+  const atBottom = () => box.scrollHeight - box.scrollTop - box.clientHeight < NEAR;
+
   box.addEventListener('scroll', () => {
     if (box.scrollTop < NEAR) loadOlder();
+    if (atBottom() && !ch?.detached) $('#jump-present').hidden = true;
+    markRead();
   });
+  window.addEventListener('focus', () => markRead());
+  document.addEventListener('visibilitychange', () => markRead());
+
+  /** The newest message is in view and the window has the focus: tell the server. */
+  function markRead() {
+    if (!ch || !ch.loaded || ch.detached || document.hidden || !document.hasFocus()) return;
+    if (!atBottom() || ch.head <= ch.readO || !app.client()?.ready) return;
+    ch.readO = ch.head;
+    ch.unread = 0;
+    ch.mentions = 0;
+    app.marksChanged();
+    app.client().command('read.mark', { channel: ch.id, o: ch.head }).catch(app.report);
+  }
+
+  $('#jump-present').addEventListener('click', () => {
+    $('#jump-present').hidden = true;
+    if (ch?.detached) {
+      ch.detached = false;
+      ch.reset();
+      render(true);
+      loadPage(ch, null);
+    } else box.scrollTop = box.scrollHeight;
+    input.focus();
+  });
+
+  /** Show message `id` (offset `o`) of the channel on screen: the history around it, flashed. */
+  async function jumpTo(channel, id, o) {
+    while (channel.loading) await sleep(50);
+    let entry = channel.byKey.get(`m:${id}`);
+    if (!entry) {
+      channel.loading = true;
+      try {
+        const reply = await app.client().history(channel.id, { before: o + 25, limit: PAGE });
+        channel.reset();
+        channel.detached = true;
+        channel.mergeHistory(reply.events, app.me());
+        channel.more = reply.events.length > 0 && reply.events[0].o > 1;
+      } catch (err) {
+        return app.report(err);
+      } finally {
+        channel.loading = false;
+      }
+      entry = channel.byKey.get(`m:${id}`);
+    }
+    if (channel !== ch) return;
+    render(false);
+    if (channel.detached) $('#jump-present').hidden = false;
+    flash(entry?.el);
+  }
+
+  function flash(node) {
+    if (!node) return;
+    node.scrollIntoView({ block: 'center' });
+    node.classList.remove('flash');
+    void node.offsetWidth; // restart the animation
+    node.classList.add('flash');
+    setTimeout(() => node.classList.remove('flash'), 2500);
+  }
   $('#load-older').addEventListener('click', loadOlder);
   $('#skipped-load').addEventListener('click', () => {
     ch.skipped = false;
@@ -91,8 +162,14 @@ export function createChatView(app) {
     const li = el('li', { className: 'message' },
       el('div', { className: 'meta' },
         el('span', { className: 'author' }, message.author.name), ' ',
-        timeElement(message.ts), el('span', { className: 'state' })),
-      el('p', { className: 'text' }, message.text));
+        message.author.bot ? el('span', { className: 'badge bot-tag', title: 'A bot account' }, 'BOT') : null,
+        timeElement(message.ts), el('span', { className: 'pin-mark', hidden: true }, '📌 pinned'),
+        el('span', { className: 'state' })));
+    li.append(el('button', {
+      type: 'button', className: 'msg-more', hidden: true, ariaHaspopup: 'menu',
+      ariaLabel: 'Message actions', title: 'Message actions',
+      onclick: (event) => openActions(event.currentTarget, entry),
+    }, '…'));
     if (message.author.id !== app.me()?.id) {
       const community = ch.community.id;
       li.prepend(el('button', {
@@ -107,6 +184,160 @@ export function createChatView(app) {
     return li;
   }
 
+  const bodyContext = () => ({
+    me: app.me(),
+    canReact: can(ch.community.role, 'participate') && !ch.archived,
+    react: (entry, emoji, add) => react(ch, entry, emoji, add),
+    openThread: (id) => app.openThread(ch.threads.get(id)?.thread ?? id, ch),
+    jump: (id) => {
+      const target = ch.byKey.get(`m:${id}`);
+      if (target?.el) flash(target.el);
+    },
+  });
+
+  async function react(channel, entry, emoji, add) {
+    try {
+      await app.client().command(add ? 'reaction.add' : 'reaction.remove',
+        { channel: channel.id, message: entry.message.id, emoji });
+    } catch (err) {
+      app.notify(`Could not react: ${err.message}`);
+    }
+  }
+
+  /** Redraw what a message shows when it changed (an edit, a reaction, a thread…). */
+  function updateBody(entry) {
+    const li = entry.el;
+    if (entry.editing) return;
+    const key = signature(entry, ch);
+    if (li.signature === key) return;
+    li.signature = key;
+    $('.body', li)?.remove();
+    li.append(messageBody(entry, ch, bodyContext()));
+    const m = entry.message;
+    $('.pin-mark', li).hidden = !m.pinned;
+    li.classList.toggle('deleted', Boolean(m.deleted));
+    li.classList.toggle('mentions-me', !m.deleted && m.author.id !== app.me()?.id
+      && mentions(m.text, app.me()?.username?.toLowerCase()));
+    $('.msg-more', li).hidden = !m.id || Boolean(m.deleted);
+  }
+
+  // A message's own actions, in the message menu
+
+  function actionsOf(entry) {
+    const m = entry.message;
+    const role = ch.community.role;
+    const mine = m.author.id === app.me()?.id;
+    const open = !ch.archived;
+    const out = [];
+    if (open && can(role, 'post')) {
+      out.push({ key: 'reply', label: 'Reply', keepFocus: true, run: () => composer.setReply(entry) });
+    }
+    if (m.thread) out.push({ key: 'thread', label: 'Open thread', run: () => bodyContext().openThread(m.thread) });
+    else if (open && can(role, 'post') && ch.kind === 'text') {
+      out.push({ key: 'thread', label: 'Start a thread', run: () => startThread(entry) });
+    }
+    if (mine && open) out.push({ key: 'edit', label: 'Edit', keepFocus: true, run: () => startEdit(entry) });
+    if (can(role, 'pin_messages')) {
+      out.push(m.pinned
+        ? { key: 'unpin', label: 'Unpin', run: () => pin(entry, false) }
+        : { key: 'pin', label: 'Pin', run: () => pin(entry, true) });
+    }
+    if (mine || can(role, 'delete_messages')) {
+      out.push({ key: 'delete', label: 'Delete…', run: () => remove(entry) });
+    }
+    return out;
+  }
+
+  function openActions(button, entry) {
+    app.openActions(button, `Message by ${entry.message.author.name}`, actionsOf(entry));
+  }
+
+  async function startThread(entry) {
+    const channel = ch;
+    const title = excerpt(entry.message, 60) || 'Thread';
+    try {
+      const { thread } = await app.client().command('thread.create',
+        { channel: channel.id, title, message: entry.message.id });
+      channel.change({ t: 'thread.created', d: { thread } });
+      if (channel === ch) render();
+      app.setFollowing(thread.id, true); // its creator follows it
+      app.openThread(thread, channel);
+    } catch (err) {
+      app.notify(`Could not start a thread: ${err.message}`);
+    }
+  }
+
+  async function pin(entry, pinned) {
+    try {
+      await app.client().command(pinned ? 'message.pin' : 'message.unpin',
+        { channel: ch.id, message: entry.message.id });
+      app.notify(pinned ? 'Message pinned.' : 'Message unpinned.');
+    } catch (err) {
+      app.notify(`Could not do that: ${err.message}`);
+    }
+  }
+
+  function remove(entry) {
+    const channel = ch;
+    confirmAction({
+      title: 'Delete this message?',
+      text: `"${excerpt(entry.message, 100)}" will show as "message deleted" for everyone.`,
+      action: 'Delete',
+      run: async () => {
+        await app.client().command('message.delete', { channel: channel.id, message: entry.message.id });
+        app.notify('Message deleted.');
+      },
+      returnTo: () => input,
+    });
+  }
+
+  /** Edit in place: the text becomes a box; Enter saves, Esc cancels. */
+  function startEdit(entry) {
+    const li = entry.el;
+    const body = $('.body .text', li);
+    if (!body || entry.editing) return;
+    entry.editing = true;
+    const box2 = el('textarea', { className: 'edit-input', value: entry.message.text, rows: 3,
+      ariaLabel: 'Edit the message' });
+    const done = () => {
+      entry.editing = false;
+      li.signature = null;
+      form.remove();
+      updateBody(entry);
+    };
+    const save = async () => {
+      const text = box2.value;
+      if (!text.trim() || text === entry.message.text) return done();
+      if ([...text].length > 4000) return app.notify('This message is too long: the limit is 4,000 characters.');
+      try {
+        const reply = await app.client().command('message.edit',
+          { channel: ch.id, message: entry.message.id, text });
+        entry.message = { ...entry.message, ...reply.message };
+        done();
+        $('.msg-more', li)?.focus();
+      } catch (err) {
+        app.notify(`Could not edit: ${err.message}`);
+      }
+    };
+    const form = el('form', { className: 'edit-form', onsubmit: (event) => {
+      event.preventDefault();
+      save();
+    } }, box2, el('div', { className: 'actions' },
+      el('button', { type: 'submit', className: 'small' }, 'Save'),
+      el('button', { type: 'button', className: 'secondary small', onclick: done }, 'Cancel')));
+    box2.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        save();
+      } else if (event.key === 'Escape') {
+        event.stopPropagation();
+        done();
+      }
+    });
+    body.replaceWith(form);
+    box2.focus();
+  }
+
   /** Bring a message's element up to date in place, so screen readers hear it once. */
   function updateMessage(entry) {
     const li = entry.el;
@@ -117,6 +348,7 @@ export function createChatView(app) {
       failed: `Not sent: ${entry.error}`,
       sent: '',
     }[state];
+    updateBody(entry);
     if (li.dataset.state === state && li.dataset.messageId === entry.message.id
       && $('.state', li).textContent === label) return;
     li.dataset.state = state;
@@ -127,7 +359,7 @@ export function createChatView(app) {
     if (entry.nonce) li.dataset.nonce = entry.nonce;
     li.classList.toggle('waiting', Boolean(wait));
     $('.state', li).textContent = label;
-    $('.actions', li)?.remove();
+    $(':scope > .actions', li)?.remove();
     if (state === 'failed') {
       li.append(el('div', { className: 'actions' },
         el('button', { type: 'button', className: 'secondary small', onclick: () => retry(entry) },
@@ -147,10 +379,18 @@ export function createChatView(app) {
   /** Draw the timeline, moving only nodes that changed place. */
   function render(stick) {
     if (!ch) return;
-    const atBottom = stick ?? box.scrollHeight - box.scrollTop - box.clientHeight < NEAR;
+    const bottom = stick ?? atBottom();
     const timeline = ch.timeline();
+    const me = app.me()?.id;
+    const firstNew = ch.dividerO == null ? null : timeline.find((e) => e.kind === 'message'
+      && e.o > ch.dividerO && e.message.author.id !== me);
+    const count = list.childElementCount;
     let cursor = list.firstChild;
     timeline.forEach((entry, i) => {
+      if (entry === firstNew) {
+        if (divider === cursor) cursor = cursor.nextSibling;
+        else list.insertBefore(divider, cursor);
+      }
       const node = entryElement(entry);
       node.classList.toggle('grouped', continues(timeline[i - 1], entry));
       const actions = entry.kind === 'message' && $('.msg-actions', node);
@@ -170,7 +410,25 @@ export function createChatView(app) {
     $('#history-start').textContent = `This is the start of #${ch.name}.`;
     $('#skipped').hidden = !ch.skipped;
     $('#empty').hidden = !ch.loaded || timeline.length > 0;
-    if (atBottom) box.scrollTop = box.scrollHeight;
+    if (bottom) box.scrollTop = box.scrollHeight;
+    else if (list.childElementCount > count && ch.loaded) $('#jump-present').hidden = false;
+    if (ch.detached) $('#jump-present').hidden = false;
+    markRead();
+  }
+
+  // Who is typing
+
+  function typingLine() {
+    const line = $('#typing');
+    const now = Date.now();
+    const here = [...(typists.get(ch?.id)?.values() ?? [])].filter((t) => t.until > now);
+    const names = here.map((t) => t.name);
+    line.textContent = !names.length ? ''
+      : names.length === 1 ? `${names[0]} is typing…`
+        : names.length === 2 ? `${names[0]} and ${names[1]} are typing…`
+          : 'Several people are typing…';
+    clearTimeout(line.timer);
+    if (here.length) line.timer = setTimeout(typingLine, Math.min(...here.map((t) => t.until)) - now + 50);
   }
 
   // Sending
@@ -179,10 +437,12 @@ export function createChatView(app) {
     event.preventDefault();
     const text = input.value;
     const me = app.me();
-    if (!text.trim() || !ch || !me || input.disabled) return;
+    if (!text.trim() || !ch || !me || input.disabled || !composer.allowed()) return;
     input.value = '';
     autosize();
-    const entry = ch.addLocal(me, text, nonce());
+    const entry = ch.addLocal(me, text, nonce(), composer.replyTo);
+    composer.setReply(null);
+    composer.count();
     render(true);
     deliver(ch, entry);
   });
@@ -196,7 +456,9 @@ export function createChatView(app) {
   async function sendNow(channel, entry) {
     while (app.client() && entry.pending && app.channels.get(channel.id) === channel) {
       try {
-        const reply = await app.client().send(channel.id, entry.message.text, entry.nonce);
+        const d = { channel: channel.id, text: entry.message.text, nonce: entry.nonce };
+        if (entry.message.reply_to) d.reply_to = entry.message.reply_to;
+        const reply = await app.client().command('message.send', d);
         channel.upsert(reply.message, undefined, app.me());
       } catch (err) {
         if (err.code === 'offline' || err.code === 'disconnected') return; // resent on reconnect
@@ -262,6 +524,12 @@ export function createChatView(app) {
 
   input.addEventListener('input', autosize);
   input.addEventListener('keydown', (event) => {
+    if (composer.key(event)) return;
+    if (event.key === 'Escape' && composer.replyTo) {
+      event.stopPropagation();
+      composer.setReply(null);
+      return;
+    }
     if (event.key === 'Enter' && !event.shiftKey && !event.altKey && !event.isComposing) {
       event.preventDefault();
       $('#composer').requestSubmit();
@@ -272,6 +540,11 @@ export function createChatView(app) {
     show(channel) {
       const switched = channel !== ch;
       ch = channel;
+      if (switched) {
+        composer.reset();
+        $('#jump-present').hidden = !channel.detached;
+        typingLine();
+      }
       box.setAttribute('aria-label', `Messages in #${channel.name}`);
       $('#composer-label').textContent = `Message #${channel.name}`;
       composerState();
@@ -311,6 +584,19 @@ export function createChatView(app) {
     clear() {
       ch = null;
       list.replaceChildren();
+    },
+    jumpTo,
+    markRead,
+    /** `typing.started` in `channelId`. */
+    typing(channelId, d) {
+      if (!typists.has(channelId)) typists.set(channelId, new Map());
+      typists.get(channelId).set(d.user, { name: d.name ?? 'Someone', until: Date.now() + TYPING_MS });
+      if (channelId === ch?.id) typingLine();
+    },
+    /** A message arrived from `userId`: they stopped typing. */
+    stopTyping(channelId, userId) {
+      typists.get(channelId)?.delete(userId);
+      if (channelId === ch?.id) typingLine();
     },
   };
 }

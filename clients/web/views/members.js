@@ -70,6 +70,10 @@ export function createMembersPanel(app) {
       el('span', { className: 'visually-hidden' }, `, ${STATUS_TEXT[status]}`),
       el('span', { className: 'member-username' }, `@${m.username}`),
       m.bot ? el('span', { className: 'badge' }, 'bot') : null,
+      m.id !== app.me()?.id ? el('button', {
+        type: 'button', className: 'secondary small member-dm', ariaLabel: `Message ${m.name}`,
+        title: `Send ${m.name} a direct message`, onclick: () => app.openDm(m.id, m.name),
+      }, 'Message') : null,
       actions ? el('button', {
         type: 'button', className: 'secondary small member-actions', ariaHaspopup: 'menu',
         ariaLabel: `Actions for ${m.name}`, title: `Actions for ${m.name}`,

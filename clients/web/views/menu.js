@@ -1,7 +1,9 @@
 // views/menu.js — the moderation menu on a message (and on a member in the
 // members panel): only the actions the viewer's role allows on that member,
-// as the server's permission table says (roles.js). A menu in the ARIA sense:
-// arrow keys move, Enter runs, Esc or Tab closes and the focus goes back.
+// as the server's permission table says (roles.js). The same menu carries a
+// message's own actions (reply, thread, edit, delete, pin: openActions). A
+// menu in the ARIA sense: arrow keys move, Enter runs, Esc or Tab closes and
+// the focus goes back.
 
 import { $, el } from '../dom.js';
 import { canActOn, grantable } from '../roles.js';
@@ -71,6 +73,28 @@ export function createMenu(app) {
     items[0].focus();
   }
 
+  /** A menu of `actions` ({key, label, run}) under `button`, titled `title`. */
+  function openActions(button, title, actions) {
+    if (anchor === button && !menu.hidden) return close();
+    close({ focus: false });
+    if (!actions.length) return;
+    const items = actions.map((action) => el('button', {
+      type: 'button', role: 'menuitem', tabIndex: -1, dataset: { action: action.key },
+      onclick: () => {
+        close({ focus: !action.keepFocus });
+        action.run();
+      },
+    }, action.label));
+    menu.replaceChildren(el('p', { className: 'menu-title', ariaHidden: 'true' }, title), ...items);
+    menu.setAttribute('aria-label', title);
+    anchor = button;
+    button.setAttribute('aria-expanded', 'true');
+    button.setAttribute('aria-controls', menu.id);
+    menu.hidden = false;
+    place(button);
+    items[0].focus();
+  }
+
   function place(button) {
     const box = button.getBoundingClientRect();
     const width = menu.offsetWidth;
@@ -129,6 +153,7 @@ export function createMenu(app) {
 
   return {
     open,
+    openActions,
     close,
     get isOpen() {
       return !menu.hidden;

@@ -1,0 +1,153 @@
+// views/thread.js — a thread in the side panel: its title, its messages (the
+// opening post or the message it started from first), a reply box, and
+// follow / unfollow. A thread is a channel of kind `thread` (docs/protocol.md
+// §5.9): the shell keeps its ChannelState and subscribes to it while it is open.
+
+import { PAGE } from '../state.js';
+import { $, el, nonce, timeElement } from '../dom.js';
+import { can } from '../roles.js';
+import { length, MAX_TEXT } from './composer.js';
+import { excerpt, messageBody, signature } from './message.js';
+
+export function createThreadPanel(app) {
+  const panel = $('#thread-panel');
+  const list = $('#thread-messages');
+  const input = $('#thread-input');
+  const follow = $('#thread-follow');
+  let ch = null; // the thread's ChannelState
+
+  async function load(thread) {
+    if (thread.loaded || thread.loading) return;
+    thread.loading = true;
+    try {
+      const reply = await app.client().history(thread.id, { limit: PAGE });
+      thread.mergeHistory(reply.events, app.me());
+    } catch (err) {
+      app.report(err);
+    } finally {
+      thread.loading = false;
+    }
+    if (thread === ch) draw(true);
+  }
+
+  const context = () => ({
+    me: app.me(),
+    canReact: can(ch.community.role, 'participate'),
+    react: async (entry, emoji, add) => {
+      try {
+        await app.client().command(add ? 'reaction.add' : 'reaction.remove',
+          { channel: ch.id, message: entry.message.id, emoji });
+      } catch (err) {
+        app.notify(`Could not react: ${err.message}`);
+      }
+    },
+    openThread: () => {},
+  });
+
+  function item(entry) {
+    const m = entry.message;
+    if (!entry.el) {
+      entry.el = el('li', { className: 'message' },
+        el('div', { className: 'meta' },
+          el('span', { className: 'author' }, m.author.name), ' ',
+          m.author.bot ? el('span', { className: 'badge bot-tag' }, 'BOT') : null,
+          timeElement(m.ts)));
+    }
+    const key = signature(entry, ch);
+    if (entry.el.signature !== key) {
+      entry.el.signature = key;
+      $('.body', entry.el)?.remove();
+      entry.el.append(messageBody(entry, ch, context()));
+    }
+    entry.el.classList.toggle('pending', Boolean(entry.pending));
+    if (m.id) entry.el.dataset.messageId = m.id;
+    return entry.el;
+  }
+
+  function draw(stick = false) {
+    if (!ch) return;
+    const box = $('#thread-scroll');
+    const bottom = stick || box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+    const info = ch.thread;
+    $('#thread-title').textContent = info.title ?? 'Thread';
+    const tags = info.tags ?? [];
+    const origin = info.message
+      ? app.channels.get(info.parent)?.byKey.get(`m:${info.message}`)?.message : null;
+    $('#thread-meta').textContent = [origin ? `Started from ${origin.author.name}: ${excerpt(origin, 100)}` : '',
+      info.resolved ? 'resolved' : '', ...tags.map((t) => `#${t}`)].filter(Boolean).join(' · ');
+    list.replaceChildren(...ch.timeline().filter((e) => e.kind === 'message').map(item));
+    const followed = app.following(ch.id);
+    follow.textContent = followed ? 'Unfollow' : 'Follow';
+    follow.setAttribute('aria-pressed', String(followed));
+    const closed = !can(ch.community.role, 'post');
+    input.disabled = closed;
+    $('#thread-send').disabled = closed;
+    if (bottom) box.scrollTop = box.scrollHeight;
+  }
+
+  follow.addEventListener('click', async () => {
+    if (!ch) return;
+    const thread = ch;
+    const on = !app.following(thread.id);
+    try {
+      await app.client().command(on ? 'thread.follow' : 'thread.unfollow', { thread: thread.id });
+      app.setFollowing(thread.id, on);
+      app.notify(on ? 'You follow this thread.' : 'You no longer follow this thread.');
+    } catch (err) {
+      app.notify(`Could not do that: ${err.message}`);
+    }
+    if (thread === ch) draw();
+  });
+
+  $('#thread-composer').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const text = input.value;
+    if (!ch || !text.trim() || input.disabled) return;
+    if (length(text) > MAX_TEXT) {
+      app.notify(`This reply is too long: the limit is ${MAX_TEXT.toLocaleString('en')} characters.`);
+      return;
+    }
+    const thread = ch;
+    input.value = '';
+    const entry = thread.addLocal(app.me(), text, nonce());
+    draw(true);
+    try {
+      const reply = await app.client().send(thread.id, text, entry.nonce);
+      thread.upsert(reply.message, undefined, app.me());
+      app.setFollowing(thread.id, true); // posting follows it
+    } catch (err) {
+      thread.discard(entry);
+      input.value = text;
+      app.notify(`Could not reply: ${err.message}`);
+    }
+    if (thread === ch) draw(true);
+  });
+  input.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $('#thread-composer').requestSubmit();
+    }
+  });
+
+  $('#thread-close').addEventListener('click', () => app.closePanel());
+
+  return {
+    /** Show thread state `thread` (a ChannelState with `.thread`, the thread object). */
+    show(thread) {
+      ch = thread;
+      list.replaceChildren();
+      draw(true);
+      load(thread);
+      input.focus();
+    },
+    get current() {
+      return ch;
+    },
+    changed(thread) {
+      if (thread === ch && !panel.hidden) draw();
+    },
+    hide() {
+      ch = null;
+    },
+  };
+}
