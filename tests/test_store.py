@@ -1016,18 +1016,7 @@ async def test_an_appended_message_is_indexed_and_a_change_rewrites_every_frame_
         await store.change_message("no-such-message", edit)
 
 
-async def test_concurrent_changes_of_one_message_are_all_kept(
-    store: Store, backend: Any, request: pytest.FixtureRequest
-) -> None:
-    if isinstance(store, PostgresStore):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="server bug: PostgresDiscussions.change_message locks the message row"
-                " (FOR UPDATE OF m) but keeps the joined events frame its snapshot read before"
-                " waiting for the lock, so the later change overwrites the earlier one",
-            )
-        )
+async def test_concurrent_changes_of_one_message_are_all_kept(store: Store, backend: Any) -> None:
     owner, _, general = await owner_and_general(store)
     message = await post(store, general, owner, "react to me", 1000)
     others = [backend.make() for _ in range(3)]

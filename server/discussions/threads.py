@@ -90,7 +90,7 @@ async def create(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         return {"thread": existing.public()}
     public = thread.public()
     await agora.publish(parent.id, "thread.created", {"thread": public, "by": user.id})
-    await _followed(agora, user.id, public, True)
+    await _followed(session, public, True)
     if d["text"] is not None:
         await post(session, thread, d["text"])
         updated = await agora.store.channel(thread.id)
@@ -149,15 +149,23 @@ async def _follow(session: Session, thread_id: str, following: bool) -> dict[str
     assert session.user is not None
     thread = await thread_of(session, thread_id)
     if await session.agora.store.follow(thread.id, session.user.id, following):
-        await _followed(session.agora, session.user.id, thread.public(), following)
+        await _followed(session, thread.public(), following)
     return {}
 
 
-async def _followed(agora: Agora, user_id: str, thread: dict[str, Any], following: bool) -> None:
-    await agora.publish_ephemeral(
-        communities.user_topic(user_id),
+async def _followed(session: Session, thread: dict[str, Any], following: bool) -> None:
+    """The user follows ``thread`` now, or no longer: this session listens (or stops) before
+    it answers, so that what follows its answer reaches it; the user's other sessions
+    when they hear ``thread.followed``."""
+    assert session.user is not None
+    if following:
+        await _listen(session, thread["id"], thread["community"])
+    else:
+        _unlisten(session, thread["id"])
+    await session.agora.publish_ephemeral(
+        communities.user_topic(session.user.id),
         "thread.followed",
-        user_id,
+        session.user.id,
         {"thread": thread, "following": following},
     )
 
@@ -174,6 +182,11 @@ async def _listen(session: Session, thread_id: str, community_id: str | None) ->
     await session.listen(communities.thread_topic(thread_id))
 
 
+def _unlisten(session: Session, thread_id: str) -> None:
+    if session.followed.pop(thread_id, None) is not None:
+        session.unlisten(communities.thread_topic(thread_id))
+
+
 def on_topic_event(agora: Agora, topic: str, event: dict[str, Any]) -> None:
     """The user's sessions here listen to a thread's topic while they follow it."""
     if event.get("t") != "thread.followed" or not topic.startswith("user:"):
@@ -182,8 +195,8 @@ def on_topic_event(agora: Agora, topic: str, event: dict[str, Any]) -> None:
     for session in list(agora.user_sessions.get(event["ch"], ())):
         if following:
             _spawn(_listen(session, thread["id"], thread["community"]))
-        elif session.followed.pop(thread["id"], None) is not None:
-            session.unlisten(communities.thread_topic(thread["id"]))
+        else:
+            _unlisten(session, thread["id"])
 
 
 async def thread_of(session: Session, thread_id: str) -> Channel:
@@ -200,7 +213,7 @@ async def after_message(session: Session, thread: Channel, message: dict[str, An
     author = message["author"]["id"]
     public = (await agora.store.channel(thread.id) or thread).public()
     if await agora.store.follow(thread.id, author, True):
-        await _followed(agora, author, public, True)
+        await _followed(session, public, True)
     await agora.publish_ephemeral(
         communities.thread_topic(thread.id),
         "thread.activity",
