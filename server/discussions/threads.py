@@ -116,8 +116,11 @@ async def update(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     assert user is not None
     agora = session.agora
     thread = await thread_of(session, d["thread"])
+    # its creator as long as they may post (a time-out stops it), else a facilitator
     role = await require_in(session, thread, Permission.READ)
-    if thread.created_by != user.id and (role is None or not has(role, Permission.MANAGE_CHANNELS)):
+    if thread.created_by == user.id:
+        await require_in(session, thread, Permission.POST)
+    elif role is None or not has(role, Permission.MANAGE_CHANNELS):
         raise Forbidden(
             "only its creator and facilitators and above change a thread", "manage_threads"
         )

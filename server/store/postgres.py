@@ -100,7 +100,7 @@ _JOIN = sql.numbered(
 def _append_statement(new_message: bool, once: bool) -> str:
     """One statement that appends an event (see the module docstring); a new message is
     also indexed and counted in its channel, and an idempotency key kept."""
-    counted = ", msgs = msgs + 1, last_ts = $6" if new_message else ""
+    counted = ", msgs = msgs + 1, last_ts = GREATEST(last_ts, $6)" if new_message else ""
     ctes = [
         f"h AS (UPDATE channels SET head = head + 1{counted} WHERE id = $1 RETURNING head)",
         "e AS (INSERT INTO events(channel_id, o, t, frame, message_id)"

@@ -25,7 +25,7 @@ DM_OF_PAIR = "SELECT channel_id FROM dms WHERE user_a = ? AND user_b = ?"
 DM_MEMBERS = "SELECT user_a, user_b FROM dms WHERE channel_id = ?"
 DMS_OF = (
     f"SELECT {CHANNEL_COLUMNS}, user_a, user_b FROM dms JOIN channels ON id = channel_id"
-    " WHERE user_a = ? OR user_b = ? ORDER BY last_ts DESC"
+    " WHERE user_a = ? OR user_b = ? ORDER BY COALESCE(last_ts, 0) DESC, id DESC"
 )
 SHARE_A_COMMUNITY = (
     "SELECT 1 FROM members a JOIN members b ON a.community_id = b.community_id"
@@ -61,7 +61,7 @@ FOLLOWED = (
     f"SELECT {CHANNEL_COLUMNS} FROM follows JOIN channels ON id = thread_id"
     " WHERE follows.user_id = ? AND EXISTS (SELECT 1 FROM members"
     " WHERE members.community_id = channels.community_id AND members.user_id = follows.user_id)"
-    " ORDER BY last_ts DESC LIMIT 500"
+    " ORDER BY COALESCE(last_ts, 0) DESC, id DESC LIMIT 500"
 )
 PARTICIPANTS = (
     "SELECT author_id FROM messages WHERE channel_id = ? GROUP BY author_id ORDER BY min(o) LIMIT ?"

@@ -35,6 +35,12 @@ SEARCH = (
 )
 
 
+#: Counted in its channel; ``last_ts`` never goes back (as PostgreSQL's ``GREATEST``).
+_COUNT_MESSAGE = (
+    "UPDATE channels SET msgs = msgs + 1, last_ts = max(COALESCE(last_ts, 0), ?) WHERE id = ?"
+)
+
+
 class SQLiteDiscussions:
     _call: Callable[..., Any]
     _append: Callable[..., Appended]
@@ -258,6 +264,4 @@ def index_message(
             message["text"],
         ),
     )
-    db.execute(
-        "UPDATE channels SET msgs = msgs + 1, last_ts = ? WHERE id = ?", (message["ts"], channel_id)
-    )
+    db.execute(_COUNT_MESSAGE, (message["ts"], channel_id))
