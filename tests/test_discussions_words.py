@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.discussion_helpers import Club, close_all, send, session_for
+from tests.discussion_helpers import Club, close_all, send, session_for, uid, until, username
 
 
 @pytest.fixture(autouse=True)
@@ -107,3 +107,21 @@ async def test_search_matches_whole_words_with_their_accents(
     for query, found in (("café", True), ("naïve", True), ("cafe", False), ("naive", False)):
         answer = await owner.ok("message.search", {"community": club.id, "query": query})
         assert [m["id"] for m in answer["messages"]] == ([said["id"]] if found else []), query
+
+
+async def test_an_edit_adds_no_mention_and_no_shared_link(server) -> None:
+    """§13 ag: mentions and shared URLs are read from a message when it is posted."""
+    owner = await session_for(server, 0, "owner")
+    club = await Club.create(server, owner)
+    member = await club.join(1)
+    said = await send(owner, club.general, "plain words")
+    text = f"now @{username(member)} see https://example.org/edited"
+    await owner.ok("message.edit", {"channel": club.general, "message": said["id"], "text": text})
+    sentinel = await send(owner, club.general, f"@{username(member)} sentinel")
+    heard = await until(member, "mention")
+    assert [f["d"]["message"]["id"] for f in heard if f.get("t") == "mention"] == [sentinel["id"]]
+    assert (await owner.ok("resource.list", {"community": club.id}))["resources"] == []
+    # and a link in a DM is not collected either
+    dm = (await owner.ok("dm.open", {"user": uid(member)}))["channel"]
+    await send(owner, dm["id"], "private https://example.org/dm")
+    assert (await owner.ok("resource.list", {"community": club.id}))["resources"] == []
