@@ -1,6 +1,7 @@
 """Discussions and moderation together (docs/protocol.md §5.8, §5.9): a kicked member
 hears nothing more of the community, followed threads included, and a timed-out member
-changes nothing. Both deployments; the kicked member's session is on the other node.
+changes nothing; and what identify lists of a user's discussions, in its order.
+Both deployments; the kicked member's session is on the other node.
 """
 
 from __future__ import annotations
@@ -99,3 +100,32 @@ async def test_a_timed_out_member_reads_but_does_not_post_react_type_or_share(se
         ("read.mark", {"channel": club.general, "o": 1}),
     ]:
         await member.ok(op, d)
+
+
+async def test_identify_lists_dms_and_followed_threads_latest_activity_first(
+    server, deployment: str, request: pytest.FixtureRequest
+) -> None:
+    if deployment == "scaled":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="server bug: DMS_OF orders by 'last_ts DESC', and a DM without messages "
+                "has last_ts NULL, which PostgreSQL sorts first (SQLite last): an empty DM "
+                "comes before every DM with activity in the scaled deployment",
+            )
+        )
+    owner = await session_for(server, 0, "owner")
+    club = await Club.create(server, owner)
+    people = [await club.join(i % 2, name=f"p{i}") for i in range(3)]
+    dms = [(await owner.ok("dm.open", {"user": uid(p)}))["channel"]["id"] for p in people]
+    threads = []
+    for title in ("one", "two"):
+        made = await owner.ok("thread.create", {"channel": club.general, "title": title})
+        threads.append(made["thread"]["id"])
+    await send(owner, dms[0], "first")
+    await send(owner, threads[0], "first")
+    await send(owner, dms[1], "second")
+    await send(owner, dms[0], "third")
+    fresh = await connect(node(server, 1), owner.token)  # type: ignore[attr-defined]
+    assert [t["id"] for t in fresh.identity["threads"]] == [threads[0], threads[1]]
+    assert [d["id"] for d in fresh.identity["dms"]] == [dms[0], dms[1], dms[2]]
