@@ -270,8 +270,13 @@ async def test_only_the_author_edits_and_a_deleted_text_never_comes_back(
         "message.delete", {"channel": club.general, "message": secret["id"]}
     )
     assert error(refused) == ("forbidden", "delete_messages")
+    revised = {"channel": club.general, "message": secret["id"], "text": "quince recipe v2"}
+    await author.ok("message.edit", revised)  # its message.updated frame must go too
     await author.ok("message.delete", {"channel": club.general, "message": secret["id"]})
     await facilitator.ok("message.delete", {"channel": club.general, "message": other_secret["id"]})
+    assert (await event(other, "message.updated", ch=club.general))["d"]["message"]["id"] == (
+        secret["id"]
+    )
     deleted = await event(other, "message.deleted", ch=club.general)
     assert deleted["d"] == {"id": secret["id"]}
     assert (await event(other, "message.deleted", ch=club.general))["d"] == {
