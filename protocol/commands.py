@@ -88,6 +88,11 @@ def _tags() -> Field:
     return Field("tags", list, required=False, max_len=MAX_TAGS)
 
 
+def tag_filter(raw: str | None) -> str | None:
+    """The tag a list filter names, as tags are kept."""
+    return None if raw is None else raw.strip().lower()
+
+
 def tags_of(raw: list[object] | None) -> list[str] | None:
     """Tags as Agora keeps them (trimmed, lowercased, no repeats); raises ``ValueError``."""
     if raw is None:

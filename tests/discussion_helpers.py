@@ -30,7 +30,9 @@ def node(server: Any, i: int) -> Any:
 
 async def connect(server: Any, token: str) -> RawSession:
     """An identified session, closed after the test; its token is ``session.token``."""
-    session = await raw_session(server, token=token, unsolicited=True)
+    # an unbounded receive queue: a session the test never reads (community events pile up
+    # in it) must still take the server's close frame at the end of the test at once
+    session = await raw_session(server, token=token, unsolicited=True, max_queue=None)
     session.token = token  # type: ignore[attr-defined]
     opened.append(session)
     return session

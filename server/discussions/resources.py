@@ -10,7 +10,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from protocol import ErrorCode, ProtocolError
-from protocol.commands import MAX_URL_CHARS, tags_of
+from protocol.commands import MAX_URL_CHARS, tag_filter, tags_of
 from server.domain import pages
 from server.domain.permissions import Permission, require
 from server.gateway.router import CommandRouter
@@ -88,9 +88,9 @@ async def list_resources(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     assert session.user is not None
     store = session.agora.store
     await require(store, d["community"], session.user.id, Permission.READ)
-    tag = None if d["tag"] is None else d["tag"].strip().lower()
+    tag, query = tag_filter(d["tag"]), d["query"] or None
     found = await store.resources(
-        d["community"], tag, d["query"] or None, pages.cursor(d["before"]), d["limit"] + 1
+        d["community"], tag, query, pages.cursor(d["before"]), d["limit"] + 1
     )
     page = found[: d["limit"]]
     answer: dict[str, Any] = {"resources": [r.public() for r in page]}

@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from protocol import ErrorCode, ProtocolError, echo
-from protocol.commands import tags_of
+from protocol.commands import tag_filter, tags_of
 from server.domain import communities, pages
 from server.domain.channels import postable_channel, readable_channel, require_in
 from server.domain.permissions import Forbidden, Permission, has
@@ -102,7 +102,8 @@ async def create(session: Session, d: dict[str, Any]) -> dict[str, Any]:
 async def list_threads(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     parent = await readable_channel(session, d["channel"])
     before = pages.cursor(d["before"])
-    found = await session.agora.store.threads(parent.id, d["tag"], before, d["limit"] + 1)
+    tag = tag_filter(d["tag"])
+    found = await session.agora.store.threads(parent.id, tag, before, d["limit"] + 1)
     page = found[: d["limit"]]
     answer: dict[str, Any] = {"threads": [_summary(thread) for thread in page]}
     if len(found) > d["limit"]:

@@ -51,7 +51,7 @@ from server.store.base import (
 )
 from server.store.migrate import LOCK_KEY, upgrade_postgres
 from server.store.postgres_discussions import PostgresDiscussions, channel_in
-from server.store.sql_discussions import indexed_message
+from server.store.sql_discussions import indexed_message, searchable
 
 T = TypeVar("T")
 
@@ -452,7 +452,7 @@ class PostgresStore(PostgresDiscussions):
         )
         values: list[Any] = [channel_id, t, unfinished, None if message is None else message["id"]]
         if t == "message.created" and message is not None:
-            values += [message["author"]["id"], message["ts"], message["text"]]
+            values += [message["author"]["id"], message["ts"], searchable(message["text"])]
         if idempotency is not None:
             values += idempotency
         offset = await db.fetchval(statement, *values)

@@ -176,7 +176,7 @@ class PostgresDiscussions:
         limit: int,
     ) -> list[dict[str, Any]]:
         rest, more = q.search_rest(channel_id, author_id, limit)
-        values = [" ".join(words), community_id, *q.cursor(before), *more]
+        values = [q.searchable(" ".join(words)), community_id, *q.cursor(before), *more]
         return [q.found(row[0]) for row in await self._fetch(n(SEARCH + rest), *values)]
 
     async def add_resource(self, resource: Resource) -> None:

@@ -6,6 +6,7 @@ Full-text search differs per dialect and stays in each store.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,7 +78,8 @@ READ_STATE = (
     "SELECT r.o,"
     " (SELECT count(*) FROM messages m WHERE m.channel_id = ? AND m.o > r.o"
     "  AND m.author_id <> ? AND NOT m.deleted),"
-    " (SELECT count(*) FROM mentions x WHERE x.user_id = ? AND x.channel_id = ? AND x.o > r.o)"
+    " (SELECT count(*) FROM mentions x JOIN messages m ON m.id = x.message_id"
+    "  WHERE x.user_id = ? AND x.channel_id = ? AND x.o > r.o AND NOT m.deleted)"
     " FROM (SELECT COALESCE((SELECT o FROM reads WHERE user_id = ? AND channel_id = ?), 0) AS o) r"
 )
 READ_MARKERS = "SELECT user_id, o FROM reads WHERE channel_id = ? ORDER BY user_id"
@@ -106,11 +108,19 @@ RESOURCES = (
 
 
 def like(text: str | None, *, tag: bool = False) -> str:
-    """A LIKE pattern finding ``text`` anywhere (a tag: one element of a JSON list)."""
+    """A LIKE pattern finding ``text`` anywhere (a tag: one element of a JSON list, as
+    ``json.dumps`` stores it)."""
     if text is None:
         return "%"
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{json.dumps(escaped)}%" if tag else f"%{escaped.lower()}%"
+    pattern = json.dumps(text) if tag else text.lower()
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def searchable(text: str) -> str:
+    """A text as both stores index and look for it: composed and case-folded in Python,
+    so that no database locale decides what matches (accents stay: see §13 af)."""
+    return unicodedata.normalize("NFC", text).casefold()
 
 
 def cursor(before: tuple[int, str] | None) -> tuple[int, int, str]:
@@ -175,7 +185,7 @@ def rerendered(frame: bytes, message: dict[str, Any]) -> bytes:
 def message_row(message: dict[str, Any]) -> tuple[str, bool, bool, str]:
     """``SET_MESSAGE``'s values."""
     return (
-        message["text"],
+        searchable(message["text"]),
         bool(message.get("deleted")),
         bool(message.get("pinned")),
         message["id"],
@@ -212,4 +222,4 @@ def search_rest(channel_id: str | None, author_id: str | None, limit: int) -> tu
 
 def fts5_query(words: list[str]) -> str:
     """Every word, as FTS5 phrases (so no word is read as an operator)."""
-    return " ".join('"' + word.replace('"', '""') + '"' for word in words)
+    return " ".join('"' + searchable(word).replace('"', '""') + '"' for word in words)

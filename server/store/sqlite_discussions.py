@@ -261,7 +261,7 @@ def index_message(
             offset,
             message["author"]["id"],
             message["ts"],
-            message["text"],
+            q.searchable(message["text"]),
         ),
     )
     db.execute(_COUNT_MESSAGE, (message["ts"], channel_id))

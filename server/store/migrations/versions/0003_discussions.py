@@ -12,6 +12,8 @@ Revises: 0002
 
 from __future__ import annotations
 
+import unicodedata
+
 import msgpack
 import sqlalchemy as sa
 from alembic import op
@@ -110,7 +112,8 @@ CREATE INDEX resources_of_community ON resources(community_id, ts)
 
 # The full-text index of messages.text: FTS5 kept by triggers, or a GIN index.
 _SQLITE_SEARCH = [
-    "CREATE VIRTUAL TABLE messages_fts USING fts5(text, content='messages', content_rowid='rowid')",
+    "CREATE VIRTUAL TABLE messages_fts USING fts5(text, content='messages',"
+    " content_rowid='rowid', tokenize='unicode61 remove_diacritics 0')",
     "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN"
     " INSERT INTO messages_fts(rowid, text) VALUES (new.rowid, new.text); END",
     "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN"
@@ -167,7 +170,7 @@ def _index_messages() -> None:
                 "o": o,
                 "author": message["author"]["id"],
                 "ts": message["ts"],
-                "text": message["text"],
+                "text": _searchable(message["text"]),
             },
         )
     bind.exec_driver_sql(
@@ -185,3 +188,9 @@ def _run(script: str) -> None:
 
 def downgrade() -> None:
     raise NotImplementedError("Agora's migrations go forward only; restore a backup instead")
+
+
+def _searchable(text: str) -> str:
+    """What ``messages.text`` holds: the text composed and case-folded (a migration keeps
+    its own copy of the rule it was written with)."""
+    return unicodedata.normalize("NFC", text).casefold()
