@@ -130,7 +130,7 @@ class Context:
     async def reply(self, text: str) -> dict[str, Any]:
         """Answer the event's message: ``text`` in its channel (or thread), addressed to
         its author, with ``reply_to`` naming the message."""
-        addressed = f"{mention(self.author)} {text}" if self.author else text
+        addressed = f"{self.bot.mention(self.author)} {text}" if self.author else text
         return await self.bot.send(self.channel, addressed, reply_to=self._answerable())
 
     async def reply_in_thread(self, text: str, *, title: str | None = None) -> dict[str, Any]:
@@ -218,6 +218,7 @@ def _community_of_event(event: Event) -> str | None:
 
 
 def mention(user: dict[str, Any]) -> str:
+    """``@`` and a user's display name (``Bot.mention`` prefers the username)."""
     return f"@{user['name']}"
 
 
@@ -253,6 +254,8 @@ class Bot:
         self._handlers: dict[str, list[Handler]] = {}
         self._background: list[Background] = []
         self._bots: set[str] = set()
+        #: user id -> username of the members the bot knows, for ``mention``
+        self.usernames: dict[str, str] = {}
         self._slots = asyncio.Semaphore(max_tasks)
         self._tasks: set[asyncio.Task[None]] = set()
         self._jobs: list[asyncio.Task[None]] = []
@@ -472,8 +475,12 @@ class Bot:
                 return  # handled before a reconnect
             self.handled[event.ch] = event.o
         ctx = Context(self, event)
-        if event.t == "member.joined" and event.d.get("member", {}).get("bot"):
-            self._bots.add(event.d["member"]["id"])
+        if event.t == "member.joined":
+            member = event.d.get("member", {})
+            if member.get("bot"):
+                self._bots.add(member["id"])
+            if "username" in member:
+                self.usernames[member["id"]] = member["username"]
         if event.t == "member.joined" and event.o is None and ctx.channel in self.handled:
             return  # the durable join line in the system channel is handled instead
         if ctx.author is not None and ctx.author.get("bot"):
@@ -565,7 +572,15 @@ class Bot:
             except CommandError as exc:  # an older server without the command
                 log.debug("cannot list members: %s", exc)
                 return
-            self._bots.update(m["id"] for m in reply.get("members", ()) if m.get("bot"))
+            members = reply.get("members", ())
+            self._bots.update(m["id"] for m in members if m.get("bot"))
+            self.usernames.update((m["id"], m["username"]) for m in members if "username" in m)
+
+    def mention(self, user: dict[str, Any]) -> str:
+        """``@username`` of a user (an author ``{id, name}``), which the server takes as a
+        mention; ``@name`` for a user the bot does not know."""
+        username = self.usernames.get(user.get("id", ""))
+        return f"@{username}" if username else mention(user)
 
     async def _help(self, ctx: Context, args: str) -> None:
         """List the commands, or explain one: help [command]."""

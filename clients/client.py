@@ -582,6 +582,7 @@ class Client(DiscussionCommands):
         def track(reply: dict[str, Any]) -> Gap | None:
             old_epoch = self.epochs.get(channel)
             self.epochs[channel] = reply["epoch"]
+            self.discussions.saw_head(channel, reply["offset"])
             if reply["recovered"]:
                 return None
             offset = reply["offset"]
