@@ -248,7 +248,11 @@ class ChatState:
 
     def default_channel(self) -> ChannelState | None:
         """``general`` of the first community, else its first channel."""
-        first = [c for c in self.channels.values() if c.community_id == self.first_community()]
+        first = [
+            c
+            for c in self.channels.values()
+            if c.community_id == self.first_community() and c.kind not in ("thread", "dm")
+        ]
         return next((c for c in first if c.name == "general"), first[0] if first else None)
 
     def first_community(self) -> str | None:
@@ -259,13 +263,15 @@ class ChatState:
         channel.unread = channel.mentions = 0
 
     def resolve(self, name: str) -> ChannelState:
-        """A channel by ``name``, ``#name`` or ``community/name``; ``LookupError`` says why not."""
+        """A community's channel by ``name``, ``#name`` or ``community/name`` (threads and
+        DMs are not named so); ``LookupError`` says why not."""
         community, _, channel_name = name.rpartition("/")
         channel_name = channel_name.removeprefix("#").casefold()
         found = [
             c
             for c in self.channels.values()
-            if c.name.casefold() == channel_name
+            if c.kind not in ("thread", "dm")
+            and c.name.casefold() == channel_name
             and (not community or c.community.casefold() == community.casefold())
         ]
         if not found:
