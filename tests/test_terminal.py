@@ -703,3 +703,50 @@ async def test_unread_counts_come_from_the_server_and_survive_a_restart(
         again = chat("--server", nodes(server)[0].http, "--token", account["token"])
         # three after the marker, one of them a mention; the first was read before
         await again.see("● connected", "#random 3 @1")
+
+
+def test_history_shows_messages_as_they_are_now_and_live_changes_apply() -> None:
+    me = {"id": "1", "username": "ann", "name": "Ann", "bot": False}
+    identity = {
+        "user": me,
+        "communities": [
+            {
+                "id": "c",
+                "name": "Agora",
+                "role": "owner",
+                "channels": [{"id": "g", "name": "general", "kind": "text"}],
+            }
+        ],
+        "reads": [{"channel": "g", "o": 0, "unread": 3, "mentions": 1}],
+    }
+    state = ChatState(identity)
+    general = state.channels["g"]
+    assert (general.unread, general.mentions) == (3, 1)  # from identify's reads
+    now = {
+        "id": "m",
+        "channel": "g",
+        "author": {"id": "2", "name": "Bob"},
+        "text": "edited text",
+        "ts": 1,
+        "edited_ts": 2,
+        "reactions": [{"emoji": "+1", "count": 2, "users": ["1", "3"]}],
+    }
+    # an older page: the stored frame is current, the reaction events are the past
+    state.add_history(
+        general,
+        [
+            {"t": "message.created", "d": {"message": now}, "o": 1},
+            {"t": "reaction.updated", "d": {"message": "m", "emoji": "+1", "count": 1}, "o": 2},
+        ],
+    )
+    (line,) = general.lines
+    assert (line.text, line.edited, line.reactions) == ("edited text", True, [("+1", 2)])
+    state.add_event(
+        "reaction.updated",
+        "g",
+        {"message": "m", "emoji": "+1", "count": 1, "user": "3", "added": False},
+        3,
+    )
+    assert line.reactions == [("+1", 1)]
+    state.add_event("message.deleted", "g", {"id": "m"}, 4)
+    assert (line.deleted, line.text, line.reactions) == (True, "", [])

@@ -26,6 +26,9 @@ from typing import Any, Literal
 #: Lines kept per channel; older ones are dropped and can be paged in again.
 MAX_LINES = 2000
 
+#: Events whose effect a stored message frame already shows (see ``add_history``).
+PAST_CHANGES = frozenset({"reaction.updated", "message.pinned", "message.deleted"})
+
 Kind = Literal["message", "pending", "failed", "system"]
 
 _uids = itertools.count(1)
@@ -330,12 +333,19 @@ class ChatState:
         return False
 
     def add_history(self, channel: ChannelState, events: list[dict[str, Any]]) -> bool:
-        """Take a ``history`` page (oldest first); True if anything new was added."""
+        """Take a ``history`` page (oldest first); True if anything new was added.
+
+        A stored message frame holds the message as it is now, so the page's
+        reactions, pins and deletes are in it already: as events they would put
+        back older counts.
+        """
         changed = False
         for frame in events:
             if frame.get("t") == "message.created":
                 message = frame["d"]["message"]
                 changed |= self._add_message(channel, message, frame.get("o"), live=False)
+            elif frame.get("t") in PAST_CHANGES:
+                continue
             else:
                 changed |= self.add_event(frame["t"], channel.id, frame["d"], frame.get("o"))
         return changed
