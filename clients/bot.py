@@ -151,7 +151,12 @@ class Context:
             thread = await client.thread_create(self.channel, heading, message=message["id"])
             thread_id = thread["id"]
             message["thread"] = thread_id
-            await self.bot.follow_thread(thread_id)
+            # a thread it has just made is news from its start; one that was there
+            # already (made from this message before) from now on
+            made_now = thread["created_by"] == self.bot.user.get("id") and not thread["replies"]
+            await self.bot.follow_thread(thread_id, from_start=made_now)
+        else:
+            await self.bot.follow_thread(thread_id, from_start=False)
         return await self.bot.send(thread_id, text)
 
     async def react(self, emoji: str) -> None:
@@ -410,10 +415,11 @@ class Bot:
     def is_thread(self, channel: str) -> bool:
         return self.client is not None and channel in self.client.discussions.known_threads
 
-    async def follow_thread(self, thread: str) -> None:
-        """Handle a thread's events from its first one on (it is new to the bot)."""
+    async def follow_thread(self, thread: str, *, from_start: bool = True) -> None:
+        """Handle a thread's events (unless the bot does already): from its first one on
+        (a new thread), or from now on."""
         if self.client is not None:
-            await self._subscribe(self.client, thread, since=0)
+            await self._subscribe(self.client, thread, since=0 if from_start else None)
 
     def system_channel(self, community: str) -> str | None:
         """The community's first text channel, where the server announces joins."""
