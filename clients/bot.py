@@ -130,7 +130,7 @@ class Context:
     async def reply(self, text: str) -> dict[str, Any]:
         """Answer the event's message: ``text`` in its channel (or thread), addressed to
         its author, with ``reply_to`` naming the message."""
-        addressed = f"{mention(self.author)} {text}" if self.author else text
+        addressed = f"{self.bot.mention(self.author)} {text}" if self.author else text
         return await self.bot.send(self.channel, addressed, reply_to=self._answerable())
 
     async def reply_in_thread(self, text: str, *, title: str | None = None) -> dict[str, Any]:
@@ -151,7 +151,12 @@ class Context:
             thread = await client.thread_create(self.channel, heading, message=message["id"])
             thread_id = thread["id"]
             message["thread"] = thread_id
-            await self.bot.follow_thread(thread_id)
+            # a thread it has just made is news from its start; one that was there
+            # already (made from this message before) from now on
+            made_now = thread["created_by"] == self.bot.user.get("id") and not thread["replies"]
+            await self.bot.follow_thread(thread_id, from_start=made_now)
+        else:
+            await self.bot.follow_thread(thread_id, from_start=False)
         return await self.bot.send(thread_id, text)
 
     async def react(self, emoji: str) -> None:
@@ -218,6 +223,7 @@ def _community_of_event(event: Event) -> str | None:
 
 
 def mention(user: dict[str, Any]) -> str:
+    """``@`` and a user's display name (``Bot.mention`` prefers the username)."""
     return f"@{user['name']}"
 
 
@@ -253,6 +259,8 @@ class Bot:
         self._handlers: dict[str, list[Handler]] = {}
         self._background: list[Background] = []
         self._bots: set[str] = set()
+        #: user id -> username of the members the bot knows, for ``mention``
+        self.usernames: dict[str, str] = {}
         self._slots = asyncio.Semaphore(max_tasks)
         self._tasks: set[asyncio.Task[None]] = set()
         self._jobs: list[asyncio.Task[None]] = []
@@ -407,10 +415,11 @@ class Bot:
     def is_thread(self, channel: str) -> bool:
         return self.client is not None and channel in self.client.discussions.known_threads
 
-    async def follow_thread(self, thread: str) -> None:
-        """Handle a thread's events from its first one on (it is new to the bot)."""
+    async def follow_thread(self, thread: str, *, from_start: bool = True) -> None:
+        """Handle a thread's events (unless the bot does already): from its first one on
+        (a new thread), or from now on."""
         if self.client is not None:
-            await self._subscribe(self.client, thread, since=0)
+            await self._subscribe(self.client, thread, since=0 if from_start else None)
 
     def system_channel(self, community: str) -> str | None:
         """The community's first text channel, where the server announces joins."""
@@ -472,8 +481,12 @@ class Bot:
                 return  # handled before a reconnect
             self.handled[event.ch] = event.o
         ctx = Context(self, event)
-        if event.t == "member.joined" and event.d.get("member", {}).get("bot"):
-            self._bots.add(event.d["member"]["id"])
+        if event.t == "member.joined":
+            member = event.d.get("member", {})
+            if member.get("bot"):
+                self._bots.add(member["id"])
+            if "username" in member:
+                self.usernames[member["id"]] = member["username"]
         if event.t == "member.joined" and event.o is None and ctx.channel in self.handled:
             return  # the durable join line in the system channel is handled instead
         if ctx.author is not None and ctx.author.get("bot"):
@@ -565,7 +578,15 @@ class Bot:
             except CommandError as exc:  # an older server without the command
                 log.debug("cannot list members: %s", exc)
                 return
-            self._bots.update(m["id"] for m in reply.get("members", ()) if m.get("bot"))
+            members = reply.get("members", ())
+            self._bots.update(m["id"] for m in members if m.get("bot"))
+            self.usernames.update((m["id"], m["username"]) for m in members if "username" in m)
+
+    def mention(self, user: dict[str, Any]) -> str:
+        """``@username`` of a user (an author ``{id, name}``), which the server takes as a
+        mention; ``@name`` for a user the bot does not know."""
+        username = self.usernames.get(user.get("id", ""))
+        return f"@{username}" if username else mention(user)
 
     async def _help(self, ctx: Context, args: str) -> None:
         """List the commands, or explain one: help [command]."""

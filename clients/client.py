@@ -582,6 +582,7 @@ class Client(DiscussionCommands):
         def track(reply: dict[str, Any]) -> Gap | None:
             old_epoch = self.epochs.get(channel)
             self.epochs[channel] = reply["epoch"]
+            self.discussions.saw_head(channel, reply["offset"])
             if reply["recovered"]:
                 return None
             offset = reply["offset"]
@@ -620,7 +621,10 @@ class Client(DiscussionCommands):
                         self.offsets[event.ch] = event.o
                     if event.o is None:
                         self._apply(event)
-                    self.discussions.apply(event)
+                    try:
+                        self.discussions.apply(event)
+                    except (KeyError, TypeError, AttributeError):  # a shape it does not know
+                        log.warning("cannot keep state from a %s event", event.t, exc_info=True)
                     await self._events.put(event)
                 elif op in ("reply", "error"):
                     future, on_reply = self._pending.get(frame.get("id", -1), (None, None))

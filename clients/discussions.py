@@ -16,7 +16,7 @@ from events, as ``client.discussions`` (and the shortcuts ``client.threads``,
   right again after every reconnect) and go up with each new message by
   someone else (``message.created`` in a subscribed channel, ``thread.activity``
   in a followed thread, each message counted once) and each ``mention``; a
-  deleted unread message no longer counts. ``read.updated`` moves the marker:
+  deleted message no longer counts, as unread or as a mention. ``read.updated`` moves the marker:
   what the client saw at or below it is read, and a marker at the newest
   offset the client knows reads everything.
 - ``messages``: the messages the client has seen (events, ``history``, sends,
@@ -52,7 +52,8 @@ class ReadState:
     counted: dict[str, int | None] = field(default_factory=dict)
     #: messages counted in ``mentions`` since identify: id -> offset (None until known)
     mentioned: dict[str, int | None] = field(default_factory=dict)
-    #: the highest offset seen in the channel
+    #: the newest offset known in the channel (events, subscribe replies; until then
+    #: the marker): a marker there has read everything
     head: int = 0
 
 
@@ -86,6 +87,11 @@ class Discussions:
         if state is None:
             state = self.reads[channel] = ReadState()
         return state
+
+    def saw_head(self, channel: str, offset: int) -> None:
+        """The channel's newest offset is at least ``offset`` (a subscribe reply)."""
+        state = self.read_state(channel)
+        state.head = max(state.head, offset)
 
     def unread(self, channel: str) -> int:
         state = self.reads.get(channel)
@@ -203,9 +209,14 @@ class Discussions:
                 message.pop(key, None)
             message.update(text="", deleted=True, reactions=[])
         state = self.reads.get(channel)
-        if state is not None and message_id in state.counted:
+        if state is None:
+            return
+        if message_id in state.counted:
             del state.counted[message_id]
             state.unread = max(0, state.unread - 1)
+        if message_id in state.mentioned:  # a deleted text mentions nobody any more
+            del state.mentioned[message_id]
+            state.mentions = max(0, state.mentions - 1)
 
     def _reaction(self, d: dict[str, Any]) -> None:
         message = self.messages.get(d["message"])

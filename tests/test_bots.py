@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from clients import Bot, Client, Context, Event
+from clients import Bot, Client, Context, Event, register
 from clients.examples import faq, remind
 from tests.conftest import ROOT, AgoraProcess, Plug, eventually, http_json, new_user, timeout
 
@@ -740,3 +740,26 @@ async def test_a_bot_command_works_in_a_dm_and_in_a_thread(make_server) -> None:
             (answer,) = await ann.messages_from(bot_id, 1)
             assert answer["channel"] == thread["id"]
             assert answer["text"] == f"@{ann.name} pong from {ann.client.community(0)['id']}"
+
+
+async def test_ctx_reply_addresses_the_author_by_username_as_a_mention(make_server) -> None:
+    server = make_server(rate_limit=0)
+    owner = await new_user(server, "owner")
+    made = await create_bot(server, owner["token"], f"bot{os.getpid()}x{time.monotonic_ns()}")
+    username = f"ann{os.getpid()}x{time.monotonic_ns() % 10**6}"
+    ann_account = await register(server.nodes[0].http, username, "correct horse", "Ann Lee")
+    bot = Bot()
+
+    @bot.command()
+    async def ping(ctx: Context, args: str) -> None:
+        await ctx.reply("pong")
+
+    async with in_process(bot, server, made["token"]), room(server, ann_account["token"]) as ann:
+        await ann.say("!ping")
+        (answer,) = await ann.texts_from(made["user"]["id"], 1)
+        assert answer == f"@{username} pong"  # not "@Ann Lee": "@Ann" could be someone else
+        while True:
+            event = await ann.client.next_event(timeout(10))
+            if isinstance(event, Event) and event.t == "mention":
+                break
+        assert event.d["message"]["text"] == answer

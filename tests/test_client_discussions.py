@@ -11,6 +11,8 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 
+import pytest
+
 from clients import Client
 from tests.conftest import AgoraProcess, eventually, new_user
 
@@ -145,7 +147,11 @@ async def test_unread_counts_come_from_identify_and_drop_after_mark_read(
             assert marked == again.offsets[general]
             # every session of Ann hears read.updated
             await eventually(lambda: again.reads[general].unread == 0, "read in this session")
-            await eventually(lambda: ann.reads[general].o == marked, "read.updated elsewhere")
+            # (Ann's first session identified before the club: it learns of it by the event)
+            await eventually(
+                lambda: general in ann.reads and ann.reads[general].o == marked,
+                "read.updated elsewhere",
+            )
             assert ann.reads[general].unread == 0
         finally:
             await again.close()
@@ -213,3 +219,31 @@ async def test_typing_reaches_the_other_subscriber(server: AgoraProcess) -> None
             if getattr(event, "t", None) == "typing.started":
                 break
         assert event.d["user"] == user_id(ann)  # type: ignore[union-attr]
+
+
+async def test_a_deleted_mention_no_longer_counts_in_the_client(server: AgoraProcess) -> None:
+    async with two_in_a_club(server) as (ann, bob, general):
+        await bob.subscribe(general)
+        regretted = await ann.send_message(general, f"@{bob.identity['user']['username']} hm")
+        await eventually(lambda: bob.discussions.mentions(general) == 1, "the mention")
+        assert bob.discussions.unread(general) == 1
+        await ann.delete(general, regretted["id"])  # a deleted text mentions nobody
+        await eventually(lambda: bob.discussions.mentions(general) == 0, "the mention gone")
+        assert bob.discussions.unread(general) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="server bug: identify's reads still count the mentions of deleted messages "
+    "(unread does not count them); see the report of the cli-discussions branch",
+)
+async def test_a_deleted_mention_no_longer_counts_after_a_reconnect(server: AgoraProcess) -> None:
+    async with two_in_a_club(server) as (ann, bob, general):
+        regretted = await ann.send_message(general, f"@{bob.identity['user']['username']} hm")
+        await ann.delete(general, regretted["id"])
+        again = await reconnected(server, bob)
+        try:
+            assert again.reads[general].unread == 0
+            assert again.reads[general].mentions == 0
+        finally:
+            await again.close()

@@ -530,3 +530,223 @@ async def test_who_shows_who_is_online_idle_or_away(make_server: MakeServer, cha
             f"◐ {them['name']} @{them['username']} idle",
             f"○ {away['name']} @{away['username']}",
         )
+
+
+# discussions
+
+
+async def next_event_of(client: Client, t: str, wait: float = 10) -> Event:
+    """The next event of type ``t`` the client hears."""
+    async with asyncio.timeout(timeout(wait)):
+        while True:
+            event = await client.next_event(timeout(wait))
+            if isinstance(event, Event) and event.t == t:
+                return event
+
+
+async def test_thread_starts_from_the_last_message_and_a_reply_goes_there(
+    server: AgoraProcess, chat: Any
+) -> None:
+    terminal, account = await logged_in(chat, server)
+    name = account["user"]["name"]
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    async with Client(elsewhere.ws, other["token"]) as bob:
+        general = bob.channel_named("general")
+        await bob.subscribe(general)
+        terminal.type("which chapter first?")
+        asked = (await next_event_of(bob, "message.created")).d["message"]
+        await terminal.see(f"{name}: which chapter first?")
+        terminal.type("/thread Chapter order")
+        await terminal.see("thread Chapter order in #general · Agora")
+        created = await next_event_of(bob, "thread.created")
+        thread = created.d["thread"]
+        assert thread["message"] == asked["id"] and thread["title"] == "Chapter order"
+        terminal.type("start with chapter two")
+        await terminal.see(f"{name}: start with chapter two")
+        await bob.subscribe(thread["id"], since=0)
+        reply = (await next_event_of(bob, "message.created")).d["message"]
+        assert reply["channel"] == thread["id"] and reply["text"] == "start with chapter two"
+        await bob.send_message(thread["id"], "agreed")
+        await terminal.see("↳ Chapter order", f"{other['user']['name']}: agreed")  # listed
+        terminal.type("/join #general")
+        await terminal.see("#general · Agora", "↳ thread: Chapter order")
+
+
+async def test_threads_lists_the_channels_threads_and_open_switches_to_one(
+    make_server: MakeServer, chat: Any
+) -> None:
+    server = make_server(rate_limit=0)  # its own: #general holds only this test's threads
+    terminal, _ = await logged_in(chat, server)
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    async with Client(elsewhere.ws, other["token"]) as bob:
+        general = bob.channel_named("general")
+        await bob.thread_create(general, "Older question", text="what about chapter one?")
+        await bob.thread_create(general, "Newer question", text="and the ending?")
+    terminal.type("/threads")
+    screen = await terminal.see(
+        "threads in #general", "1. Newer question (0 replies)", "2. Older question (0 replies)"
+    )
+    assert screen.index("1. Newer") < screen.index("2. Older")
+    terminal.type("/open 2")
+    await terminal.see("thread Older question in #general", "what about chapter one?")
+    terminal.type("/open 9")
+    await terminal.see("no thread '9': /threads lists them")
+
+
+async def test_edit_changes_your_last_message_and_deletes_show(
+    server: AgoraProcess, chat: Any
+) -> None:
+    terminal, account = await logged_in(chat, server)
+    name = account["user"]["name"]
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    async with Client(elsewhere.ws, other["token"]) as bob:
+        general = bob.channel_named("general")
+        await bob.subscribe(general)
+        terminal.type("a mesage with a typo")
+        await terminal.see(f"{name}: a mesage with a typo")
+        said = (await next_event_of(bob, "message.created")).d["message"]
+        theirs = await bob.send_message(general, "bob says something")
+        await terminal.see("bob says something")
+        terminal.type("/edit a message without a typo")  # ours, not the last one
+        updated = (await next_event_of(bob, "message.updated")).d["message"]
+        assert updated["id"] == said["id"] and updated["text"] == "a message without a typo"
+        await terminal.see(f"{name}: a message without a typo (edited)")
+        await bob.delete(general, theirs["id"])
+        screen = await terminal.see(f"{other['user']['name']}: (message deleted)")
+        assert "bob says something" not in screen
+
+
+async def test_react_reacts_to_the_last_message(server: AgoraProcess, chat: Any) -> None:
+    terminal, account = await logged_in(chat, server)
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    async with Client(elsewhere.ws, other["token"]) as bob:
+        general = bob.channel_named("general")
+        await bob.subscribe(general)
+        message = await bob.send_message(general, "react to me")
+        await terminal.see("react to me")
+        terminal.type("/react +1")
+        reaction = await next_event_of(bob, "reaction.updated")
+        assert reaction.d == {
+            "message": message["id"],
+            "emoji": "+1",
+            "count": 1,
+            "user": account["user"]["id"],
+            "added": True,
+        }
+        await terminal.see("react to me  [+1 1]")
+        await bob.react(general, message["id"], "+1")
+        await terminal.see("react to me  [+1 2]")
+
+
+async def test_search_shows_the_messages_with_the_words(server: AgoraProcess, chat: Any) -> None:
+    terminal, _ = await logged_in(chat, server)
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    word = f"zebra{os.getpid()}x{time.monotonic_ns() % 100000}"
+    async with Client(elsewhere.ws, other["token"]) as bob:
+        await bob.send_message(bob.channel_named("general"), f"the {word} chapter")
+    terminal.type(f"/search {word}")
+    await terminal.see(
+        f"1 found in Agora for '{word}':", f"#general {other['user']['name']}: the {word} chapter"
+    )
+    terminal.type("/search nothingmatchesthisword")
+    await terminal.see("nothing in Agora has every word of 'nothingmatchesthisword'")
+
+
+async def test_dm_opens_a_direct_message_with_a_member(server: AgoraProcess, chat: Any) -> None:
+    terminal, account = await logged_in(chat, server)
+    name = account["user"]["name"]
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    async with Client(elsewhere.ws, other["token"]) as bob:
+        terminal.type(f"/dm {other['user']['username']}")
+        await terminal.see(f"@{other['user']['name']} · direct message")
+        created = await next_event_of(bob, "dm.created")
+        dm = created.d["channel"]
+        assert dm["kind"] == "dm" and account["user"]["id"] in dm["members"]
+        await bob.subscribe(dm["id"], since=0)
+        terminal.type("just between us")
+        said = (await next_event_of(bob, "message.created")).d["message"]
+        assert said["channel"] == dm["id"] and said["text"] == "just between us"
+        await bob.send_message(dm["id"], "agreed, privately")
+        await terminal.see(f"{name}: just between us", "agreed, privately")
+        terminal.type("/dm nobody-of-that-name")
+        await terminal.see("no member 'nobody-of-that-name'")
+
+
+async def test_unread_counts_come_from_the_server_and_survive_a_restart(
+    make_server: MakeServer, chat: Any
+) -> None:
+    server = make_server(rate_limit=0)  # channels of its own
+    add_channel(server, "random")
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    async with Client(elsewhere.ws, other["token"]) as bob:
+        random = bob.channel_named("random")
+        await bob.send_message(random, "before the first start")
+        terminal, account = await logged_in(chat, server)
+        await terminal.see("#random 1")  # from identify's reads
+        terminal.type("/join #random")  # seen: the server's marker moves
+        await terminal.see("#random · Agora", "before the first start")
+        terminal.type("/join #general")
+        await terminal.see("#general · Agora")
+        await bob.send_message(random, "while in general")
+        await terminal.see("#random 1")
+        terminal.type("/quit")
+        assert await terminal.exit_status() == 0
+        await bob.send_message(random, "while away")
+        await bob.send_message(random, f"@{account['user']['username']} while away, to you")
+        again = chat("--server", nodes(server)[0].http, "--token", account["token"])
+        # three after the marker, one of them a mention; the first was read before
+        await again.see("● connected", "#random 3 @1")
+
+
+def test_history_shows_messages_as_they_are_now_and_live_changes_apply() -> None:
+    me = {"id": "1", "username": "ann", "name": "Ann", "bot": False}
+    identity = {
+        "user": me,
+        "communities": [
+            {
+                "id": "c",
+                "name": "Agora",
+                "role": "owner",
+                "channels": [{"id": "g", "name": "general", "kind": "text"}],
+            }
+        ],
+        "reads": [{"channel": "g", "o": 0, "unread": 3, "mentions": 1}],
+    }
+    state = ChatState(identity)
+    general = state.channels["g"]
+    assert (general.unread, general.mentions) == (3, 1)  # from identify's reads
+    now = {
+        "id": "m",
+        "channel": "g",
+        "author": {"id": "2", "name": "Bob"},
+        "text": "edited text",
+        "ts": 1,
+        "edited_ts": 2,
+        "reactions": [{"emoji": "+1", "count": 2, "users": ["1", "3"]}],
+    }
+    # an older page: the stored frame is current, the reaction events are the past
+    state.add_history(
+        general,
+        [
+            {"t": "message.created", "d": {"message": now}, "o": 1},
+            {"t": "reaction.updated", "d": {"message": "m", "emoji": "+1", "count": 1}, "o": 2},
+        ],
+    )
+    (line,) = general.lines
+    assert (line.text, line.edited, line.reactions) == ("edited text", True, [("+1", 2)])
+    state.add_event(
+        "reaction.updated",
+        "g",
+        {"message": "m", "emoji": "+1", "count": 1, "user": "3", "added": False},
+        3,
+    )
+    assert line.reactions == [("+1", 1)]
+    state.add_event("message.deleted", "g", {"id": "m"}, 4)
+    assert (line.deleted, line.text, line.reactions) == (True, "", [])

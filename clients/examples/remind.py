@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from clients.bot import Bot, Context, mention
+from clients.bot import Bot, Context
 from clients.client import CommandError
 from clients.examples import _cli
 
@@ -163,7 +163,7 @@ def build(reminders: Reminders) -> Bot:
 
 
 async def post(bot: Bot, reminders: Reminders, reminder: Reminder) -> None:
-    text = f"{mention(reminder.author)} reminder: {reminder.text}"
+    text = f"{bot.mention(reminder.author)} reminder: {reminder.text}"
     try:
         await bot.send(reminder.channel, text, nonce=f"remind-{reminder.id}")
     except CommandError as exc:

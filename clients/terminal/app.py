@@ -111,7 +111,7 @@ class ChatApp(App[None]):
             channel.loaded = True
             await self._subscribe(channel)
             await self._load_page(channel, before=None)
-        self._mark_read_soon(channel)
+        self._mark_read_soon(channel, delay=0)
 
     def follow(self, channel: ChannelState) -> None:
         """Show a new thread or DM in the list and hear its messages from its start."""
@@ -227,16 +227,19 @@ class ChatApp(App[None]):
             self._background(self._subscribe(thread))
             self._redraw(channels=True)
 
-    def _mark_read_soon(self, channel: ChannelState) -> None:
-        """Move the server's read marker to what the reader sees here, shortly."""
+    def _mark_read_soon(self, channel: ChannelState, delay: float = MARK_READ_DELAY) -> None:
+        """Move the server's read marker to what the reader sees here, after ``delay``
+        seconds (a burst of messages moves it once)."""
         if channel.id in self.marking:
             return
         self.marking.add(channel.id)
 
         async def mark() -> None:
+            wait = delay
             try:
                 while channel.id == self.state.current and channel.newest() > channel.read_o:
-                    await asyncio.sleep(MARK_READ_DELAY)
+                    await asyncio.sleep(wait)
+                    wait = MARK_READ_DELAY
                     o = channel.newest()
                     try:
                         await self._patiently(

@@ -101,14 +101,27 @@ async def join(chat: Chat, arg: str) -> None:
     await chat.enter(channel)
 
 
-@slash("channels", "", "list the communities and their channels")
+@slash("channels", "", "list your channels, threads and DMs")
 async def channels(chat: Chat, arg: str) -> None:
     for community in chat.state.communities:
         chat.say(f"{community['name']} ({community['role']}):")
         for channel in (chat.state.channels[c["id"]] for c in community["channels"]):
-            unread = f"  {channel.unread} unread" if channel.unread else ""
-            here = "  (here)" if channel.id == chat.state.current else ""
-            chat.say(f"  #{channel.name}{unread}{here}")
+            chat.say(f"  #{channel.name}{_counts(chat, channel)}")
+            for thread in chat.state.threads_of(channel.id):
+                chat.say(f"    ↳ {thread.name}{_counts(chat, thread)}")
+    dms = chat.state.dms()
+    if dms:
+        chat.say("Direct messages:")
+        for dm in dms:
+            chat.say(f"  @{dm.name}{_counts(chat, dm)}")
+
+
+def _counts(chat: Chat, channel: ChannelState) -> str:
+    """What ``/channels`` says after a channel's name: unread, mentions, here."""
+    counts = [f"{channel.unread} unread"] if channel.unread else []
+    counts += [f"{channel.mentions} for you"] if channel.mentions else []
+    here = "  (here)" if channel.id == chat.state.current else ""
+    return (f"  {', '.join(counts)}" if counts else "") + here
 
 
 def community_of_chat(chat: Chat) -> tuple[str, str] | None:

@@ -26,6 +26,9 @@ from typing import Any, Literal
 #: Lines kept per channel; older ones are dropped and can be paged in again.
 MAX_LINES = 2000
 
+#: Events whose effect a stored message frame already shows (see ``add_history``).
+PAST_CHANGES = frozenset({"reaction.updated", "message.pinned", "message.deleted"})
+
 Kind = Literal["message", "pending", "failed", "system"]
 
 _uids = itertools.count(1)
@@ -248,7 +251,11 @@ class ChatState:
 
     def default_channel(self) -> ChannelState | None:
         """``general`` of the first community, else its first channel."""
-        first = [c for c in self.channels.values() if c.community_id == self.first_community()]
+        first = [
+            c
+            for c in self.channels.values()
+            if c.community_id == self.first_community() and c.kind not in ("thread", "dm")
+        ]
         return next((c for c in first if c.name == "general"), first[0] if first else None)
 
     def first_community(self) -> str | None:
@@ -259,13 +266,15 @@ class ChatState:
         channel.unread = channel.mentions = 0
 
     def resolve(self, name: str) -> ChannelState:
-        """A channel by ``name``, ``#name`` or ``community/name``; ``LookupError`` says why not."""
+        """A community's channel by ``name``, ``#name`` or ``community/name`` (threads and
+        DMs are not named so); ``LookupError`` says why not."""
         community, _, channel_name = name.rpartition("/")
         channel_name = channel_name.removeprefix("#").casefold()
         found = [
             c
             for c in self.channels.values()
-            if c.name.casefold() == channel_name
+            if c.kind not in ("thread", "dm")
+            and c.name.casefold() == channel_name
             and (not community or c.community.casefold() == community.casefold())
         ]
         if not found:
@@ -324,12 +333,19 @@ class ChatState:
         return False
 
     def add_history(self, channel: ChannelState, events: list[dict[str, Any]]) -> bool:
-        """Take a ``history`` page (oldest first); True if anything new was added."""
+        """Take a ``history`` page (oldest first); True if anything new was added.
+
+        A stored message frame holds the message as it is now, so the page's
+        reactions, pins and deletes are in it already: as events they would put
+        back older counts.
+        """
         changed = False
         for frame in events:
             if frame.get("t") == "message.created":
                 message = frame["d"]["message"]
                 changed |= self._add_message(channel, message, frame.get("o"), live=False)
+            elif frame.get("t") in PAST_CHANGES:
+                continue
             else:
                 changed |= self.add_event(frame["t"], channel.id, frame["d"], frame.get("o"))
         return changed
