@@ -11,8 +11,6 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 
-import pytest
-
 from clients import Client
 from tests.conftest import AgoraProcess, eventually, new_user
 
@@ -232,11 +230,6 @@ async def test_a_deleted_mention_no_longer_counts_in_the_client(server: AgoraPro
         assert bob.discussions.unread(general) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: identify's reads still count the mentions of deleted messages "
-    "(unread does not count them); see the report of the cli-discussions branch",
-)
 async def test_a_deleted_mention_no_longer_counts_after_a_reconnect(server: AgoraProcess) -> None:
     async with two_in_a_club(server) as (ann, bob, general):
         regretted = await ann.send_message(general, f"@{bob.identity['user']['username']} hm")

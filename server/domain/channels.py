@@ -87,7 +87,8 @@ async def postable_channel(session: Session, channel_id: str) -> Channel:
     """The channel, if the user may post there now.
 
     Raises ``forbidden`` (not a member, a guest, timed out), ``conflict``
-    (archived) or ``rate_limited`` (slow mode; facilitators and above are exempt).
+    (archived, or a thread of an archived channel) or ``rate_limited`` (slow mode;
+    facilitators and above are exempt).
     The session's copy of the channel follows ``channel.updated`` (see
     ``communities.on_topic_event``), so settings changed on any node apply.
     """
@@ -97,6 +98,8 @@ async def postable_channel(session: Session, channel_id: str) -> Channel:
     role = await require_in(session, channel, Permission.POST)
     if channel.archived:
         raise ProtocolError("this channel is archived", code=ErrorCode.CONFLICT)
+    if channel.parent is not None and (await readable_channel(session, channel.parent)).archived:
+        raise ProtocolError("this thread's channel is archived", code=ErrorCode.CONFLICT)
     if channel.slowmode_s and role is not None and not has(role, Permission.MANAGE_CHANNELS):
         await slow_mode(agora, channel.id, channel.slowmode_s, session.user.id)
     return channel
