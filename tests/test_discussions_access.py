@@ -107,3 +107,19 @@ async def test_identify_lists_dms_and_followed_threads_latest_activity_first(ser
     fresh = await connect(node(server, 1), owner.token)  # type: ignore[attr-defined]
     assert [t["id"] for t in fresh.identity["threads"]] == [threads[0], threads[1]]
     assert [d["id"] for d in fresh.identity["dms"]] == [dms[0], dms[1], dms[2]]
+
+
+async def test_a_thread_of_an_archived_channel_takes_no_new_messages(server) -> None:
+    owner = await session_for(server, 0, "owner")
+    club = await Club.create(server, owner)
+    member = await club.join(1)
+    channel = await club.channel("closing")
+    made = await owner.ok("thread.create", {"channel": channel, "title": "t", "text": "open"})
+    thread = made["thread"]["id"]
+    await send(member, thread, "before the archive")
+    await owner.ok("channel.update", {"channel": channel, "archived": True})
+    for who in (member, owner):
+        refused = await who.command("message.send", {"channel": thread, "text": "after"})
+        assert error(refused)[0] == "conflict"
+    history = await member.ok("history", {"channel": thread})
+    assert [e["d"]["message"]["text"] for e in history["events"]] == ["open", "before the archive"]
