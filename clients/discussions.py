@@ -6,9 +6,10 @@ from events, as ``client.discussions`` (and the shortcuts ``client.threads``,
 ``client.dms``, ``client.reads``, ``client.messages``):
 
 - ``threads``: the threads the user follows (thread objects by id), from
-  identify's ``threads``, ``thread.create``/``thread.follow`` by this client,
-  ``thread.created`` by the user, messages the user posts in a known thread
-  and ``thread.activity``; ``thread.updated`` keeps them current.
+  identify's ``threads`` and ``thread.followed`` (a follow, unfollow, new thread
+  or first post in any of the user's sessions), and at once from this client's
+  own ``thread.create``, ``thread.follow`` and posts; ``thread.updated`` keeps
+  them current.
 - ``dms``: the user's DM channels by id (identify's ``dms``, ``dm.open``,
   ``dm.created``).
 - ``reads``: a ``ReadState`` per channel: the marker ``o`` and the ``unread``
@@ -158,6 +159,11 @@ class Discussions:
             self.put_thread(d["thread"], follow=d.get("by") == self.user_id)
         elif t == "thread.updated":
             self.put_thread(d["thread"])
+        elif t == "thread.followed":
+            if d["following"]:
+                self.put_thread(d["thread"], follow=True)
+            else:
+                self.threads.pop(d["thread"]["id"], None)
         elif t == "thread.activity":
             self.put_thread(d["thread"], follow=True)
             self.remember(d["message"])

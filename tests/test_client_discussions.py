@@ -73,10 +73,14 @@ async def test_thread_create_list_follow_and_activity_are_kept_in_state(
         try:
             assert thread["id"] in again.threads
             assert again.reads[thread["id"]].unread == 1
+            # one session's unfollow and follow reach the user's other sessions
+            await bob.thread_unfollow(thread["id"])
+            assert thread["id"] not in bob.threads
+            await eventually(lambda: thread["id"] not in again.threads, "unfollowed elsewhere")
+            await bob.thread_follow(thread["id"])
+            await eventually(lambda: thread["id"] in again.threads, "followed elsewhere")
         finally:
             await again.close()
-        await bob.thread_unfollow(thread["id"])
-        assert thread["id"] not in bob.threads
         updated = await ann.thread_update(thread["id"], resolved=True, tags=["Plot"])
         assert updated["resolved"] is True and updated["tags"] == ["plot"]
         assert ann.threads[thread["id"]]["resolved"] is True

@@ -42,6 +42,7 @@ COMMUNITY_AND_USER_EVENTS = frozenset(
         "read.updated",
         "dm.created",
         "thread.activity",
+        "thread.followed",
     }
 )
 #: Seconds between a new message in the current channel and marking it read.
@@ -220,8 +221,12 @@ class ChatApp(App[None]):
         elif t == "dm.created" and d["channel"]["id"] not in state.channels:
             self.follow(state.add_dm(d["channel"]))
             self._background(self._learn_names())
+        elif t == "thread.followed" and d["following"] and d["thread"]["id"] not in state.channels:
+            # followed from elsewhere (another session): show it from now on
+            thread = state.add_thread(d["thread"])
+            self._background(self._subscribe(thread))
+            self._redraw(channels=True)
         elif t == "thread.activity" and d["thread"]["id"] not in state.channels:
-            # followed from elsewhere (another session posted there): show it from now on
             thread = state.add_thread(d["thread"])
             thread.unread += 1
             self._background(self._subscribe(thread))
