@@ -774,6 +774,7 @@ def bad_payloads(ch: str, community: str, message: str, thread: str) -> list[tup
         ("thread.list", {"channel": ch, "limit": 101}, "bad_request"),
         ("thread.list", {"channel": ch, "before": "nonsense"}, "bad_request"),
         ("thread.list", {"channel": ch, "tag": 1}, "bad_request"),
+        ("thread.list", {"channel": thread}, "bad_request"),  # threads hold no threads
         ("thread.update", {"thread": thread, "resolved": "yes"}, "bad_request"),
         ("thread.update", {"thread": thread, "title": ""}, "bad_request"),
         ("thread.update", {"thread": thread}, "bad_request"),
