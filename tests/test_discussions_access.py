@@ -102,7 +102,7 @@ async def test_identify_lists_dms_and_followed_threads_latest_activity_first(ser
         threads.append(made["thread"]["id"])
     for place, text in ((dms[0], "first"), (threads[0], "first"), (dms[1], "2"), (dms[0], "3")):
         sent = await send(owner, place, text)
-        while time.time() * 1000 <= sent["ts"]:  # the next one in a later millisecond:
+        while time.time() * 1000 < sent["ts"] + 1:  # the next one in a later millisecond:
             await asyncio.sleep(0.001)  # activity within one millisecond sorts by id
     fresh = await connect(node(server, 1), owner.token)  # type: ignore[attr-defined]
     assert [t["id"] for t in fresh.identity["threads"]] == [threads[0], threads[1]]
