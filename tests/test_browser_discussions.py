@@ -19,6 +19,8 @@ import pytest
 from clients import Client
 from tests.conftest import http_json
 from tests.test_browser import (  # noqa: F401  (fixtures)
+    CONTRAST,
+    UNLABELLED,
     MakeServer,
     Tab,
     account,
@@ -57,6 +59,12 @@ async def setup(server: Any, *names: str) -> tuple[list[dict[str, Any]], str, st
     users = [await account(server, name) for name in names]
     me = await identify(server, users[0]["token"])
     return users, me["communities"][0]["id"], general_of(me)
+
+
+async def accessible(tab: Tab) -> None:
+    """What is on screen passes the contrast and label checks of test_browser.py."""
+    assert await tab.page.evaluate(CONTRAST) == []
+    assert await tab.page.evaluate(UNLABELLED) == []
 
 
 def message(tab: Tab, text: str) -> Any:
@@ -107,6 +115,7 @@ async def test_thread_panel_reply_and_follow(make_server: MakeServer, open_tab: 
     summary = message(tab, "picnic").locator(".thread-summary")
     await expect(summary).to_contain_text("2 replies")
     await expect(summary).to_contain_text("last activity")
+    await accessible(tab)
     await shoot(tab, "thread-panel")
 
     # Unfollow, then follow again: the server keeps what the button says.
@@ -177,6 +186,7 @@ async def test_forum_cards_new_post_and_tag_filter(make_server: MakeServer, open
     await send(server, ann["token"], created["thread"]["id"], "It is on the fridge.")
     wifi = cards.filter(has_text="Wifi password?")
     await expect(wifi).to_contain_text("1 reply")
+    await accessible(tab)
     await shoot(tab, "forum")
 
     # Filter by tag: the form, then a tag on a card.
@@ -308,6 +318,7 @@ async def test_reactions_picker_and_chips_toggle(make_server: MakeServer, open_t
     await expect(row.locator('.reaction[data-emoji="👀"]')).to_have_attribute(
         "aria-pressed", "false"
     )
+    await accessible(tab)
     await shoot(tab, "reactions-markdown")
     # Ann's chip toggles her reaction off, then on again.
     await chip.click()
@@ -522,6 +533,7 @@ async def test_search_jumps_to_the_message(make_server: MakeServer, open_tab: An
     results = tab.page.locator("#search-results .result")
     await expect(results).to_have_count(1)
     await expect(results.first).to_contain_text("the secret word is marmalade")
+    await accessible(tab)
     await shoot(tab, "search")
     await results.first.click()
     found = message(tab, "marmalade")

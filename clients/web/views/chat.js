@@ -16,6 +16,7 @@ import { can } from '../roles.js';
 import { confirmAction } from '../dialogs.js';
 import { createComposer } from './composer.js';
 import { mentions } from './markdown.js';
+import { addReactionButton } from './reactions.js';
 import { excerpt, messageBody, signature } from './message.js';
 
 const NEAR = 80; // px from an edge that counts as "at" it
@@ -165,14 +166,18 @@ export function createChatView(app) {
         message.author.bot ? el('span', { className: 'badge bot-tag', title: 'A bot account' }, 'BOT') : null,
         timeElement(message.ts), el('span', { className: 'pin-mark', hidden: true }, '📌 pinned'),
         el('span', { className: 'state' })));
-    li.append(el('button', {
-      type: 'button', className: 'msg-more', hidden: true, ariaHaspopup: 'menu',
-      ariaLabel: 'Message actions', title: 'Message actions',
-      onclick: (event) => openActions(event.currentTarget, entry),
-    }, '…'));
+    // The tools show on hover and focus: react, the message's menu, the moderation menu.
+    const tools = el('div', { className: 'msg-tools' },
+      addReactionButton((emoji, add) => react(ch, entry, emoji, add)),
+      el('button', {
+        type: 'button', className: 'msg-more', hidden: true, ariaHaspopup: 'menu',
+        ariaLabel: 'Message actions', title: 'Message actions',
+        onclick: (event) => openActions(event.currentTarget, entry),
+      }, '…'));
+    li.prepend(tools);
     if (message.author.id !== app.me()?.id) {
       const community = ch.community.id;
-      li.prepend(el('button', {
+      tools.append(el('button', {
         type: 'button', className: 'msg-actions', hidden: true, ariaHaspopup: 'menu',
         ariaLabel: `Actions for ${message.author.name}`, title: `Actions for ${message.author.name}`,
         onclick: (event) => app.openMenu(event.currentTarget, community, message.author.id),
@@ -219,6 +224,7 @@ export function createChatView(app) {
     li.classList.toggle('mentions-me', !m.deleted && m.author.id !== app.me()?.id
       && mentions(m.text, app.me()?.username?.toLowerCase()));
     $('.msg-more', li).hidden = !m.id || Boolean(m.deleted);
+    $('.add-reaction', li).hidden = !m.id || Boolean(m.deleted) || !bodyContext().canReact;
   }
 
   // A message's own actions, in the message menu

@@ -8,6 +8,7 @@ import { $, el, nonce, timeElement } from '../dom.js';
 import { can } from '../roles.js';
 import { length, MAX_TEXT } from './composer.js';
 import { excerpt, messageBody, signature } from './message.js';
+import { addReactionButton } from './reactions.js';
 
 export function createThreadPanel(app) {
   const panel = $('#thread-panel');
@@ -52,7 +53,10 @@ export function createThreadPanel(app) {
           el('span', { className: 'author' }, m.author.name), ' ',
           m.author.bot ? el('span', { className: 'badge bot-tag' }, 'BOT') : null,
           timeElement(m.ts)));
+      entry.el.prepend(el('div', { className: 'msg-tools' },
+        addReactionButton((emoji, add) => context().react(entry, emoji, add))));
     }
+    $('.add-reaction', entry.el).hidden = !m.id || Boolean(m.deleted) || !context().canReact;
     const key = signature(entry, ch);
     if (entry.el.signature !== key) {
       entry.el.signature = key;
