@@ -693,6 +693,8 @@ function select(id, { focus = false, nav = 'push' } = {}) {
   toggleSidebar(false);
   menu.close({ focus: false });
   members.show(ch.community.dm ? null : ch.community);
+  // The chat view lets go of a channel it no longer shows (it marks what it shows as read).
+  if (viewFor(ch) !== views.text) views.text.clear();
   viewFor(ch).show(ch);
   if (switched && ch.community.id && !ch.community.members) loadCommunity(ch.community.id);
   if (switched && app.panel() !== 'thread') openPanel(null);
