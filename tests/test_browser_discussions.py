@@ -205,6 +205,10 @@ async def test_forum_cards_new_post_and_tag_filter(make_server: MakeServer, open
     panel = page.locator("#thread-panel")
     await expect(panel.locator("#thread-title")).to_have_text("Printer is on fire")
     await expect(panel.locator(".message .text")).to_have_text(["Help!"])
+    # Marked resolved from the panel: the card says so (thread.updated).
+    await panel.get_by_role("button", name="Mark resolved").click()
+    await expect(cards.first.locator(".resolved-mark")).to_have_text("resolved")
+    await expect(panel.get_by_role("button", name="Reopen")).to_be_visible()
 
 
 async def test_forum_pages_with_next(make_server: MakeServer, open_tab: Any) -> None:

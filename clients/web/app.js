@@ -799,6 +799,9 @@ document.addEventListener('keydown', (event) => {
     } else if (members.open) {
       members.close();
       $('#members-toggle').focus();
+    } else if (app.panel() && $('.side-panel:not([hidden])').contains(document.activeElement)) {
+      openPanel(null);
+      viewFor(channels.get(current) ?? { kind: 'text' }).focus();
     } else if (document.body.classList.contains('sidebar-open')
       || $('#sidebar').contains(document.activeElement)) {
       leaveSidebar();

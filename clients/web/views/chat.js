@@ -390,7 +390,7 @@ export function createChatView(app) {
     const me = app.me()?.id;
     const firstNew = ch.dividerO == null ? null : timeline.find((e) => e.kind === 'message'
       && e.o > ch.dividerO && e.message.author.id !== me);
-    const count = list.childElementCount;
+    const last = list.lastElementChild;
     let cursor = list.firstChild;
     timeline.forEach((entry, i) => {
       if (entry === firstNew) {
@@ -417,7 +417,7 @@ export function createChatView(app) {
     $('#skipped').hidden = !ch.skipped;
     $('#empty').hidden = !ch.loaded || timeline.length > 0;
     if (bottom) box.scrollTop = box.scrollHeight;
-    else if (list.childElementCount > count && ch.loaded) $('#jump-present').hidden = false;
+    else if (list.lastElementChild !== last && last && ch.loaded) $('#jump-present').hidden = false;
     if (ch.detached) $('#jump-present').hidden = false;
     markRead();
   }

@@ -80,6 +80,10 @@ export function createThreadPanel(app) {
     $('#thread-meta').textContent = [origin ? `Started from ${origin.author.name}: ${excerpt(origin, 100)}` : '',
       info.resolved ? 'resolved' : '', ...tags.map((t) => `#${t}`)].filter(Boolean).join(' · ');
     list.replaceChildren(...ch.timeline().filter((e) => e.kind === 'message').map(item));
+    const me = app.me();
+    const resolve = $('#thread-resolve');
+    resolve.hidden = !(info.created_by === me?.id || can(ch.community.role, 'manage_channels'));
+    resolve.textContent = info.resolved ? 'Reopen' : 'Mark resolved';
     const followed = app.following(ch.id);
     follow.textContent = followed ? 'Unfollow' : 'Follow';
     follow.setAttribute('aria-pressed', String(followed));
@@ -97,6 +101,19 @@ export function createThreadPanel(app) {
       await app.client().command(on ? 'thread.follow' : 'thread.unfollow', { thread: thread.id });
       app.setFollowing(thread.id, on);
       app.notify(on ? 'You follow this thread.' : 'You no longer follow this thread.');
+    } catch (err) {
+      app.notify(`Could not do that: ${err.message}`);
+    }
+    if (thread === ch) draw();
+  });
+
+  $('#thread-resolve').addEventListener('click', async () => {
+    if (!ch) return;
+    const thread = ch;
+    try {
+      const reply = await app.client().command('thread.update',
+        { thread: thread.id, resolved: !thread.thread.resolved });
+      Object.assign(thread.thread, reply.thread);
     } catch (err) {
       app.notify(`Could not do that: ${err.message}`);
     }
