@@ -117,6 +117,16 @@ async def test_thread_panel_reply_and_follow(make_server: MakeServer, open_tab: 
     await expect(summary).to_contain_text("last activity")
     await accessible(tab)
     await shoot(tab, "thread-panel")
+    # Ann edits her reply in the thread from its menu.
+    mine = panel.locator(".message").filter(has_text="Me! Saturday?")
+    await mine.hover()
+    await mine.get_by_role("button", name="Message actions").click()
+    await page.get_by_role("menuitem", name="Edit").click()
+    await panel.get_by_label("Edit the message").fill("Me! Sunday?")
+    await page.keyboard.press("Enter")
+    await expect(panel.locator(".message .text")).to_have_text(
+        ["Me! Sunday? (edited)", "Saturday works for me"]
+    )
 
     # Unfollow, then follow again: the server keeps what the button says.
     await follow.click()

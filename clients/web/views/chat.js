@@ -13,11 +13,11 @@
 import { PAGE } from '../state.js';
 import { $, el, nonce, timeElement } from '../dom.js';
 import { can } from '../roles.js';
-import { confirmAction } from '../dialogs.js';
+import { messageActions } from './actions.js';
 import { createComposer } from './composer.js';
 import { mentions } from './markdown.js';
 import { addReactionButton } from './reactions.js';
-import { excerpt, messageBody, signature } from './message.js';
+import { messageBody, signature } from './message.js';
 
 const NEAR = 80; // px from an edge that counts as "at" it
 const GROUP_MS = 7 * 60 * 1000; // consecutive messages by one author this close share a header
@@ -227,121 +227,20 @@ export function createChatView(app) {
     $('.add-reaction', li).hidden = !m.id || Boolean(m.deleted) || !bodyContext().canReact;
   }
 
-  // A message's own actions, in the message menu
-
-  function actionsOf(entry) {
-    const m = entry.message;
-    const role = ch.community.role;
-    const mine = m.author.id === app.me()?.id;
-    const open = !ch.archived;
-    const out = [];
-    if (open && can(role, 'post')) {
-      out.push({ key: 'reply', label: 'Reply', keepFocus: true, run: () => composer.setReply(entry) });
-    }
-    if (m.thread) out.push({ key: 'thread', label: 'Open thread', run: () => bodyContext().openThread(m.thread) });
-    else if (open && can(role, 'post') && ch.kind === 'text') {
-      out.push({ key: 'thread', label: 'Start a thread', run: () => startThread(entry) });
-    }
-    if (mine && open) out.push({ key: 'edit', label: 'Edit', keepFocus: true, run: () => startEdit(entry) });
-    if (can(role, 'pin_messages')) {
-      out.push(m.pinned
-        ? { key: 'unpin', label: 'Unpin', run: () => pin(entry, false) }
-        : { key: 'pin', label: 'Pin', run: () => pin(entry, true) });
-    }
-    if (mine || can(role, 'delete_messages')) {
-      out.push({ key: 'delete', label: 'Delete…', run: () => remove(entry) });
-    }
-    return out;
-  }
+  // A message's own actions, in the message menu (actions.js)
 
   function openActions(button, entry) {
-    app.openActions(button, `Message by ${entry.message.author.name}`, actionsOf(entry));
-  }
-
-  async function startThread(entry) {
     const channel = ch;
-    const title = excerpt(entry.message, 60) || 'Thread';
-    try {
-      const { thread } = await app.client().command('thread.create',
-        { channel: channel.id, title, message: entry.message.id });
-      channel.change({ t: 'thread.created', d: { thread } });
-      if (channel === ch) render();
-      app.setFollowing(thread.id, true); // its creator follows it
-      app.openThread(thread, channel);
-    } catch (err) {
-      app.notify(`Could not start a thread: ${err.message}`);
-    }
-  }
-
-  async function pin(entry, pinned) {
-    try {
-      await app.client().command(pinned ? 'message.pin' : 'message.unpin',
-        { channel: ch.id, message: entry.message.id });
-      app.notify(pinned ? 'Message pinned.' : 'Message unpinned.');
-    } catch (err) {
-      app.notify(`Could not do that: ${err.message}`);
-    }
-  }
-
-  function remove(entry) {
-    const channel = ch;
-    confirmAction({
-      title: 'Delete this message?',
-      text: `"${excerpt(entry.message, 100)}" will show as "message deleted" for everyone.`,
-      action: 'Delete',
-      run: async () => {
-        await app.client().command('message.delete', { channel: channel.id, message: entry.message.id });
-        app.notify('Message deleted.');
+    app.openActions(button, `Message by ${entry.message.author.name}`, messageActions(app, channel, entry, {
+      reply: () => composer.setReply(entry),
+      openThread: (id) => bodyContext().openThread(id),
+      threadCreated: () => channel === ch && render(),
+      redraw: () => {
+        entry.el.signature = null;
+        if (channel === ch) updateBody(entry);
       },
       returnTo: () => input,
-    });
-  }
-
-  /** Edit in place: the text becomes a box; Enter saves, Esc cancels. */
-  function startEdit(entry) {
-    const li = entry.el;
-    const body = $('.body .text', li);
-    if (!body || entry.editing) return;
-    entry.editing = true;
-    const box2 = el('textarea', { className: 'edit-input', value: entry.message.text, rows: 3,
-      ariaLabel: 'Edit the message' });
-    const done = () => {
-      entry.editing = false;
-      li.signature = null;
-      form.remove();
-      updateBody(entry);
-    };
-    const save = async () => {
-      const text = box2.value;
-      if (!text.trim() || text === entry.message.text) return done();
-      if ([...text].length > 4000) return app.notify('This message is too long: the limit is 4,000 characters.');
-      try {
-        const reply = await app.client().command('message.edit',
-          { channel: ch.id, message: entry.message.id, text });
-        entry.message = { ...entry.message, ...reply.message };
-        done();
-        $('.msg-more', li)?.focus();
-      } catch (err) {
-        app.notify(`Could not edit: ${err.message}`);
-      }
-    };
-    const form = el('form', { className: 'edit-form', onsubmit: (event) => {
-      event.preventDefault();
-      save();
-    } }, box2, el('div', { className: 'actions' },
-      el('button', { type: 'submit', className: 'small' }, 'Save'),
-      el('button', { type: 'button', className: 'secondary small', onclick: done }, 'Cancel')));
-    box2.addEventListener('keydown', (event) => {
-      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-        event.preventDefault();
-        save();
-      } else if (event.key === 'Escape') {
-        event.stopPropagation();
-        done();
-      }
-    });
-    body.replaceWith(form);
-    box2.focus();
+    }));
   }
 
   /** Bring a message's element up to date in place, so screen readers hear it once. */

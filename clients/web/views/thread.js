@@ -9,6 +9,7 @@ import { can } from '../roles.js';
 import { length, MAX_TEXT } from './composer.js';
 import { excerpt, messageBody, signature } from './message.js';
 import { addReactionButton } from './reactions.js';
+import { messageActions } from './actions.js';
 
 export function createThreadPanel(app) {
   const panel = $('#thread-panel');
@@ -54,11 +55,18 @@ export function createThreadPanel(app) {
           m.author.bot ? el('span', { className: 'badge bot-tag' }, 'BOT') : null,
           timeElement(m.ts)));
       entry.el.prepend(el('div', { className: 'msg-tools' },
-        addReactionButton((emoji, add) => context().react(entry, emoji, add))));
+        addReactionButton((emoji, add) => context().react(entry, emoji, add)),
+        el('button', {
+          type: 'button', className: 'msg-more', ariaHaspopup: 'menu', ariaLabel: 'Message actions',
+          title: 'Message actions', onclick: (event) => openActions(event.currentTarget, entry),
+        }, '…')));
     }
-    $('.add-reaction', entry.el).hidden = !m.id || Boolean(m.deleted) || !context().canReact;
+    const gone = !m.id || Boolean(m.deleted);
+    $('.add-reaction', entry.el).hidden = gone || !context().canReact;
+    $('.msg-more', entry.el).hidden = gone;
+    entry.el.classList.toggle('deleted', Boolean(m.deleted));
     const key = signature(entry, ch);
-    if (entry.el.signature !== key) {
+    if (entry.el.signature !== key && !entry.editing) {
       entry.el.signature = key;
       $('.body', entry.el)?.remove();
       entry.el.append(messageBody(entry, ch, context()));
@@ -66,6 +74,18 @@ export function createThreadPanel(app) {
     entry.el.classList.toggle('pending', Boolean(entry.pending));
     if (m.id) entry.el.dataset.messageId = m.id;
     return entry.el;
+  }
+
+  function openActions(button, entry) {
+    const thread = ch;
+    app.openActions(button, `Message by ${entry.message.author.name}`, messageActions(app, thread, entry, {
+      openThread: () => {},
+      redraw: () => {
+        entry.el.signature = null;
+        if (thread === ch) draw();
+      },
+      returnTo: () => input,
+    }));
   }
 
   function draw(stick = false) {
