@@ -111,6 +111,12 @@ export function createThreadPanel(app) {
     input.disabled = closed;
     $('#thread-send').disabled = closed;
     if (bottom) box.scrollTop = box.scrollHeight;
+    // Seen: the thread's read marker moves to its newest message.
+    if (ch.loaded && ch.head > ch.readO && document.hasFocus() && app.client()?.ready) {
+      ch.readO = ch.head;
+      ch.unread = 0;
+      app.client().command('read.mark', { channel: ch.id, o: ch.head }).catch(app.report);
+    }
   }
 
   follow.addEventListener('click', async () => {
