@@ -128,6 +128,10 @@ async def test_thread_panel_reply_and_follow(make_server: MakeServer, open_tab: 
         ["Me! Sunday? (edited)", "Saturday works for me"]
     )
 
+    # Typing in the thread shows in the panel.
+    await command(server, bob["token"], "typing.start", {"channel": thread["id"]})
+    await expect(panel.locator("#thread-typing")).to_have_text("Bob is typing…")
+
     # Unfollow, then follow again: the server keeps what the button says.
     await follow.click()
     await expect(follow).to_have_text("Follow")

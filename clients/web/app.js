@@ -21,6 +21,7 @@ import { createPins } from './views/pins.js';
 import { createResources } from './views/resources.js';
 import { createSearch } from './views/search.js';
 import { createThreadPanel } from './views/thread.js';
+import { typingStarted, typingStopped } from './views/typing.js';
 
 const TOKEN_KEY = 'agora.token';
 const CHANNEL_KEY = 'agora.channel'; // the last channel open, for the next visit
@@ -322,7 +323,7 @@ function onEvent(d, frame) {
   const threadCh = threadStates.get(frame.ch);
   if (threadCh) {
     threadCh.apply(frame, me);
-    if (frame.t === 'message.created') views.text.stopTyping(frame.ch, d.message.author.id);
+    if (frame.t === 'message.created') typingStopped(frame.ch, d.message.author.id);
     return thread.changed(threadCh);
   }
   const ch = channels.get(frame.ch);
@@ -335,7 +336,7 @@ function onEvent(d, frame) {
     if (state) Object.assign(state.thread, entry.thread);
     if (state && ch.threads.get(entry.thread.id)) thread.changed(state);
   }
-  if (frame.t === 'message.created') views.text.stopTyping(ch.id, d.message.author.id);
+  if (frame.t === 'message.created') typingStopped(ch.id, d.message.author.id);
   if (ch.id === current) return viewFor(ch).changed(ch);
   ch.trim();
   if (entry.kind === 'message' && entry.message.author.id !== me?.id && frame.o > ch.readO) {
@@ -348,7 +349,7 @@ function onEvent(d, frame) {
 function onUserEvent(t, d, ch) {
   switch (t) {
     case 'typing.started':
-      if (d.user !== me?.id) views.text.typing(ch, d);
+      if (d.user !== me?.id) typingStarted(ch, d);
       return true;
     case 'mention': {
       const target = channels.get(d.message.channel);

@@ -17,12 +17,12 @@ import { messageActions } from './actions.js';
 import { createComposer } from './composer.js';
 import { mentions } from './markdown.js';
 import { addReactionButton } from './reactions.js';
+import { typingLine } from './typing.js';
 import { messageBody, signature } from './message.js';
 
 const NEAR = 80; // px from an edge that counts as "at" it
 const GROUP_MS = 7 * 60 * 1000; // consecutive messages by one author this close share a header
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const TYPING_MS = 5000; // how long "… is typing" shows after typing.started
 
 /** "30 seconds", "1 minute", "5 minutes", "1 hour". */
 export function duration(seconds) {
@@ -38,7 +38,7 @@ export function createChatView(app) {
   const send = $('#composer-send');
   let ch = null; // the channel on screen
   const composer = createComposer(app, { input, getChannel: () => ch });
-  const typists = new Map(); // channel id -> Map(user id -> {name, until})
+  const typing = typingLine($('#typing'), () => ch?.id);
   const divider = el('li', { className: 'new-divider', role: 'separator' },
     el('span', {}, 'New messages'));
 
@@ -321,21 +321,6 @@ export function createChatView(app) {
     markRead();
   }
 
-  // Who is typing
-
-  function typingLine() {
-    const line = $('#typing');
-    const now = Date.now();
-    const here = [...(typists.get(ch?.id)?.values() ?? [])].filter((t) => t.until > now);
-    const names = here.map((t) => t.name);
-    line.textContent = !names.length ? ''
-      : names.length === 1 ? `${names[0]} is typing…`
-        : names.length === 2 ? `${names[0]} and ${names[1]} are typing…`
-          : 'Several people are typing…';
-    clearTimeout(line.timer);
-    if (here.length) line.timer = setTimeout(typingLine, Math.min(...here.map((t) => t.until)) - now + 50);
-  }
-
   // Sending
 
   $('#composer').addEventListener('submit', (event) => {
@@ -448,7 +433,7 @@ export function createChatView(app) {
       if (switched) {
         composer.reset();
         $('#jump-present').hidden = !channel.detached;
-        typingLine();
+        typing.draw();
       }
       box.setAttribute('aria-label', `Messages in #${channel.name}`);
       $('#composer-label').textContent = `Message #${channel.name}`;
@@ -492,16 +477,5 @@ export function createChatView(app) {
     },
     jumpTo,
     markRead,
-    /** `typing.started` in `channelId`. */
-    typing(channelId, d) {
-      if (!typists.has(channelId)) typists.set(channelId, new Map());
-      typists.get(channelId).set(d.user, { name: d.name ?? 'Someone', until: Date.now() + TYPING_MS });
-      if (channelId === ch?.id) typingLine();
-    },
-    /** A message arrived from `userId`: they stopped typing. */
-    stopTyping(channelId, userId) {
-      typists.get(channelId)?.delete(userId);
-      if (channelId === ch?.id) typingLine();
-    },
   };
 }

@@ -10,6 +10,7 @@ import { length, MAX_TEXT } from './composer.js';
 import { excerpt, messageBody, signature } from './message.js';
 import { addReactionButton } from './reactions.js';
 import { messageActions } from './actions.js';
+import { typingLine, typingSender } from './typing.js';
 
 export function createThreadPanel(app) {
   const panel = $('#thread-panel');
@@ -17,6 +18,9 @@ export function createThreadPanel(app) {
   const input = $('#thread-input');
   const follow = $('#thread-follow');
   let ch = null; // the thread's ChannelState
+  const typing = typingLine($('#thread-typing'), () => ch?.id);
+  const sendTyping = typingSender(app);
+  input.addEventListener('input', () => sendTyping(ch?.id, input.value));
 
   async function load(thread) {
     if (thread.loaded || thread.loading) return;
@@ -183,6 +187,7 @@ export function createThreadPanel(app) {
     show(thread) {
       ch = thread;
       list.replaceChildren();
+      typing.draw();
       draw(true);
       load(thread);
       input.focus();
