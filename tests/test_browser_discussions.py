@@ -347,6 +347,25 @@ async def test_reactions_picker_and_chips_toggle(make_server: MakeServer, open_t
     await expect(chip).to_have_attribute("aria-pressed", "true")
 
 
+async def test_reactions_stay_current_across_history_pages(
+    make_server: MakeServer, open_tab: Any
+) -> None:
+    server = make_server()
+    (ann, bob), _, general = await setup(server, "Ann", "Bob")
+    [target] = await send(server, bob["token"], general, "an old message")
+    react = {"channel": general, "message": target["id"], "emoji": "👍"}
+    await command(server, ann["token"], "reaction.add", react)  # its event: count 1
+    await send(server, bob["token"], general, *[f"filler {i}" for i in range(60)])
+    await command(server, bob["token"], "reaction.add", react)  # on the newest page: count 2
+    tab = await open_tab(server, ann["token"])
+    await expect(tab.messages().last.locator(".text")).to_have_text("filler 59")
+    # The older page holds the message (as it is now) and its first reaction's event.
+    await tab.page.locator("#messages").evaluate("box => { box.scrollTop = 0; }")
+    old = message(tab, "an old message")
+    await expect(old).to_have_count(1)
+    await expect(old.locator('.reaction[data-emoji="👍"]')).to_have_text("👍 2")
+
+
 async def test_reply_quotes_the_original(make_server: MakeServer, open_tab: Any) -> None:
     server = make_server()
     (ann, bob), _, general = await setup(server, "Ann", "Bob")
