@@ -31,6 +31,9 @@ export function duration(seconds) {
   return `${n} ${unit}${n === 1 ? '' : 's'}`;
 }
 
+/** "#general", or "@Bob" for a direct message. */
+const label = (ch) => (ch.community.dm ? `@${ch.name}` : `#${ch.name}`);
+
 export function createChatView(app) {
   const box = $('#messages');
   const list = $('#message-list');
@@ -312,7 +315,7 @@ export function createChatView(app) {
     }
     $('#load-older').hidden = !(ch.loaded && ch.more);
     $('#history-start').hidden = !(ch.loaded && !ch.more);
-    $('#history-start').textContent = `This is the start of #${ch.name}.`;
+    $('#history-start').textContent = `This is the start of ${label(ch)}.`;
     $('#skipped').hidden = !ch.skipped;
     $('#empty').hidden = !ch.loaded || timeline.length > 0;
     if (bottom) box.scrollTop = box.scrollHeight;
@@ -391,7 +394,7 @@ export function createChatView(app) {
     note.classList.toggle('closed', closed);
     input.disabled = closed;
     send.disabled = closed || app.status() === 'stopped';
-    input.placeholder = closed ? '' : `Message #${ch.name}`;
+    input.placeholder = closed ? '' : `Message ${label(ch)}`;
   }
 
   function retry(entry) {
@@ -435,8 +438,8 @@ export function createChatView(app) {
         $('#jump-present').hidden = !channel.detached;
         typing.draw();
       }
-      box.setAttribute('aria-label', `Messages in #${channel.name}`);
-      $('#composer-label').textContent = `Message #${channel.name}`;
+      box.setAttribute('aria-label', `Messages in ${label(channel)}`);
+      $('#composer-label').textContent = `Message ${label(channel)}`;
       composerState();
       if (switched) box.setAttribute('aria-busy', 'true'); // don't read out a whole channel
       render(true);
@@ -448,9 +451,9 @@ export function createChatView(app) {
     },
     refresh(channel) {
       if (channel !== ch) return;
-      box.setAttribute('aria-label', `Messages in #${channel.name}`);
-      $('#composer-label').textContent = `Message #${channel.name}`;
-      $('#history-start').textContent = `This is the start of #${ch.name}.`;
+      box.setAttribute('aria-label', `Messages in ${label(channel)}`);
+      $('#composer-label').textContent = `Message ${label(channel)}`;
+      $('#history-start').textContent = `This is the start of ${label(ch)}.`;
       composerState();
       render();
     },
