@@ -1,9 +1,11 @@
 // app.js — the Agora web client's shell: log in (or take an invite), the
 // connection and its status banner, the communities and their channels as the
 // server's events change them, the sidebar, channel URLs, keyboard shortcuts,
-// and which view shows the selected channel. The protocol lives in agora.js,
-// channel state in state.js, roles in roles.js, dialogs in dialogs.js, and
-// each view in views/.
+// and which view shows the selected channel; the read state (unread and
+// mention counts from identify's `reads`, `read.updated`, `mention`), direct
+// messages, threads (channels of their own, opened in the side panel) and
+// which side panel is open. The protocol lives in agora.js, channel state in
+// state.js, roles in roles.js, dialogs in dialogs.js, and each view in views/.
 
 import { Agora } from './agora.js';
 import { $, countText } from './dom.js';

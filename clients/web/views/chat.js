@@ -1,5 +1,7 @@
-// views/chat.js — the chat view: a channel's timeline, history on scroll-up,
-// and the composer with local echo.
+// views/chat.js — the chat view (text channels and DMs): a channel's timeline,
+// history on scroll-up, the "new messages" line at the read marker, read.mark
+// when the newest message is seen, "jump to present", a jump to a message (for
+// search and pins), and the composer with local echo (its extras: composer.js).
 //
 // A view is a unit the shell (app.js) shows for a channel; every view has
 //   show(ch)          draw channel `ch` (a ChannelState), loading what it needs
@@ -8,7 +10,7 @@
 //   online()          the connection is back: resend what is waiting
 //   refresh(ch)       ch's settings or the viewer's role changed: redraw controls
 //   focus()           put the keyboard focus where the user works
-// Threads and the workshop view (later) follow the same shape.
+// The forum view (forum.js) and the workshop view (later) follow the same shape.
 
 import { PAGE } from '../state.js';
 import { $, el, nonce, timeElement } from '../dom.js';
