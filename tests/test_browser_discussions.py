@@ -144,6 +144,16 @@ async def test_thread_panel_reply_and_follow(make_server: MakeServer, open_tab: 
     await expect(panel).to_be_hidden()
     await summary.click()
     await expect(panel.locator(".message .text")).to_have_count(2)
+    # A followed thread is listed in the sidebar; activity there while its panel is
+    # closed (thread.activity) shows as unread, until it is opened.
+    await panel.get_by_role("button", name="Close the thread").click()
+    link = page.locator("#sidebar .thread-link")
+    await expect(link.locator(".channel-name")).to_have_text("Who wants to plan the picnic?")
+    await send(server, bob["token"], thread["id"], "Bring cake")
+    await expect(link.locator(".unread-count")).to_have_text("1")
+    await link.click()
+    await expect(panel.locator(".message .text")).to_have_count(3)
+    await expect(link.locator(".unread-count")).to_be_hidden()
 
 
 async def test_forum_cards_new_post_and_tag_filter(make_server: MakeServer, open_tab: Any) -> None:

@@ -91,6 +91,7 @@ const app = {
     if (on) followed.add(id);
     else followed.delete(id);
     thread.changed(threadStates.get(id));
+    refreshMarks();
   },
   openThread,
   openPanel,
@@ -105,6 +106,8 @@ const sidebar = createSidebar({
   onselect: (id) => select(id, { focus: true }),
   oninvite: (id) => communities.has(id) && inviteDialog(app, communities.get(id)),
   onnewchannel: (id) => communities.has(id) && channelDialog(app, communities.get(id)),
+  onthread: (id) => threadStates.has(id) && openThread(threadStates.get(id).thread,
+    channels.get(threadStates.get(id).thread.parent)),
 });
 const members = createMembersPanel(app);
 const menu = createMenu(app);
@@ -378,9 +381,15 @@ function onUserEvent(t, d, ch) {
     case 'dm.created':
       addDm(d.channel);
       return true;
-    case 'thread.activity':
-      if (threadStates.has(d.thread.id)) Object.assign(threadStates.get(d.thread.id).thread, d.thread);
+    case 'thread.activity': {
+      const state = threadState(d.thread);
+      if (!state) return true;
+      followed.add(state.id);
+      const seen = thread.current === state && !$('#thread-panel').hidden && document.hasFocus();
+      if (!seen) state.markUnread();
+      refreshMarks();
       return true;
+    }
     default:
       return false;
   }
@@ -737,6 +746,7 @@ $('#new-community').addEventListener('click', () => createCommunityDialog(app));
 
 function refreshMarks() {
   sidebar.mark(channels, current);
+  sidebar.threads([...followed].map((id) => threadStates.get(id)).filter((t) => t?.thread?.title));
   let total = 0;
   for (const ch of channels.values()) total += ch.unread;
   const count = countText(total, UNREAD_CAP);

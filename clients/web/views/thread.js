@@ -119,6 +119,7 @@ export function createThreadPanel(app) {
     if (ch.loaded && ch.head > ch.readO && document.hasFocus() && app.client()?.ready) {
       ch.readO = ch.head;
       ch.unread = 0;
+      app.marksChanged();
       app.client().command('read.mark', { channel: ch.id, o: ch.head }).catch(app.report);
     }
   }
