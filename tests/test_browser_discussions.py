@@ -19,6 +19,8 @@ import pytest
 from clients import Client
 from tests.conftest import http_json
 from tests.test_browser import (  # noqa: F401  (fixtures)
+    CONTRAST,
+    UNLABELLED,
     MakeServer,
     Tab,
     account,
@@ -57,6 +59,12 @@ async def setup(server: Any, *names: str) -> tuple[list[dict[str, Any]], str, st
     users = [await account(server, name) for name in names]
     me = await identify(server, users[0]["token"])
     return users, me["communities"][0]["id"], general_of(me)
+
+
+async def accessible(tab: Tab) -> None:
+    """What is on screen passes the contrast and label checks of test_browser.py."""
+    assert await tab.page.evaluate(CONTRAST) == []
+    assert await tab.page.evaluate(UNLABELLED) == []
 
 
 def message(tab: Tab, text: str) -> Any:
@@ -107,7 +115,22 @@ async def test_thread_panel_reply_and_follow(make_server: MakeServer, open_tab: 
     summary = message(tab, "picnic").locator(".thread-summary")
     await expect(summary).to_contain_text("2 replies")
     await expect(summary).to_contain_text("last activity")
+    await accessible(tab)
     await shoot(tab, "thread-panel")
+    # Ann edits her reply in the thread from its menu.
+    mine = panel.locator(".message").filter(has_text="Me! Saturday?")
+    await mine.hover()
+    await mine.get_by_role("button", name="Message actions").click()
+    await page.get_by_role("menuitem", name="Edit").click()
+    await panel.get_by_label("Edit the message").fill("Me! Sunday?")
+    await page.keyboard.press("Enter")
+    await expect(panel.locator(".message .text")).to_have_text(
+        ["Me! Sunday? (edited)", "Saturday works for me"]
+    )
+
+    # Typing in the thread shows in the panel.
+    await command(server, bob["token"], "typing.start", {"channel": thread["id"]})
+    await expect(panel.locator("#thread-typing")).to_have_text("Bob is typing…")
 
     # Unfollow, then follow again: the server keeps what the button says.
     await follow.click()
@@ -121,6 +144,16 @@ async def test_thread_panel_reply_and_follow(make_server: MakeServer, open_tab: 
     await expect(panel).to_be_hidden()
     await summary.click()
     await expect(panel.locator(".message .text")).to_have_count(2)
+    # A followed thread is listed in the sidebar; activity there while its panel is
+    # closed (thread.activity) shows as unread, until it is opened.
+    await panel.get_by_role("button", name="Close the thread").click()
+    link = page.locator("#sidebar .thread-link")
+    await expect(link.locator(".channel-name")).to_have_text("Who wants to plan the picnic?")
+    await send(server, bob["token"], thread["id"], "Bring cake")
+    await expect(link.locator(".unread-count")).to_have_text("1")
+    await link.click()
+    await expect(panel.locator(".message .text")).to_have_count(3)
+    await expect(link.locator(".unread-count")).to_be_hidden()
 
 
 async def test_forum_cards_new_post_and_tag_filter(make_server: MakeServer, open_tab: Any) -> None:
@@ -177,6 +210,7 @@ async def test_forum_cards_new_post_and_tag_filter(make_server: MakeServer, open
     await send(server, ann["token"], created["thread"]["id"], "It is on the fridge.")
     wifi = cards.filter(has_text="Wifi password?")
     await expect(wifi).to_contain_text("1 reply")
+    await accessible(tab)
     await shoot(tab, "forum")
 
     # Filter by tag: the form, then a tag on a card.
@@ -195,6 +229,10 @@ async def test_forum_cards_new_post_and_tag_filter(make_server: MakeServer, open
     panel = page.locator("#thread-panel")
     await expect(panel.locator("#thread-title")).to_have_text("Printer is on fire")
     await expect(panel.locator(".message .text")).to_have_text(["Help!"])
+    # Marked resolved from the panel: the card says so (thread.updated).
+    await panel.get_by_role("button", name="Mark resolved").click()
+    await expect(cards.first.locator(".resolved-mark")).to_have_text("resolved")
+    await expect(panel.get_by_role("button", name="Reopen")).to_be_visible()
 
 
 async def test_forum_pages_with_next(make_server: MakeServer, open_tab: Any) -> None:
@@ -308,6 +346,7 @@ async def test_reactions_picker_and_chips_toggle(make_server: MakeServer, open_t
     await expect(row.locator('.reaction[data-emoji="👀"]')).to_have_attribute(
         "aria-pressed", "false"
     )
+    await accessible(tab)
     await shoot(tab, "reactions-markdown")
     # Ann's chip toggles her reaction off, then on again.
     await chip.click()
@@ -316,6 +355,25 @@ async def test_reactions_picker_and_chips_toggle(make_server: MakeServer, open_t
     await chip.click()
     await expect(chip).to_have_text("🎉 2")
     await expect(chip).to_have_attribute("aria-pressed", "true")
+
+
+async def test_reactions_stay_current_across_history_pages(
+    make_server: MakeServer, open_tab: Any
+) -> None:
+    server = make_server()
+    (ann, bob), _, general = await setup(server, "Ann", "Bob")
+    [target] = await send(server, bob["token"], general, "an old message")
+    react = {"channel": general, "message": target["id"], "emoji": "👍"}
+    await command(server, ann["token"], "reaction.add", react)  # its event: count 1
+    await send(server, bob["token"], general, *[f"filler {i}" for i in range(60)])
+    await command(server, bob["token"], "reaction.add", react)  # on the newest page: count 2
+    tab = await open_tab(server, ann["token"])
+    await expect(tab.messages().last.locator(".text")).to_have_text("filler 59")
+    # The older page holds the message (as it is now) and its first reaction's event.
+    await tab.page.locator("#messages").evaluate("box => { box.scrollTop = 0; }")
+    old = message(tab, "an old message")
+    await expect(old).to_have_count(1)
+    await expect(old.locator('.reaction[data-emoji="👍"]')).to_have_text("👍 2")
 
 
 async def test_reply_quotes_the_original(make_server: MakeServer, open_tab: Any) -> None:
@@ -354,6 +412,7 @@ async def test_pins_panel_and_pin_from_the_menu(make_server: MakeServer, open_ta
     pins = ann_tab.page.locator("#pins-list .result")
     await expect(pins).to_have_count(1)
     await expect(pins.first).to_contain_text("House rules: be kind")
+    await accessible(ann_tab)
     # Bob, a member, has no Pin in his menu.
     row = message(bob_tab, "Another")
     await row.hover()
@@ -387,6 +446,7 @@ async def test_mention_autocomplete_highlight_and_badge_survive_reload(
     option = page.get_by_role("option")
     await expect(option).to_have_count(1)
     await expect(option).to_contain_text("Bob")
+    await accessible(ann_tab)
     await page.keyboard.press("Enter")
     await expect(composer).to_have_value(f"Hello @{bob['user']['username']} ")
     await page.keyboard.type("see you")
@@ -430,6 +490,7 @@ async def test_new_messages_divider_and_unread_badges_from_the_read_marker(
     await expect(divider).to_have_text("New messages")
     following = tab.page.locator("#message-list .new-divider + .message .text")
     await expect(following).to_have_text("new one")
+    await accessible(tab)
     # Unread in #random, from identify's reads, and again after a reload.
     badge = channel_button(tab, "random").locator(".unread-count")
     await expect(badge).to_have_text("2")
@@ -476,6 +537,7 @@ async def test_direct_message_from_the_members_panel(
     dm = channel_button(bob_tab, "Ann")
     await expect(dm).to_be_visible()
     await expect(dm.locator(".unread-count")).to_have_text("1")
+    await accessible(bob_tab)
     await dm.click()
     await expect(bob_tab.messages().locator(".text")).to_have_text(["Psst, Bob"])
     await bob_tab.send("Hi Ann")
@@ -522,6 +584,7 @@ async def test_search_jumps_to_the_message(make_server: MakeServer, open_tab: An
     results = tab.page.locator("#search-results .result")
     await expect(results).to_have_count(1)
     await expect(results.first).to_contain_text("the secret word is marmalade")
+    await accessible(tab)
     await shoot(tab, "search")
     await results.first.click()
     found = message(tab, "marmalade")
@@ -558,6 +621,7 @@ async def test_resources_page_add_and_list(make_server: MakeServer, open_tab: An
     await panel.get_by_label("Tags").fill("python, reference")
     await panel.get_by_role("button", name="Add").click()
     await expect(items).to_have_count(2)
+    await accessible(tab)
     link = items.first.locator("a.resource-title")
     await expect(link).to_have_text("Python docs")
     await expect(link).to_have_attribute("href", "https://docs.python.org/3/")
@@ -653,6 +717,7 @@ async def test_over_length_counter_refuses_to_send(make_server: MakeServer, open
     await composer.fill("é" * 4001)
     await expect(counter).to_have_text("4,001 / 4,000")
     await expect(counter).to_have_class(re.compile("over"))
+    await accessible(tab)
     await tab.page.keyboard.press("Enter")
     await expect(tab.page.locator("#notice")).to_contain_text("too long")
     await expect(tab.messages()).to_have_count(0)

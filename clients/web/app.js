@@ -1,9 +1,11 @@
 // app.js — the Agora web client's shell: log in (or take an invite), the
 // connection and its status banner, the communities and their channels as the
 // server's events change them, the sidebar, channel URLs, keyboard shortcuts,
-// and which view shows the selected channel. The protocol lives in agora.js,
-// channel state in state.js, roles in roles.js, dialogs in dialogs.js, and
-// each view in views/.
+// and which view shows the selected channel; the read state (unread and
+// mention counts from identify's `reads`, `read.updated`, `mention`), direct
+// messages, threads (channels of their own, opened in the side panel) and
+// which side panel is open. The protocol lives in agora.js, channel state in
+// state.js, roles in roles.js, dialogs in dialogs.js, and each view in views/.
 
 import { Agora } from './agora.js';
 import { $, countText } from './dom.js';
@@ -21,6 +23,7 @@ import { createPins } from './views/pins.js';
 import { createResources } from './views/resources.js';
 import { createSearch } from './views/search.js';
 import { createThreadPanel } from './views/thread.js';
+import { typingStarted, typingStopped } from './views/typing.js';
 
 const TOKEN_KEY = 'agora.token';
 const CHANNEL_KEY = 'agora.channel'; // the last channel open, for the next visit
@@ -88,6 +91,7 @@ const app = {
     if (on) followed.add(id);
     else followed.delete(id);
     thread.changed(threadStates.get(id));
+    refreshMarks();
   },
   openThread,
   openPanel,
@@ -102,6 +106,8 @@ const sidebar = createSidebar({
   onselect: (id) => select(id, { focus: true }),
   oninvite: (id) => communities.has(id) && inviteDialog(app, communities.get(id)),
   onnewchannel: (id) => communities.has(id) && channelDialog(app, communities.get(id)),
+  onthread: (id) => threadStates.has(id) && openThread(threadStates.get(id).thread,
+    channels.get(threadStates.get(id).thread.parent)),
 });
 const members = createMembersPanel(app);
 const menu = createMenu(app);
@@ -322,7 +328,7 @@ function onEvent(d, frame) {
   const threadCh = threadStates.get(frame.ch);
   if (threadCh) {
     threadCh.apply(frame, me);
-    if (frame.t === 'message.created') views.text.stopTyping(frame.ch, d.message.author.id);
+    if (frame.t === 'message.created') typingStopped(frame.ch, d.message.author.id);
     return thread.changed(threadCh);
   }
   const ch = channels.get(frame.ch);
@@ -335,7 +341,7 @@ function onEvent(d, frame) {
     if (state) Object.assign(state.thread, entry.thread);
     if (state && ch.threads.get(entry.thread.id)) thread.changed(state);
   }
-  if (frame.t === 'message.created') views.text.stopTyping(ch.id, d.message.author.id);
+  if (frame.t === 'message.created') typingStopped(ch.id, d.message.author.id);
   if (ch.id === current) return viewFor(ch).changed(ch);
   ch.trim();
   if (entry.kind === 'message' && entry.message.author.id !== me?.id && frame.o > ch.readO) {
@@ -348,7 +354,7 @@ function onEvent(d, frame) {
 function onUserEvent(t, d, ch) {
   switch (t) {
     case 'typing.started':
-      if (d.user !== me?.id) views.text.typing(ch, d);
+      if (d.user !== me?.id) typingStarted(ch, d);
       return true;
     case 'mention': {
       const target = channels.get(d.message.channel);
@@ -375,9 +381,15 @@ function onUserEvent(t, d, ch) {
     case 'dm.created':
       addDm(d.channel);
       return true;
-    case 'thread.activity':
-      if (threadStates.has(d.thread.id)) Object.assign(threadStates.get(d.thread.id).thread, d.thread);
+    case 'thread.activity': {
+      const state = threadState(d.thread);
+      if (!state) return true;
+      followed.add(state.id);
+      const seen = thread.current === state && !$('#thread-panel').hidden && document.hasFocus();
+      if (!seen) state.markUnread();
+      refreshMarks();
       return true;
+    }
     default:
       return false;
   }
@@ -693,6 +705,8 @@ function select(id, { focus = false, nav = 'push' } = {}) {
   toggleSidebar(false);
   menu.close({ focus: false });
   members.show(ch.community.dm ? null : ch.community);
+  // The chat view lets go of a channel it no longer shows (it marks what it shows as read).
+  if (viewFor(ch) !== views.text) views.text.clear();
   viewFor(ch).show(ch);
   if (switched && ch.community.id && !ch.community.members) loadCommunity(ch.community.id);
   if (switched && app.panel() !== 'thread') openPanel(null);
@@ -732,6 +746,7 @@ $('#new-community').addEventListener('click', () => createCommunityDialog(app));
 
 function refreshMarks() {
   sidebar.mark(channels, current);
+  sidebar.threads([...followed].map((id) => threadStates.get(id)).filter((t) => t?.thread?.title));
   let total = 0;
   for (const ch of channels.values()) total += ch.unread;
   const count = countText(total, UNREAD_CAP);
@@ -797,6 +812,9 @@ document.addEventListener('keydown', (event) => {
     } else if (members.open) {
       members.close();
       $('#members-toggle').focus();
+    } else if (app.panel() && $('.side-panel:not([hidden])').contains(document.activeElement)) {
+      openPanel(null);
+      viewFor(channels.get(current) ?? { kind: 'text' }).focus();
     } else if (document.body.classList.contains('sidebar-open')
       || $('#sidebar').contains(document.activeElement)) {
       leaveSidebar();

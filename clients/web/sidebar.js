@@ -5,8 +5,10 @@ import { UNREAD_CAP } from './state.js';
 import { $, countText, el } from './dom.js';
 import { can } from './roles.js';
 
-export function createSidebar({ onselect, oninvite, onnewchannel }) {
+export function createSidebar({ onselect, oninvite, onnewchannel, onthread }) {
   const root = $('#communities');
+  const threadRoot = el('section', { className: 'community threads', ariaLabelledby: 'threads-heading',
+    hidden: true });
   const buttons = new Map(); // channel id -> button
   const headings = new Map(); // community id -> heading
 
@@ -71,6 +73,7 @@ export function createSidebar({ onselect, oninvite, onnewchannel }) {
           return el('li', {}, button);
         }))));
     }
+    root.append(threadRoot);
     if (refocus) {
       (buttons.get(refocus) ?? root.querySelector(`[data-action="${refocus}"]`))?.focus();
     }
@@ -105,6 +108,29 @@ export function createSidebar({ onselect, oninvite, onnewchannel }) {
     }
   }
 
+  /** The threads the user follows (ChannelStates with `.thread`), with their unread counts. */
+  function threads(list) {
+    threadRoot.hidden = !list.length;
+    if (!list.length) return threadRoot.replaceChildren();
+    const focused = threadRoot.contains(document.activeElement)
+      ? document.activeElement.dataset.threadId : null;
+    threadRoot.replaceChildren(
+      el('div', { className: 'community-head' }, el('h2', { id: 'threads-heading' },
+        el('span', { className: 'community-name' }, 'Threads you follow'))),
+      el('ul', {}, ...list.map((t) => {
+        const n = t.unread;
+        const button = el('button', {
+          type: 'button', className: `channel thread-link${n ? ' unread' : ''}`,
+          dataset: { threadId: t.id }, onclick: () => onthread(t.id),
+          ariaLabel: `${t.thread.title}${n ? `, ${countText(n, UNREAD_CAP)} unread` : ''}`,
+        }, el('span', { className: 'hash', ariaHidden: 'true' }, '↳'),
+        el('span', { className: 'channel-name' }, t.thread.title),
+        el('span', { className: 'badge unread-count', hidden: !n }, n ? countText(n, UNREAD_CAP) : ''));
+        return el('li', {}, button);
+      })));
+    if (focused) threadRoot.querySelector(`[data-thread-id="${focused}"]`)?.focus();
+  }
+
   function badge(node, n) {
     const b = $('.unread-count', node);
     b.hidden = n === 0;
@@ -125,6 +151,7 @@ export function createSidebar({ onselect, oninvite, onnewchannel }) {
   return {
     build,
     mark,
+    threads,
     focus(channelId) {
       (buttons.get(channelId) ?? buttons.values().next().value)?.focus();
     },

@@ -10,6 +10,13 @@ const KEEP = 300;
 export const UNREAD_CAP = 100;
 /** Event types drawn as a line of their own in a channel's timeline. */
 const SYSTEM_EVENTS = new Set(['member.joined']);
+/**
+ * Events that change a message. A page of history skips them: its messages are
+ * stored as they are now (docs/protocol.md §5.9), and a page read after a newer
+ * one must not take a message back to an older state.
+ */
+const MESSAGE_CHANGES = new Set(['message.updated', 'message.deleted', 'reaction.updated',
+  'message.pinned']);
 
 /**
  * An entry is either
@@ -76,7 +83,7 @@ export class ChannelState {
    * Take in an event that changes what is there: an edit, a delete, a reaction,
    * a pin, a thread. Returns {kind: 'change', entry?} when something changed, else null.
    */
-  change({ t, d }) {
+  change({ t, d, o }) {
     const entryOf = (id) => this.byKey.get(`m:${id}`);
     let entry = null;
     if (t === 'message.updated') {
@@ -101,7 +108,8 @@ export class ChannelState {
     } else if (t === 'thread.created' || t === 'thread.updated') {
       const { thread } = d;
       const info = this.threads.get(thread.id) ?? {};
-      this.threads.set(thread.id, { ...info, thread, replies: d.replies ?? thread.replies ?? 0,
+      if (o !== undefined && info.o !== undefined && o < info.o) return { kind: 'change', entry: null };
+      this.threads.set(thread.id, { ...info, thread, o: o ?? info.o, replies: d.replies ?? thread.replies ?? 0,
         last_ts: d.last_ts ?? thread.last_ts, tags: d.tags ?? thread.tags ?? [],
         resolved: d.resolved ?? thread.resolved ?? false });
       if (thread.message) {
@@ -149,7 +157,8 @@ export class ChannelState {
   mergeHistory(events, me) {
     for (const event of events) {
       this._lowest(event.o);
-      this.apply(event, me);
+      if (!MESSAGE_CHANGES.has(event.t)) this.apply(event, me);
+      else if (event.o > this.head) this.head = event.o;
     }
     if (events.length < PAGE || events[0].o <= 1) this.more = false;
     this.loaded = true;

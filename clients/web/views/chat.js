@@ -1,5 +1,7 @@
-// views/chat.js — the chat view: a channel's timeline, history on scroll-up,
-// and the composer with local echo.
+// views/chat.js — the chat view (text channels and DMs): a channel's timeline,
+// history on scroll-up, the "new messages" line at the read marker, read.mark
+// when the newest message is seen, "jump to present", a jump to a message (for
+// search and pins), and the composer with local echo (its extras: composer.js).
 //
 // A view is a unit the shell (app.js) shows for a channel; every view has
 //   show(ch)          draw channel `ch` (a ChannelState), loading what it needs
@@ -8,20 +10,21 @@
 //   online()          the connection is back: resend what is waiting
 //   refresh(ch)       ch's settings or the viewer's role changed: redraw controls
 //   focus()           put the keyboard focus where the user works
-// Threads and the workshop view (later) follow the same shape.
+// The forum view (forum.js) and the workshop view (later) follow the same shape.
 
 import { PAGE } from '../state.js';
 import { $, el, nonce, timeElement } from '../dom.js';
 import { can } from '../roles.js';
-import { confirmAction } from '../dialogs.js';
+import { messageActions } from './actions.js';
 import { createComposer } from './composer.js';
 import { mentions } from './markdown.js';
-import { excerpt, messageBody, signature } from './message.js';
+import { addReactionButton } from './reactions.js';
+import { typingLine } from './typing.js';
+import { messageBody, signature } from './message.js';
 
 const NEAR = 80; // px from an edge that counts as "at" it
 const GROUP_MS = 7 * 60 * 1000; // consecutive messages by one author this close share a header
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const TYPING_MS = 5000; // how long "… is typing" shows after typing.started
 
 /** "30 seconds", "1 minute", "5 minutes", "1 hour". */
 export function duration(seconds) {
@@ -30,6 +33,9 @@ export function duration(seconds) {
   return `${n} ${unit}${n === 1 ? '' : 's'}`;
 }
 
+/** "#general", or "@Bob" for a direct message. */
+const label = (ch) => (ch.community.dm ? `@${ch.name}` : `#${ch.name}`);
+
 export function createChatView(app) {
   const box = $('#messages');
   const list = $('#message-list');
@@ -37,7 +43,7 @@ export function createChatView(app) {
   const send = $('#composer-send');
   let ch = null; // the channel on screen
   const composer = createComposer(app, { input, getChannel: () => ch });
-  const typists = new Map(); // channel id -> Map(user id -> {name, until})
+  const typing = typingLine($('#typing'), () => ch?.id);
   const divider = el('li', { className: 'new-divider', role: 'separator' },
     el('span', {}, 'New messages'));
 
@@ -165,14 +171,18 @@ export function createChatView(app) {
         message.author.bot ? el('span', { className: 'badge bot-tag', title: 'A bot account' }, 'BOT') : null,
         timeElement(message.ts), el('span', { className: 'pin-mark', hidden: true }, '📌 pinned'),
         el('span', { className: 'state' })));
-    li.append(el('button', {
-      type: 'button', className: 'msg-more', hidden: true, ariaHaspopup: 'menu',
-      ariaLabel: 'Message actions', title: 'Message actions',
-      onclick: (event) => openActions(event.currentTarget, entry),
-    }, '…'));
+    // The tools show on hover and focus: react, the message's menu, the moderation menu.
+    const tools = el('div', { className: 'msg-tools' },
+      addReactionButton((emoji, add) => react(ch, entry, emoji, add)),
+      el('button', {
+        type: 'button', className: 'msg-more', hidden: true, ariaHaspopup: 'menu',
+        ariaLabel: 'Message actions', title: 'Message actions',
+        onclick: (event) => openActions(event.currentTarget, entry),
+      }, '…'));
+    li.prepend(tools);
     if (message.author.id !== app.me()?.id) {
       const community = ch.community.id;
-      li.prepend(el('button', {
+      tools.append(el('button', {
         type: 'button', className: 'msg-actions', hidden: true, ariaHaspopup: 'menu',
         ariaLabel: `Actions for ${message.author.name}`, title: `Actions for ${message.author.name}`,
         onclick: (event) => app.openMenu(event.currentTarget, community, message.author.id),
@@ -219,123 +229,23 @@ export function createChatView(app) {
     li.classList.toggle('mentions-me', !m.deleted && m.author.id !== app.me()?.id
       && mentions(m.text, app.me()?.username?.toLowerCase()));
     $('.msg-more', li).hidden = !m.id || Boolean(m.deleted);
+    $('.add-reaction', li).hidden = !m.id || Boolean(m.deleted) || !bodyContext().canReact;
   }
 
-  // A message's own actions, in the message menu
-
-  function actionsOf(entry) {
-    const m = entry.message;
-    const role = ch.community.role;
-    const mine = m.author.id === app.me()?.id;
-    const open = !ch.archived;
-    const out = [];
-    if (open && can(role, 'post')) {
-      out.push({ key: 'reply', label: 'Reply', keepFocus: true, run: () => composer.setReply(entry) });
-    }
-    if (m.thread) out.push({ key: 'thread', label: 'Open thread', run: () => bodyContext().openThread(m.thread) });
-    else if (open && can(role, 'post') && ch.kind === 'text') {
-      out.push({ key: 'thread', label: 'Start a thread', run: () => startThread(entry) });
-    }
-    if (mine && open) out.push({ key: 'edit', label: 'Edit', keepFocus: true, run: () => startEdit(entry) });
-    if (can(role, 'pin_messages')) {
-      out.push(m.pinned
-        ? { key: 'unpin', label: 'Unpin', run: () => pin(entry, false) }
-        : { key: 'pin', label: 'Pin', run: () => pin(entry, true) });
-    }
-    if (mine || can(role, 'delete_messages')) {
-      out.push({ key: 'delete', label: 'Delete…', run: () => remove(entry) });
-    }
-    return out;
-  }
+  // A message's own actions, in the message menu (actions.js)
 
   function openActions(button, entry) {
-    app.openActions(button, `Message by ${entry.message.author.name}`, actionsOf(entry));
-  }
-
-  async function startThread(entry) {
     const channel = ch;
-    const title = excerpt(entry.message, 60) || 'Thread';
-    try {
-      const { thread } = await app.client().command('thread.create',
-        { channel: channel.id, title, message: entry.message.id });
-      channel.change({ t: 'thread.created', d: { thread } });
-      if (channel === ch) render();
-      app.setFollowing(thread.id, true); // its creator follows it
-      app.openThread(thread, channel);
-    } catch (err) {
-      app.notify(`Could not start a thread: ${err.message}`);
-    }
-  }
-
-  async function pin(entry, pinned) {
-    try {
-      await app.client().command(pinned ? 'message.pin' : 'message.unpin',
-        { channel: ch.id, message: entry.message.id });
-      app.notify(pinned ? 'Message pinned.' : 'Message unpinned.');
-    } catch (err) {
-      app.notify(`Could not do that: ${err.message}`);
-    }
-  }
-
-  function remove(entry) {
-    const channel = ch;
-    confirmAction({
-      title: 'Delete this message?',
-      text: `"${excerpt(entry.message, 100)}" will show as "message deleted" for everyone.`,
-      action: 'Delete',
-      run: async () => {
-        await app.client().command('message.delete', { channel: channel.id, message: entry.message.id });
-        app.notify('Message deleted.');
+    app.openActions(button, `Message by ${entry.message.author.name}`, messageActions(app, channel, entry, {
+      reply: () => composer.setReply(entry),
+      openThread: (id) => bodyContext().openThread(id),
+      threadCreated: () => channel === ch && render(),
+      redraw: () => {
+        entry.el.signature = null;
+        if (channel === ch) updateBody(entry);
       },
       returnTo: () => input,
-    });
-  }
-
-  /** Edit in place: the text becomes a box; Enter saves, Esc cancels. */
-  function startEdit(entry) {
-    const li = entry.el;
-    const body = $('.body .text', li);
-    if (!body || entry.editing) return;
-    entry.editing = true;
-    const box2 = el('textarea', { className: 'edit-input', value: entry.message.text, rows: 3,
-      ariaLabel: 'Edit the message' });
-    const done = () => {
-      entry.editing = false;
-      li.signature = null;
-      form.remove();
-      updateBody(entry);
-    };
-    const save = async () => {
-      const text = box2.value;
-      if (!text.trim() || text === entry.message.text) return done();
-      if ([...text].length > 4000) return app.notify('This message is too long: the limit is 4,000 characters.');
-      try {
-        const reply = await app.client().command('message.edit',
-          { channel: ch.id, message: entry.message.id, text });
-        entry.message = { ...entry.message, ...reply.message };
-        done();
-        $('.msg-more', li)?.focus();
-      } catch (err) {
-        app.notify(`Could not edit: ${err.message}`);
-      }
-    };
-    const form = el('form', { className: 'edit-form', onsubmit: (event) => {
-      event.preventDefault();
-      save();
-    } }, box2, el('div', { className: 'actions' },
-      el('button', { type: 'submit', className: 'small' }, 'Save'),
-      el('button', { type: 'button', className: 'secondary small', onclick: done }, 'Cancel')));
-    box2.addEventListener('keydown', (event) => {
-      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-        event.preventDefault();
-        save();
-      } else if (event.key === 'Escape') {
-        event.stopPropagation();
-        done();
-      }
-    });
-    body.replaceWith(form);
-    box2.focus();
+    }));
   }
 
   /** Bring a message's element up to date in place, so screen readers hear it once. */
@@ -384,7 +294,7 @@ export function createChatView(app) {
     const me = app.me()?.id;
     const firstNew = ch.dividerO == null ? null : timeline.find((e) => e.kind === 'message'
       && e.o > ch.dividerO && e.message.author.id !== me);
-    const count = list.childElementCount;
+    const last = list.lastElementChild;
     let cursor = list.firstChild;
     timeline.forEach((entry, i) => {
       if (entry === firstNew) {
@@ -407,28 +317,13 @@ export function createChatView(app) {
     }
     $('#load-older').hidden = !(ch.loaded && ch.more);
     $('#history-start').hidden = !(ch.loaded && !ch.more);
-    $('#history-start').textContent = `This is the start of #${ch.name}.`;
+    $('#history-start').textContent = `This is the start of ${label(ch)}.`;
     $('#skipped').hidden = !ch.skipped;
     $('#empty').hidden = !ch.loaded || timeline.length > 0;
     if (bottom) box.scrollTop = box.scrollHeight;
-    else if (list.childElementCount > count && ch.loaded) $('#jump-present').hidden = false;
+    else if (list.lastElementChild !== last && last && ch.loaded) $('#jump-present').hidden = false;
     if (ch.detached) $('#jump-present').hidden = false;
     markRead();
-  }
-
-  // Who is typing
-
-  function typingLine() {
-    const line = $('#typing');
-    const now = Date.now();
-    const here = [...(typists.get(ch?.id)?.values() ?? [])].filter((t) => t.until > now);
-    const names = here.map((t) => t.name);
-    line.textContent = !names.length ? ''
-      : names.length === 1 ? `${names[0]} is typing…`
-        : names.length === 2 ? `${names[0]} and ${names[1]} are typing…`
-          : 'Several people are typing…';
-    clearTimeout(line.timer);
-    if (here.length) line.timer = setTimeout(typingLine, Math.min(...here.map((t) => t.until)) - now + 50);
   }
 
   // Sending
@@ -501,7 +396,7 @@ export function createChatView(app) {
     note.classList.toggle('closed', closed);
     input.disabled = closed;
     send.disabled = closed || app.status() === 'stopped';
-    input.placeholder = closed ? '' : `Message #${ch.name}`;
+    input.placeholder = closed ? '' : `Message ${label(ch)}`;
   }
 
   function retry(entry) {
@@ -543,10 +438,10 @@ export function createChatView(app) {
       if (switched) {
         composer.reset();
         $('#jump-present').hidden = !channel.detached;
-        typingLine();
+        typing.draw();
       }
-      box.setAttribute('aria-label', `Messages in #${channel.name}`);
-      $('#composer-label').textContent = `Message #${channel.name}`;
+      box.setAttribute('aria-label', `Messages in ${label(channel)}`);
+      $('#composer-label').textContent = `Message ${label(channel)}`;
       composerState();
       if (switched) box.setAttribute('aria-busy', 'true'); // don't read out a whole channel
       render(true);
@@ -558,9 +453,9 @@ export function createChatView(app) {
     },
     refresh(channel) {
       if (channel !== ch) return;
-      box.setAttribute('aria-label', `Messages in #${channel.name}`);
-      $('#composer-label').textContent = `Message #${channel.name}`;
-      $('#history-start').textContent = `This is the start of #${ch.name}.`;
+      box.setAttribute('aria-label', `Messages in ${label(channel)}`);
+      $('#composer-label').textContent = `Message ${label(channel)}`;
+      $('#history-start').textContent = `This is the start of ${label(ch)}.`;
       composerState();
       render();
     },
@@ -587,16 +482,5 @@ export function createChatView(app) {
     },
     jumpTo,
     markRead,
-    /** `typing.started` in `channelId`. */
-    typing(channelId, d) {
-      if (!typists.has(channelId)) typists.set(channelId, new Map());
-      typists.get(channelId).set(d.user, { name: d.name ?? 'Someone', until: Date.now() + TYPING_MS });
-      if (channelId === ch?.id) typingLine();
-    },
-    /** A message arrived from `userId`: they stopped typing. */
-    stopTyping(channelId, userId) {
-      typists.get(channelId)?.delete(userId);
-      if (channelId === ch?.id) typingLine();
-    },
   };
 }

@@ -5,10 +5,10 @@
 
 import { $, el } from '../dom.js';
 import { excerpt } from './message.js';
+import { typingSender } from './typing.js';
 
 export const MAX_TEXT = 4000; // code points (docs/protocol.md §10)
 const COUNT_FROM = 3000; // the counter shows from here
-const TYPING_EVERY = 3000;
 
 export const length = (text) => [...text].length;
 
@@ -17,7 +17,6 @@ export function createComposer(app, { input, getChannel }) {
   const preview = $('#reply-preview');
   const list = $('#mention-list');
   let replyTo = null; // {id, name, text}
-  let lastTyping = 0;
   let matches = []; // members offered
   let active = 0;
   let range = null; // [start, end) of the "@name" being typed
@@ -48,16 +47,7 @@ export function createComposer(app, { input, getChannel }) {
     input.focus();
   });
 
-  // Typing
-
-  function typing() {
-    const ch = getChannel();
-    if (!ch || !input.value.trim() || !app.client()?.ready) return;
-    const now = Date.now();
-    if (now - lastTyping < TYPING_EVERY) return;
-    lastTyping = now;
-    app.client().command('typing.start', { channel: ch.id }).catch(() => {});
-  }
+  const typing = typingSender(app);
 
   // Mentions
 
@@ -118,10 +108,12 @@ export function createComposer(app, { input, getChannel }) {
 
   input.addEventListener('input', () => {
     count();
-    typing();
+    typing(getChannel()?.id, input.value);
     suggest();
   });
-  input.addEventListener('blur', () => setTimeout(hide, 150));
+  input.addEventListener('blur', () => setTimeout(() => {
+    if (document.activeElement !== input) hide(); // not if the box has the focus back by then
+  }, 150));
 
   return {
     /** Keys for the suggestions; true when the key was used here. */
@@ -155,7 +147,6 @@ export function createComposer(app, { input, getChannel }) {
       setReply(null);
       hide();
       count();
-      lastTyping = 0;
     },
   };
 }

@@ -52,7 +52,7 @@ export function messageBody(entry, ch, ctx) {
     }
     body.append(text);
   }
-  if (!m.deleted && (m.reactions?.length || (m.id && ctx.canReact))) {
+  if (!m.deleted && m.reactions?.length) {
     body.append(reactionChips(m, {
       me: ctx.me?.id, canReact: ctx.canReact, toggle: (emoji, add) => ctx.react(entry, emoji, add),
     }));

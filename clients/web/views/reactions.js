@@ -65,12 +65,14 @@ export function reactionChips(message, { me, toggle, canReact = true }) {
       onclick: () => toggle(r.emoji, !mine),
     }, el('span', { ariaHidden: 'true' }, r.emoji), ' ', el('span', { className: 'count' }, String(r.count))));
   }
-  if (canReact && message.id && !message.deleted) {
-    box.append(el('button', {
-      type: 'button', className: 'reaction add-reaction', ariaLabel: 'Add reaction',
-      title: 'Add reaction', ariaHaspopup: 'true', ariaExpanded: 'false',
-      onclick: (event) => openPicker(event.currentTarget, (emoji) => toggle(emoji, true)),
-    }, '☺+'));
-  }
   return box;
+}
+
+/** The "Add reaction" button: opens the picker; `toggle(emoji, true)` adds the choice. */
+export function addReactionButton(toggle) {
+  return el('button', {
+    type: 'button', className: 'add-reaction', ariaLabel: 'Add reaction',
+    title: 'Add reaction', ariaHaspopup: 'true', ariaExpanded: 'false',
+    onclick: (event) => openPicker(event.currentTarget, (emoji) => toggle(emoji, true)),
+  }, '☺+');
 }

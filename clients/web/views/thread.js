@@ -8,6 +8,9 @@ import { $, el, nonce, timeElement } from '../dom.js';
 import { can } from '../roles.js';
 import { length, MAX_TEXT } from './composer.js';
 import { excerpt, messageBody, signature } from './message.js';
+import { addReactionButton } from './reactions.js';
+import { messageActions } from './actions.js';
+import { typingLine, typingSender } from './typing.js';
 
 export function createThreadPanel(app) {
   const panel = $('#thread-panel');
@@ -15,6 +18,9 @@ export function createThreadPanel(app) {
   const input = $('#thread-input');
   const follow = $('#thread-follow');
   let ch = null; // the thread's ChannelState
+  const typing = typingLine($('#thread-typing'), () => ch?.id);
+  const sendTyping = typingSender(app);
+  input.addEventListener('input', () => sendTyping(ch?.id, input.value));
 
   async function load(thread) {
     if (thread.loaded || thread.loading) return;
@@ -52,9 +58,19 @@ export function createThreadPanel(app) {
           el('span', { className: 'author' }, m.author.name), ' ',
           m.author.bot ? el('span', { className: 'badge bot-tag' }, 'BOT') : null,
           timeElement(m.ts)));
+      entry.el.prepend(el('div', { className: 'msg-tools' },
+        addReactionButton((emoji, add) => context().react(entry, emoji, add)),
+        el('button', {
+          type: 'button', className: 'msg-more', ariaHaspopup: 'menu', ariaLabel: 'Message actions',
+          title: 'Message actions', onclick: (event) => openActions(event.currentTarget, entry),
+        }, '…')));
     }
+    const gone = !m.id || Boolean(m.deleted);
+    $('.add-reaction', entry.el).hidden = gone || !context().canReact;
+    $('.msg-more', entry.el).hidden = gone;
+    entry.el.classList.toggle('deleted', Boolean(m.deleted));
     const key = signature(entry, ch);
-    if (entry.el.signature !== key) {
+    if (entry.el.signature !== key && !entry.editing) {
       entry.el.signature = key;
       $('.body', entry.el)?.remove();
       entry.el.append(messageBody(entry, ch, context()));
@@ -62,6 +78,18 @@ export function createThreadPanel(app) {
     entry.el.classList.toggle('pending', Boolean(entry.pending));
     if (m.id) entry.el.dataset.messageId = m.id;
     return entry.el;
+  }
+
+  function openActions(button, entry) {
+    const thread = ch;
+    app.openActions(button, `Message by ${entry.message.author.name}`, messageActions(app, thread, entry, {
+      openThread: () => {},
+      redraw: () => {
+        entry.el.signature = null;
+        if (thread === ch) draw();
+      },
+      returnTo: () => input,
+    }));
   }
 
   function draw(stick = false) {
@@ -76,6 +104,10 @@ export function createThreadPanel(app) {
     $('#thread-meta').textContent = [origin ? `Started from ${origin.author.name}: ${excerpt(origin, 100)}` : '',
       info.resolved ? 'resolved' : '', ...tags.map((t) => `#${t}`)].filter(Boolean).join(' · ');
     list.replaceChildren(...ch.timeline().filter((e) => e.kind === 'message').map(item));
+    const me = app.me();
+    const resolve = $('#thread-resolve');
+    resolve.hidden = !(info.created_by === me?.id || can(ch.community.role, 'manage_channels'));
+    resolve.textContent = info.resolved ? 'Reopen' : 'Mark resolved';
     const followed = app.following(ch.id);
     follow.textContent = followed ? 'Unfollow' : 'Follow';
     follow.setAttribute('aria-pressed', String(followed));
@@ -83,6 +115,13 @@ export function createThreadPanel(app) {
     input.disabled = closed;
     $('#thread-send').disabled = closed;
     if (bottom) box.scrollTop = box.scrollHeight;
+    // Seen: the thread's read marker moves to its newest message.
+    if (ch.loaded && ch.head > ch.readO && document.hasFocus() && app.client()?.ready) {
+      ch.readO = ch.head;
+      ch.unread = 0;
+      app.marksChanged();
+      app.client().command('read.mark', { channel: ch.id, o: ch.head }).catch(app.report);
+    }
   }
 
   follow.addEventListener('click', async () => {
@@ -93,6 +132,19 @@ export function createThreadPanel(app) {
       await app.client().command(on ? 'thread.follow' : 'thread.unfollow', { thread: thread.id });
       app.setFollowing(thread.id, on);
       app.notify(on ? 'You follow this thread.' : 'You no longer follow this thread.');
+    } catch (err) {
+      app.notify(`Could not do that: ${err.message}`);
+    }
+    if (thread === ch) draw();
+  });
+
+  $('#thread-resolve').addEventListener('click', async () => {
+    if (!ch) return;
+    const thread = ch;
+    try {
+      const reply = await app.client().command('thread.update',
+        { thread: thread.id, resolved: !thread.thread.resolved });
+      Object.assign(thread.thread, reply.thread);
     } catch (err) {
       app.notify(`Could not do that: ${err.message}`);
     }
@@ -136,6 +188,7 @@ export function createThreadPanel(app) {
     show(thread) {
       ch = thread;
       list.replaceChildren();
+      typing.draw();
       draw(true);
       load(thread);
       input.focus();
