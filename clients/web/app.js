@@ -416,9 +416,20 @@ function openThread(t, parent) {
   const object = typeof t === 'string' ? { id: t, parent: parent?.id, title: 'Thread' } : t;
   const state = threadState({ community: parent?.community?.id, ...object });
   if (!state) return;
+  if (thread.current && thread.current !== state) leaveThread(thread.current);
   client.subscribe(state.id).catch(app.report);
   openPanel('thread');
   thread.show(state);
+}
+
+/**
+ * A thread's panel closes: a thread not followed is unsubscribed, and its
+ * timeline forgotten (it would miss events until it is opened again).
+ */
+function leaveThread(state) {
+  if (followed.has(state.id)) return;
+  client?.unsubscribe(state.id).catch(() => {});
+  state.reset();
 }
 
 /** Show one side panel (thread, search, pins, resources) or none. */
@@ -426,10 +437,9 @@ function openPanel(name) {
   for (const panel of SIDE_PANELS) $(`#${panel}-panel`).hidden = panel !== name;
   document.body.classList.toggle('panel-open', Boolean(name));
   if (name !== 'thread' && thread.current) {
-    const id = thread.current.id;
+    const state = thread.current;
     thread.hide();
-    // Followed threads stay subscribed; the others go when their panel closes.
-    if (!followed.has(id)) client?.unsubscribe(id).catch(() => {});
+    leaveThread(state); // followed threads stay subscribed
   }
   if (name && members.open) members.close();
 }

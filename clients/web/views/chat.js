@@ -217,19 +217,19 @@ export function createChatView(app) {
   /** Redraw what a message shows when it changed (an edit, a reaction, a thread…). */
   function updateBody(entry) {
     const li = entry.el;
+    const m = entry.message;
+    $('.msg-more', li).hidden = !m.id || Boolean(m.deleted);
+    $('.add-reaction', li).hidden = !m.id || Boolean(m.deleted) || !bodyContext().canReact;
     if (entry.editing) return;
     const key = signature(entry, ch);
     if (li.signature === key) return;
     li.signature = key;
     $('.body', li)?.remove();
     li.append(messageBody(entry, ch, bodyContext()));
-    const m = entry.message;
     $('.pin-mark', li).hidden = !m.pinned;
     li.classList.toggle('deleted', Boolean(m.deleted));
     li.classList.toggle('mentions-me', !m.deleted && m.author.id !== app.me()?.id
       && mentions(m.text, app.me()?.username?.toLowerCase()));
-    $('.msg-more', li).hidden = !m.id || Boolean(m.deleted);
-    $('.add-reaction', li).hidden = !m.id || Boolean(m.deleted) || !bodyContext().canReact;
   }
 
   // A message's own actions, in the message menu (actions.js)

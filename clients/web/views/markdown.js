@@ -24,7 +24,7 @@ const MENTION = /(^|[^\w@])@([A-Za-z0-9_.-]{1,32})/g;
  */
 export function renderMarkdown(text, { me = null } = {}) {
   const template = document.createElement('template');
-  template.innerHTML = md.render(text);
+  template.innerHTML = md.render(text).trimEnd(); // no newline after the last block
   markMentions(template.content, me);
   return template.content;
 }

@@ -20,8 +20,8 @@ export function signature(entry, ch) {
   const m = entry.message;
   const info = m.thread ? ch?.threads?.get(m.thread) : null;
   const quoted = m.reply_to ? ch?.byKey?.get(`m:${m.reply_to}`)?.message : null;
-  return JSON.stringify([m.id, m.text, m.edited_ts, m.deleted, m.pinned, m.reactions, m.thread,
-    info?.replies, info?.last_ts, quoted?.text, quoted?.deleted, Boolean(entry.pending)]);
+  return JSON.stringify([m.text, m.edited_ts, m.deleted, m.pinned, m.reactions, m.thread,
+    info?.replies, info?.last_ts, quoted?.text, quoted?.deleted]);
 }
 
 /**

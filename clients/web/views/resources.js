@@ -23,7 +23,7 @@ export function createResources(app) {
       const { resources } = await app.client().command('resource.list', d);
       note.textContent = resources.length ? '' : 'No resources found.';
       list.replaceChildren(...resources.map((r) => el('li', { className: 'resource' },
-        r.url ? el('a', { href: r.url, target: '_blank', rel: 'noopener noreferrer', className: 'resource-title' }, r.title)
+        /^https?:\/\//i.test(r.url ?? '') ? el('a', { href: r.url, target: '_blank', rel: 'noopener noreferrer', className: 'resource-title' }, r.title)
           : el('span', { className: 'resource-title' }, r.title),
         r.note ? el('p', { className: 'resource-note' }, r.note) : null,
         el('p', { className: 'hint' },
