@@ -14,6 +14,7 @@ const LEAST_ROLE = {
   pin_messages: 'facilitator',
   delete_messages: 'facilitator',
   manage_channels: 'facilitator',
+  manage_threads: 'facilitator',
   create_invites: 'facilitator',
   time_out_members: 'facilitator',
   kick_members: 'admin',

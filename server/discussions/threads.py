@@ -125,9 +125,10 @@ async def update(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     role = await require_in(session, thread, Permission.READ)
     if thread.created_by == user.id:
         await require_in(session, thread, Permission.POST)
-    elif role is None or not has(role, Permission.MANAGE_CHANNELS):
+    elif role is None or not has(role, Permission.MANAGE_THREADS):
         raise Forbidden(
-            "only its creator and facilitators and above change a thread", "manage_threads"
+            "only its creator and facilitators and above change a thread",
+            Permission.MANAGE_THREADS,
         )
     changes: dict[str, Any] = {}
     if d["title"] is not None:

@@ -31,6 +31,7 @@ class Permission(StrEnum):
     CREATE_INVITES = "create_invites"
     PIN_MESSAGES = "pin_messages"
     MENTION_HERE = "mention_here"  # ``@here``: everyone online
+    MANAGE_THREADS = "manage_threads"  # change anyone's thread (title, tags, resolved)
     DELETE_MESSAGES = "delete_messages"  # anyone's
     TIME_OUT = "time_out_members"
     RUN_WORKSHOPS = "run_workshops"
@@ -50,6 +51,7 @@ LEAST_ROLE: dict[Permission, str] = {
     Permission.CREATE_INVITES: "facilitator",
     Permission.PIN_MESSAGES: "facilitator",
     Permission.MENTION_HERE: "facilitator",
+    Permission.MANAGE_THREADS: "facilitator",
     Permission.DELETE_MESSAGES: "facilitator",
     Permission.TIME_OUT: "facilitator",
     Permission.RUN_WORKSHOPS: "facilitator",

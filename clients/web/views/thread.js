@@ -106,7 +106,7 @@ export function createThreadPanel(app) {
     list.replaceChildren(...ch.timeline().filter((e) => e.kind === 'message').map(item));
     const me = app.me();
     const resolve = $('#thread-resolve');
-    resolve.hidden = !(info.created_by === me?.id || can(ch.community.role, 'manage_channels'));
+    resolve.hidden = !(info.created_by === me?.id || can(ch.community.role, 'manage_threads'));
     resolve.textContent = info.resolved ? 'Reopen' : 'Mark resolved';
     const followed = app.following(ch.id);
     follow.textContent = followed ? 'Unfollow' : 'Follow';
