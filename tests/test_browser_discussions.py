@@ -154,6 +154,14 @@ async def test_thread_panel_reply_and_follow(make_server: MakeServer, open_tab: 
     await link.click()
     await expect(panel.locator(".message .text")).to_have_count(3)
     await expect(link.locator(".unread-count")).to_be_hidden()
+    # Ann unfollows in another session: this tab hears thread.followed, drops the thread
+    # from the sidebar, and takes it back when she follows again there.
+    await command(server, ann["token"], "thread.unfollow", {"thread": thread["id"]})
+    await expect(link).to_have_count(0)
+    await expect(follow).to_have_text("Follow")
+    await command(server, ann["token"], "thread.follow", {"thread": thread["id"]})
+    await expect(link).to_have_count(1)
+    await expect(follow).to_have_text("Unfollow")
 
 
 async def test_forum_cards_new_post_and_tag_filter(make_server: MakeServer, open_tab: Any) -> None:

@@ -381,6 +381,11 @@ function onUserEvent(t, d, ch) {
     case 'dm.created':
       addDm(d.channel);
       return true;
+    case 'thread.followed': { // this user's follow, unfollow, new thread or post, anywhere
+      const state = threadState(d.thread);
+      if (state) app.setFollowing(state.id, d.following);
+      return true;
+    }
     case 'thread.activity': {
       const state = threadState(d.thread);
       if (!state) return true;
