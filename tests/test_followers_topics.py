@@ -7,20 +7,21 @@ Every test runs in both deployments; in the scaled one sessions sit on both node
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
-from tests.test_communities import (  # noqa: F401 (the fixture closes the sessions)
-    Community,
-    _close_sessions,
-    connect,
-    event,
-    node,
-    session_for,
-    uid,
-)
+import pytest
+
+from tests.discussion_helpers import Club, close_all, connect, event, node, session_for, uid
 
 
-async def thread_in(community: Community, title: str) -> str:
+@pytest.fixture(autouse=True)
+async def _close_sessions() -> AsyncIterator[None]:
+    yield
+    await close_all()
+
+
+async def thread_in(community: Club, title: str) -> str:
     reply = await community.owner.ok(
         "thread.create", {"channel": community.general, "title": title, "text": "first"}
     )
@@ -33,7 +34,7 @@ async def post(session: Any, channel: str, text: str) -> dict[str, Any]:
 
 async def test_thread_activity_reaches_every_follower_once_on_the_thread_topic(server) -> None:
     owner = await session_for(server, 0, "owner")
-    club = await Community.create(server, owner)
+    club = await Club.create(server, owner)
     owner_tab = await connect(node(server, 1), owner.token)  # type: ignore[attr-defined]
     reader = await club.join(1)
     reader_tab = await connect(node(server, 0), reader.token)  # type: ignore[attr-defined]
@@ -62,7 +63,7 @@ async def test_thread_activity_reaches_every_follower_once_on_the_thread_topic(s
 
 async def test_unfollowing_stops_thread_activity_in_every_session(server) -> None:
     owner = await session_for(server, 0, "owner")
-    club = await Community.create(server, owner)
+    club = await Club.create(server, owner)
     reader = await club.join(1)
     reader_tab = await connect(node(server, 0), reader.token)  # type: ignore[attr-defined]
     quiet, lively = await thread_in(club, "Quiet"), await thread_in(club, "Lively")
@@ -85,17 +86,18 @@ async def test_unfollowing_stops_thread_activity_in_every_session(server) -> Non
 
 async def test_a_kicked_member_hears_no_more_activity_of_its_threads(server) -> None:
     owner = await session_for(server, 0, "owner")
-    club = await Community.create(server, owner)
-    other_club = await Community.create(server, await session_for(server, 1, "owner"))
+    club = await Club.create(server, owner)
+    other_club = await Club.create(server, await session_for(server, 1, "owner"))
     member = await club.join(1)
-    await member.ok("invite.accept", {"code": await other_club.invite()})
+    invite = await other_club.owner.ok("invite.create", {"community": other_club.id})
+    await member.ok("invite.accept", {"code": invite["invite"]["code"]})
     inside, elsewhere = await thread_in(club, "Inside"), await thread_in(other_club, "Elsewhere")
     for thread in (inside, elsewhere):
         await member.ok("thread.follow", {"thread": thread})
         await event(member, "thread.followed")
 
     await owner.ok("member.kick", {"community": club.id, "user": uid(member)})
-    await event(member, "member.left", uid(member))
+    await event(member, "member.left", ch=club.id)
     await post(owner, inside, "after the kick")
     sentinel = await post(other_club.owner, elsewhere, "still followed")
     assert (await event(member, "thread.activity"))["d"]["message"]["id"] == sentinel["id"]
@@ -105,7 +107,7 @@ async def test_a_kicked_member_hears_no_more_activity_of_its_threads(server) -> 
 
 async def test_here_is_one_mention_on_the_community_topic_heard_once_each(server) -> None:
     owner = await session_for(server, 0, "owner")
-    club = await Community.create(server, owner)
+    club = await Club.create(server, owner)
     owner_tab = await connect(node(server, 1), owner.token)  # type: ignore[attr-defined]
     alice, bob = await club.join(0, name="alice"), await club.join(1, name="bob")
     alice_name = alice.identity["user"]["username"]
