@@ -1212,6 +1212,42 @@ async def test_search_finds_every_word_newest_first_and_never_deleted_or_old_wor
     assert await search(["swims"]) == []
 
 
+async def test_search_finds_what_was_stored_before_it_across_index_batches_and_a_reopening(
+    store: Store, backend: Any
+) -> None:
+    """The embedded store indexes new messages for search in batches (``SEARCH_BATCH``);
+    a search still finds each message stored before it, once, with its words as they are."""
+    owner, community, general = await owner_and_general(store)
+    posted = [await post(store, general, owner, f"otter number{i}", i) for i in range(150)]
+
+    def edit(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        message["text"] = "a renamed beaver"
+        return "message.updated", {"message": message}
+
+    await store.change_message(posted[3]["id"], edit)  # in a batch indexed already
+    await store.change_message(posted[149]["id"], edit)  # still waiting for its batch
+
+    async def search(words: list[str], on: Store) -> list[str]:
+        found = await on.search(
+            community, words, channel_id=None, author_id=None, before=None, limit=100
+        )
+        return [m["id"] for m in found]
+
+    assert await search(["beaver"], store) == [posted[149]["id"], posted[3]["id"]]
+    assert await search(["number3"], store) == []
+    assert await search(["number148"], store) == [posted[148]["id"]]
+    otters = await search(["otter"], store)
+    assert len(otters) == len(set(otters)) == 100  # one page, no repeats
+    later = [await post(store, general, owner, f"heron late{i}", 200 + i) for i in range(5)]
+    await store.close()
+    reopened = backend.make()
+    await reopened.open()
+    try:
+        assert await search(["heron"], reopened) == [m["id"] for m in reversed(later)]
+    finally:
+        await reopened.close()
+
+
 async def test_resources_are_unique_by_url_shared_counted_and_filtered(store: Store) -> None:
     owner, community, general = await owner_and_general(store)
     guide = Resource(

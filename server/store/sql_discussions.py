@@ -220,6 +220,14 @@ def search_rest(channel_id: str | None, author_id: str | None, limit: int) -> tu
     return rest + " ORDER BY m.ts DESC, m.id DESC LIMIT ?", [*values, limit]
 
 
+#: SQLite: index the messages that wait for it (see migration 0003), in one statement each.
+INDEX_WAITING = (
+    "INSERT INTO messages_fts(rowid, text) SELECT rowid, text FROM messages"
+    " WHERE rowid > (SELECT upto FROM messages_indexed)"
+)
+INDEXED_UPTO = "UPDATE messages_indexed SET upto = (SELECT COALESCE(max(rowid), 0) FROM messages)"
+
+
 def fts5_query(words: list[str]) -> str:
     """Every word, as FTS5 phrases (so no word is read as an operator)."""
     return " ".join('"' + searchable(word).replace('"', '""') + '"' for word in words)

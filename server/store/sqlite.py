@@ -55,6 +55,12 @@ T = TypeVar("T")
 
 #: Most operations committed in one transaction.
 BATCH_MAX = 512
+_HEAD = "UPDATE channels SET head = head + 1 WHERE id = ? RETURNING head"
+#: A new message also counts in its channel; ``last_ts`` never goes back.
+_COUNTED_HEAD = (
+    "UPDATE channels SET head = head + 1, msgs = msgs + 1,"
+    " last_ts = max(COALESCE(last_ts, 0), ?) WHERE id = ? RETURNING head"
+)
 #: Seconds between checkpoints of the write-ahead log into the database file.
 CHECKPOINT_INTERVAL = 1.0
 
@@ -588,21 +594,24 @@ class SQLiteStore(SQLiteDiscussions):
                 frame = row[0]
                 stored = msgpack.unpackb(frame, raw=False)
                 return Appended(stored["o"], stored, frame, created=False)
+        message = indexed_message(d)
+        new_message = t == "message.created" and message is not None
         row = db.execute(
-            "UPDATE channels SET head = head + 1 WHERE id = ? RETURNING head", (channel_id,)
+            _COUNTED_HEAD if new_message else _HEAD,
+            (message["ts"], channel_id) if new_message else (channel_id,),  # type: ignore[index]
         ).fetchone()
         if row is None:
             raise KeyError(channel_id)
         offset = row[0]
         frame_map = event(t, channel_id, d, offset)
         frame = msgpack.packb(frame_map, use_bin_type=True)
-        message = indexed_message(d)
         db.execute(
             "INSERT INTO events(channel_id, o, t, frame, message_id) VALUES (?, ?, ?, ?, ?)",
             (channel_id, offset, t, frame, None if message is None else message["id"]),
         )
-        if t == "message.created" and message is not None:
+        if new_message:
             index_message(db, channel_id, offset, message)
+            self._indexed(db)
         if idempotency is not None:
             db.execute(
                 "INSERT INTO nonces(channel_id, user_id, nonce, o) VALUES (?, ?, ?, ?)",

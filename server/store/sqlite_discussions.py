@@ -35,14 +35,26 @@ SEARCH = (
 )
 
 
-#: Counted in its channel; ``last_ts`` never goes back (as PostgreSQL's ``GREATEST``).
-_COUNT_MESSAGE = (
-    "UPDATE channels SET msgs = msgs + 1, last_ts = max(COALESCE(last_ts, 0), ?) WHERE id = ?"
-)
+#: Messages that wait to be indexed for search before a batch goes in (see migration 0003).
+SEARCH_BATCH = 64
 
 
 class SQLiteDiscussions:
     _call: Callable[..., Any]
+    #: messages appended since the last batch went into the search index (worker thread)
+    _unindexed = 0
+
+    def _indexed(self, db: sqlite3.Connection) -> None:
+        """A new message is stored: index the waiting ones once there are enough."""
+        self._unindexed += 1
+        if self._unindexed >= SEARCH_BATCH:
+            self._index_waiting(db)
+
+    def _index_waiting(self, db: sqlite3.Connection) -> None:
+        db.execute(q.INDEX_WAITING)
+        db.execute(q.INDEXED_UPTO)
+        self._unindexed = 0
+
     _append: Callable[..., Appended]
 
     async def create_thread(self, thread: Channel) -> None:
@@ -187,9 +199,12 @@ class SQLiteDiscussions:
     ) -> list[dict[str, Any]]:
         rest, more = q.search_rest(channel_id, author_id, limit)
         values = [q.fts5_query(words), community_id, *q.cursor(before), *more]
-        return await self._call(
-            lambda db: [q.found(row[0]) for row in db.execute(SEARCH + rest, values)]
-        )
+
+        def run(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            self._index_waiting(db)  # so that a search finds every message stored before it
+            return [q.found(row[0]) for row in db.execute(SEARCH + rest, values)]
+
+        return await self._call(run)
 
     async def add_resource(self, resource: Resource) -> None:
         def run(db: sqlite3.Connection) -> None:
@@ -252,7 +267,7 @@ def channel_of(db: sqlite3.Connection, channel_id: str) -> Channel | None:
 def index_message(
     db: sqlite3.Connection, channel_id: str, offset: int, message: dict[str, Any]
 ) -> None:
-    """Index a new message (search, edits, read counts) and count it in its channel."""
+    """Index a new message (for edits and read counts; search takes it in a batch)."""
     db.execute(
         q.INSERT_MESSAGE,
         (
@@ -264,4 +279,3 @@ def index_message(
             q.searchable(message["text"]),
         ),
     )
-    db.execute(_COUNT_MESSAGE, (message["ts"], channel_id))

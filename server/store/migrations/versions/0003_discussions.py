@@ -110,16 +110,21 @@ CREATE UNIQUE INDEX resources_by_url ON resources(community_id, url) WHERE url I
 CREATE INDEX resources_of_community ON resources(community_id, ts)
 """
 
-# The full-text index of messages.text: FTS5 kept by triggers, or a GIN index.
+# The full-text index of messages.text: FTS5, or a GIN index. FTS5 takes new messages in
+# batches (a segment per transaction costs more than the rows in it): the messages with a
+# rowid above messages_indexed.upto wait for the store's next batch (always before a
+# search), and only indexed ones need their old words taken out when they change.
 _SQLITE_SEARCH = [
     "CREATE VIRTUAL TABLE messages_fts USING fts5(text, content='messages',"
     " content_rowid='rowid', tokenize='unicode61 remove_diacritics 0')",
-    "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN"
-    " INSERT INTO messages_fts(rowid, text) VALUES (new.rowid, new.text); END",
-    "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN"
+    "CREATE TABLE messages_indexed(upto INTEGER NOT NULL)",
+    "INSERT INTO messages_indexed(upto) VALUES (0)",
+    "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages"
+    " WHEN old.rowid <= (SELECT upto FROM messages_indexed) BEGIN"
     " INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.rowid, old.text);"
     " END",
-    "CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN"
+    "CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages"
+    " WHEN old.rowid <= (SELECT upto FROM messages_indexed) BEGIN"
     " INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.rowid, old.text);"
     " INSERT INTO messages_fts(rowid, text) VALUES (new.rowid, new.text); END",
 ]
@@ -135,6 +140,11 @@ def upgrade() -> None:
     for statement in _SQLITE_SEARCH if sqlite else _POSTGRES_SEARCH:
         op.execute(statement)
     _index_messages()
+    if sqlite:
+        op.execute("INSERT INTO messages_fts(rowid, text) SELECT rowid, text FROM messages")
+        op.execute(
+            "UPDATE messages_indexed SET upto = (SELECT COALESCE(max(rowid), 0) FROM messages)"
+        )
 
 
 def _index_messages() -> None:
