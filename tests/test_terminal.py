@@ -642,6 +642,25 @@ async def test_react_reacts_to_the_last_message(server: AgoraProcess, chat: Any)
         await terminal.see("react to me  [+1 2]")
 
 
+async def test_typing_shows_on_the_status_line_and_tells_the_channel(
+    server: AgoraProcess, chat: Any
+) -> None:
+    terminal, account = await logged_in(chat, server)
+    elsewhere = nodes(server)[1]
+    other = await new_user(elsewhere, "bob")
+    async with Client(elsewhere.ws, other["token"]) as bob:
+        general = bob.channel_named("general")
+        await bob.subscribe(general)
+        await bob.typing(general)
+        await terminal.see(f"{other['user']['name']} is typing…")
+        await bob.send_message(general, "done typing")  # their message ends the line
+        typing_line = f"{other['user']['name']} is typing…"
+        await terminal.wait(lambda s: "done typing" in s and typing_line not in s, "no typing")
+        terminal.child.send("half a thought")  # typed, not sent
+        typing = await next_event_of(bob, "typing.started")
+        assert typing.d["user"] == account["user"]["id"]
+
+
 async def test_search_shows_the_messages_with_the_words(server: AgoraProcess, chat: Any) -> None:
     terminal, _ = await logged_in(chat, server)
     elsewhere = nodes(server)[1]

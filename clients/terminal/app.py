@@ -47,6 +47,11 @@ COMMUNITY_AND_USER_EVENTS = frozenset(
 )
 #: Seconds between a new message in the current channel and marking it read.
 MARK_READ_DELAY = 0.5
+#: Seconds a "typing" line stays without another ``typing.started`` (the server
+#: forwards one at most every 3 s while someone types).
+TYPING_SHOWN = 5.0
+#: Seconds between two ``typing.start`` this app sends in one channel.
+TYPING_EVERY = 3.0
 #: Messages per history page (the server allows up to 100).
 PAGE = 50
 #: Pages read to fill one gap after a reconnect; beyond that, PageUp reads on.
@@ -82,6 +87,9 @@ class ChatApp(App[None]):
         self.paging: set[str] = set()
         #: channels whose read marker is about to move
         self.marking: set[str] = set()
+        #: channel -> when this app last said the user is typing there
+        self.typed: dict[str, float] = {}
+        self.typing_shown = ""
         self.online = True
         self.ended: ConnectionClosed | None = None
 
@@ -184,6 +192,13 @@ class ChatApp(App[None]):
                 self._community_event(item.t, item.ch, item.d)
                 continue
             channel = self.state.channels.get(item.ch)
+            if item.t == "typing.started" and channel is not None:
+                name = item.d.get("name") or "someone"
+                channel.typing[item.d.get("user", name)] = (name, self.now() + TYPING_SHOWN)
+                self._show_status()
+                continue
+            if item.t == "message.created" and channel is not None:  # they typed it: done
+                channel.typing.pop(item.d["message"]["author"]["id"], None)
             if channel is not None and self.state.add_event(item.t, item.ch, item.d, item.o):
                 self._changed(channel)
                 if item.t == "message.created" and channel.id == self.state.current:
@@ -406,7 +421,9 @@ class ChatApp(App[None]):
         return f"#{channel.name} · {channel.community}"
 
     def _poll_connection(self) -> None:
-        if self.client.connected != self.online:
+        channel = self.state.channel
+        typing = channel.typing_line(self.now()) if channel else ""
+        if self.client.connected != self.online or typing != self.typing_shown:
             self.online = self.client.connected
             self._show_status()
 
@@ -414,7 +431,22 @@ class ChatApp(App[None]):
         channel = self.state.channel
         where = self._where(channel) if channel else ""
         status = "disconnected" if self.ended else "connected" if self.online else "reconnecting"
-        self.query_one(StatusLine).show(status, self.state.user["username"], where)
+        self.typing_shown = channel.typing_line(self.now()) if channel else ""
+        self.query_one(StatusLine).show(
+            status, self.state.user["username"], where, self.typing_shown
+        )
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Typing a message (not a command) tells the channel, at most every 3 s."""
+        channel = self.state.channel
+        if channel is None or not event.value.strip() or event.value.startswith("/"):
+            return
+        if self.now() - self.typed.get(channel.id, -TYPING_EVERY) >= TYPING_EVERY:
+            self.typed[channel.id] = self.now()
+            self._background(self.client.typing(channel.id))
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` beside the UI; a failure becomes a line, never the end of the app."""

@@ -89,6 +89,17 @@ class ChannelState:
     loaded: bool = False
     #: nothing older than the first line is left on the server
     complete: bool = False
+    #: who is typing here: user id -> (name, until when on the event loop's clock)
+    typing: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def typing_line(self, now: float) -> str:
+        """Who types here, for the status line ("ann is typing…"); "" once they stopped."""
+        names = sorted(name for name, until in self.typing.values() if until > now)
+        if not names:
+            return ""
+        if len(names) == 1:
+            return f"{names[0]} is typing…"
+        return f"{', '.join(names[:-1])} and {names[-1]} are typing…"
 
     @property
     def label(self) -> str:

@@ -191,7 +191,9 @@ class StatusLine(Static):
         "disconnected": "bold red",
     }
 
-    def show(self, status: str, user: str, where: str) -> None:
+    def show(self, status: str, user: str, where: str, typing: str = "") -> None:
         text = Text(self.STYLES[status], style=self.COLOURS[status])
         text.append(f"  as {user}  {where}")
+        if typing:
+            text.append(f"  {typing}", style="italic")
         self.update(text)
