@@ -661,6 +661,30 @@ async def test_typing_shows_on_the_status_line_and_tells_the_channel(
         assert typing.d["user"] == account["user"]["id"]
 
 
+async def test_pins_and_resources_list_what_the_server_keeps(
+    make_server: MakeServer, chat: Any
+) -> None:
+    server = make_server(rate_limit=0)  # its own: the first account owns the community
+    owner = await new_user(server.nodes[0], "owner")
+    terminal, _ = await logged_in(chat, server)
+    async with Client(server.nodes[-1].ws, owner["token"]) as ann:
+        general = ann.channel_named("general")
+        terminal.type("/pins")
+        await terminal.see("nothing is pinned in #general")
+        kept = await ann.send_message(general, "read https://example.org/syllabus first")
+        await ann.pin(general, kept["id"])
+        community = ann.identity["communities"][0]["id"]
+        await ann.resource_add(community, "House rules", note="be kind")
+    terminal.type("/pins")
+    await terminal.see("pinned in #general:", "read https://example.org/syllabus first")
+    terminal.type("/resources")
+    await terminal.see("House rules", "https://example.org/syllabus")
+    terminal.type("/resources kind")
+    screen = await terminal.see("resources of Agora with 'kind', newest first:")
+    found = screen.split("with 'kind', newest first:")[1]
+    assert "House rules" in found and "syllabus" not in found
+
+
 async def test_search_shows_the_messages_with_the_words(server: AgoraProcess, chat: Any) -> None:
     terminal, _ = await logged_in(chat, server)
     elsewhere = nodes(server)[1]

@@ -1,4 +1,5 @@
-"""The discussion slash commands of ``agora chat``: threads, edits, reactions, search, DMs.
+"""The discussion slash commands of ``agora chat``: threads, edits, reactions, search,
+pins, resources, DMs.
 
 Imported by ``clients.terminal.app``; each ``@slash`` adds its command to the one
 table in ``clients.terminal.commands`` (and so to ``/help``).
@@ -144,6 +145,39 @@ async def search(chat: Chat, arg: str) -> None:
         where = chat.state.channels.get(message["channel"])
         label = where.label if where is not None else "a thread"
         chat.say(f"  {label} {message['author']['name']}: {message['text']}")
+
+
+@slash("pins", "", "list the pinned messages here")
+async def pins(chat: Chat, arg: str) -> None:
+    channel = _here(chat)
+    if channel is None:
+        return
+    pinned = await chat.client.pins(channel.id)
+    if not pinned:
+        chat.say(f"nothing is pinned in {channel.label}")
+        return
+    chat.say(f"pinned in {channel.label}:")
+    for message in pinned:
+        chat.say(f"  {message['author']['name']}: {message['text']}")
+
+
+@slash("resources", "[WORDS]", "the community's shelf of links and notes")
+async def resources(chat: Chat, arg: str) -> None:
+    found = community_of_chat(chat)
+    if found is None:
+        return
+    community, name = found
+    page = await chat.client.resource_list(community, query=arg or None, limit=SEARCH_RESULTS)
+    shelf, with_words = page["resources"], f" with '{arg}'" if arg else ""
+    if not shelf:
+        chat.say(f"no resources in {name}{with_words}")
+        return
+    chat.say(f"resources of {name}{with_words}, newest first:")
+    for resource in shelf:
+        url = resource.get("url")
+        link = f" {url}" if url and url != resource["title"] else ""  # shared links: titled so
+        shared = f" (shared {resource['shares']}x)" if resource["shares"] > 1 else ""
+        chat.say(f"  {resource['title']}{link}{shared}")
 
 
 @slash("dm", "USER", "talk privately with a member")
