@@ -79,3 +79,16 @@ async def test_an_edit_adds_no_mention_and_no_shared_link(server) -> None:
     dm = (await owner.ok("dm.open", {"user": uid(member)}))["channel"]
     await send(owner, dm["id"], "private https://example.org/dm")
     assert (await owner.ok("resource.list", {"community": club.id}))["resources"] == []
+
+
+async def test_resource_words_ignore_case_in_any_script(server) -> None:
+    owner = await session_for(server, 0, "owner")
+    club = await Club.create(server, owner)
+    added = await owner.ok(
+        "resource.add", {"community": club.id, "title": "ÉCOLE d'été", "note": "ΣΊΣΥΦΟΣ"}
+    )
+    for query in ("école", "σίσυφος", "D'ÉTÉ"):
+        found = await owner.ok("resource.list", {"community": club.id, "query": query})
+        assert [r["id"] for r in found["resources"]] == [added["resource"]["id"]], query
+    missing = await owner.ok("resource.list", {"community": club.id, "query": "ecole"})
+    assert missing["resources"] == []  # accents stay, as in message search

@@ -210,8 +210,6 @@ class PostgresDiscussions:
             community_id,
             q.like(tag, tag=True),
             words,
-            words,
-            words,
             *q.cursor(before),
             limit,
         )

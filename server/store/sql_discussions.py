@@ -90,7 +90,7 @@ INSERT_MENTION = (
 
 INSERT_RESOURCE = (
     "INSERT INTO resources(id, community_id, title, url, note, tags, by_id, ts, shares,"
-    " message_channel, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " message_channel, message_id, words) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SHARE_URL = (
     INSERT_RESOURCE + " ON CONFLICT (community_id, url) WHERE url IS NOT NULL"
@@ -101,8 +101,7 @@ RESOURCE_COLUMNS = (
 )
 RESOURCES = (
     f"SELECT {RESOURCE_COLUMNS} FROM resources WHERE community_id = ? AND tags LIKE ? ESCAPE '\\'"
-    " AND (lower(title) LIKE ? ESCAPE '\\' OR lower(COALESCE(note, '')) LIKE ? ESCAPE '\\'"
-    " OR lower(COALESCE(url, '')) LIKE ? ESCAPE '\\')"
+    " AND words LIKE ? ESCAPE '\\'"
     " AND (ts < ? OR (ts = ? AND id < ?)) ORDER BY ts DESC, id DESC LIMIT ?"
 )
 
@@ -112,7 +111,7 @@ def like(text: str | None, *, tag: bool = False) -> str:
     ``json.dumps`` stores it)."""
     if text is None:
         return "%"
-    pattern = json.dumps(text) if tag else text.lower()
+    pattern = json.dumps(text) if tag else searchable(text)
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
@@ -156,6 +155,7 @@ def resource_values(resource: Resource) -> tuple[Any, ...]:
         resource.ts,
         resource.shares,
         *message,
+        searchable("\n".join((resource.title, resource.note or "", resource.url or ""))),
     )
 
 

@@ -241,8 +241,6 @@ class SQLiteDiscussions:
             community_id,
             q.like(tag, tag=True),
             words,
-            words,
-            words,
             *q.cursor(before),
             limit,
         )

@@ -105,7 +105,8 @@ CREATE TABLE resources(
     ts BIGINT NOT NULL,
     shares INTEGER NOT NULL DEFAULT 0,
     message_channel TEXT,
-    message_id TEXT);
+    message_id TEXT,
+    words TEXT NOT NULL DEFAULT '');
 CREATE UNIQUE INDEX resources_by_url ON resources(community_id, url) WHERE url IS NOT NULL;
 CREATE INDEX resources_of_community ON resources(community_id, ts)
 """
