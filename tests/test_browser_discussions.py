@@ -164,6 +164,41 @@ async def test_thread_panel_reply_and_follow(make_server: MakeServer, open_tab: 
     await expect(follow).to_have_text("Unfollow")
 
 
+async def test_thread_panel_pages_in_older_messages(make_server: MakeServer, open_tab: Any) -> None:
+    server = make_server()
+    (ann, bob), _, general = await setup(server, "Ann", "Bob")
+    [start] = await send(server, bob["token"], general, "A long story")
+    thread = (
+        await command(
+            server,
+            ann["token"],
+            "thread.create",
+            {"channel": general, "title": "A long story", "message": start["id"]},
+        )
+    )["thread"]
+    replies = [f"chapter {i}" for i in range(65)]
+    await send(server, bob["token"], thread["id"], *replies)
+    tab = await open_tab(server, ann["token"])
+    page = tab.page
+    # Ann follows the thread she started: it is in the sidebar.
+    await page.locator("#sidebar .thread-link").click()
+    panel = page.locator("#thread-panel")
+    texts = panel.locator(".message .text")
+    # The newest page (50 messages), scrolled to its end.
+    await expect(texts).to_have_count(50)
+    await expect(texts.last).to_have_text("chapter 64")
+    await expect(texts.last).to_be_in_viewport()
+    # Scrolled to the top: the older messages come in above, once each, in order,
+    # and the view stays where it was (the message that was on top is still in view).
+    await page.locator("#thread-scroll").evaluate("box => { box.scrollTop = 0; }")
+    await expect(texts).to_have_text(replies)
+    await expect(texts.first).to_have_text("chapter 0")
+    await expect(
+        panel.locator(".message .text", has_text=re.compile("^chapter 15$"))
+    ).to_be_in_viewport()
+    await expect(texts.first).not_to_be_in_viewport()
+
+
 async def test_forum_cards_new_post_and_tag_filter(make_server: MakeServer, open_tab: Any) -> None:
     server = make_server()
     (ann, bob), community, _ = await setup(server, "Ann", "Bob")

@@ -2,10 +2,10 @@
 // connection and its status banner, the communities and their channels as the
 // server's events change them, the sidebar, channel URLs, keyboard shortcuts,
 // and which view shows the selected channel; the read state (unread and
-// mention counts from identify's `reads`, `read.updated`, `mention`), direct
-// messages, threads (channels of their own, opened in the side panel) and
-// which side panel is open. The protocol lives in agora.js, channel state in
-// state.js, roles in roles.js, dialogs in dialogs.js, and each view in views/.
+// mention counts from identify's `reads`, `read.updated`, `mention`) and which
+// side panel is open. The protocol lives in agora.js, channel state in
+// state.js, threads in threads.js, direct messages in dms.js, roles in
+// roles.js, dialogs in dialogs.js, and each view in views/.
 
 import { Agora } from './agora.js';
 import { $, countText } from './dom.js';
@@ -13,8 +13,10 @@ import {
   channelDialog, confirmAction, createCommunityDialog, dialogOpen, inviteDialog,
 } from './dialogs.js';
 import { can } from './roles.js';
+import { createDms } from './dms.js';
 import { createSidebar } from './sidebar.js';
 import { ChannelState, UNREAD_CAP } from './state.js';
+import { createThreads } from './threads.js';
 import { createChatView } from './views/chat.js';
 import { createForumView } from './views/forum.js';
 import { createMembersPanel } from './views/members.js';
@@ -34,11 +36,6 @@ let current = null; // the selected channel's id
 /** community id -> {id, name, role, channels: [ChannelState], members: Map|null, presence: Map} */
 const communities = new Map();
 const channels = new Map(); // id -> ChannelState, in sidebar order (DMs last)
-const threadStates = new Map(); // thread id -> ChannelState of a thread opened here (`.thread`: its object)
-const followed = new Set(); // ids of the threads the user follows
-/** Direct messages: a community of their own for the views (no community id, nothing to moderate). */
-const DMS = { id: null, name: 'Direct messages', role: 'member', dm: true, channels: [], members: null,
-  presence: new Map() };
 const SIDE_PANELS = ['thread', 'search', 'pins', 'resources'];
 /** An invite to take once identified: {code, ask} (ask: confirm first; the user was logged in). */
 let pendingInvite = null;
@@ -84,30 +81,25 @@ const app = {
   channelLabel(id) {
     const ch = channels.get(id);
     if (ch) return `#${ch.name}`;
-    return threadStates.get(id)?.thread?.title ? `thread "${threadStates.get(id).thread.title}"` : 'a thread';
+    return threads.label(id);
   },
-  following: (id) => followed.has(id),
-  setFollowing(id, on) {
-    if (on) followed.add(id);
-    else followed.delete(id);
-    thread.changed(threadStates.get(id));
-    refreshMarks();
-  },
-  openThread,
+  following: (id) => threads.following(id),
+  setFollowing: (id, on) => threads.setFollowing(id, on),
+  openThread: (t, parent) => threads.open(t, parent),
   openPanel,
   closePanel: () => openPanel(null),
   panel: () => SIDE_PANELS.find((name) => !$(`#${name}-panel`).hidden) ?? null,
   jumpTo,
-  openDm,
-  userName,
+  openDm: (userId, name) => dms.open(userId, name),
+  userName: (id) => dms.userName(id),
 };
 
 const sidebar = createSidebar({
   onselect: (id) => select(id, { focus: true }),
   oninvite: (id) => communities.has(id) && inviteDialog(app, communities.get(id)),
   onnewchannel: (id) => communities.has(id) && channelDialog(app, communities.get(id)),
-  onthread: (id) => threadStates.has(id) && openThread(threadStates.get(id).thread,
-    channels.get(threadStates.get(id).thread.parent)),
+  onthread: (id) => threads.has(id) && threads.open(threads.get(id).thread,
+    channels.get(threads.get(id).thread.parent)),
 });
 const members = createMembersPanel(app);
 const menu = createMenu(app);
@@ -117,6 +109,9 @@ const thread = createThreadPanel(app);
 const pins = createPins(app);
 createSearch(app);
 createResources(app);
+const threads = createThreads(app, { panel: thread, openPanel, refreshMarks });
+const dms = createDms(app, { rebuild, select });
+const DMS = dms.community;
 const viewFor = (ch) => views[ch.kind] ?? views.text;
 
 // Authentication
@@ -193,9 +188,8 @@ function logout(message = '') {
   localStorage.removeItem(CHANNEL_KEY);
   channels.clear();
   communities.clear();
-  threadStates.clear();
-  followed.clear();
-  DMS.channels = [];
+  threads.clear();
+  dms.clear();
   openPanel(null);
   sidebar.clear();
   for (const view of Object.values(views)) view.clear();
@@ -263,22 +257,18 @@ function onready(reply) {
     Object.assign(info, { members: null, presence: new Map() });
     return info;
   });
-  DMS.channels = (reply.dms ?? []).map(dmState);
+  dms.identified(reply.dms ?? []);
   const seen = new Set([...next, DMS].flatMap((info) => info.channels.map((ch) => ch.id)));
   for (const id of [...channels.keys()].filter((id) => !seen.has(id))) {
     client.unsubscribe(id).catch(app.report); // the channel is gone, or we lost access to it
   }
   communities.clear();
   for (const info of next) communities.set(info.id, info);
-  followed.clear();
-  for (const t of reply.threads ?? []) {
-    followed.add(t.id);
-    threadState(t);
-  }
+  threads.identified(reply.threads ?? []);
   rebuild();
   // The read state: unread and mention counts that survive a reload.
   for (const r of reply.reads ?? []) {
-    const ch = channels.get(r.channel) ?? threadStates.get(r.channel);
+    const ch = channels.get(r.channel) ?? threads.get(r.channel);
     if (!ch) continue;
     ch.readO = Math.max(ch.readO, r.o);
     if (ch.id !== current || !ch.loaded) {
@@ -288,7 +278,7 @@ function onready(reply) {
   }
   refreshMarks();
   for (const community of communities.values()) {
-    if (DMS.channels.length) loadMembers(community.id).then(() => dmNames(), app.report);
+    if (DMS.channels.length) loadMembers(community.id).then(() => dms.names(), app.report);
   }
   // Every channel, so that unread marks come live; agora.js resumes each with `since`.
   for (const id of channels.keys()) client.subscribe(id).catch(app.report);
@@ -312,7 +302,7 @@ function firstChannel() {
 
 function onreset(channelId) {
   // Too much was missed to replay: start this channel's timeline afresh.
-  const ch = channels.get(channelId) ?? threadStates.get(channelId);
+  const ch = channels.get(channelId) ?? threads.get(channelId);
   if (!ch) return;
   const hadTimeline = ch.loaded;
   ch.reset();
@@ -325,22 +315,13 @@ function onreset(channelId) {
 
 function onEvent(d, frame) {
   if (typeof frame.o !== 'number') return onCommunityEvent(frame.t, d, frame.ch);
-  const threadCh = threadStates.get(frame.ch);
-  if (threadCh) {
-    threadCh.apply(frame, me);
-    if (frame.t === 'message.created') typingStopped(frame.ch, d.message.author.id);
-    return thread.changed(threadCh);
-  }
+  if (threads.apply(frame, d)) return;
   const ch = channels.get(frame.ch);
   if (!ch) return;
   const entry = ch.apply(frame, me);
   if (!entry) return;
   if (frame.t === 'message.pinned') pins.changed(ch);
-  if (entry.thread) {
-    const state = threadStates.get(entry.thread.id);
-    if (state) Object.assign(state.thread, entry.thread);
-    if (state && ch.threads.get(entry.thread.id)) thread.changed(state);
-  }
+  if (entry.thread) threads.entryChanged(ch, entry);
   if (frame.t === 'message.created') typingStopped(ch.id, d.message.author.id);
   if (ch.id === current) return viewFor(ch).changed(ch);
   ch.trim();
@@ -365,7 +346,7 @@ function onUserEvent(t, d, ch) {
       return true;
     }
     case 'read.updated': {
-      const target = channels.get(d.channel) ?? threadStates.get(d.channel);
+      const target = channels.get(d.channel) ?? threads.get(d.channel);
       if (!target || d.o <= target.readO) return true;
       target.readO = d.o;
       if (d.o >= target.head) {
@@ -379,63 +360,14 @@ function onUserEvent(t, d, ch) {
       return true;
     }
     case 'dm.created':
-      addDm(d.channel);
+      dms.add(d.channel);
       return true;
-    case 'thread.followed': { // this user's follow, unfollow, new thread or post, anywhere
-      const state = threadState(d.thread);
-      if (state) app.setFollowing(state.id, d.following);
-      return true;
-    }
-    case 'thread.activity': {
-      const state = threadState(d.thread);
-      if (!state) return true;
-      followed.add(state.id);
-      const seen = thread.current === state && !$('#thread-panel').hidden && document.hasFocus();
-      if (!seen) state.markUnread();
-      refreshMarks();
-      return true;
-    }
     default:
-      return false;
+      return threads.userEvent(t, d);
   }
 }
 
-// Threads: channels of their own, shown in the side panel
-
-/** The state of a thread (created once per thread), kept up to date with its object. */
-function threadState(t) {
-  let state = threadStates.get(t.id);
-  const parent = channels.get(t.parent);
-  const community = communities.get(t.community) ?? parent?.community;
-  if (!state) {
-    if (!community) return null;
-    state = new ChannelState(t, community);
-    state.thread = { ...t };
-    threadStates.set(t.id, state);
-  } else Object.assign(state.thread, t);
-  return state;
-}
-
-/** Open a thread (its object, or its id in `parent`) in the side panel. */
-function openThread(t, parent) {
-  const object = typeof t === 'string' ? { id: t, parent: parent?.id, title: 'Thread' } : t;
-  const state = threadState({ community: parent?.community?.id, ...object });
-  if (!state) return;
-  if (thread.current && thread.current !== state) leaveThread(thread.current);
-  client.subscribe(state.id).catch(app.report);
-  openPanel('thread');
-  thread.show(state);
-}
-
-/**
- * A thread's panel closes: a thread not followed is unsubscribed, and its
- * timeline forgotten (it would miss events until it is opened again).
- */
-function leaveThread(state) {
-  if (followed.has(state.id)) return;
-  client?.unsubscribe(state.id).catch(() => {});
-  state.reset();
-}
+// Side panels
 
 /** Show one side panel (thread, search, pins, resources) or none. */
 function openPanel(name) {
@@ -444,7 +376,7 @@ function openPanel(name) {
   if (name !== 'thread' && thread.current) {
     const state = thread.current;
     thread.hide();
-    leaveThread(state); // followed threads stay subscribed
+    threads.leave(state); // followed threads stay subscribed
   }
   if (name && members.open) members.close();
 }
@@ -456,65 +388,8 @@ async function jumpTo(channelId, id, o) {
     return views.text.jumpTo(channels.get(channelId), id, o);
   }
   // A thread: open it in the panel.
-  openThread(threadStates.get(channelId)?.thread ?? { id: channelId, title: 'Thread' },
+  threads.open(threads.get(channelId)?.thread ?? { id: channelId, title: 'Thread' },
     channels.get(current));
-}
-
-// Direct messages
-
-function userName(id) {
-  for (const community of communities.values()) {
-    const member = community.members?.get(id);
-    if (member) return member.name;
-  }
-  return null;
-}
-
-function dmState(channel) {
-  const ch = channels.get(channel.id) ?? new ChannelState(channel, DMS);
-  ch.update(channel);
-  ch.community = DMS;
-  const other = (ch.members ?? []).find((id) => id !== me?.id);
-  ch.other = other;
-  ch.name = userName(other) ?? ch.dmName ?? 'Direct message';
-  return ch;
-}
-
-/** DM names come from the members of the communities, once loaded. */
-function dmNames() {
-  let changed = false;
-  for (const ch of DMS.channels) {
-    const name = userName(ch.other);
-    if (name && name !== ch.name) {
-      ch.name = name;
-      changed = true;
-    }
-  }
-  if (changed) rebuild();
-}
-
-function addDm(channel, { open = false, name = null } = {}) {
-  if (!client) return null;
-  const known = DMS.channels.find((ch) => ch.id === channel.id);
-  const ch = known ?? dmState(channel);
-  if (name) ch.dmName = ch.name = name;
-  if (!known) {
-    DMS.channels.unshift(ch);
-    rebuild();
-    client.subscribe(ch.id).catch(app.report);
-  }
-  if (open) select(ch.id, { focus: true });
-  return ch;
-}
-
-/** The members panel's "Message" button: open (or reopen) the DM with `userId`. */
-async function openDm(userId, name) {
-  try {
-    const { channel } = await client.command('dm.open', { user: userId });
-    addDm(channel, { open: true, name });
-  } catch (err) {
-    app.notify(`Could not open a direct message: ${err.message}`);
-  }
 }
 
 // Communities: what the server's community and user events change
@@ -655,7 +530,7 @@ function loadCommunity(communityId) {
 
 function membersChanged(communityId) {
   members.changed(communityId);
-  if (DMS.channels.length) dmNames();
+  if (DMS.channels.length) dms.names();
   const ch = channels.get(current);
   if (ch?.community.id === communityId) viewFor(ch).refresh(ch);
 }
@@ -761,7 +636,7 @@ $('#new-community').addEventListener('click', () => createCommunityDialog(app));
 
 function refreshMarks() {
   sidebar.mark(channels, current);
-  sidebar.threads([...followed].map((id) => threadStates.get(id)).filter((t) => t?.thread?.title));
+  sidebar.threads(threads.followedStates());
   let total = 0;
   for (const ch of channels.values()) total += ch.unread;
   const count = countText(total, UNREAD_CAP);

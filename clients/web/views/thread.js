@@ -1,7 +1,8 @@
 // views/thread.js — a thread in the side panel: its title, its messages (the
-// opening post or the message it started from first), a reply box, and
-// follow / unfollow. A thread is a channel of kind `thread` (docs/protocol.md
-// §5.9): the shell keeps its ChannelState and subscribes to it while it is open.
+// opening post or the message it started from first; older pages load when it
+// is scrolled to the top), a reply box, and follow / unfollow. A thread is a
+// channel of kind `thread` (docs/protocol.md §5.9): the shell keeps its
+// ChannelState and subscribes to it while it is open.
 
 import { PAGE } from '../state.js';
 import { $, el, nonce, timeElement } from '../dom.js';
@@ -11,6 +12,8 @@ import { excerpt, messageBody, signature } from './message.js';
 import { addReactionButton } from './reactions.js';
 import { messageActions } from './actions.js';
 import { typingLine, typingSender } from './typing.js';
+
+const NEAR = 80; // px from an edge that counts as "at" it
 
 export function createThreadPanel(app) {
   const panel = $('#thread-panel');
@@ -22,19 +25,39 @@ export function createThreadPanel(app) {
   const sendTyping = typingSender(app);
   input.addEventListener('input', () => sendTyping(ch?.id, input.value));
 
-  async function load(thread) {
-    if (thread.loaded || thread.loading) return;
+  const box = $('#thread-scroll');
+
+  /**
+   * Load a page of the thread's history: the newest (`before` null), or the
+   * one before offset `before`, keeping the view still (as the chat view does).
+   */
+  async function load(thread, before = null) {
+    if ((before === null && thread.loaded) || thread.loading || !app.client()) return;
     thread.loading = true;
+    const fromBottom = box.scrollHeight - box.scrollTop;
+    if (thread === ch) box.setAttribute('aria-busy', 'true');
     try {
-      const reply = await app.client().history(thread.id, { limit: PAGE });
+      const reply = await app.client().history(thread.id, { before, limit: PAGE });
       thread.mergeHistory(reply.events, app.me());
     } catch (err) {
       app.report(err);
     } finally {
       thread.loading = false;
+      box.removeAttribute('aria-busy');
     }
-    if (thread === ch) draw(true);
+    if (thread !== ch) return;
+    draw(before === null);
+    if (before !== null) box.scrollTop = box.scrollHeight - fromBottom; // keep the view still
+    if (box.scrollTop < NEAR) loadOlder(); // the page does not fill the panel yet
   }
+
+  function loadOlder() {
+    if (ch?.loaded && ch.more && ch.oldest !== null) load(ch, ch.oldest);
+  }
+
+  box.addEventListener('scroll', () => {
+    if (box.scrollTop < NEAR) loadOlder();
+  });
 
   const context = () => ({
     me: app.me(),
@@ -94,8 +117,7 @@ export function createThreadPanel(app) {
 
   function draw(stick = false) {
     if (!ch) return;
-    const box = $('#thread-scroll');
-    const bottom = stick || box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+    const bottom = stick || box.scrollHeight - box.scrollTop - box.clientHeight < NEAR;
     const info = ch.thread;
     $('#thread-title').textContent = info.title ?? 'Thread';
     const tags = info.tags ?? [];
