@@ -199,6 +199,61 @@ async def test_thread_panel_pages_in_older_messages(make_server: MakeServer, ope
     await expect(texts.first).not_to_be_in_viewport()
 
 
+async def test_thread_reply_box_has_mention_autocomplete_and_a_length_counter(
+    make_server: MakeServer, open_tab: Any
+) -> None:
+    server = make_server()
+    (ann, bob), _, general = await setup(server, "Ann", "Bob")
+    [start] = await send(server, bob["token"], general, "Plans for the weekend")
+    await command(
+        server,
+        ann["token"],
+        "thread.create",
+        {"channel": general, "title": "Weekend", "message": start["id"]},
+    )
+    tab = await open_tab(server, ann["token"])
+    page = tab.page
+    await page.locator("#sidebar .thread-link").click()
+    panel = page.locator("#thread-panel")
+    box = panel.get_by_label("Reply in the thread")
+    # @mention autocomplete, as in the main composer: offered under the reply box,
+    # picked with Enter.
+    await box.press_sequentially("Coming, @Bo")
+    option = panel.get_by_role("option")
+    await expect(option).to_have_count(1)
+    await expect(option).to_contain_text("Bob")
+    await expect(page.locator("#mention-list")).to_be_hidden()
+    await expect(box).to_have_attribute("aria-expanded", "true")
+    await accessible(tab)
+    await page.keyboard.press("Enter")
+    username = bob["user"]["username"]
+    await expect(box).to_have_value(f"Coming, @{username} ")
+    await expect(option).to_have_count(0)
+    await page.keyboard.type("?")
+    await page.keyboard.press("Enter")
+    replies = panel.locator(".message")
+    await expect(replies.locator(".mention")).to_have_text(f"@{username}")
+    await expect(box).to_have_value("")
+    # The length counter: shown near the limit, a reply over it is refused, not cut.
+    counter = panel.locator("#thread-count")
+    await expect(counter).to_be_hidden()
+    await box.fill("é" * 4001)
+    await expect(counter).to_have_text("4,001 / 4,000")
+    await expect(counter).to_have_class(re.compile("over"))
+    await expect(box).to_have_attribute("aria-invalid", "true")
+    await accessible(tab)
+    await box.press("Enter")
+    await expect(page.locator("#notice")).to_contain_text("too long")
+    await expect(replies).to_have_count(1)
+    assert len(await box.input_value()) == 4001  # nothing was cut
+    await box.press("Backspace")
+    await expect(counter).to_have_text("4,000 / 4,000")
+    await expect(counter).not_to_have_class(re.compile("over"))
+    await box.press("Enter")
+    await expect(replies).to_have_count(2)
+    await expect(counter).to_be_hidden()
+
+
 async def test_forum_cards_new_post_and_tag_filter(make_server: MakeServer, open_tab: Any) -> None:
     server = make_server()
     (ann, bob), community, _ = await setup(server, "Ann", "Bob")

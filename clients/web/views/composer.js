@@ -1,7 +1,8 @@
-// views/composer.js — what the message box does besides sending: the length
+// views/composer.js — what a message box does besides sending: the length
 // counter that refuses a message over the limit (instead of cutting it), the
-// "replying to" line, `typing.start` at most every 3 s while typing, and the
-// @mention autocomplete over the community's members.
+// "replying to" line (the main composer's), `typing.start` at most every 3 s
+// while typing, and the @mention autocomplete over the community's members.
+// The main composer and the thread panel's reply box each make one.
 
 import { $, el } from '../dom.js';
 import { excerpt } from './message.js';
@@ -12,10 +13,16 @@ const COUNT_FROM = 3000; // the counter shows from here
 
 export const length = (text) => [...text].length;
 
-export function createComposer(app, { input, getChannel }) {
-  const counter = $('#composer-count');
-  const preview = $('#reply-preview');
-  const list = $('#mention-list');
+/**
+ * The extras of message box `input` for the channel `getChannel()` returns:
+ * `counter` its length counter, `list` its listbox of suggestions (whose
+ * options get ids `${list.id}-0`, …), `preview` its "replying to" line (none:
+ * no replies).
+ */
+export function createComposer(app, {
+  input, getChannel, counter = $('#composer-count'), list = $('#mention-list'),
+  preview = $('#reply-preview'),
+}) {
   let replyTo = null; // {id, name, text}
   let matches = []; // members offered
   let active = 0;
@@ -36,16 +43,19 @@ export function createComposer(app, { input, getChannel }) {
   // Replying
 
   function setReply(entry) {
-    replyTo = entry ? { id: entry.message.id, name: entry.message.author.name } : null;
+    replyTo = entry && preview ? { id: entry.message.id, name: entry.message.author.name } : null;
+    if (!preview) return;
     preview.hidden = !replyTo;
     if (!replyTo) return;
     $('.reply-to-text', preview).textContent = `Replying to ${replyTo.name}: ${excerpt(entry.message, 80)}`;
     input.focus();
   }
-  $('#reply-cancel').addEventListener('click', () => {
-    setReply(null);
-    input.focus();
-  });
+  if (preview) {
+    $('button', preview).addEventListener('click', () => {
+      setReply(null);
+      input.focus();
+    });
+  }
 
   const typing = typingSender(app);
 
@@ -73,7 +83,7 @@ export function createComposer(app, { input, getChannel }) {
 
   function draw() {
     list.replaceChildren(...matches.map((m, i) => el('li', {
-      role: 'option', id: `mention-${i}`, ariaSelected: String(i === active),
+      role: 'option', id: `${list.id}-${i}`, ariaSelected: String(i === active),
       className: i === active ? 'active' : '',
       onpointerdown: (event) => {
         event.preventDefault();
@@ -83,7 +93,7 @@ export function createComposer(app, { input, getChannel }) {
     el('span', { className: 'member-username' }, `@${m.username}`))));
     list.hidden = false;
     input.setAttribute('aria-expanded', 'true');
-    input.setAttribute('aria-activedescendant', `mention-${active}`);
+    input.setAttribute('aria-activedescendant', `${list.id}-${active}`);
   }
 
   function hide() {

@@ -7,11 +7,11 @@
 import { PAGE } from '../state.js';
 import { $, el, nonce, timeElement } from '../dom.js';
 import { can } from '../roles.js';
-import { length, MAX_TEXT } from './composer.js';
+import { createComposer } from './composer.js';
 import { excerpt, messageBody, signature } from './message.js';
 import { addReactionButton } from './reactions.js';
 import { messageActions } from './actions.js';
-import { typingLine, typingSender } from './typing.js';
+import { typingLine } from './typing.js';
 
 const NEAR = 80; // px from an edge that counts as "at" it
 
@@ -22,8 +22,10 @@ export function createThreadPanel(app) {
   const follow = $('#thread-follow');
   let ch = null; // the thread's ChannelState
   const typing = typingLine($('#thread-typing'), () => ch?.id);
-  const sendTyping = typingSender(app);
-  input.addEventListener('input', () => sendTyping(ch?.id, input.value));
+  // The main composer's length counter, @mention autocomplete and typing.start.
+  const composer = createComposer(app, {
+    input, getChannel: () => ch, counter: $('#thread-count'), list: $('#thread-mention-list'), preview: null,
+  });
 
   const box = $('#thread-scroll');
 
@@ -176,13 +178,10 @@ export function createThreadPanel(app) {
   $('#thread-composer').addEventListener('submit', async (event) => {
     event.preventDefault();
     const text = input.value;
-    if (!ch || !text.trim() || input.disabled) return;
-    if (length(text) > MAX_TEXT) {
-      app.notify(`This reply is too long: the limit is ${MAX_TEXT.toLocaleString('en')} characters.`);
-      return;
-    }
+    if (!ch || !text.trim() || input.disabled || !composer.allowed()) return;
     const thread = ch;
     input.value = '';
+    composer.reset();
     const entry = thread.addLocal(app.me(), text, nonce());
     draw(true);
     try {
@@ -192,11 +191,13 @@ export function createThreadPanel(app) {
     } catch (err) {
       thread.discard(entry);
       input.value = text;
+      composer.count();
       app.notify(`Could not reply: ${err.message}`);
     }
     if (thread === ch) draw(true);
   });
   input.addEventListener('keydown', (event) => {
+    if (composer.key(event)) return;
     if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       $('#thread-composer').requestSubmit();
@@ -208,6 +209,7 @@ export function createThreadPanel(app) {
   return {
     /** Show thread state `thread` (a ChannelState with `.thread`, the thread object). */
     show(thread) {
+      if (thread !== ch) composer.reset();
       ch = thread;
       list.replaceChildren();
       typing.draw();
