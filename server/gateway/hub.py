@@ -242,14 +242,14 @@ class ChannelFeed:
     def _fan_out(self, offset: int | None, frame: bytes, event: dict[str, Any]) -> None:
         started = time.perf_counter()
         recipients = 0
+        author = None if offset is not None else not_to_self(event)
         for encoding, outboxes in self.live.items():
             if not outboxes and not any(j.encoding is encoding for j in self.joining.values()):
                 continue
             out = OutFrame(frame if encoding is Encoding.MSGPACK else encode(event, encoding))
-            if offset is None and event.get("t") in NOT_TO_SELF:
-                author = (event.get("d") or {}).get("user")
+            if author is not None:
                 for outbox in outboxes:
-                    if author is None or outbox.owner != author:
+                    if outbox.owner != author:
                         outbox.push(out)
                 continue
             for outbox in outboxes:  # a push never changes the set: see Session.overflowed
@@ -260,6 +260,11 @@ class ChannelFeed:
                     if joining.encoding is encoding:
                         joining.take(offset, out)
         self.hub.metrics.observe_fanout(recipients, time.perf_counter() - started)
+
+
+def not_to_self(event: dict[str, Any]) -> str | None:
+    """The user whose own sessions never get this ephemeral event (``NOT_TO_SELF``)."""
+    return (event.get("d") or {}).get("user") if event.get("t") in NOT_TO_SELF else None
 
 
 class Listener(Protocol):
@@ -339,7 +344,7 @@ class Hub:
             log.error("topic %s carried a frame that is not msgpack; dropped", topic)
             return
         framed: dict[Encoding, OutFrame] = {Encoding.MSGPACK: OutFrame(frame)}
-        author = (event.get("d") or {}).get("user") if event.get("t") in NOT_TO_SELF else None
+        author = not_to_self(event)
         for listener in list(self.topics[topic]):
             if author is not None and listener.outbox.owner == author:
                 continue
