@@ -128,7 +128,12 @@ class Fold:
             and message["author"]["id"] != self.me
             and not message.get("deleted")
         )
-        mentions = sum(1 for ch, mid in self.mentions if ch == channel and offsets[mid] > o)
+        messages = self.messages.get(channel, {})
+        mentions = sum(
+            1
+            for ch, mid in self.mentions
+            if ch == channel and offsets[mid] > o and not messages[mid].get("deleted")
+        )
         return {"channel": channel, "o": o, "unread": unread, "mentions": mentions}
 
 
