@@ -6,6 +6,7 @@ server and clients validate against the same shapes.
 
 from __future__ import annotations
 
+from protocol import workshop as w
 from protocol.schema import Field, Schema, schema
 
 #: Most events one ``history`` page returns, and the default page size.
@@ -232,5 +233,73 @@ COMMANDS: dict[str, Schema] = {
         Field("tag", str, required=False, max_len=MAX_TAG_CHARS),
         Field("query", str, required=False, max_len=MAX_QUERY_CHARS),
         *_page(),
+    ),
+    # workshops (see protocol.workshop for the limits and the fold)
+    "workshop.start": schema(
+        _channel(),
+        Field("title", str, nonempty=True, max_len=w.MAX_WORKSHOP_TITLE),
+        Field("agenda", list, required=False, default=[], max_len=w.MAX_AGENDA_ITEMS),
+    ),
+    "workshop.state": schema(_channel()),
+    "workshop.end": schema(_channel(), _id("recap_channel", required=False)),
+    "agenda.next": schema(_channel()),
+    "agenda.goto": schema(_channel(), Field("index", int, maximum=w.MAX_AGENDA_ITEMS)),
+    "hand.raise": schema(_channel()),
+    "hand.lower": schema(
+        _channel(), _id("user", required=False), Field("all", bool, required=False, default=False)
+    ),
+    "hand.call": schema(_channel(), _id("user", required=False)),
+    "hand.order": schema(_channel(), Field("order", str, choices=w.HAND_ORDERS)),
+    "poll.create": schema(
+        _channel(),
+        Field("question", str, nonempty=True, max_len=w.MAX_QUESTION_CHARS),
+        Field("options", list, max_len=w.MAX_POLL_OPTIONS),
+        Field("multi", bool, required=False, default=False),
+        Field("anonymous", bool, required=False, default=False),
+    ),
+    "poll.vote": schema(
+        _channel(), _id("poll"), Field("choices", list, max_len=w.MAX_POLL_OPTIONS)
+    ),
+    "poll.close": schema(_channel(), _id("poll")),
+    "question.ask": schema(
+        _channel(), Field("text", str, nonempty=True, max_len=w.MAX_QUESTION_CHARS)
+    ),
+    "question.upvote": schema(_channel(), _id("question")),
+    "question.unvote": schema(_channel(), _id("question")),
+    "question.answer": schema(
+        _channel(), _id("question"), Field("text", str, required=False, max_len=w.MAX_ANSWER_CHARS)
+    ),
+    "question.hide": schema(_channel(), _id("question")),
+    "timer.start": schema(
+        _channel(),
+        Field("seconds", int, minimum=1, maximum=w.MAX_TIMER_S),
+        Field("label", str, required=False, max_len=w.MAX_WORKSHOP_TITLE),
+    ),
+    "timer.extend": schema(_channel(), Field("seconds", int, minimum=1, maximum=w.MAX_TIMER_S)),
+    "timer.cancel": schema(_channel()),
+    "breakout.open": schema(
+        _channel(),
+        Field("groups", int, minimum=1, maximum=w.MAX_GROUPS),
+        Field("minutes", int, required=False, minimum=1, maximum=w.MAX_BREAKOUT_MINUTES),
+        Field("assignment", list, required=False, max_len=w.MAX_GROUPS),
+    ),
+    "breakout.broadcast": schema(
+        _channel(), Field("text", str, nonempty=True, max_len=MAX_MESSAGE_CHARS)
+    ),
+    "breakout.report": schema(
+        _channel(), Field("text", str, nonempty=True, max_len=w.MAX_REPORT_CHARS)
+    ),
+    "breakout.close": schema(_channel()),
+    "pulse.send": schema(_channel(), Field("kind", str, choices=w.PULSE_KINDS)),
+    "community.participation": schema(
+        _community(),
+        Field(
+            "sessions",
+            int,
+            required=False,
+            default=w.DEFAULT_SESSIONS,
+            minimum=1,
+            maximum=w.MAX_SESSIONS,
+        ),
     ),
 }
