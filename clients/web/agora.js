@@ -203,7 +203,6 @@ export class Agora {
     switch (f.op) {
       case 'hello':
         this.hello = f.d ?? {};
-        this.clockOffset = null; // learnt anew on each connection
         this._clock(this.hello);
         this._heartbeat(f.d?.heartbeat_ms ?? 30000);
         return this._identify();
