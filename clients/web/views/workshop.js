@@ -389,7 +389,7 @@ export function createWorkshopView(app, chat) {
             current ? el('span', { className: 'badge now' }, 'now') : null);
           if (current) li.setAttribute('aria-current', 'step');
           if (f && !current) {
-            li.append(el('button', {
+            li.prepend(el('button', {
               type: 'button', className: 'secondary small', dataset: { key: `goto-${i}` },
               ariaLabel: `Go to item ${i + 1}: ${item.title}`,
               onclick: () => act('agenda.goto', { index: i }, 'move the agenda'),
@@ -448,9 +448,6 @@ export function createWorkshopView(app, chat) {
           el('p', { className: 'ws-place', role: 'status' }, status),
           hands.queue.length ? el('ol', { className: 'ws-queue', ariaLabel: 'Raised hands, in order' },
             ...hands.queue.map((h) => el('li', { className: 'ws-queue-entry', dataset: { user: h.user } },
-              el('span', { className: 'ws-queue-name' }, name(h.user)),
-              el('span', { className: 'hint ws-reason' },
-                ` ${plural(h.turns, 'turn')} · raised ${hhmm(h.raised_ts)}`),
               f ? el('span', { className: 'ws-queue-tools' },
                 el('button', {
                   type: 'button', className: 'small', dataset: { key: `call-${h.user}` },
@@ -461,7 +458,10 @@ export function createWorkshopView(app, chat) {
                   type: 'button', className: 'secondary small', dataset: { key: `lower-${h.user}` },
                   ariaLabel: `Lower ${plainName(h.user)}'s hand`,
                   onclick: () => act('hand.lower', { user: h.user }, 'lower the hand'),
-                }, 'Lower')) : null)))
+                }, 'Lower')) : null,
+              el('span', { className: 'ws-queue-name' }, name(h.user)),
+              el('span', { className: 'hint ws-reason' },
+                ` ${plural(h.turns, 'turn')} · raised ${hhmm(h.raised_ts)}`))))
             : el('p', { className: 'hint' }, 'No hands raised.'),
           f ? el('div', { className: 'actions' },
             el('button', {
