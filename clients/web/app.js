@@ -484,6 +484,7 @@ function channelChanged(communityId, channel, { open = false } = {}) {
   if (!community) return;
   let ch = channels.get(channel.id);
   if (ch) ch.update(channel);
+  else if (channel.kind === 'breakout' || channel.kind === 'thread') return; // not the sidebar's
   else {
     ch = new ChannelState(channel, community);
     community.channels.push(ch);

@@ -68,6 +68,7 @@ export function createWorkshopView(app, chat) {
   let built = null; // the kind of pane built: 'none-f', 'none-p', 'live-f', 'live-p', 'off'
   let parts = {}; // the pane's parts that redraw
   let ticker = null;
+  const groupNames = new Map(); // breakout group id -> its name, for the reports
 
   const facilitator = () => Boolean(ch && can(ch.community.role, 'run_workshops'));
   const me = () => app.me()?.id;
@@ -191,6 +192,7 @@ export function createWorkshopView(app, chat) {
         break;
       default:
     }
+    for (const g of d.breakout?.groups ?? []) groupNames.set(g.id, g.name);
     if (frame.t.startsWith('breakout.') || frame.t.startsWith('workshop.')) syncRooms(channel);
     if (here) draw();
   }
@@ -198,6 +200,7 @@ export function createWorkshopView(app, chat) {
   /** The breakout rooms the viewer may open go into the sidebar while the breakout is open. */
   function syncRooms(channel) {
     const breakout = channel.ws?.state?.breakout ?? null;
+    for (const g of breakout?.groups ?? []) groupNames.set(g.id, g.name);
     const all = can(channel.community.role, 'run_workshops');
     const groups = breakout ? breakout.groups.filter((g) => all || g.members.includes(me())) : [];
     app.setRooms(channel, groups.map((g) => ({ id: g.channel, name: g.name, group: g,
@@ -845,12 +848,8 @@ export function createWorkshopView(app, chat) {
     };
   }
 
-  /** Group names of closed breakouts: remembered from when they were open. */
-  const groupNames = new Map();
-  function groupName(id) {
-    for (const g of ch?.ws?.state?.breakout?.groups ?? []) groupNames.set(g.id, g.name);
-    return groupNames.get(id) ?? 'A group';
-  }
+  /** Group names of closed breakouts: remembered from when they were open (syncRooms). */
+  const groupName = (id) => groupNames.get(id) ?? 'A group';
 
   function breakoutForm() {
     const groups = el('input', { id: 'ws-groups', type: 'number', min: 1, max: MAX_GROUPS, value: 2,
