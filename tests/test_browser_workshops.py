@@ -164,3 +164,248 @@ async def test_the_browser_fold_is_protocol_workshop_apply(
     # The end.
     ended = {"t": "workshop.ended", "d": {"workshop": python, "recap": {}}, "o": 10**6}
     assert await tab.page.evaluate(fold_js, [python, [ended]]) is None
+
+
+# A whole workshop
+
+
+async def test_a_facilitator_and_three_participants_run_a_whole_workshop(
+    make_server: MakeServer, open_tab: Any
+) -> None:
+    server = make_server()
+    (fay, ann, bob, cy), community, ws = await setup(server, "Fay", "Ann", "Bob", "Cy")
+    tabs = [await open_tab(server, u["token"]) for u in (fay, ann, bob, cy)]
+    fay_tab, ann_tab, bob_tab, cy_tab = tabs
+    people = tabs[1:]
+    panes = [await open_workshop(tab) for tab in tabs]
+    fay_pane, ann_pane, bob_pane, cy_pane = panes
+
+    # Nothing runs yet: the facilitator gets the start form, the others a line.
+    for pane in panes[1:]:
+        await expect(pane.locator(".ws-none-text")).to_have_text("No workshop running.")
+        await expect(pane.get_by_role("button", name="Start workshop")).to_have_count(0)
+    start = fay_pane.locator("form.ws-start")
+    await start.get_by_label("Title").fill("Planning day")
+    await start.get_by_label("Item 1", exact=True).fill("Introductions")
+    await start.get_by_role("button", name="Add an item").click()
+    await expect(start.get_by_label("Item 2", exact=True)).to_be_focused()
+    await fay_tab.page.keyboard.type("Ideas")
+    await start.get_by_label("Minutes").nth(1).fill("10")
+    await start.get_by_role("button", name="Add an item").click()
+    await start.get_by_label("Item 3", exact=True).fill("Wrap-up")
+    await start.get_by_role("button", name="Start workshop").click()
+
+    # Everyone sees the agenda; the facilitator starts it and moves on.
+    for pane in panes:
+        await expect(pane.locator("#workshop-heading")).to_have_text("Planning day")
+        await expect(pane.locator(".ws-item-name")).to_have_text(
+            ["Introductions", "Ideas", "Wrap-up"]
+        )
+    await fay_pane.get_by_role("button", name="Start the agenda").click()
+    for pane in panes:
+        await expect(pane.locator(".ws-item[aria-current=step] .ws-item-name")).to_have_text(
+            "Introductions"
+        )
+    await fay_pane.get_by_role("button", name="Next item").click()
+    # "Ideas" is timeboxed: its 10 minutes count down for everyone, on the server's clock.
+    for pane in panes:
+        await expect(pane.locator(".ws-item[aria-current=step] .ws-item-name")).to_have_text(
+            "Ideas"
+        )
+        await expect(pane.locator("#ws-timer-label")).to_have_text("Ideas")
+        await expect(pane.locator("#ws-timer-left")).to_have_text(re.compile(r"^(10:00|9:[0-5]\d)$"))
+    for pane in panes:
+        await expect(pane.locator("#ws-timer-left")).to_have_text(re.compile(r"^9:5\d$"))
+
+    # Hands: Ann speaks first; then she, Bob and Cy raise theirs. In fair order
+    # Ann (one turn already) goes after the two who have not spoken.
+    await ann_pane.get_by_role("button", name="Raise hand").click()
+    await expect(ann_pane.locator(".ws-place")).to_have_text("Your place in the queue: 1 of 1.")
+    await fay_pane.get_by_role("button", name="Call next").click()
+    await expect(ann_pane.locator(".ws-place")).to_have_text("You are speaking.")
+    await expect(ann_tab.page.locator("#notice")).to_have_text("It is your turn to speak.")
+    await expect(bob_pane.locator(".ws-speaking")).to_have_text("Speaking: Ann")
+    for tab, pane in ((ann_tab, ann_pane), (bob_tab, bob_pane), (cy_tab, cy_pane)):
+        await pane.get_by_role("button", name="Raise hand").click()
+        await expect(pane.get_by_role("button", name="Lower hand")).to_have_attribute(
+            "aria-pressed", "true"
+        )
+    queue = fay_pane.locator(".ws-queue-name")
+    await expect(queue).to_have_text(["Ann", "Bob", "Cy"])
+    await fay_pane.get_by_label("Fair: fewest turns first").check()
+    for pane in panes:
+        await expect(pane.locator(".ws-queue-name")).to_have_text(
+            ["Bob", "Cy", "You" if pane is ann_pane else "Ann"]
+            if pane is not bob_pane and pane is not cy_pane
+            else ["You" if pane is bob_pane else "Bob", "You" if pane is cy_pane else "Cy",
+                  "Ann"]
+        )  # fmt: skip
+    reasons = fay_pane.locator(".ws-reason")
+    await expect(reasons.nth(0)).to_have_text(re.compile(r"^0 turns · raised \d"))
+    await expect(reasons.nth(2)).to_have_text(re.compile(r"^1 turn · raised \d"))
+    await expect(bob_pane.locator(".ws-place")).to_have_text("Your place in the queue: 1 of 3.")
+    await expect(ann_pane.locator(".ws-place")).to_have_text(
+        "You are speaking. Your place in the queue: 3 of 3."
+    )
+    await fay_pane.get_by_role("button", name="Call next").click()
+    await expect(bob_pane.locator(".ws-place")).to_have_text("You are speaking.")
+    # A chosen person: Ann, though Cy is first.
+    await fay_pane.get_by_role("button", name="Call Ann").click()
+    await expect(ann_pane.locator(".ws-place")).to_have_text("You are speaking.")
+    await expect(queue).to_have_text(["Cy"])
+    await fay_pane.get_by_role("button", name="Lower Cy's hand").click()
+    await expect(cy_pane.get_by_role("button", name="Raise hand")).to_have_attribute(
+        "aria-pressed", "false"
+    )
+    await bob_pane.get_by_role("button", name="Raise hand").click()
+    await cy_pane.get_by_role("button", name="Raise hand").click()
+    await expect(queue).to_have_count(2)
+    await fay_pane.get_by_role("button", name="Lower all").click()
+    await expect(queue).to_have_count(0)
+    await expect(bob_pane.get_by_role("button", name="Raise hand")).to_be_visible()
+
+    # A poll: live bars for everyone; a vote can change until the poll closes.
+    new_poll = fay_pane.locator("form.ws-poll-form")
+    await new_poll.get_by_label("Question").fill("Which idea first?")
+    await new_poll.get_by_label("Options").fill("Garden\nLibrary\nMarket")
+    await new_poll.get_by_role("button", name="Create poll").click()
+    for pane, choice in ((ann_pane, "Garden"), (bob_pane, "Library"), (cy_pane, "Garden")):
+        card = poll_card(pane, "Which idea first?")
+        await card.get_by_label(choice).check()
+        await card.get_by_role("button", name="Vote").click()
+        await expect(card.locator(".ws-your-vote")).to_have_text(f"Your vote: {choice}")
+    counts = ["2 votes · 67%", "1 vote · 33%", "0 votes · 0%"]
+    for pane in panes:
+        await expect(poll_card(pane, "Which idea first?").locator(".ws-count")).to_have_text(counts)
+    bars = poll_card(fay_pane, "Which idea first?").locator(".ws-fill")
+    await expect(bars.nth(0)).to_have_attribute("style", "width: 67%;")
+    bob_card = poll_card(bob_pane, "Which idea first?")
+    await expect(bob_card.get_by_label("Library")).to_be_checked()
+    await bob_card.get_by_label("Garden").check()
+    await bob_card.get_by_role("button", name="Change vote").click()
+    await expect(poll_card(ann_pane, "Which idea first?").locator(".ws-count")).to_have_text(
+        ["3 votes · 100%", "0 votes · 0%", "0 votes · 0%"]
+    )
+    await poll_card(fay_pane, "Which idea first?").get_by_role("button", name="Close poll").click()
+    for pane in panes:
+        card = poll_card(pane, "Which idea first?")
+        await expect(card).to_have_class(re.compile("closed"))
+        await expect(card.get_by_label("Market")).to_be_disabled()
+    await expect(bob_card.get_by_role("button", name="Change vote")).to_have_count(0)
+
+    # Q&A: most votes first; an upvote toggles; hidden questions are the facilitator's to see.
+    for pane, text in ((ann_pane, "Can we meet on Fridays?"), (bob_pane, "Who brings snacks?")):
+        await pane.get_by_label("Ask a question").fill(text)
+        await pane.get_by_role("button", name="Ask", exact=True).click()
+    for pane in panes:
+        await expect(question_texts(pane)).to_have_text(
+            ["Can we meet on Fridays?", "Who brings snacks?"]
+        )
+    snacks = cy_pane.get_by_role("button", name="Upvote: Who brings snacks?")
+    await snacks.click()
+    await expect(snacks).to_have_attribute("aria-pressed", "true")
+    for pane in panes:
+        await expect(question_texts(pane)).to_have_text(
+            ["Who brings snacks?", "Can we meet on Fridays?"]
+        )
+    await ann_pane.get_by_role("button", name="Upvote: Who brings snacks?").click()
+    await expect(fay_pane.locator(".ws-q-count").first).to_have_text("2")
+    await snacks.click()
+    await expect(snacks).to_have_attribute("aria-pressed", "false")
+    await expect(fay_pane.locator(".ws-q-count").first).to_have_text("1")
+    await expect(
+        ann_pane.get_by_role("button", name="Upvote: Can we meet on Fridays?")
+    ).to_be_disabled()  # one's own
+    await fay_pane.get_by_role("button", name="Answer: Can we meet on Fridays?").click()
+    await fay_pane.get_by_label("Answer (optional)").fill("Yes, from May.")
+    await fay_pane.get_by_role("button", name="Mark answered").click()
+    fridays = ann_pane.locator(".ws-q").filter(has_text="Can we meet on Fridays?")
+    await expect(fridays.locator(".ws-q-answer")).to_have_text("Answer: Yes, from May.")
+    await expect(fridays.locator(".answered-mark")).to_be_visible()
+    await cy_pane.get_by_label("Ask a question").fill("Buy my stuff")
+    await cy_pane.get_by_label("Ask a question").press("Enter")
+    await expect(question_texts(ann_pane)).to_have_count(3)
+    await fay_pane.get_by_role("button", name="Hide: Buy my stuff").click()
+    await expect(fay_pane.locator(".ws-q.hidden-q .ws-q-text")).to_have_text("Buy my stuff")
+    for pane in people_panes(panes):
+        await expect(question_texts(pane)).to_have_count(2)
+
+    # Pulse: counts for the facilitator.
+    await ann_pane.get_by_role("button", name="Confused").click()
+    await expect(ann_pane.locator(".ws-pulse-note")).to_contain_text("Sent: confused")
+    await expect(fay_pane.locator("[data-count=confused]")).to_have_text("Confused 1")
+    await accessible(fay_tab)
+    await accessible(ann_tab)
+    await shoot(fay_tab, "workshop-facilitator")
+
+    # Breakouts, by hand: Ann and Bob in Group 1, Cy in Group 2.
+    opening = fay_pane.locator("form.ws-breakout-form")
+    await opening.get_by_label("Groups", exact=True).fill("2")
+    await opening.get_by_label("I choose").check()
+    await opening.get_by_label("Ann", exact=True).select_option("0")
+    await opening.get_by_label("Bob", exact=True).select_option("0")
+    await opening.get_by_label("Cy", exact=True).select_option("1")
+    await opening.get_by_label("Minutes").fill("15")
+    await opening.get_by_role("button", name="Open breakouts").click()
+    rooms = {ann_tab: "Group 1", bob_tab: "Group 1", cy_tab: "Group 2"}
+    for tab, pane in zip(people, panes[1:], strict=True):
+        await expect(pane.locator(".ws-my-group")).to_contain_text(f"You are in {rooms[tab]}")
+        await expect(pane.locator("#ws-timer-label")).to_have_text("Breakouts")
+    await expect(ann_pane.locator(".ws-my-group")).to_contain_text("with Bob.")
+    await expect(fay_pane.locator(".ws-groups li")).to_have_count(2)
+    for tab in people:
+        await tab.page.get_by_role("button", name=f"Open {rooms[tab]}'s room").click()
+        await expect(tab.page.locator("#channel-title")).to_have_text(f"# {rooms[tab]}")
+        await expect(tab.page.locator("#room-bar")).to_be_visible()
+    await ann_tab.send("Gardens need water")
+    await expect(bob_tab.messages().locator(".text")).to_have_text(["Gardens need water"])
+    await fay_pane.get_by_label("Message to every group").fill("Five minutes left")
+    await fay_pane.get_by_role("button", name="Send to all groups").click()
+    for tab in people:
+        await expect(tab.messages().locator(".text").last).to_have_text("Five minutes left")
+    for tab in people:
+        await tab.page.get_by_label("Report back to the workshop").fill(
+            f"{rooms[tab]} thinks so, says {await tab.page.locator('#me').inner_text()}"
+        )
+        await tab.page.get_by_role("button", name="Send report").click()
+        await expect(tab.page.locator("#room-note")).to_have_text("Report sent to the workshop.")
+    reports = fay_pane.locator(".ws-report-list li")
+    await expect(reports).to_have_count(3)
+    await expect(reports.first).to_contain_text("Group 1")
+    await fay_pane.get_by_role("button", name="Close breakouts").click()
+    # Back to the workshop, the reports kept.
+    for tab in people:
+        await expect(tab.page.locator("#channel-title")).to_have_text(f"# {CHANNEL}")
+        await expect(tab.page.locator("#sidebar .channel.room")).to_have_count(0)
+        await expect(tab.page.locator("#workshop-view .ws-report-list li")).to_have_count(3)
+
+    # The end: a recap thread in the channel, linked for everyone.
+    await fay_tab.page.get_by_role("button", name="End workshop").click()
+    await fay_tab.page.get_by_role("dialog").get_by_role("button", name="End workshop").click()
+    for pane in panes:
+        await expect(pane.locator(".ws-none-text")).to_have_text("The workshop has ended.")
+    threads = (await command(server, fay["token"], "thread.list", {"channel": ws}))["threads"]
+    titles = [t["thread"]["title"] for t in threads]
+    # The recap, and the one question left unanswered (the hidden one is left out).
+    assert sorted(titles) == ["Planning day", "Who brings snacks?"], titles
+    await ann_pane.get_by_role("button", name="Open the recap: Planning day").click()
+    panel = ann_tab.page.locator("#thread-panel")
+    await expect(panel.locator("#thread-title")).to_have_text("Planning day")
+    await expect(panel.locator(".message").first).to_contain_text("Which idea first?")
+
+    # Participation, in a dialog: Cy asked a question, so nobody was silent; Ann raised
+    # her hand three times and took two turns.
+    await fay_pane.get_by_role("button", name="Participation").click()
+    dialog = fay_tab.page.get_by_role("dialog", name="Participation")
+    ann_row = dialog.locator("tr").filter(has=fay_tab.page.get_by_role("rowheader", name="Ann"))
+    await expect(ann_row.locator("td")).to_have_count(7)
+    await expect(ann_row.locator("td").nth(0)).to_have_text("1")  # attended
+    await expect(ann_row.locator("td").nth(3)).to_have_text("2")  # turns
+    await expect(dialog.locator("#participation-sessions")).to_contain_text("Planning day")
+    await dialog.get_by_role("button", name="Close").click()
+    await expect(dialog).to_be_hidden()
+    del community
+
+
+def people_panes(panes: list[Any]) -> list[Any]:
+    return panes[1:]

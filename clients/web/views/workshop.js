@@ -428,8 +428,9 @@ export function createWorkshopView(app, chat) {
         const mine = me();
         const place = hands.queue.findIndex((h) => h.user === mine);
         const raised = place >= 0;
-        const status = hands.speaking === mine ? 'You are speaking.'
-          : raised ? `Your place in the queue: ${place + 1} of ${hands.queue.length}.` : '';
+        const status = [hands.speaking === mine ? 'You are speaking.' : '',
+          raised ? `Your place in the queue: ${place + 1} of ${hands.queue.length}.` : '']
+          .filter(Boolean).join(' ');
         if (order) {
           for (const radio of order.querySelectorAll('input')) radio.checked = radio.value === hands.order;
         }
@@ -462,9 +463,9 @@ export function createWorkshopView(app, chat) {
                   ariaLabel: `Lower ${plainName(h.user)}'s hand`,
                   onclick: () => act('hand.lower', { user: h.user }, 'lower the hand'),
                 }, 'Lower')) : null,
-              el('span', { className: 'ws-queue-name' }, name(h.user)),
+              el('span', { className: 'ws-queue-name' }, name(h.user)), ' ',
               el('span', { className: 'hint ws-reason' },
-                ` ${plural(h.turns, 'turn')} · raised ${hhmm(h.raised_ts)}`))))
+                `${plural(h.turns, 'turn')} · raised ${hhmm(h.raised_ts)}`))))
             : el('p', { className: 'hint' }, 'No hands raised.'),
           f ? el('div', { className: 'actions' },
             el('button', {
