@@ -64,9 +64,11 @@ async def accessible(tab: Tab) -> None:
 async def open_workshop(tab: Tab) -> Any:
     """Select the workshop channel in the sidebar; the workshop pane."""
     page = tab.page
-    await page.locator("#sidebar .channel").filter(
-        has=page.locator(".channel-name", has_text=re.compile(f"^{CHANNEL}$"))
-    ).click()
+    await (
+        page.locator("#sidebar .channel")
+        .filter(has=page.locator(".channel-name", has_text=re.compile(f"^{CHANNEL}$")))
+        .click()
+    )
     await expect(page.locator("#channel-title")).to_have_text(f"# {CHANNEL}")
     pane = page.locator("#workshop-view")
     await expect(pane).to_be_visible()
@@ -213,7 +215,9 @@ async def test_a_facilitator_and_three_participants_run_a_whole_workshop(
             "Ideas"
         )
         await expect(pane.locator("#ws-timer-label")).to_have_text("Ideas")
-        await expect(pane.locator("#ws-timer-left")).to_have_text(re.compile(r"^(10:00|9:[0-5]\d)$"))
+        await expect(pane.locator("#ws-timer-left")).to_have_text(
+            re.compile(r"^(10:00|9:[0-5]\d)$")
+        )
     for pane in panes:
         await expect(pane.locator("#ws-timer-left")).to_have_text(re.compile(r"^9:5\d$"))
 
@@ -225,7 +229,7 @@ async def test_a_facilitator_and_three_participants_run_a_whole_workshop(
     await expect(ann_pane.locator(".ws-place")).to_have_text("You are speaking.")
     await expect(ann_tab.page.locator("#notice")).to_have_text("It is your turn to speak.")
     await expect(bob_pane.locator(".ws-speaking")).to_have_text("Speaking: Ann")
-    for tab, pane in ((ann_tab, ann_pane), (bob_tab, bob_pane), (cy_tab, cy_pane)):
+    for pane in (ann_pane, bob_pane, cy_pane):
         await pane.get_by_role("button", name="Raise hand").click()
         await expect(pane.get_by_role("button", name="Lower hand")).to_have_attribute(
             "aria-pressed", "true"
@@ -233,17 +237,17 @@ async def test_a_facilitator_and_three_participants_run_a_whole_workshop(
     queue = fay_pane.locator(".ws-queue-name")
     await expect(queue).to_have_text(["Ann", "Bob", "Cy"])
     await fay_pane.get_by_label("Fair: fewest turns first").check()
-    for pane in panes:
-        await expect(pane.locator(".ws-queue-name")).to_have_text(
-            ["Bob", "Cy", "You" if pane is ann_pane else "Ann"]
-            if pane is not bob_pane and pane is not cy_pane
-            else ["You" if pane is bob_pane else "Bob", "You" if pane is cy_pane else "Cy",
-                  "Ann"]
-        )  # fmt: skip
+    for pane, who in zip(panes, ("Fay", "Ann", "Bob", "Cy"), strict=True):
+        # each sees "You" for themselves
+        order = ["You" if name == who else name for name in ("Bob", "Cy", "Ann")]
+        await expect(pane.locator(".ws-queue-name")).to_have_text(order)
     reasons = fay_pane.locator(".ws-reason")
     await expect(reasons.nth(0)).to_have_text(re.compile(r"^0 turns · raised \d"))
     await expect(reasons.nth(2)).to_have_text(re.compile(r"^1 turn · raised \d"))
     await expect(bob_pane.locator(".ws-place")).to_have_text("Your place in the queue: 1 of 3.")
+    await accessible(fay_tab)
+    await fay_pane.locator(".ws-card-hands").scroll_into_view_if_needed()
+    await shoot(fay_tab, "workshop-facilitator")
     await expect(ann_pane.locator(".ws-place")).to_have_text(
         "You are speaking. Your place in the queue: 3 of 3."
     )
@@ -327,7 +331,7 @@ async def test_a_facilitator_and_three_participants_run_a_whole_workshop(
     await expect(question_texts(ann_pane)).to_have_count(3)
     await fay_pane.get_by_role("button", name="Hide: Buy my stuff").click()
     await expect(fay_pane.locator(".ws-q.hidden-q .ws-q-text")).to_have_text("Buy my stuff")
-    for pane in people_panes(panes):
+    for pane in panes[1:]:
         await expect(question_texts(pane)).to_have_count(2)
 
     # Pulse: counts for the facilitator.
@@ -336,7 +340,6 @@ async def test_a_facilitator_and_three_participants_run_a_whole_workshop(
     await expect(fay_pane.locator("[data-count=confused]")).to_have_text("Confused 1")
     await accessible(fay_tab)
     await accessible(ann_tab)
-    await shoot(fay_tab, "workshop-facilitator")
 
     # Breakouts, by hand: Ann and Bob in Group 1, Cy in Group 2.
     opening = fay_pane.locator("form.ws-breakout-form")
@@ -407,5 +410,148 @@ async def test_a_facilitator_and_three_participants_run_a_whole_workshop(
     del community
 
 
-def people_panes(panes: list[Any]) -> list[Any]:
-    return panes[1:]
+# Focused tests
+
+
+async def live_workshop(server: Any, token: str, ws: str) -> dict[str, Any]:
+    """A workshop with an agenda under way, a timer, a poll and a question."""
+    agenda = [{"title": "Welcome"}, {"title": "A long discussion of the plan", "minutes": 20}]
+    await command(
+        server, token, "workshop.start", {"channel": ws, "title": "Team day", "agenda": agenda}
+    )
+    await command(server, token, "agenda.next", {"channel": ws})
+    await command(server, token, "agenda.next", {"channel": ws})
+    poll = {"channel": ws, "question": "Lunch at noon?", "options": ["Yes", "No, at one"]}
+    await command(server, token, "poll.create", poll)
+    return await command(
+        server, token, "question.ask", {"channel": ws, "text": "Is there a plan B?"}
+    )
+
+
+async def test_on_a_phone_the_workshop_stacks_above_the_chat_without_overflow(
+    make_server: MakeServer, open_tab: Any
+) -> None:
+    server = make_server()
+    (fay, ann), _, ws = await setup(server, "Fay", "Ann")
+    await live_workshop(server, fay["token"], ws)
+    await command(server, fay["token"], "hand.raise", {"channel": ws})
+    tab = await open_tab(server, ann["token"], width=375, height=740)
+    page = tab.page
+    await page.get_by_role("button", name="Channels").click()
+    pane = await open_workshop(tab)
+    await expect(pane.locator("#ws-timer-left")).to_have_text(re.compile(r"^(20:00|19:[0-5]\d)$"))
+    card = poll_card(pane, "Lunch at noon?")
+    await card.get_by_label("Yes").check()
+    await card.get_by_role("button", name="Vote").click()
+    await expect(card.locator(".ws-count").first).to_have_text("1 vote · 100%")
+    # Stacked: the workshop above the conversation, the message box in view, and
+    # nothing wider than the screen.
+    pane_box = await pane.bounding_box()
+    composer = await page.locator("#composer").bounding_box()
+    assert pane_box is not None and composer is not None
+    assert pane_box["y"] + pane_box["height"] <= composer["y"] + 1
+    await expect(page.locator("#composer-send")).to_be_in_viewport()
+    assert await page.evaluate("document.scrollingElement.scrollWidth") <= 375
+    overflowing = await page.evaluate(
+        """() => [...document.querySelectorAll('#workshop-view *')]
+          .filter((e) => e.checkVisibility() && e.getBoundingClientRect().right > 375.5)
+          .map((e) => e.outerHTML.slice(0, 80))"""
+    )
+    assert overflowing == []
+    assert await pane.evaluate("e => e.scrollWidth <= e.clientWidth")
+    await accessible(tab)
+    await shoot(tab, "workshop-phone")
+    # The pane scrolls on its own: the questions are down there.
+    await pane.get_by_label("Ask a question").scroll_into_view_if_needed()
+    await expect(question_texts(pane)).to_have_text(["Is there a plan B?"])
+    await expect(page.locator("#composer-send")).to_be_in_viewport()
+
+
+async def test_a_hand_is_raised_and_lowered_by_keyboard_alone(
+    make_server: MakeServer, open_tab: Any
+) -> None:
+    server = make_server()
+    (fay, ann), _, ws = await setup(server, "Fay", "Ann")
+    await live_workshop(server, fay["token"], ws)
+    tab = await open_tab(server, ann["token"])
+    page = tab.page
+    # Ctrl+K to the channel list, down to the workshop, Enter: the message box has the focus.
+    await page.keyboard.press("Control+k")
+    await page.keyboard.press("ArrowDown")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#channel-title")).to_have_text(f"# {CHANNEL}")
+    await expect(page.locator("#composer-input")).to_be_focused()
+    # Shift+Tab back into the workshop pane, to the hand button.
+    raise_hand = page.get_by_role("button", name="Raise hand")
+    for _ in range(30):
+        await page.keyboard.press("Shift+Tab")
+        if await raise_hand.evaluate("e => e === document.activeElement"):
+            break
+    await expect(raise_hand).to_be_focused()
+    # The focus shows.
+    outline = await raise_hand.evaluate("e => getComputedStyle(e).outlineStyle")
+    assert outline != "none"
+    await page.keyboard.press("Enter")
+    lower = page.get_by_role("button", name="Lower hand")
+    await expect(lower).to_have_attribute("aria-pressed", "true")
+    await expect(lower).to_be_focused()  # kept through the redraw
+    await expect(page.locator(".ws-place")).to_have_text("Your place in the queue: 1 of 1.")
+    state = await command(server, fay["token"], "workshop.state", {"channel": ws})
+    assert [h["user"] for h in state["workshop"]["hands"]["queue"]] == [ann["user"]["id"]]
+    await page.keyboard.press("Space")
+    await expect(raise_hand).to_have_attribute("aria-pressed", "false")
+    await expect(raise_hand).to_be_focused()
+    state = await command(server, fay["token"], "workshop.state", {"channel": ws})
+    assert state["workshop"]["hands"]["queue"] == []
+
+
+FACILITATOR_BUTTONS = [
+    "Next item", "Go to", "Call next", "Lower all", "Close poll", "Create poll", "Answer",
+    "Hide", "Start timer", "Cancel timer", "Open breakouts", "Close breakouts",
+    "End workshop", "Participation", "Send to all groups",
+]  # fmt: skip
+
+
+async def test_a_participant_sees_no_facilitator_controls_until_made_facilitator(
+    make_server: MakeServer, open_tab: Any
+) -> None:
+    server = make_server()
+    (fay, ann, bob), community, ws = await setup(server, "Fay", "Ann", "Bob")
+    await live_workshop(server, fay["token"], ws)
+    await command(server, bob["token"], "hand.raise", {"channel": ws})
+    hidden = await command(server, bob["token"], "question.ask", {"channel": ws, "text": "Spam?"})
+    await command(
+        server, fay["token"], "question.hide", {"channel": ws, "question": hidden["question"]["id"]}
+    )
+    await command(
+        server,
+        fay["token"],
+        "breakout.open",
+        {"channel": ws, "groups": 1, "assignment": [[ann["user"]["id"], bob["user"]["id"]]]},
+    )
+    tab = await open_tab(server, ann["token"])
+    page = tab.page
+    pane = await open_workshop(tab)
+    await expect(pane.locator(".ws-queue-name")).to_have_text(["Bob"])
+    await expect(pane.locator(".ws-my-group")).to_contain_text("You are in Group 1 with Bob.")
+    await expect(question_texts(pane)).to_have_text(["Is there a plan B?"])  # not the hidden one
+    for name in FACILITATOR_BUTTONS:
+        await expect(page.get_by_role("button", name=name)).to_have_count(0)
+    await expect(pane.get_by_role("button", name=re.compile("^(Call|Lower) "))).to_have_count(0)
+    await expect(pane.get_by_label("Queue order")).to_have_count(0)
+    await expect(pane.locator("[data-count]")).to_have_count(0)  # pulse counts
+    await expect(pane.get_by_role("button", name="Raise hand")).to_be_visible()
+    await expect(pane.get_by_role("button", name="Agree")).to_be_visible()
+    await accessible(tab)
+    # Made a facilitator: the controls come at once, the hidden question too.
+    await command(
+        server,
+        fay["token"],
+        "member.role",
+        {"community": community, "user": ann["user"]["id"], "role": "facilitator"},
+    )
+    await expect(pane.get_by_role("button", name="Call next")).to_be_visible()
+    await expect(pane.get_by_role("button", name="Close breakouts")).to_be_visible()
+    await expect(page.get_by_role("button", name="End workshop")).to_be_visible()
+    await expect(question_texts(pane)).to_have_count(2)
+    await expect(page.locator("#sidebar .channel.room")).to_have_count(1)

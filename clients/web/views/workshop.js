@@ -238,7 +238,7 @@ export function createWorkshopView(app, chat) {
 
   function card(key, title, ...children) {
     const id = `ws-${key}-title`;
-    return el('section', { className: `ws-card ws-${key}`, ariaLabelledby: id },
+    return el('section', { className: `ws-card ws-card-${key}`, ariaLabelledby: id },
       el('h3', { id }, title), ...children);
   }
 
