@@ -460,6 +460,7 @@ async def test_on_a_phone_the_workshop_stacks_above_the_chat_without_overflow(
     assert overflowing == []
     assert await pane.evaluate("e => e.scrollWidth <= e.clientWidth")
     await accessible(tab)
+    await pane.evaluate("pane => { pane.scrollTop = 0; }")
     await shoot(tab, "workshop-phone")
     # The pane scrolls on its own: the questions are down there.
     await pane.get_by_label("Ask a question").scroll_into_view_if_needed()
