@@ -999,6 +999,7 @@ export function createWorkshopView(app, chat) {
     },
     refresh(channel) {
       if (channel !== ch) return;
+      syncRooms(channel); // the viewer's role may have changed: all rooms, or their own
       draw();
       chat.refresh(channel);
     },
