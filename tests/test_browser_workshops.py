@@ -176,7 +176,9 @@ async def test_a_facilitator_and_three_participants_run_a_whole_workshop(
 ) -> None:
     server = make_server()
     (fay, ann, bob, cy), community, ws = await setup(server, "Fay", "Ann", "Bob", "Cy")
-    tabs = [await open_tab(server, u["token"]) for u in (fay, ann, bob, cy)]
+    # The facilitator's screen is a tall one: the screenshot shows the agenda and the hands.
+    tabs = [await open_tab(server, fay["token"], height=980)]
+    tabs += [await open_tab(server, u["token"]) for u in (ann, bob, cy)]
     fay_tab, ann_tab, bob_tab, cy_tab = tabs
     people = tabs[1:]
     panes = [await open_workshop(tab) for tab in tabs]
@@ -246,7 +248,7 @@ async def test_a_facilitator_and_three_participants_run_a_whole_workshop(
     await expect(reasons.nth(2)).to_have_text(re.compile(r"^1 turn · raised \d"))
     await expect(bob_pane.locator(".ws-place")).to_have_text("Your place in the queue: 1 of 3.")
     await accessible(fay_tab)
-    await fay_pane.locator(".ws-card-hands").scroll_into_view_if_needed()
+    await fay_pane.evaluate("pane => { pane.scrollTop = 0; }")
     await shoot(fay_tab, "workshop-facilitator")
     await expect(ann_pane.locator(".ws-place")).to_have_text(
         "You are speaking. Your place in the queue: 3 of 3."
