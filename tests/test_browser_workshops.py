@@ -558,3 +558,38 @@ async def test_a_participant_sees_no_facilitator_controls_until_made_facilitator
     await expect(page.get_by_role("button", name="End workshop")).to_be_visible()
     await expect(question_texts(pane)).to_have_count(2)
     await expect(page.locator("#sidebar .channel.room")).to_have_count(1)
+
+
+async def test_after_a_reload_your_vote_and_upvotes_come_back_from_the_server(
+    make_server: MakeServer, open_tab: Any
+) -> None:
+    server = make_server()
+    (fay, ann, bob), _, ws = await setup(server, "Fay", "Ann", "Bob")
+    await live_workshop(server, fay["token"], ws)
+    tab = await open_tab(server, ann["token"])
+    pane = await open_workshop(tab)
+    card = poll_card(pane, "Lunch at noon?")
+    await card.get_by_label("No, at one").check()
+    await card.get_by_role("button", name="Vote").click()
+    await expect(card.locator(".ws-your-vote")).to_have_text("Your vote: No, at one")
+    upvote = pane.get_by_role("button", name="Upvote: Is there a plan B?")
+    await upvote.click()
+    await expect(upvote).to_have_attribute("aria-pressed", "true")
+    await tab.page.reload()
+    await tab.online()
+    # The page reopens the workshop channel: `mine` of the subscribe reply.
+    await expect(tab.page.locator("#channel-title")).to_have_text(f"# {CHANNEL}")
+    await expect(card.locator(".ws-your-vote")).to_have_text("Your vote: No, at one")
+    await expect(card.get_by_label("No, at one")).to_be_checked()
+    await expect(card.get_by_role("button", name="Change vote")).to_be_visible()
+    await expect(upvote).to_have_attribute("aria-pressed", "true")
+    await expect(pane.locator(".ws-q-count")).to_have_text(["1"])
+    # Others' votes arrive live on top of the snapshot.
+    poll = (await command(server, fay["token"], "workshop.state", {"channel": ws}))["workshop"]
+    await command(
+        server,
+        bob["token"],
+        "poll.vote",
+        {"channel": ws, "poll": poll["polls"][0]["id"], "choices": [0]},
+    )
+    await expect(card.locator(".ws-count")).to_have_text(["1 vote · 50%", "1 vote · 50%"])
