@@ -593,3 +593,41 @@ async def test_after_a_reload_your_vote_and_upvotes_come_back_from_the_server(
         {"channel": ws, "poll": poll["polls"][0]["id"], "choices": [0]},
     )
     await expect(card.locator(".ws-count")).to_have_text(["1 vote · 50%", "1 vote · 50%"])
+
+
+async def test_the_facilitator_runs_timers_and_the_agenda_for_everyone(
+    make_server: MakeServer, open_tab: Any
+) -> None:
+    server = make_server()
+    (fay, ann), _, ws = await setup(server, "Fay", "Ann")
+    await live_workshop(server, fay["token"], ws)
+    await command(server, fay["token"], "timer.cancel", {"channel": ws})  # the item's
+    fay_tab = await open_tab(server, fay["token"])
+    ann_tab = await open_tab(server, ann["token"])
+    fay_pane, ann_pane = await open_workshop(fay_tab), await open_workshop(ann_tab)
+    left = ann_pane.locator("#ws-timer-left")
+    await expect(ann_pane.locator("#ws-timer")).to_be_hidden()
+    timer = fay_pane.locator(".ws-card-timer")
+    await timer.get_by_label("Minutes").fill("2")
+    await timer.get_by_label("Label (optional)").fill("Think alone")
+    await timer.get_by_role("button", name="Start timer").click()
+    await expect(ann_pane.locator("#ws-timer-label")).to_have_text("Think alone")
+    await expect(left).to_have_text(re.compile(r"^(2:00|1:[0-5]\d)$"))
+    await timer.get_by_role("button", name="+1 minute").click()
+    await expect(left).to_have_text(re.compile(r"^(3:00|2:[1-5]\d)$"))
+    await timer.get_by_role("button", name="Cancel timer").click()
+    await expect(ann_pane.locator("#ws-timer")).to_be_hidden()
+    # A timer that runs out: "Time's up", until the server ends it (within about a second).
+    await timer.get_by_label("Minutes").fill("0")
+    await timer.get_by_label("Seconds").fill("2")
+    await timer.get_by_role("button", name="Start timer").click()
+    await expect(ann_pane.locator("#ws-timer")).to_be_visible()
+    await expect(left).to_have_text(re.compile(r"^0:0[12]$"))
+    await expect(ann_pane.locator("#ws-timer")).to_be_hidden()
+    await expect(ann_pane.locator("#ws-live")).to_have_text("Time is up.")
+    # Back to the first item, which has no timebox.
+    await fay_pane.get_by_role("button", name="Go to item 1: Welcome").click()
+    await expect(ann_pane.locator(".ws-item[aria-current=step] .ws-item-name")).to_have_text(
+        "Welcome"
+    )
+    await expect(fay_pane.get_by_role("button", name="Next item")).to_be_enabled()

@@ -22,7 +22,7 @@
 // or not): its forms stay put while events redraw the lists, and a redrawn
 // control that had the focus gets it back (by its `data-key`).
 
-import { $, el, timeElement } from '../dom.js';
+import { $, el } from '../dom.js';
 import { openDialog, confirmAction } from '../dialogs.js';
 import { can } from '../roles.js';
 import {
@@ -515,7 +515,7 @@ export function createWorkshopView(app, chat) {
 
   function timerPart() {
     const dynamic = el('div', { className: 'actions' });
-    const minutes = el('input', { id: 'ws-timer-minutes', type: 'number', min: 1, max: MAX_TIMER_S / 60,
+    const minutes = el('input', { id: 'ws-timer-minutes', type: 'number', min: 0, max: MAX_TIMER_S / 60,
       value: 5, inputMode: 'numeric' });
     const seconds = el('input', { id: 'ws-timer-seconds', type: 'number', min: 0, max: 59, value: 0,
       inputMode: 'numeric' });
