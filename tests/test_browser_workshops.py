@@ -631,3 +631,17 @@ async def test_the_facilitator_runs_timers_and_the_agenda_for_everyone(
         "Welcome"
     )
     await expect(fay_pane.get_by_role("button", name="Next item")).to_be_enabled()
+    # A new workshop channel from the channel dialog opens on its start form.
+    page = fay_tab.page
+    await page.get_by_role("button", name="Create a channel in Agora").click()
+    dialog = page.get_by_role("dialog", name="Create a channel")
+    await dialog.get_by_label("Name").fill("retro")
+    await dialog.get_by_label("Kind").select_option("workshop")
+    await dialog.get_by_role("button", name="Create").click()
+    await expect(page.locator("#channel-title")).to_have_text("# retro")
+    await expect(page.locator("#workshop-view form.ws-start")).to_be_visible()
+    retro = page.locator("#sidebar .channel").filter(has_text="retro")
+    await expect(retro).to_have_attribute("aria-label", "retro, workshop")
+    await expect(ann_tab.page.locator("#sidebar .channel-name")).to_have_text(
+        ["general", CHANNEL, "retro"]
+    )
