@@ -84,7 +84,7 @@ async def _member(chat: Chat, arg: str) -> dict[str, Any] | None:
 # everyone
 
 
-@slash("workshop", "", "show the workshop of this channel")
+@slash("workshop", "", "show the workshop of this channel", group="workshop")
 async def workshop(chat: Chat, arg: str) -> None:
     room = _room(chat, live=False)
     if room is None:
@@ -94,7 +94,7 @@ async def workshop(chat: Chat, arg: str) -> None:
         chat.say(line)
 
 
-@slash("hand", "[up|down]", "raise your hand, or lower it")
+@slash("hand", "[up|down]", "raise your hand, or lower it", group="workshop")
 async def hand(chat: Chat, arg: str) -> None:
     room = _room(chat)
     if room is None:
@@ -113,7 +113,7 @@ async def hand(chat: Chat, arg: str) -> None:
         chat.say("you raised your hand")
 
 
-@slash("vote", "POLL CHOICE…", "vote in a poll: /vote 1 2 (poll 1, option 2)")
+@slash("vote", "POLL CHOICE…", "vote in a poll: /vote 1 2 (poll 1, option 2)", group="workshop")
 async def vote(chat: Chat, arg: str) -> None:
     room = _room(chat)
     if room is None:
@@ -138,7 +138,7 @@ async def vote(chat: Chat, arg: str) -> None:
     chat.say(f"you voted in poll {poll_index + 1}: {chosen}")
 
 
-@slash("ask", "TEXT", "ask the facilitator a question")
+@slash("ask", "TEXT", "ask the facilitator a question", group="workshop")
 async def ask(chat: Chat, arg: str) -> None:
     room = _room(chat)
     if room is None:
@@ -170,17 +170,17 @@ async def _upvote(chat: Chat, arg: str, up: bool) -> None:
         chat.say(f"you took back your upvote of question {index + 1}")
 
 
-@slash("upvote", "N", "upvote a question")
+@slash("upvote", "N", "upvote a question", group="workshop")
 async def upvote(chat: Chat, arg: str) -> None:
     await _upvote(chat, arg, True)
 
 
-@slash("unvote", "N", "take back your upvote")
+@slash("unvote", "N", "take back your upvote", group="workshop")
 async def unvote(chat: Chat, arg: str) -> None:
     await _upvote(chat, arg, False)
 
 
-@slash("pulse", "KIND", "tell the facilitator: agree, confused, slower or faster")
+@slash("pulse", "KIND", "tell the facilitator: agree, confused, slower or faster", group="workshop")
 async def pulse(chat: Chat, arg: str) -> None:
     room = _room(chat)
     if room is None:
@@ -194,7 +194,7 @@ async def pulse(chat: Chat, arg: str) -> None:
 # facilitators
 
 
-@slash("start", '"TITLE" [ITEM[:MIN]…]', "start a workshop here, with its agenda")
+@slash("start", '"TITLE" [ITEM[:MIN]…]', "start a workshop here, with its agenda", group="workshop")
 async def start(chat: Chat, arg: str) -> None:
     usage = '/start "Title" "Intro:5" Discussion "Wrap-up:10" (an item\'s :N its minutes)'
     room = _room(chat, live=False)
@@ -215,14 +215,14 @@ async def start(chat: Chat, arg: str) -> None:
     await chat.client.workshop_start(room[0].id, title, agenda)
 
 
-@slash("next", "", "move to the next agenda item")
+@slash("next", "", "move to the next agenda item", group="workshop")
 async def next_(chat: Chat, arg: str) -> None:
     room = _room(chat)
     if room is not None:
         await chat.client.agenda_next(room[0].id)
 
 
-@slash("goto", "N", "move to agenda item N")
+@slash("goto", "N", "move to agenda item N", group="workshop")
 async def goto(chat: Chat, arg: str) -> None:
     room = _room(chat)
     if room is None:
@@ -235,7 +235,7 @@ async def goto(chat: Chat, arg: str) -> None:
     await chat.client.agenda_goto(room[0].id, index)
 
 
-@slash("call", "[USER]", "give the floor to the next hand, or to USER")
+@slash("call", "[USER]", "give the floor to the next hand, or to USER", group="workshop")
 async def call(chat: Chat, arg: str) -> None:
     room = _room(chat)
     if room is None:
@@ -249,7 +249,7 @@ async def call(chat: Chat, arg: str) -> None:
     await chat.client.hand_call(room[0].id, user)
 
 
-@slash("lower", "USER|all", "lower someone's hand, or every hand")
+@slash("lower", "USER|all", "lower someone's hand, or every hand", group="workshop")
 async def lower(chat: Chat, arg: str) -> None:
     room = _room(chat)
     if room is None:
@@ -265,7 +265,7 @@ async def lower(chat: Chat, arg: str) -> None:
         await chat.client.hand_lower(room[0].id, user=member["id"])
 
 
-@slash("poll", '"QUESTION" A B…|close N', "start a poll (or close poll N)")
+@slash("poll", '"QUESTION" A B…|close N', "start a poll (or close poll N)", group="workshop")
 async def poll(chat: Chat, arg: str) -> None:
     usage = '/poll "Which day?" Monday Tuesday, or /poll close N'
     room = _room(chat)
@@ -287,7 +287,12 @@ async def poll(chat: Chat, arg: str) -> None:
     await chat.client.poll_create(channel.id, words[0], words[1:])
 
 
-@slash("timer", "DURATION [LABEL]|+DURATION|cancel", "start, extend or cancel the timer")
+@slash(
+    "timer",
+    "DURATION [LABEL]|+DURATION|cancel",
+    "start, extend or cancel the timer",
+    group="workshop",
+)
 async def timer(chat: Chat, arg: str) -> None:
     usage = "/timer 60 [LABEL] (or 5m, 1m30s), /timer +60, /timer cancel"
     room = _room(chat)
@@ -311,7 +316,7 @@ async def timer(chat: Chat, arg: str) -> None:
         await chat.client.timer_start(channel.id, seconds, label=label.strip() or None)
 
 
-@slash("answer", "N [TEXT]", "mark question N answered")
+@slash("answer", "N [TEXT]", "mark question N answered", group="workshop")
 async def answer(chat: Chat, arg: str) -> None:
     room = _room(chat)
     if room is None:
@@ -327,7 +332,7 @@ async def answer(chat: Chat, arg: str) -> None:
     await chat.client.question_answer(channel.id, numbered[index]["id"], text.strip() or None)
 
 
-@slash("end", "", "end the workshop and write its recap")
+@slash("end", "", "end the workshop and write its recap", group="workshop")
 async def end(chat: Chat, arg: str) -> None:
     room = _room(chat)
     if room is not None:
