@@ -46,7 +46,7 @@ def _room(chat: Chat, *, live: bool = True) -> tuple[ChannelState, Followed] | N
         chat.say("not following this workshop yet: try again in a moment")
         return None
     if live and followed.workshop is None:
-        chat.say(f"no workshop is live in #{channel.name}")
+        chat.say("no workshop is live here")
         return None
     return channel, followed
 
