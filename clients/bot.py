@@ -505,6 +505,10 @@ class Bot:
         except CommandError as exc:
             log.warning("cannot follow channel %s: %s", channel, exc)
             return
+        except ConnectionClosed:
+            if self._stopping or client.closed is not None:
+                return  # stopped meanwhile (a thread made just before the stop, say)
+            raise
         self.handled[channel] = since if since is not None else reply["offset"]
         log.info("following channel %s", channel)
 

@@ -13,11 +13,29 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from clients import Client
 from tests.conftest import AgoraProcess, eventually, new_user
-from tests.test_terminal import Terminal, chat, nodes  # noqa: F401 - chat is a fixture
+from tests.test_terminal import Terminal, nodes
+
+
+@pytest.fixture
+async def terminals(tmp_path: Path) -> AsyncIterator[Callable[..., Terminal]]:
+    """Start ``agora chat`` with arguments; every one is ended after the test."""
+    started: list[Terminal] = []
+
+    def start(*args: str) -> Terminal:
+        terminal = Terminal(list(args), tmp_path / "config")
+        started.append(terminal)
+        return terminal
+
+    yield start
+    for terminal in started:
+        terminal.child.terminate(force=True)
 
 
 @dataclass
@@ -55,9 +73,9 @@ async def in_a_workshop_channel(
 
 
 async def test_a_member_follows_the_workshop_and_raises_a_hand_votes_asks_and_upvotes(
-    server: AgoraProcess, chat: Any
+    server: AgoraProcess, terminals: Any
 ) -> None:
-    async with in_a_workshop_channel(server, chat) as room:
+    async with in_a_workshop_channel(server, terminals) as room:
         terminal, ann, ch = room.terminal, room.ann, room.channel
         me = room.account["user"]["id"]
         terminal.type("/hand")
@@ -80,7 +98,9 @@ async def test_a_member_follows_the_workshop_and_raises_a_hand_votes_asks_and_up
         await eventually(lambda: ann.workshops[ch].place_in_queue(me) is None, "lowered")
 
         await ann.poll_create(ch, "Where first?", ["Beds", "Pond"])
-        await terminal.see("Poll 1 (open, 0 votes)", "Where first?", "poll: Where first? (/vote 1 N)")
+        await terminal.see(
+            "Poll 1 (open, 0 votes)", "Where first?", "poll: Where first? (/vote 1 N)"
+        )
         terminal.type("/vote 1 2")
         await terminal.see("you voted in poll 1: Pond", "2. Pond █", "Poll 1 (open, 1 vote)")
         await eventually(
@@ -107,9 +127,9 @@ async def test_a_member_follows_the_workshop_and_raises_a_hand_votes_asks_and_up
 
 
 async def test_a_facilitator_runs_the_workshop_from_the_terminal(
-    server: AgoraProcess, chat: Any
+    server: AgoraProcess, terminals: Any
 ) -> None:
-    async with in_a_workshop_channel(server, chat, role="facilitator") as room:
+    async with in_a_workshop_channel(server, terminals, role="facilitator") as room:
         terminal, ann, ch = room.terminal, room.ann, room.channel
         terminal.type('/start "Book club" "Warm-up:5" Chapter')
         await terminal.see("Workshop: Book club", "1. Warm-up (5 min)", "2. Chapter")
@@ -129,7 +149,9 @@ async def test_a_facilitator_runs_the_workshop_from_the_terminal(
         await ann.poll_vote(ch, ann.workshops[ch].workshop["polls"][0]["id"], [1])
         await terminal.see("2. not yet █")
         terminal.type("/poll close 1")
-        await terminal.see("Poll 1 (closed, 1 vote)", "poll closed: Finished it? (yes 0, not yet 1)")
+        await terminal.see(
+            "Poll 1 (closed, 1 vote)", "poll closed: Finished it? (yes 0, not yet 1)"
+        )
         await ann.hand_raise(ch)
         await terminal.see("1. Ann")
         terminal.type("/call")
@@ -147,9 +169,9 @@ async def test_a_facilitator_runs_the_workshop_from_the_terminal(
 
 
 async def test_workshop_commands_outside_a_workshop_and_for_members_say_why(
-    server: AgoraProcess, chat: Any
+    server: AgoraProcess, terminals: Any
 ) -> None:
-    async with in_a_workshop_channel(server, chat) as room:
+    async with in_a_workshop_channel(server, terminals) as room:
         terminal = room.terminal
         terminal.type('/start "Mine"')
         await terminal.see("/start failed: forbidden")
