@@ -38,6 +38,11 @@ async def terminals(tmp_path: Path) -> AsyncIterator[Callable[..., Terminal]]:
         terminal.child.terminate(force=True)
 
 
+def panels(screen: str) -> int:
+    """How many bordered panes side by side: 3 with the workshop panel."""
+    return screen.splitlines()[0].count("╮")
+
+
 @dataclass
 class Workshop:
     terminal: Terminal
@@ -80,9 +85,10 @@ async def test_a_member_follows_the_workshop_and_raises_a_hand_votes_asks_and_up
         me = room.account["user"]["id"]
         terminal.type("/hand")
         await terminal.see("no workshop is live here")
+        assert panels(terminal.text) == 2  # no workshop, no panel
         await ann.workshop_start(ch, "Garden plan", ["Intro", {"title": "Ideas", "minutes": 9}])
         await terminal.see("Workshop: Garden plan", "1. Intro", "2. Ideas (9 min)")
-        await terminal.see("started the workshop 'Garden plan'")  # a line in the transcript
+        await terminal.see("started 'Garden")  # a line in the transcript
         await ann.agenda_next(ch)
         await terminal.see("▶ 1. Intro", "agenda item 1: Intro")
         await ann.agenda_next(ch)
@@ -92,7 +98,7 @@ async def test_a_member_follows_the_workshop_and_raises_a_hand_votes_asks_and_up
         await terminal.see("you raised your hand", "your hand is 1st in line")
         await eventually(lambda: ann.workshops[ch].place_in_queue(me) == 1, "the hand at Ann's")
         await ann.hand_raise(ch)
-        await terminal.see("2. Ann")
+        await terminal.see(f"2. {ann.identity['user']['name']}")
         terminal.type("/hand")
         await terminal.see("you lowered your hand")
         await eventually(lambda: ann.workshops[ch].place_in_queue(me) is None, "lowered")
@@ -123,7 +129,8 @@ async def test_a_member_follows_the_workshop_and_raises_a_hand_votes_asks_and_up
         terminal.type("/workshop")
         await terminal.see("— Workshop: Garden plan", "— Questions (/upvote N):")
         await ann.workshop_end(ch)
-        await terminal.see("the workshop 'Garden plan' ended", "No workshop is live here.")
+        await terminal.see("'Garden plan' ended")
+        await terminal.wait(lambda s: panels(s) == 2, "the panel gone")
 
 
 async def test_a_facilitator_runs_the_workshop_from_the_terminal(
@@ -149,19 +156,17 @@ async def test_a_facilitator_runs_the_workshop_from_the_terminal(
         await ann.poll_vote(ch, ann.workshops[ch].workshop["polls"][0]["id"], [1])
         await terminal.see("2. not yet █")
         terminal.type("/poll close 1")
-        await terminal.see(
-            "Poll 1 (closed, 1 vote)", "poll closed: Finished it? (yes 0, not yet 1)"
-        )
+        await terminal.see("Poll 1 (closed, 1 vote)", "poll closed: Finished it?")
         await ann.hand_raise(ch)
-        await terminal.see("1. Ann")
+        await terminal.see(f"1. {ann.identity['user']['name']}")
         terminal.type("/call")
-        await terminal.see("speaking: Ann")
+        await terminal.see(f"speaking: {ann.identity['user']['name']}")
         await eventually(
             lambda: ann.workshops[ch].workshop["hands"]["speaking"] == ann.identity["user"]["id"],
             "Ann called",
         )
         terminal.type("/end")
-        await terminal.see("the workshop 'Book club' ended")
+        await terminal.see("'Book club' ended")
         await eventually(lambda: ann.workshops[ch].recap is not None, "the recap at Ann's")
         assert ann.workshops[ch].recap["speakers"] == [
             {"user": ann.identity["user"]["id"], "turns": 1}
@@ -176,7 +181,7 @@ async def test_workshop_commands_outside_a_workshop_and_for_members_say_why(
         terminal.type('/start "Mine"')
         await terminal.see("/start failed: forbidden")
         terminal.type("/help workshop")
-        await terminal.see("/vote POLL CHOICE…", "/upvote N", "/timer DURATION")
+        await terminal.see('/poll "QUESTION"', "/timer DURATION", "/answer N [TEXT]", "/end")
         terminal.type("/join general")
         await terminal.see("#general · ")
         terminal.type("/vote 1 1")

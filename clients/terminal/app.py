@@ -81,7 +81,9 @@ class ChatApp(App[None]):
     #main { height: 1fr; }
     ChannelList { width: 26; height: 1fr; border: round $primary-background; }
     MessagePane { height: 1fr; border: round $primary-background; padding: 0 1; }
-    WorkshopPanel { width: 36; height: 1fr; border: round $primary-background; padding: 0 1; }
+    WorkshopPanel {
+        width: 36; height: 1fr; border: round $primary-background; padding: 0 1; display: none;
+    }
     #input { height: 3; }
     StatusLine { height: 1; background: $panel; padding: 0 1; }
     """
@@ -441,12 +443,12 @@ class ChatApp(App[None]):
         self._show_workshop()
 
     def _show_workshop(self) -> None:
-        """The panel of the current channel's workshop, drawn again when it changed (or
-        its timer ticked); hidden outside workshop channels."""
+        """The panel of the current channel's live workshop, drawn again when it changed
+        (or its timer ticked); hidden when no workshop is live there."""
         channel = self.state.channel
         followed = self.client.workshops.get(channel.id) if channel is not None else None
         lines = None
-        if channel is not None and channel.kind == "workshop" and followed is not None:
+        if channel is not None and channel.kind == "workshop" and followed and followed.live:
             me = self.state.user["id"]
             lines = workshop_view.panel(followed, self.state.names, me, time.time() * 1000)
         if lines != self.workshop_shown:

@@ -134,9 +134,9 @@ def _polls(workshop: dict[str, Any], followed: Followed) -> list[str]:
         ballot = followed.ballot(poll["id"]) or []
         most = max(poll["tallies"], default=0) or 1
         for i, (option, tally) in enumerate(zip(poll["options"], poll["tallies"], strict=False)):
-            bar = "█" * round(BAR * tally / most) if tally else ""
+            bar = "█" * max(1, round(BAR * tally / most)) + " " if tally else ""
             chosen = " ✓" if i in ballot else ""
-            lines.append(f"  {i + 1}. {option} {bar} {tally}{chosen}")
+            lines.append(f"  {i + 1}. {option} {bar}{tally}{chosen}")
     return lines
 
 
@@ -187,9 +187,9 @@ def event_line(
     if t == "workshop.started":
         started = d["workshop"]
         who = names.get(started.get("by", ""), "someone")
-        return f"{who} started the workshop '{started['title']}' (/workshop shows it)"
+        return f"{who} started '{started['title']}' (/workshop shows it)"
     if t == "workshop.ended":
-        return f"the workshop '{d['workshop']['title']}' ended; its recap is in a thread here"
+        return f"'{d['workshop']['title']}' ended; the recap is in a thread here"
     if t == "agenda.moved":
         title = ""
         if workshop is not None and 0 <= d["current"] < len(workshop["agenda"]):
