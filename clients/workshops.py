@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -133,10 +134,29 @@ def _mine_of(mine: dict[str, Any] | None) -> dict[str, Any]:
 
 
 class Workshops(Mapping[str, Followed]):
-    """The subscribed workshop channels, by channel id."""
+    """The subscribed workshop channels, by channel id.
+
+    ``server_now_ms()`` is the server's clock as well as the client can tell, to count
+    a timer down to its ``ends_at``: ``hello`` carries no clock, so the client takes
+    the server's times in the events it hears (a message's ``ts``, a timer's
+    ``started_ts``) as lower bounds of the server's clock when they arrived.
+    """
 
     def __init__(self) -> None:
         self._channels: dict[str, Followed] = {}
+        #: the server's clock minus this machine's, in ms, as far as events tell
+        self.clock_skew_ms: float | None = None
+
+    def server_now_ms(self) -> float:
+        """The server's time now, in ms since the epoch (this machine's clock until an
+        event has said better)."""
+        return time.time() * 1000 + (self.clock_skew_ms or 0)
+
+    def _saw_server_time(self, ts: Any) -> None:
+        if isinstance(ts, int | float):
+            skew = ts - time.time() * 1000  # the server's clock was at least this far ahead
+            if self.clock_skew_ms is None or skew > self.clock_skew_ms:
+                self.clock_skew_ms = skew
 
     def __getitem__(self, channel: str) -> Followed:
         return self._channels[channel]
@@ -171,6 +191,10 @@ class Workshops(Mapping[str, Followed]):
         self._channels.pop(channel, None)
 
     def apply(self, event: Event) -> None:
+        if event.t == "message.created":
+            self._saw_server_time(event.d["message"].get("ts"))
+        elif event.t == "timer.started":
+            self._saw_server_time(event.d["timer"].get("started_ts"))
         followed = self._channels.get(event.ch)
         if followed is not None:
             followed.apply(event)

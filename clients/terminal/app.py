@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, TypeVar
 
@@ -450,7 +449,8 @@ class ChatApp(App[None]):
         lines = None
         if channel is not None and channel.kind == "workshop" and followed and followed.live:
             me = self.state.user["id"]
-            lines = workshop_view.panel(followed, self.state.names, me, time.time() * 1000)
+            now = self.client.workshops.server_now_ms()
+            lines = workshop_view.panel(followed, self.state.names, me, now)
         if lines != self.workshop_shown:
             self.workshop_shown = lines
             self.query_one(WorkshopPanel).show(lines)

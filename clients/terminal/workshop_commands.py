@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import time
 from typing import Any
 
 from clients.terminal import workshop_view
@@ -90,7 +89,8 @@ async def workshop(chat: Chat, arg: str) -> None:
     if room is None:
         return
     me = chat.state.user["id"]
-    for line in workshop_view.everything(room[1], chat.state.names, me, time.time() * 1000):
+    now = chat.client.workshops.server_now_ms()
+    for line in workshop_view.everything(room[1], chat.state.names, me, now):
         chat.say(line)
 
 
