@@ -11,8 +11,9 @@ are::
 
     @bob @cara check-in: what do you hope to get out of today? (answer here within 2m)
 
-For ``--seconds`` it collects what each of them posts in the channel (a
-message, or a reply to the question), then posts the answers there. When the
+For ``--seconds`` it collects what each of them posts in the channel (their
+replies to the question, or messages that start with the bot's ``@name``; from
+someone with neither, whatever they posted), then posts the answers there. When the
 workshop ends (``workshop.ended`` names the recap's thread), it posts them once
 more into the recap thread, so the check-in stays with the recap; a workshop
 that ends before the time is up closes the check-in and its answers go to the
@@ -59,10 +60,14 @@ class CheckIn:
     asked: dict[str, str]
     #: the facilitator who started the workshop: not asked, and not an answer
     facilitator: str
-    answers: dict[str, list[str]] = field(default_factory=dict)
+    #: user id -> what they said: ``(answering, text)``, ``answering`` when it replies to
+    #: the question or mentions the bot
+    answers: dict[str, list[tuple[bool, str]]] = field(default_factory=dict)
     #: set when the time is up or the workshop ended
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     ended: bool = False
+    #: the id of the message that asks
+    prompt: str = ""
 
     def takes(self, author: dict[str, Any]) -> bool:
         """Whether a message by ``author`` is an answer."""
@@ -70,15 +75,21 @@ class CheckIn:
             return False
         return not self.asked or author["id"] in self.asked
 
-    def take(self, author: dict[str, Any], text: str) -> None:
+    def take(self, author: dict[str, Any], text: str, *, answering: bool) -> None:
         self.asked.setdefault(author["id"], author["name"])
-        self.answers.setdefault(author["id"], []).append(text.strip()[:MAX_ANSWER])
+        self.answers.setdefault(author["id"], []).append((answering, text.strip()[:MAX_ANSWER]))
+
+    def said(self, user: str) -> str:
+        """A person's answer: what they said in reply (to the question or the bot), else
+        everything they said meanwhile."""
+        said = self.answers.get(user, [])
+        replies = [text for answering, text in said if answering]
+        return " / ".join(replies or [text for _, text in said]) or "(no answer)"
 
     def summary(self, heading: str) -> str:
         lines = [heading]
         for user, name in self.asked.items():
-            said = " / ".join(self.answers.get(user, [])) or "(no answer)"
-            lines.append(f"- {name}: {said}")
+            lines.append(f"- {name}: {self.said(user)}")
         if not self.asked:
             lines.append("(nobody answered)")
         return "\n".join(lines)
@@ -105,7 +116,8 @@ def build(question: str = DEFAULT_QUESTION, seconds: int = DEFAULT_SECONDS) -> B
         checkins[ctx.channel] = checkin
         who = " ".join(bot.mention(p) for p in people) or "Everyone:"
         prompt = f"{who} check-in: {question} (answer here within {format_duration(seconds)})"
-        await bot.send(ctx.channel, prompt, nonce=f"checkin-ask-{workshop['id']}")
+        asked = await bot.send(ctx.channel, prompt, nonce=f"checkin-ask-{workshop['id']}")
+        checkin.prompt = asked["id"]
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await checkin.closed.wait()
@@ -117,9 +129,13 @@ def build(question: str = DEFAULT_QUESTION, seconds: int = DEFAULT_SECONDS) -> B
     @bot.on("message.created")
     async def collect(ctx: Context) -> None:
         checkin = checkins.get(ctx.channel)
-        if checkin is not None and ctx.author is not None and checkin.takes(ctx.author):
-            assert ctx.message is not None
-            checkin.take(ctx.author, ctx.message["text"])
+        if checkin is None or ctx.author is None or not checkin.takes(ctx.author):
+            return
+        assert ctx.message is not None
+        text, me = ctx.message["text"], f"@{bot.user['username']}"
+        to_me = text.startswith(me) and text[len(me) : len(me) + 1] in ("", " ")
+        replying = bool(checkin.prompt) and ctx.message.get("reply_to") == checkin.prompt
+        checkin.take(ctx.author, text.removeprefix(me).strip() or text, answering=to_me or replying)
 
     @bot.on("workshop.ended")
     async def recap(ctx: Context) -> None:
