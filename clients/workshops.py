@@ -32,14 +32,15 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from clients.discussions import _given
 from protocol import workshop as fold
 
 if TYPE_CHECKING:
-    from clients.client import Event, OnReply
+    from clients.client import Event
 
 log = logging.getLogger("agora.client")
 
@@ -217,11 +218,6 @@ class Workshops(Mapping[str, Followed]):
             upvoted.remove(question)
 
 
-def _given(**fields: Any) -> dict[str, Any]:
-    """The fields that are not None: a command's ``d``."""
-    return {k: v for k, v in fields.items() if v is not None}
-
-
 def agenda_items(agenda: Iterable[str | dict[str, Any]]) -> list[dict[str, Any]]:
     """An agenda as the wire takes it: each item a title, or ``{title, minutes?}``."""
     return [{"title": item} if isinstance(item, str) else dict(item) for item in agenda]
@@ -238,16 +234,8 @@ class WorkshopCommands:
     """
 
     workshops: Workshops
-
-    async def request(
-        self,
-        op: str,
-        d: dict[str, Any] | None = None,
-        *,
-        timeout: float = 30,
-        on_reply: OnReply | None = None,
-    ) -> dict[str, Any]:
-        raise NotImplementedError
+    #: ``Client.request``
+    request: Callable[..., Awaitable[dict[str, Any]]]
 
     # the workshop
 

@@ -69,8 +69,8 @@ PAGE = 50
 MAX_GAP_PAGES = 10
 #: Times a command answered ``rate_limited`` is sent again (a message with its nonce).
 RATE_LIMIT_RETRIES = 3
-#: Kinds of channel the chat follows from the start (threads and DMs come otherwise).
-FOLLOWED_KINDS = ("text", "forum", "workshop")
+#: Kinds of channel the chat follows as soon as they are made (threads and DMs come otherwise).
+FOLLOWED_KINDS = ("text", "workshop")
 
 T = TypeVar("T")
 
