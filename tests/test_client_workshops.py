@@ -139,6 +139,12 @@ async def test_the_kept_workshop_is_the_fold_of_its_events(server: AgoraProcess)
         )
         closed = await ann.poll_close(ch, poll["id"])
         assert closed["closed"] is True and closed["voters"] == 2
+        secret = await ann.poll_create(ch, "Anonymous?", ["yes", "no"], anonymous=True)
+        await bob.poll_vote(ch, secret["id"], [0])
+        assert bob.workshops[ch].ballot(secret["id"]) == [0]  # while it is open
+        assert (await bob.workshop_state(ch))["mine"]["ballots"][secret["id"]] == [0]
+        await ann.poll_close(ch, secret["id"])
+        await eventually(lambda: bob.workshops[ch].ballot(secret["id"]) is None, "forgotten")
 
         asked = await cara.question_ask(ch, "Who pays for the cafe?")
         other = await bob.question_ask(ch, "Can we meet on Sundays?")
