@@ -186,3 +186,29 @@ async def test_workshop_commands_outside_a_workshop_and_for_members_say_why(
         await terminal.see("#general · ")
         terminal.type("/vote 1 1")
         await terminal.see("this is not a workshop channel")
+
+
+async def test_a_member_in_a_breakout_group_gets_its_room_and_reports(
+    server: AgoraProcess, terminals: Any
+) -> None:
+    async with in_a_workshop_channel(server, terminals) as room:
+        terminal, ann, ch = room.terminal, room.ann, room.channel
+        me = room.account["user"]["id"]
+        await ann.workshop_start(ch, "Groups")
+        await terminal.see("Workshop: Groups")
+        breakout = await ann.breakout_open(ch, 1, assignment=[[me]])
+        group_room = f"{room.name}-group-1"
+        await terminal.see("— you are in Group 1", "Breakout: you are in Group 1", f"#{group_room}")
+        terminal.type(f"/join {group_room}")
+        await terminal.see(f"#{group_room} · ")
+        await ann.breakout_broadcast(ch, "Two minutes left")
+        await terminal.see("Two minutes left")
+        terminal.type("/report We pick raised beds")
+        await terminal.see("reported to the main room")
+        await eventually(
+            lambda: (
+                ann.workshops[ch].workshop["reports"]
+                == [{"group": breakout["groups"][0]["id"], "text": "We pick raised beds", "by": me}]
+            ),
+            "the report at Ann's",
+        )

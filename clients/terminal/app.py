@@ -197,6 +197,9 @@ class ChatApp(App[None]):
             except (CommandError, TimeoutError, AgoraClientError) as exc:
                 self.state.system(f"cannot follow #{channel.name}: {exc}", channel)
                 self._changed(channel)
+            else:
+                if channel.kind == "workshop":
+                    self._join_breakout(channel.id)
             finally:
                 done.set_result(None)
         await done
@@ -230,6 +233,8 @@ class ChatApp(App[None]):
                 self._changed(channel)
                 if item.t == "message.created" and channel.id == self.state.current:
                     self._mark_read_soon(channel)
+            if item.t == "breakout.opened":
+                self._join_breakout(item.ch)
             if item.t in WORKSHOP_EVENTS and item.ch == self.state.current:
                 self._learn_names_of(item.ch)
                 self._show_workshop()
@@ -454,6 +459,22 @@ class ChatApp(App[None]):
         if lines != self.workshop_shown:
             self.workshop_shown = lines
             self.query_one(WorkshopPanel).show(lines)
+
+    def _join_breakout(self, channel_id: str) -> None:
+        """List and follow the user's group of the breakout open in a workshop channel."""
+        parent = self.state.channels.get(channel_id)
+        workshop = self.client.workshops.workshop(channel_id)
+        breakout = workshop.get("breakout") if workshop is not None else None
+        if parent is None or breakout is None:
+            return
+        me = self.state.user["id"]
+        for group in breakout["groups"]:
+            if me in group.get("members", []) and group["channel"] not in self.state.channels:
+                room = self.state.add_breakout(parent, group)
+                self.state.system(f"you are in {group['name']}: /join {room.name}", parent)
+                self._changed(parent)
+                self._background(self._subscribe(room))
+                self._redraw(channels=True)
 
     def _learn_names_of(self, channel_id: str) -> None:
         """Learn the members' names again when the workshop names someone unknown."""

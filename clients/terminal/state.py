@@ -83,9 +83,9 @@ class ChannelState:
     mentions: int = 0
     #: the user's read marker here (the server's, from identify and ``read.updated``)
     read_o: int = 0
-    #: ``text``, ``forum``, ``workshop``, ``thread`` or ``dm``
+    #: ``text``, ``forum``, ``workshop``, ``breakout``, ``thread`` or ``dm``
     kind: str = "text"
-    #: a thread's parent channel
+    #: a thread's (or a breakout group's) parent channel
     parent: str | None = None
     #: a DM's other member (user ids)
     members: list[str] = field(default_factory=list)
@@ -173,6 +173,15 @@ class ChatState:
             )
         state.name = channel["name"]
         state.kind = channel.get("kind", "text")
+        return state
+
+    def add_breakout(self, parent: ChannelState, group: dict[str, Any]) -> ChannelState:
+        """The user's breakout group of a workshop channel (``breakout.opened`` names its
+        channel, ``identify`` does not), listed as ``<workshop channel>-group-N``."""
+        name = f"{parent.name}-{group.get('name', 'group').lower().replace(' ', '-')}"
+        channel = {"id": group["channel"], "name": name, "kind": "breakout", "parent": parent.id}
+        state = self.put_channel(parent.community_id, channel)
+        state.parent = parent.id
         return state
 
     def add_thread(self, thread: dict[str, Any]) -> ChannelState:

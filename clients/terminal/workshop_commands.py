@@ -1,8 +1,10 @@
 """The workshop slash commands of ``agora chat`` (docs/protocol.md §5.10).
 
 Everyone: ``/workshop``, ``/hand``, ``/vote``, ``/ask``, ``/upvote``,
-``/unvote``, ``/pulse``. Facilitators: ``/start``, ``/next``, ``/goto``,
-``/call``, ``/lower``, ``/poll``, ``/timer``, ``/answer``, ``/end``. Each acts
+``/unvote``, ``/pulse``, and ``/report`` in a breakout group's room (which the
+chat lists, and follows, when ``breakout.opened`` puts the user in a group).
+Facilitators: ``/start``, ``/next``, ``/goto``, ``/call``, ``/lower``,
+``/poll``, ``/timer``, ``/answer``, ``/end``. Each acts
 on the workshop of the current channel; what it changes shows in the side panel
 when the server's event comes back. Polls and questions are named by the
 numbers the panel shows (``clients.terminal.workshop_view``), options from 1.
@@ -330,6 +332,19 @@ async def answer(chat: Chat, arg: str) -> None:
         chat.say("usage: /answer N [TEXT] (a question's number in the panel)")
         return
     await chat.client.question_answer(channel.id, numbered[index]["id"], text.strip() or None)
+
+
+@slash("report", "TEXT", "report your breakout group's work (in its room)", group="workshop")
+async def report(chat: Chat, arg: str) -> None:
+    channel = chat.state.channel
+    if channel is None or channel.kind != "breakout":
+        chat.say("report from your breakout group's room (/channels lists it)")
+        return
+    if not arg:
+        chat.say("usage: /report TEXT")
+        return
+    await chat.client.breakout_report(channel.id, arg)
+    chat.say("reported to the main room")
 
 
 @slash("end", "", "end the workshop and write its recap", group="workshop")

@@ -88,8 +88,8 @@ def panel(followed: Followed, names: Mapping[str, str], me: str, now_ms: float) 
     breakout = workshop.get("breakout")
     if breakout is not None:
         mine = [g for g in breakout["groups"] if me in g.get("members", [])]
-        where = f" (you: {mine[0]['name']})" if mine else ""
-        lines.append(f"Breakout: {len(breakout['groups'])} groups{where}")
+        groups = _count(len(breakout["groups"]), "group")
+        lines.append(f"Breakout: you are in {mine[0]['name']}" if mine else f"Breakout: {groups}")
     return lines
 
 
@@ -128,8 +128,7 @@ def _polls(workshop: dict[str, Any], followed: Followed) -> list[str]:
     lines: list[str] = []
     for n, poll in sorted(shown, key=lambda np: np[0]):
         state = "closed" if poll["closed"] else "open"
-        voters = poll["voters"]
-        lines.append(f"Poll {n} ({state}, {voters} vote{'' if voters == 1 else 's'}):")
+        lines.append(f"Poll {n} ({state}, {_count(poll['voters'], 'vote')}):")
         lines.append(f"  {poll['question']}")
         ballot = followed.ballot(poll["id"]) or []
         most = max(poll["tallies"], default=0) or 1
@@ -155,6 +154,10 @@ def _questions(workshop: dict[str, Any], followed: Followed) -> list[str]:
     if len(visible) > TOP_QUESTIONS:
         lines.append(f" … and {len(visible) - TOP_QUESTIONS} more (/workshop)")
     return lines
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
 def everything(followed: Followed, names: Mapping[str, str], me: str, now_ms: float) -> list[str]:
@@ -212,7 +215,7 @@ def event_line(
         label = d["timer"].get("label")
         return f"time is up: {label}" if label else "time is up"
     if t == "breakout.opened":
-        return f"breakouts open: {len(d['breakout']['groups'])} groups"
+        return f"breakouts open: {_count(len(d['breakout']['groups']), 'group')}"
     if t == "breakout.closed":
         return "the breakouts closed"
     return None
