@@ -563,6 +563,7 @@ class Client(DiscussionCommands, WorkshopCommands):
             if frame.get("op") != "hello":
                 raise AgoraClientError(f"expected hello, got {frame.get('op')!r}")
             self.hello = frame["d"]
+            self.workshops._saw_server_time(self.hello.get("ts"))
             self._ws = ws
             reader = asyncio.create_task(self._read(ws))
             try:

@@ -138,8 +138,8 @@ class Workshops(Mapping[str, Followed]):
     """The subscribed workshop channels, by channel id.
 
     ``server_now_ms()`` is the server's clock as well as the client can tell, to count
-    a timer down to its ``ends_at``: ``hello`` carries no clock, so the client takes
-    the server's times in the events it hears (a message's ``ts``, a timer's
+    a timer down to its ``ends_at``: the client takes ``hello``'s ``ts`` and the
+    server's times in the events it hears (a message's ``ts``, a timer's
     ``started_ts``) as lower bounds of the server's clock when they arrived.
     """
 
