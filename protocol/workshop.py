@@ -41,6 +41,8 @@ MAX_OPTION_CHARS = 200
 MAX_QUESTION_CHARS = 1000
 MAX_ANSWER_CHARS = 4000
 MAX_REPORT_CHARS = 4000
+#: Most breakout reports one workshop holds.
+MAX_REPORTS = 200
 #: Most polls and questions one workshop holds (the next answers ``too_large``).
 MAX_POLLS = 100
 MAX_QUESTIONS = 500
@@ -56,6 +58,24 @@ PULSE_WINDOW_MS = 60_000
 HAND_ORDERS = ("fifo", "fair")
 
 
+class TooLarge(ValueError):
+    """A payload part over its limit (``too_large``; other ``ValueError``s are ``bad_request``)."""
+
+
+def _text(value: Any, most: int, what: str) -> str:
+    """``value``, if it is a string of 1 to ``most`` characters that UTF-8 can carry (a
+    JSON escape can smuggle in a lone surrogate)."""
+    if isinstance(value, str) and len(value) > most:
+        raise TooLarge(f"{what} is over the limit of {most} characters")
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} is a string of 1 to {most} characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid Unicode") from None
+    return value
+
+
 def agenda_of(raw: list[Any]) -> list[dict[str, Any]]:
     """The agenda as kept: ``[{title, minutes?}]``; raises ``ValueError``."""
     if len(raw) > MAX_AGENDA_ITEMS:
@@ -65,9 +85,9 @@ def agenda_of(raw: list[Any]) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise ValueError("each agenda item is a map {title, minutes?}")
         title, minutes = item.get("title"), item.get("minutes")
-        if not isinstance(title, str) or not title.strip() or len(title) > MAX_WORKSHOP_TITLE:
-            raise ValueError(f"an agenda item's title is 1 to {MAX_WORKSHOP_TITLE} characters")
-        kept: dict[str, Any] = {"title": title.strip()}
+        kept: dict[str, Any] = {
+            "title": _text(title, MAX_WORKSHOP_TITLE, "an item's title").strip()
+        }
         if minutes is not None:
             if (
                 not isinstance(minutes, int)
@@ -86,9 +106,7 @@ def options_of(raw: list[Any]) -> list[str]:
         raise ValueError(f"a poll has 2 to {MAX_POLL_OPTIONS} options")
     options = []
     for option in raw:
-        if not isinstance(option, str) or not option.strip() or len(option) > MAX_OPTION_CHARS:
-            raise ValueError(f"an option is 1 to {MAX_OPTION_CHARS} characters")
-        options.append(option.strip())
+        options.append(_text(option, MAX_OPTION_CHARS, "an option").strip())
     return options
 
 
@@ -113,8 +131,10 @@ def assignment_of(raw: list[Any], groups: int) -> list[list[str]]:
     seen: set[str] = set()
     out = []
     for group in raw:
-        if not isinstance(group, list) or not all(isinstance(u, str) and u for u in group):
+        if not isinstance(group, list):
             raise ValueError("each group of an assignment is a list of user ids")
+        for user in group:
+            _text(user, 64, "a user id")
         if seen.intersection(group) or len(set(group)) != len(group):
             raise ValueError("a user is in one group at most")
         seen.update(group)

@@ -57,7 +57,7 @@ async def deliver(session: Session, channel: Channel, message: dict[str, Any], o
 
 
 async def _may_mention_here(session: Session, channel: Channel) -> bool:
-    if channel.community_id is None:
+    if channel.community_id is None or channel.kind == "breakout":  # a group's room is private
         return False
     assert session.user is not None
     role = await session.agora.store.role(channel.community_id, session.user.id)
@@ -70,7 +70,17 @@ async def _named(session: Session, channel: Channel, names: list[str]) -> set[st
     users = {u.id for name in names if (u := await _user(session, name)) is not None}
     if channel.community_id is None:  # a DM: only its members
         return users & set(channel.members)
-    return {u for u in users if await store.role(channel.community_id, u) is not None}
+    readers = set()
+    for user in users:
+        role = await store.role(channel.community_id, user)
+        if role is None:
+            continue
+        if channel.kind == "breakout" and not (
+            has(role, Permission.RUN_WORKSHOPS) or await store.in_group(channel.id, user)
+        ):
+            continue  # a group's room: its members and facilitators only
+        readers.add(user)
+    return readers
 
 
 async def _user(session: Session, name: str) -> Any:

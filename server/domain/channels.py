@@ -9,6 +9,7 @@ events past the replay, and from then on live ones.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -30,6 +31,9 @@ router = CommandRouter()
 
 #: Frames read from the store at once while replaying.
 REPLAY_PAGE = 200
+#: Channel kind -> what a ``subscribe`` reply of such a channel adds, as of its offset
+#: (a workshop channel's: its workshop; see ``workshops.running``)
+SUBSCRIBED: dict[str, Callable[[Session, Channel, int], Awaitable[dict[str, Any]]]] = {}
 
 
 def channel_name(raw: str) -> str:
@@ -102,6 +106,8 @@ async def postable_channel(session: Session, channel_id: str) -> Channel:
     channel = await readable_channel(session, channel_id)
     agora = session.agora
     role = await require_in(session, channel, Permission.POST)
+    if channel.kind == "breakout":  # closed with its breakout, which says no channel.updated
+        channel = await agora.store.channel(channel.id) or channel
     if channel.archived:
         raise ProtocolError("this channel is archived", code=ErrorCode.CONFLICT)
     if channel.parent is not None and (await readable_channel(session, channel.parent)).archived:
@@ -187,14 +193,13 @@ async def subscribe(session: Session, d: dict[str, Any]) -> Reply:
         )
         if recovered:
             await _replay(session, channel.id, since, head.offset)
+        answer = {"offset": head.offset, "epoch": head.epoch, "recovered": recovered}
+        more = SUBSCRIBED.get(channel.kind)
+        if more is not None:
+            answer.update(await more(session, channel, head.offset))
     except BaseException:
         session.unsubscribe(channel.id)
         raise
-    answer = {"offset": head.offset, "epoch": head.epoch, "recovered": recovered}
-    if channel.kind == "workshop":
-        from server.workshops import running
-
-        answer.update(await running.on_subscribe(session, channel, head.offset))
     return Reply(
         answer,
         then=lambda: feed.go_live(joining, head.offset),

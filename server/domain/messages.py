@@ -80,8 +80,9 @@ async def after_send(
         await threads.after_message(session, channel, message)
     if "@" in message["text"]:
         await mentions.deliver(session, channel, message, offset)
-    if "http" in message["text"] and channel.community_id is not None:
-        await resources.collect(session.agora, channel.community_id, message)
+    shelved = channel.community_id is not None and channel.kind != "breakout"
+    if "http" in message["text"] and shelved:
+        await resources.collect(session.agora, channel.community_id, message)  # type: ignore[arg-type]
     if channel.kind in ("workshop", "breakout"):
         await running.count_message(session.agora, channel, message["author"]["id"])
 

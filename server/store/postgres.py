@@ -521,8 +521,10 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
     ) -> list[Appended]:
         async def run(db: asyncpg.Connection) -> list[Appended]:
             if bump is not None:
-                workshop_id, seq, by = bump
-                bumped = await db.fetchval(sql.numbered(workshops_sql.BUMP), by, workshop_id, seq)
+                workshop_id, version, by = bump
+                bumped = await db.fetchval(
+                    sql.numbered(workshops_sql.BUMP), by, workshop_id, version
+                )
                 if bumped is None:
                     raise Stale(workshop_id)
             appended = [await self._append_in(db, channel_id, t, d) for t, d in events]

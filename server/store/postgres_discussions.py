@@ -32,7 +32,8 @@ SEARCH = (
     "SELECT e.frame FROM messages m JOIN channels c ON c.id = m.channel_id"
     " JOIN events e ON e.channel_id = m.channel_id AND e.o = m.o"
     " WHERE to_tsvector('simple', m.text) @@ plainto_tsquery('simple', ?)"
-    " AND c.community_id = ? AND NOT m.deleted AND (m.ts < ? OR (m.ts = ? AND m.id < ?))"
+    " AND c.community_id = ? AND c.kind <> 'breakout' AND NOT m.deleted"
+    " AND (m.ts < ? OR (m.ts = ? AND m.id < ?))"
 )
 #: Both rows: after waiting for another change's lock, PostgreSQL re-reads only the
 #: rows it locks, and the frame must be the one that change wrote.

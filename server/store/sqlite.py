@@ -466,8 +466,8 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
     ) -> list[Appended]:
         def run(db: sqlite3.Connection) -> list[Appended]:
             if bump is not None:
-                workshop_id, seq, by = bump
-                if not db.execute(workshops_sql.BUMP, (by, workshop_id, seq)).fetchall():
+                workshop_id, version, by = bump
+                if not db.execute(workshops_sql.BUMP, (by, workshop_id, version)).fetchall():
                     raise Stale(workshop_id)
             appended = [self._append(db, channel_id, t, d, None) for t, d in events]
             first = appended[0].offset if appended else 0

@@ -30,7 +30,8 @@ SEARCH = (
     "SELECT e.frame FROM messages_fts f JOIN messages m ON m.rowid = f.rowid"
     " JOIN channels c ON c.id = m.channel_id"
     " JOIN events e ON e.channel_id = m.channel_id AND e.o = m.o"
-    " WHERE messages_fts MATCH ? AND c.community_id = ? AND NOT m.deleted"
+    " WHERE messages_fts MATCH ? AND c.community_id = ? AND c.kind <> 'breakout'"
+    " AND NOT m.deleted"
     " AND (m.ts < ? OR (m.ts = ? AND m.id < ?))"
 )
 

@@ -5,10 +5,12 @@ provides two primitives, ``_rows`` (a read) and ``_commit`` (one transaction
 that checks the workshop's ``seq``, appends its events and runs its writes),
 and this mixin builds the rest on them.
 
-A change to a live workshop is optimistic: the caller folded the events up to
-``seq``; the commit bumps ``seq`` only if it is still that, or raises ``Stale``
-and the caller folds the newer events and decides again. Two nodes never both
-apply a change to the same state, and chat in the channel does not count.
+A change to a live workshop is optimistic: the caller decided on the state of
+``version`` (its events folded up to ``seq``); the commit bumps ``version`` only
+if it is still that, or raises ``Stale`` and the caller folds the newer events
+and decides again. Two nodes never both apply a change to the same state, even
+a change with no event (a pulse, a look at what is due), and chat in the channel
+does not count.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from protocol.workshop import WORKSHOP_EVENTS
 from server.store.base import Appended
+from server.store.sql import NO_BOUND
 
 
 class Stale(Exception):
@@ -47,6 +51,7 @@ class WorkshopRow:
     ended_ts: int | None
     start_o: int
     seq: int
+    version: int
     due_at: int | None
     recap: dict[str, Any] | None
     recap_done: bool
@@ -85,21 +90,27 @@ class Person:
 COUNTS = ("messages", "hands", "turns", "votes", "questions", "upvotes")
 
 _COLUMNS = (
-    "id, channel_id, community_id, title, started_ts, ended_ts, start_o, seq, due_at, recap,"
-    " recap_done"
+    "id, channel_id, community_id, title, started_ts, ended_ts, start_o, seq, version, due_at,"
+    " recap, recap_done"
 )
 LIVE = f"SELECT {_COLUMNS} FROM workshops WHERE channel_id = ? AND ended_ts IS NULL"
 BY_ID = f"SELECT {_COLUMNS} FROM workshops WHERE id = ?"
 DUE = (
     f"SELECT {_COLUMNS} FROM workshops WHERE (due_at IS NOT NULL AND due_at <= ?)"
-    " OR (ended_ts IS NOT NULL AND ended_ts < ? AND NOT recap_done) LIMIT 100"
+    " OR (ended_ts IS NOT NULL AND ended_ts < ? AND NOT recap_done)"
+    " ORDER BY COALESCE(due_at, ended_ts) LIMIT 100"
+)
+EVENTS = (
+    "SELECT frame FROM events WHERE channel_id = ? AND o > ? AND o <= ?"
+    f" AND t IN ({', '.join(repr(t) for t in sorted(WORKSHOP_EVENTS))}) ORDER BY o LIMIT ?"
 )
 RECENT = (
     f"SELECT {_COLUMNS} FROM workshops WHERE community_id = ?"
     " ORDER BY started_ts DESC, id DESC LIMIT ?"
 )
 BUMP = (
-    "UPDATE workshops SET seq = seq + ? WHERE id = ? AND seq = ? AND ended_ts IS NULL RETURNING seq"
+    "UPDATE workshops SET seq = seq + ?, version = version + 1"
+    " WHERE id = ? AND version = ? AND ended_ts IS NULL RETURNING seq"
 )
 INSERT = (
     "INSERT INTO workshops(id, channel_id, community_id, title, started_ts, start_o, seq)"
@@ -157,6 +168,7 @@ PEOPLE = (
     " FROM workshop_people WHERE workshop_id = ?"
 )
 
+ARCHIVE_ROOM = "UPDATE channels SET archived = true WHERE id = ?"
 ADD_GROUP_MEMBER = "INSERT INTO breakout_members(channel_id, user_id) VALUES (?, ?)"
 IN_GROUP = "SELECT 1 FROM breakout_members WHERE channel_id = ? AND user_id = ?"
 
@@ -172,8 +184,9 @@ def _row(row: Any) -> WorkshopRow:
         row[6],
         row[7],
         row[8],
-        None if row[9] is None else json.loads(row[9]),
-        bool(row[10]),
+        row[9],
+        None if row[10] is None else json.loads(row[10]),
+        bool(row[11]),
     )
 
 
@@ -188,9 +201,10 @@ class WorkshopStore:
         events: list[tuple[str, dict[str, Any]]],
         writes: list[Write],
     ) -> list[Appended]:
-        """In one transaction: ``bump`` (``(workshop id, seq, by)``: raise ``Stale`` unless
-        its ``seq`` is that, then add ``by``), append ``events`` to the channel, run
-        ``writes`` (``FIRST_O`` in their values is the first event's offset)."""
+        """In one transaction: ``bump`` (``(workshop id, version, events)``: raise ``Stale``
+        unless its ``version`` is that, then count one change and the events), append
+        ``events`` to the channel, run ``writes`` (``FIRST_O`` in their values is the
+        first event's offset)."""
         raise NotImplementedError
 
     async def _one(self, statement: str, values: tuple[Any, ...]) -> Any:
@@ -216,15 +230,22 @@ class WorkshopStore:
     async def commit_workshop(
         self,
         workshop_id: str | None,
-        seq: int,
+        version: int,
         channel_id: str,
         events: list[tuple[str, dict[str, Any]]],
         writes: list[Write],
     ) -> list[Appended]:
-        """Store a change of the workshop decided on its state at ``seq`` (``workshop_id``
-        None: a new workshop, whose ``INSERT`` is among ``writes``)."""
-        bump = None if workshop_id is None else (workshop_id, seq, len(events))
+        """Store a change of the workshop decided on its state at ``version``
+        (``workshop_id`` None: a new workshop, whose ``INSERT`` is among ``writes``)."""
+        bump = None if workshop_id is None else (workshop_id, version, len(events))
         return await self._commit(bump, channel_id, events, writes)
+
+    async def workshop_events(
+        self, channel_id: str, after: int, until: int | None, limit: int
+    ) -> list[bytes]:
+        """The channel's workshop events with ``after < o <= until``, oldest first."""
+        bound = NO_BOUND if until is None else until
+        return [row[0] for row in await self._rows(EVENTS, (channel_id, after, bound, limit))]
 
     async def set_recap_done(self, workshop_id: str) -> None:
         await self._rows(RECAP_DONE, (workshop_id,))

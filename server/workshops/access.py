@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from protocol import ErrorCode, ProtocolError, echo
+from protocol.workshop import TooLarge
 from server.domain.channels import readable_channel, require_in
 from server.domain.permissions import Permission
 
@@ -56,3 +57,9 @@ def conflict(message: str) -> ProtocolError:
 
 def bad_request(message: str) -> ProtocolError:
     return ProtocolError(message, code=ErrorCode.BAD_REQUEST)
+
+
+def refused(exc: ValueError) -> ProtocolError:
+    """A payload part ``protocol.workshop`` refused: ``too_large`` or ``bad_request``."""
+    code = ErrorCode.TOO_LARGE if isinstance(exc, TooLarge) else ErrorCode.BAD_REQUEST
+    return ProtocolError(str(exc), code=code)

@@ -8,21 +8,25 @@ readable only by its members and those who run workshops (see
 from __future__ import annotations
 
 import random
+import secrets
 from typing import TYPE_CHECKING, Any
 
-from protocol.workshop import assignment_of
+from protocol import ErrorCode, ProtocolError
+from protocol.workshop import MAX_REPORTS, assignment_of
 from server.domain.channels import readable_channel
 from server.domain.messages import post
 from server.domain.permissions import RANK
 from server.gateway.router import CommandRouter
 from server.ids import new_id, now_ms
-from server.store.workshops import ADD_GROUP_MEMBER, ATTEND, Write
+from server.store.sql import INSERT_CHANNEL
+from server.store.workshops import ADD_GROUP_MEMBER, ARCHIVE_ROOM, ATTEND, Write
 from server.workshops import timers
 from server.workshops.access import (
     bad_request,
     conflict,
     driving,
     live,
+    refused,
     taking_part,
     user_id,
 )
@@ -46,7 +50,7 @@ async def open_groups(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         try:
             assignment = assignment_of(d["assignment"], d["groups"])
         except ValueError as exc:
-            raise bad_request(str(exc)) from None
+            raise refused(exc) from None
         for user in {u for group in assignment for u in group}:
             if await store.membership(channel.community_id, user) is None:
                 raise bad_request(f"user '{user[:64]}' is not a member of this community")
@@ -60,18 +64,13 @@ async def open_groups(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         change = Change()
         groups = []
         for number, group_members in enumerate(members, 1):
-            group = await store.create_channel(
-                channel.community_id, f"breakout-{new_id()}", kind="breakout", parent=channel.id
-            )
+            room = new_id()
             groups.append(
-                {
-                    "id": group.id,
-                    "name": f"Group {number}",
-                    "channel": group.id,
-                    "members": group_members,
-                }
+                {"id": room, "name": f"Group {number}", "channel": room, "members": group_members}
             )
-            change.writes += [Write(ADD_GROUP_MEMBER, (group.id, u)) for u in group_members]
+            values = (room, channel.community_id, f"breakout-{room}", "breakout", channel.id)
+            change.writes.append(Write(INSERT_CHANNEL, (*values, None, secrets.token_hex(8))))
+            change.writes += [Write(ADD_GROUP_MEMBER, (room, u)) for u in group_members]
         breakout: dict[str, Any] = {"id": breakout_id, "groups": groups}
         if d["minutes"] is not None:
             timer = timers.restart(change, fold.state, d["minutes"] * 60, "Breakouts", now_ms())
@@ -128,6 +127,10 @@ async def report(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         breakout = fold.state["breakout"]
         if breakout is None or all(g["channel"] != room.id for g in breakout["groups"]):
             raise conflict("this group's breakout is closed")
+        if len(fold.state["reports"]) >= MAX_REPORTS:
+            raise ProtocolError(
+                f"a workshop holds at most {MAX_REPORTS} reports", code=ErrorCode.TOO_LARGE
+            )
         change = Change()
         change.event("breakout.reported", {"group": room.id, "text": d["text"].strip(), "by": me})
         change.writes.append(Write(ATTEND, (fold.row.id, me)))
@@ -150,20 +153,14 @@ async def close(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         change.reply = change.events[-1][1]
         return change
 
-    reply = await live(session).change(channel.id, decide)
-    await archive_groups(session.agora, reply["breakout"])
-    return reply
+    return await live(session).change(channel.id, decide)
 
 
 def closing(change: Change, state: dict[str, Any]) -> None:
-    """Close the open breakout in ``change``: ``breakout.closed`` with its reports."""
+    """Close the open breakout in ``change``: ``breakout.closed`` with its reports; the
+    groups' rooms stay readable, closed to new messages."""
     breakout = state["breakout"]
     groups = {g["id"] for g in breakout["groups"]}
     reports = [r for r in state["reports"] if r["group"] in groups]
     change.event("breakout.closed", {"breakout": breakout, "reports": reports})
-
-
-async def archive_groups(agora: Agora, breakout: dict[str, Any]) -> None:
-    """The groups' rooms stay readable, closed to new messages."""
-    for group in breakout["groups"]:
-        await agora.store.update_channel(group["channel"], {"archived": True})
+    change.writes += [Write(ARCHIVE_ROOM, (g["channel"],)) for g in breakout["groups"]]

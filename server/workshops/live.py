@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from protocol import ErrorCode, ProtocolError
-from protocol.workshop import WORKSHOP_EVENTS, apply
+from protocol.workshop import apply
 from server.errors import Unavailable
 from server.ids import now_ms
-from server.store.workshops import SET_DUE, Stale, WorkshopRow, Write
+from server.store import Appended
+from server.store.workshops import RESET_DUE, SET_DUE, Stale, WorkshopRow, Write
 
 if TYPE_CHECKING:
     from server.app import Agora
@@ -44,7 +45,7 @@ log = logging.getLogger("agora.workshops")
 #: Seconds between two looks for timers, pulses and recaps that are due.
 SWEEP_S = 1.0
 #: How long after its end a workshop's recap is left to the node that ended it.
-RECAP_GRACE_MS = 5_000
+RECAP_GRACE_MS = 30_000
 #: Frames read from the store at once while folding.
 FOLD_PAGE = 500
 #: Decisions tried before a change gives up (other nodes won every time).
@@ -53,30 +54,29 @@ MAX_ATTEMPTS = 50
 
 @dataclass(slots=True)
 class Fold:
-    """A workshop's state as of the channel offset ``o``."""
+    """A workshop's state as of the channel offset ``o``, its last workshop event."""
 
     row: WorkshopRow
     state: dict[str, Any] | None = None
     seq: int = 0  # workshop events applied
-    o: int = 0  # the last offset read
-    last_event_o: int = 0  # the offset of the last workshop event applied
+    o: int = 0
 
     def apply(self, frame: dict[str, Any]) -> None:
-        if frame["t"] in WORKSHOP_EVENTS:
-            self.state = apply(self.state, frame)
-            self.seq += 1
-            self.last_event_o = frame["o"]
+        self.state = apply(self.state, frame)
+        self.seq += 1
         self.o = frame["o"]
 
 
 @dataclass(slots=True)
 class Change:
-    """What a decision stores: events, writes, the reply, and when to look again."""
+    """What a decision stores: events, writes, the reply, and when to look again
+    (``due_at``: at that time or earlier; with ``reset_due``, exactly then, None: never)."""
 
     reply: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     writes: list[Write] = field(default_factory=list)
     due_at: int | None = None
+    reset_due: bool = False
 
     def event(self, t: str, d: dict[str, Any]) -> None:
         self.events.append((t, d))
@@ -96,6 +96,8 @@ class LiveWorkshops:
         self.agora = agora
         self.folds: dict[str, Fold] = {}
         self.locks: dict[str, asyncio.Lock] = {}
+        #: channel id -> when this node looks at it next (one timer per channel)
+        self._looks: dict[str, tuple[int, asyncio.TimerHandle]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         #: ``(channel id) -> coroutine`` run when a workshop is due (set by ``timers``)
         self.on_due: Callable[[str], Awaitable[None]] | None = None
@@ -117,7 +119,8 @@ class LiveWorkshops:
         return lock
 
     async def current(self, channel_id: str) -> Fold | None:
-        """The live workshop of the channel, folded up to the store's latest (hold the lock)."""
+        """The live workshop of the channel, folded up to the store's latest, and the
+        version of it (hold the lock)."""
         row = await self.agora.store.live_workshop(channel_id)
         if row is None:
             self.folds.pop(channel_id, None)
@@ -127,18 +130,16 @@ class LiveWorkshops:
             fold = self.folds[channel_id] = Fold(row, o=row.start_o - 1)
         if fold.seq < row.seq:
             await self._read(fold, until=None)
+        fold.row = row
         return fold
 
     async def _read(self, fold: Fold, until: int | None) -> None:
         store = self.agora.store
         while True:
-            limit = FOLD_PAGE if until is None else min(FOLD_PAGE, until - fold.o)
-            if limit <= 0:
-                return
-            frames = await store.read_after(fold.row.channel_id, fold.o, limit)
+            frames = await store.workshop_events(fold.row.channel_id, fold.o, until, FOLD_PAGE)
             for frame in frames:
                 fold.apply(msgpack.unpackb(frame, raw=False))
-            if len(frames) < limit:
+            if len(frames) < FOLD_PAGE:
                 return
 
     async def snapshot(
@@ -151,7 +152,7 @@ class LiveWorkshops:
             fold = await self.current(channel_id)
             if fold is None or (offset is not None and fold.row.start_o > offset):
                 return None, None, offset
-            if offset is None or fold.last_event_o <= offset:
+            if offset is None or fold.o <= offset:
                 return fold.row, copy.deepcopy(fold.state), fold.o if offset is None else offset
         # a change landed after ``offset`` was read: fold again, up to it
         earlier = Fold(fold.row, o=fold.row.start_o - 1)
@@ -163,28 +164,28 @@ class LiveWorkshops:
 
         Raises ``conflict`` when no workshop is live.
         """
-        agora = self.agora
         async with self.lock(channel_id):
             for _ in range(MAX_ATTEMPTS):
                 fold = await self.current(channel_id)
                 if fold is None or fold.state is None:
                     raise no_workshop()
                 change = await decide(fold)
-                if change.due_at is not None:
+                if change.reset_due:
+                    change.writes.append(Write(RESET_DUE, (change.due_at, fold.row.id)))
+                elif change.due_at is not None:
                     due = (change.due_at, change.due_at, fold.row.id)
                     change.writes.append(Write(SET_DUE, due))
                 if not change.events and not change.writes:
                     return change.reply
                 try:
-                    appended = await agora.store.commit_workshop(
-                        fold.row.id, fold.seq, channel_id, change.events, change.writes
+                    appended = await self.agora.store.commit_workshop(
+                        fold.row.id, fold.row.version, channel_id, change.events, change.writes
                     )
                 except Stale:
                     continue
                 for stored in appended:
                     fold.apply(stored.event)
-                    await agora.broker.publish(channel_id, stored.frame)
-                    agora.metrics.events_published.inc()
+                await self.publish(channel_id, appended)
                 if fold.state is None:  # it ended
                     self.folds.pop(channel_id, None)
                 if change.due_at is not None:
@@ -192,17 +193,28 @@ class LiveWorkshops:
                 return change.reply
         raise Unavailable("the workshop changed too often to store this change")
 
-    async def started(self, channel_id: str, row: WorkshopRow, started: dict[str, Any]) -> None:
-        """A workshop this node just stored: fold its first event."""
-        fold = Fold(row, o=row.start_o - 1)
-        fold.apply(started)
-        self.folds[channel_id] = fold
+    async def publish(self, channel_id: str, appended: list[Appended]) -> None:
+        """Publish stored workshop events (see ``Agora.publish``)."""
+        for stored in appended:
+            await self.agora.broker.publish(channel_id, stored.frame)
+            self.agora.metrics.events_published.inc()
 
     # running out
 
     def look_at(self, channel_id: str, due_at: int) -> None:
+        """Look at the workshop at ``due_at`` (or at the earlier time already set)."""
+        planned = self._looks.get(channel_id)
+        if planned is not None:
+            if planned[0] <= due_at:
+                return
+            planned[1].cancel()
         delay = max(0.0, (due_at - now_ms()) / 1000)
-        asyncio.get_running_loop().call_later(delay, lambda: _spawn(self._due(channel_id)))
+        handle = asyncio.get_running_loop().call_later(delay, self._look, channel_id)
+        self._looks[channel_id] = (due_at, handle)
+
+    def _look(self, channel_id: str) -> None:
+        self._looks.pop(channel_id, None)
+        _spawn(self._due(channel_id))
 
     async def _due(self, channel_id: str) -> None:
         if self.on_due is not None:
@@ -212,6 +224,8 @@ class LiveWorkshops:
         self._sweeper = asyncio.ensure_future(self._sweep())
 
     async def stop(self) -> None:
+        for _, handle in self._looks.values():
+            handle.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -222,13 +236,18 @@ class LiveWorkshops:
             await asyncio.sleep(SWEEP_S)
             try:
                 now = now_ms()
-                for row in await self.agora.store.due_workshops(now, now - RECAP_GRACE_MS):
+                rows = await self.agora.store.due_workshops(now, now - RECAP_GRACE_MS)
+            except Exception as exc:  # a store outage: look again next time
+                log.warning("looking for due workshops failed: %s", exc)
+                continue
+            for row in rows:
+                try:
                     if row.ended_ts is None:
                         await self._due(row.channel_id)
                     elif self.on_unwritten_recap is not None:
                         await self.on_unwritten_recap(row)
-            except Exception as exc:  # a store outage: look again next time
-                log.warning("looking for due workshops failed: %s", exc)
+                except Exception as exc:  # the others still get their turn
+                    log.warning("workshop %s: %s", row.id, exc)
 
 
 def _spawn(coroutine: Awaitable[None]) -> None:

@@ -17,11 +17,11 @@ from server.gateway.router import CommandRouter
 from server.ids import new_id, now_ms
 from server.store.workshops import FORGET_CHOICES, PUT_BALLOT, Write, counted
 from server.workshops.access import (
-    bad_request,
     conflict,
     driving,
     live,
     not_found,
+    refused,
     taking_part,
     user_id,
 )
@@ -46,7 +46,7 @@ async def create(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     try:
         options = options_of(d["options"])
     except ValueError as exc:
-        raise bad_request(str(exc)) from None
+        raise refused(exc) from None
 
     async def decide(fold: Fold) -> Change:
         assert fold.state is not None
@@ -86,7 +86,7 @@ async def vote(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         try:
             choices = choices_of(d["choices"], len(poll["options"]), poll["multi"])
         except ValueError as exc:
-            raise bad_request(str(exc)) from None
+            raise refused(exc) from None
         voted, before = await session.agora.store.ballot(poll["id"], me)
         change = Change(reply={"poll": poll, "choices": choices})
         if voted and before == choices:

@@ -17,7 +17,7 @@ from server.domain.permissions import Permission
 from server.gateway.router import CommandRouter
 from server.ids import new_id, now_ms
 from server.store.workshops import ADD_UPVOTE, DROP_UPVOTE, Write, counted
-from server.workshops.access import conflict, live, not_found, taking_part, user_id
+from server.workshops.access import conflict, driving, live, not_found, taking_part, user_id
 from server.workshops.live import Change, Fold
 
 if TYPE_CHECKING:
@@ -98,8 +98,7 @@ async def _vote(session: Session, d: dict[str, Any], *, up: bool) -> dict[str, A
 
 @router.command("question.answer")
 async def answer(session: Session, d: dict[str, Any]) -> dict[str, Any]:
-    channel = await taking_part(session, d["channel"])
-    await require_in(session, channel, Permission.RUN_WORKSHOPS)
+    channel = await driving(session, d["channel"])
     text = (d["text"] or "").strip()
 
     def change(question: dict[str, Any]) -> None:
@@ -117,6 +116,8 @@ async def hide(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     may_drive = await _may_drive(session, channel)
 
     def change(question: dict[str, Any]) -> None:
+        if question["hidden"]:
+            return
         if question.get("by") != me and not may_drive:
             raise ProtocolError(
                 "only its asker or a facilitator hides a question",

@@ -9,6 +9,7 @@ and nothing is written twice.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,6 @@ async def end(session: Session, d: dict[str, Any]) -> dict[str, Any]:
             raise bad_request("a recap goes to a text, forum or workshop channel of this community")
         await require_in(session, target, Permission.POST)
     agora = session.agora
-    closed_breakout: list[dict[str, Any]] = []
 
     async def decide(fold: Fold) -> Change:
         assert fold.state is not None
@@ -53,9 +53,7 @@ async def end(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         change = Change()
         if state["timer"] is not None:
             change.event("timer.ended", {"timer": state["timer"], "cancelled": True})
-        closed_breakout.clear()
         if state["breakout"] is not None:
-            closed_breakout.append(state["breakout"])
             breakouts.closing(change, state)
         for poll in state["polls"]:
             if not poll["closed"]:
@@ -72,8 +70,6 @@ async def end(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         return change
 
     reply = await live(session).change(channel.id, decide)
-    for breakout in closed_breakout:
-        await breakouts.archive_groups(agora, breakout)
     row = await agora.store.workshop(reply["recap"]["id"])
     if row is not None:
         await write_recap(agora, row)
@@ -173,14 +169,15 @@ async def open_thread(
         created_by=author.id,
         last_ts=now,
     )
-    try:
+    with contextlib.suppress(Conflict):  # made by an earlier attempt
         await store.create_thread(thread)
-        created = True
-    except Conflict:
-        created = False
     public = thread.public()
-    if created:
-        await agora.publish(parent.id, "thread.created", {"thread": public, "by": author.id})
+    await agora.publish(
+        parent.id,
+        "thread.created",
+        {"thread": public, "by": author.id},
+        idempotency=(author.id, "created:" + thread_id),
+    )
     for follower in dict.fromkeys([author.id, *followers]):
         await store.follow(thread_id, follower, True)
         await agora.publish_ephemeral(

@@ -7,12 +7,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from protocol.workshop import agenda_of, new_workshop
+from server.domain import channels
 from server.gateway.router import CommandRouter
 from server.ids import new_id, now_ms
 from server.store import Conflict
 from server.store.workshops import ATTEND, FIRST_O, INSERT, Write
 from server.workshops import timers
-from server.workshops.access import bad_request, conflict, driving, live, user_id, workshop_channel
+from server.workshops.access import (
+    bad_request,
+    conflict,
+    driving,
+    live,
+    refused,
+    user_id,
+    workshop_channel,
+)
 from server.workshops.live import Change, Fold
 
 if TYPE_CHECKING:
@@ -31,7 +40,7 @@ async def start(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     try:
         agenda = agenda_of(d["agenda"])
     except ValueError as exc:
-        raise bad_request(str(exc)) from None
+        raise refused(exc) from None
     assert channel.community_id is not None
     workshop = new_workshop(
         new_id(), channel.id, d["title"].strip(), agenda, user_id(session), now_ms()
@@ -61,8 +70,7 @@ async def start(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         assert row is not None
         workshops.folds[channel.id] = fold = Fold(row, o=row.start_o - 1)
         fold.apply(stored.event)
-        await agora.broker.publish(channel.id, stored.frame)
-        agora.metrics.events_published.inc()
+        await workshops.publish(channel.id, [stored])
     return {"workshop": workshop}
 
 
@@ -75,12 +83,15 @@ async def state(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     return {"workshop": workshop, "offset": offset, "mine": await _mine(session, row)}
 
 
-async def on_subscribe(session: Session, channel: Channel, offset: int) -> dict[str, Any]:
+async def subscribed(session: Session, channel: Channel, offset: int) -> dict[str, Any]:
     """What a ``subscribe`` reply of a workshop channel adds; the subscriber attends."""
     row, workshop, _ = await live(session).snapshot(channel.id, offset)
     if row is not None:
         await session.agora.store.attend(row.id, user_id(session))
     return {"workshop": workshop, "mine": await _mine(session, row)}
+
+
+channels.SUBSCRIBED["workshop"] = subscribed
 
 
 async def _mine(session: Session, row: Any) -> dict[str, Any]:

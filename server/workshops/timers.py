@@ -11,7 +11,7 @@ from protocol import ProtocolError
 from protocol.workshop import PULSE_KINDS, PULSE_WINDOW_MS
 from server.gateway.router import CommandRouter
 from server.ids import new_id, now_ms
-from server.store.workshops import ATTEND, DROP_PULSES, PUT_PULSE, RESET_DUE, Write
+from server.store.workshops import ATTEND, DROP_PULSES, PUT_PULSE, Write
 from server.workshops.access import conflict, driving, live, taking_part, user_id
 from server.workshops.live import Change, Fold
 
@@ -142,11 +142,8 @@ async def due(agora: Agora, channel_id: str) -> None:
         if timer is not None:
             still.append(timer["ends_at"])
         next_due = min(still) if still else None
-        change.writes += [
-            Write(DROP_PULSES, (fold.row.id, now - PULSE_WINDOW_MS)),
-            Write(RESET_DUE, (next_due, fold.row.id)),
-        ]
-        change.due_at = next_due  # and this node looks then
+        change.writes.append(Write(DROP_PULSES, (fold.row.id, now - PULSE_WINDOW_MS)))
+        change.due_at, change.reset_due = next_due, True
         return change
 
     with contextlib.suppress(ProtocolError):  # it ended meanwhile

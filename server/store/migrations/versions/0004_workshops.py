@@ -2,12 +2,13 @@
 cannot hold.
 
 A workshop's state is a fold of its channel's events; ``workshops`` indexes them
-(``start_o``: its ``workshop.started``; ``seq``: how many workshop events it has,
-which serializes changes across nodes; ``due_at``: when a timer or a pulse runs
-out next). The rest is what must not be in the events: who chose what in a poll
-(``ballots``; an anonymous poll's choices go at close), who upvoted (``question_votes``),
-each participant's latest pulse (``pulses``), per-person counts (``workshop_people``)
-and who is in which breakout group (``breakout_members``).
+(``start_o``: its ``workshop.started``; ``seq``: how many workshop events it has;
+``version``: how many changes, which serializes them across nodes; ``due_at``: when
+a timer or a pulse runs out next). The rest is what must not be in the events: who
+chose what in a poll (``ballots``; an anonymous poll's choices go at close), who
+upvoted (``question_votes``), each participant's latest pulse (``pulses``),
+per-person counts (``workshop_people``) and who is in which breakout group
+(``breakout_members``).
 
 Revision ID: 0004
 Revises: 0003
@@ -32,6 +33,7 @@ CREATE TABLE workshops(
     ended_ts BIGINT,
     start_o BIGINT NOT NULL DEFAULT 0,
     seq BIGINT NOT NULL DEFAULT 0,
+    version BIGINT NOT NULL DEFAULT 0,
     due_at BIGINT,
     recap TEXT,
     recap_done BOOLEAN NOT NULL DEFAULT false);
