@@ -56,6 +56,8 @@ from server.live import LiveState
 from server.metrics import CONTENT_TYPE_LATEST, Metrics
 from server.settings import Settings
 from server.store import Appended, Store
+from server.workshops import breakouts, hands, polls, questions, recap, running, timers
+from server.workshops.live import LiveWorkshops
 
 log = logging.getLogger("agora")
 
@@ -78,6 +80,13 @@ DOMAIN = (
     search,
     threads,
     typing_indicators,
+    running,
+    timers,
+    hands,
+    polls,
+    questions,
+    breakouts,
+    recap,
 )
 
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "web"
@@ -107,15 +116,20 @@ class Agora:
         self.pending_thread_updates: set[str] = set()
         #: (user, channel) -> when this node last forwarded their ``typing.started``
         self.typing_forwarded: dict[tuple[str, str], float] = {}
+        self.workshops = LiveWorkshops(self)
+        self.workshops.on_due = lambda channel: timers.due(self, channel)
+        self.workshops.on_unwritten_recap = lambda row: recap.write_recap(self, row)
 
     async def start(self) -> None:
         await self.store.open()
         log.info("opened the %s", self.settings.database_description)
         await self.hub.start()
         await self.live.start(lambda user, status: presence.changed(self, user, status))
+        self.workshops.start()
 
     async def stop(self) -> None:
         await self.drain()
+        await self.workshops.stop()
         await self.live.stop()
         await self.hub.stop()
         await self.store.close()

@@ -37,8 +37,8 @@ log = logging.getLogger("agora.threads")
 
 #: Seconds between a thread's new message and its parent's ``thread.updated``.
 UPDATE_DELAY = 1.0
-#: The kinds of channel threads start in.
-THREAD_PARENTS = ("text", "forum")
+#: The kinds of channel threads start in (a workshop's recap is a thread of its channel).
+THREAD_PARENTS = ("text", "forum", "workshop")
 #: Most participants a ``thread.updated`` names (the first to post).
 MAX_PARTICIPANTS = 20
 
@@ -52,7 +52,9 @@ async def create(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     agora = session.agora
     parent = await postable_channel(session, d["channel"])
     if parent.kind not in THREAD_PARENTS:
-        raise ProtocolError("threads start in a text or forum channel", code=ErrorCode.BAD_REQUEST)
+        raise ProtocolError(
+            "threads start in a text, forum or workshop channel", code=ErrorCode.BAD_REQUEST
+        )
     if parent.kind == "forum" and d["text"] is None:
         raise ProtocolError("a forum post needs its text", code=ErrorCode.BAD_REQUEST)
     tags = _tags(d["tags"])
@@ -104,7 +106,9 @@ async def create(session: Session, d: dict[str, Any]) -> dict[str, Any]:
 async def list_threads(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     parent = await readable_channel(session, d["channel"])
     if parent.kind not in THREAD_PARENTS:
-        raise ProtocolError("threads are in text and forum channels", code=ErrorCode.BAD_REQUEST)
+        raise ProtocolError(
+            "threads are in text, forum and workshop channels", code=ErrorCode.BAD_REQUEST
+        )
     before = pages.cursor(d["before"])
     tag = tag_filter(d["tag"])
     found = await session.agora.store.threads(parent.id, tag, before, d["limit"] + 1)

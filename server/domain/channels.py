@@ -67,7 +67,13 @@ async def readable_channel(session: Session, channel_id: str) -> Channel:
         if session.user.id not in channel.members:
             raise Forbidden("this is a direct message between two other people", Permission.READ)
     else:
-        await require(store, channel.community_id, session.user.id, Permission.READ)
+        role = await require(store, channel.community_id, session.user.id, Permission.READ)
+        if (
+            channel.kind == "breakout"
+            and not has(role, Permission.RUN_WORKSHOPS)
+            and not await store.in_group(channel.id, session.user.id)
+        ):
+            raise Forbidden("this breakout group's room is for its members", Permission.READ)
     session.channels[channel_id] = channel
     return channel
 
@@ -184,8 +190,13 @@ async def subscribe(session: Session, d: dict[str, Any]) -> Reply:
     except BaseException:
         session.unsubscribe(channel.id)
         raise
+    answer = {"offset": head.offset, "epoch": head.epoch, "recovered": recovered}
+    if channel.kind == "workshop":
+        from server.workshops import running
+
+        answer.update(await running.on_subscribe(session, channel, head.offset))
     return Reply(
-        {"offset": head.offset, "epoch": head.epoch, "recovered": recovered},
+        answer,
         then=lambda: feed.go_live(joining, head.offset),
     )
 

@@ -17,6 +17,7 @@ from server.domain.channels import postable_channel, readable_channel, require_i
 from server.domain.permissions import Forbidden, Permission
 from server.gateway.router import CommandRouter
 from server.ids import new_id, now_ms
+from server.workshops import running
 
 if TYPE_CHECKING:
     from server.gateway.session import Session
@@ -81,6 +82,8 @@ async def after_send(
         await mentions.deliver(session, channel, message, offset)
     if "http" in message["text"] and channel.community_id is not None:
         await resources.collect(session.agora, channel.community_id, message)
+    if channel.kind in ("workshop", "breakout"):
+        await running.count_message(session.agora, channel, message["author"]["id"])
 
 
 async def message_in(session: Session, channel: Channel, message_id: str) -> StoredMessage:

@@ -37,6 +37,7 @@ from protocol import event
 from server.errors import Unavailable
 from server.ids import new_id, now_ms
 from server.store import sql
+from server.store import workshops as workshops_sql
 from server.store.base import (
     Appended,
     AuditEntry,
@@ -52,6 +53,7 @@ from server.store.base import (
 from server.store.migrate import LOCK_KEY, upgrade_postgres
 from server.store.postgres_discussions import PostgresDiscussions, channel_in
 from server.store.sql_discussions import indexed_message, searchable
+from server.store.workshops import FIRST_O, Stale, WorkshopStore, Write
 
 T = TypeVar("T")
 
@@ -81,12 +83,13 @@ _COMMUNITIES_OF = (
     " WHERE m.user_id = $1 ORDER BY c.seq"
 )
 _CHANNELS = (
-    f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = $1 AND kind <> 'thread'"
+    f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = $1"
+    " AND kind NOT IN ('thread', 'breakout')"
     " ORDER BY position, seq"
 )
 _CHANNELS_OF = (
     f"SELECT {sql.CHANNEL_COLUMNS} FROM channels WHERE community_id = ANY($1::text[])"
-    " AND kind <> 'thread' ORDER BY position, seq"
+    " AND kind NOT IN ('thread', 'breakout') ORDER BY position, seq"
 )
 # Locks the invite's row: two users taking its last use one after the other.
 _INVITE = sql.numbered(sql.INVITE) + " FOR UPDATE"
@@ -122,7 +125,7 @@ def _append_statement(new_message: bool, once: bool) -> str:
     return "WITH " + ",\n".join(ctes) + f"\nSELECT o FROM {last}"
 
 
-class PostgresStore(PostgresDiscussions):
+class PostgresStore(PostgresDiscussions, WorkshopStore):
     def __init__(
         self, url: str, *, community_name: str = "Agora", pool_size: int = POOL_SIZE
     ) -> None:
@@ -503,6 +506,36 @@ class PostgresStore(PostgresDiscussions):
         with _unavailable_on_errors():
             async with self._pool.acquire() as connection:
                 yield connection
+
+    # workshops (see server/store/workshops.py)
+
+    async def _rows(self, statement: str, values: tuple[Any, ...]) -> list[Any]:
+        return await self._fetch(sql.numbered(statement), *values)
+
+    async def _commit(
+        self,
+        bump: tuple[str, int, int] | None,
+        channel_id: str,
+        events: list[tuple[str, dict[str, Any]]],
+        writes: list[Write],
+    ) -> list[Appended]:
+        async def run(db: asyncpg.Connection) -> list[Appended]:
+            if bump is not None:
+                workshop_id, seq, by = bump
+                bumped = await db.fetchval(sql.numbered(workshops_sql.BUMP), by, workshop_id, seq)
+                if bumped is None:
+                    raise Stale(workshop_id)
+            appended = [await self._append_in(db, channel_id, t, d) for t, d in events]
+            first = appended[0].offset if appended else 0
+            try:
+                for write in writes:
+                    values = [first if v is FIRST_O else v for v in write.values]
+                    await db.execute(sql.numbered(write.statement), *values)
+            except asyncpg.UniqueViolationError as exc:
+                raise Conflict(str(exc)) from None
+            return appended
+
+        return await self._transaction(run)
 
     async def _transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         async with self._connection() as db, db.transaction():

@@ -35,6 +35,7 @@ import msgpack
 from protocol import event
 from server.ids import new_id, now_ms
 from server.store import sql
+from server.store import workshops as workshops_sql
 from server.store.base import (
     Appended,
     AuditEntry,
@@ -50,6 +51,7 @@ from server.store.base import (
 from server.store.migrate import upgrade_sqlite
 from server.store.sql_discussions import indexed_message
 from server.store.sqlite_discussions import SQLiteDiscussions, channel_of, index_message
+from server.store.workshops import FIRST_O, Stale, WorkshopStore, Write
 
 T = TypeVar("T")
 
@@ -70,7 +72,7 @@ _Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
 _Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
 
 
-class SQLiteStore(SQLiteDiscussions):
+class SQLiteStore(SQLiteDiscussions, WorkshopStore):
     def __init__(
         self, path: str, *, community_name: str = "Agora", synchronous: str = "normal"
     ) -> None:
@@ -450,6 +452,35 @@ class SQLiteStore(SQLiteDiscussions):
 
         return await self._call(run)
 
+    # workshops (see server/store/workshops.py)
+
+    async def _rows(self, statement: str, values: tuple[Any, ...]) -> list[Any]:
+        return await self._call(lambda db: db.execute(statement, values).fetchall())
+
+    async def _commit(
+        self,
+        bump: tuple[str, int, int] | None,
+        channel_id: str,
+        events: list[tuple[str, dict[str, Any]]],
+        writes: list[Write],
+    ) -> list[Appended]:
+        def run(db: sqlite3.Connection) -> list[Appended]:
+            if bump is not None:
+                workshop_id, seq, by = bump
+                if not db.execute(workshops_sql.BUMP, (by, workshop_id, seq)).fetchall():
+                    raise Stale(workshop_id)
+            appended = [self._append(db, channel_id, t, d, None) for t, d in events]
+            first = appended[0].offset if appended else 0
+            try:
+                for write in writes:
+                    values = tuple(first if v is FIRST_O else v for v in write.values)
+                    db.execute(write.statement, values).fetchall()
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(str(exc)) from None
+            return appended
+
+        return await self._call(run)
+
     # the worker thread
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -625,7 +656,8 @@ def _channels(db: sqlite3.Connection, community_id: str) -> list[Channel]:
         sql.channel(row)
         for row in db.execute(
             f"SELECT {sql.CHANNEL_COLUMNS} FROM channels"
-            " WHERE community_id = ? AND kind <> 'thread' ORDER BY position, rowid",
+            " WHERE community_id = ? AND kind NOT IN ('thread', 'breakout')"
+            " ORDER BY position, rowid",
             (community_id,),
         )
     ]
