@@ -515,6 +515,8 @@ async def test_questions_take_one_upvote_per_user_order_by_votes_and_hiding_drop
     q3 = (await ok(room, f, b, "question.ask", room.d(text="Never mind")))[0]["question"]
     withdrawn, _ = await ok(room, f, b, "question.hide", room.d(question=q3["id"]))
     assert withdrawn["question"]["hidden"] is True and "by" not in withdrawn["question"]
+    refused = await a.command("question.upvote", room.d(question=q2["id"]))
+    assert error(refused)[0] == "conflict"  # differences (ao)
     await ok(room, f, room.fac, "question.answer", room.d(question=q2["id"], text="No."))
     questions = {q["id"]: q for q in (await room.state())["workshop"]["questions"]}
     assert questions[q2["id"]]["hidden"] is True and "by" not in questions[q2["id"]]
@@ -819,7 +821,7 @@ async def test_the_recap_thread_holds_the_results_and_open_questions_become_foll
     recap = ended["recap"]
     over = await f.next_event("workshop.ended")
     assert over["d"]["recap"] == recap and recap["id"] == workshop["id"]
-    assert (recap["channel"], recap["title"]) == (room.channel, "Monads, gently")
+    assert (recap["channel"], recap["title"]) == (recaps, "Monads, gently")
     assert recap["started_ts"] == workshop["started_ts"] <= recap["ended_ts"]
     assert [(i["title"], i.get("minutes")) for i in recap["agenda"]] == [
         ("Intro", None),
@@ -862,8 +864,10 @@ async def test_the_recap_thread_holds_the_results_and_open_questions_become_foll
     }
 
     def did(messages=0, hands=0, turns=0, votes=0, questions=0, upvotes=0) -> dict[str, int]:
-        return {"attended": 1, "messages": messages, "hands": hands, "turns": turns,
+        return {"messages": messages, "hands": hands, "turns": turns,
                 "votes": votes, "questions": questions, "upvotes": upvotes}  # fmt: skip
+
+    assert set(map(uid, (a, b, c, d))) <= set(counts) <= set(map(uid, (a, b, c, d, room.fac)))
 
     assert {u: counts[u] for u in map(uid, (a, b, c, d))} == {
         uid(a): did(messages=1, hands=2, turns=2, votes=2, questions=1, upvotes=1),
@@ -893,6 +897,7 @@ async def test_the_recap_thread_holds_the_results_and_open_questions_become_foll
     opening = (await all_events(room.owner, question_thread["id"]))[0]["d"]["message"]
     assert (opening["text"], opening["author"]["id"]) == ("How about Y?", uid(b))
     assert "recap" not in opening
+    assert questions[q2]["thread"] == question_thread["id"] and "thread" not in questions[q1]
     listed = (await room.owner.ok("thread.list", {"channel": recaps}))["threads"]
     assert sorted(t["thread"]["id"] for t in listed) == sorted(
         [thread["id"], question_thread["id"]]

@@ -213,8 +213,9 @@ async def test_nobody_learns_who_chose_what_in_an_anonymous_poll(server, tmp_pat
     for session in (room.fac, other):
         state = await room.state(session)
         assert uid(voter) not in json.dumps(state["workshop"])
-        assert secret not in state["mine"]["ballots"]
-    assert (await room.state(voter))["mine"]["ballots"][secret] == [1]
+    assert secret not in (await room.state(room.fac))["mine"]["ballots"]
+    assert (await room.state(other))["mine"]["ballots"] == {secret: [0]}  # their own only
+    assert (await room.state(voter))["mine"]["ballots"] == {secret: [1], named["id"]: [0]}
     history = await fac_w.session.ok("history", room.d(limit=100))
     assert [
         e for e in history["events"] if secret in json.dumps(e) and uid(voter) in json.dumps(e)

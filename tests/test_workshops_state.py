@@ -59,7 +59,7 @@ class Script:
     async def step(self, w: dict[str, Any]) -> RawSession:
         """One action on workshop ``w`` (the state as of the last check); who did it."""
         rng, d = self.rng, self.room.d
-        who = rng.choice(self.people)
+        who = self.fac if rng.random() < 0.4 else rng.choice(self.room.participants)
         me = uid(who)
         hands = w["hands"]
         queue = [h["user"] for h in hands["queue"]]
@@ -85,6 +85,8 @@ class Script:
             options.append(("question.hide", d(question=rng.choice(mine_q)["id"])))
         if w["breakout"] is not None and (group := group_of(w["breakout"], me)):
             options.append(("breakout.report", {"channel": group["channel"], "text": "we did"}))
+        if who is self.fac and rng.random() < 0.8:
+            options = []  # mostly driving: the facilitator's own moves
         if who is self.fac:
             options += [
                 ("agenda.goto", d(index=rng.randrange(len(w["agenda"])))),
@@ -128,7 +130,11 @@ class Script:
                 options.append(("breakout.open", opening))
             else:
                 options.append(("breakout.close", d()))
-        op, payload = rng.choice(options)
+        by_op: dict[str, list[dict[str, Any]]] = {}
+        for op, payload in options:
+            by_op.setdefault(op, []).append(payload)
+        op = rng.choice(sorted(by_op))  # each kind of action alike, however many targets
+        payload = rng.choice(by_op[op])
         self.done.append(op)
         answer = await who.ok(op, payload)
         if op == "poll.vote":
