@@ -183,6 +183,11 @@ async def test_the_subscribe_snapshot_and_the_events_after_it_equal_workshop_sta
     away: tuple[int, Any] | None = None  # (last offset, state) of the follower that left
     try:
         state = await check_all(room, room.fac, script, followers)
+        for anonymous in (False, True):  # polls to vote in from the start
+            poll = room.d(question="first?", options=["a", "b", "c"], anonymous=anonymous)
+            await room.fac.ok("poll.create", {**poll, "multi": anonymous})
+            script.done.append("poll.create")
+            state = await check_all(room, room.fac, script, followers)
         for i in range(STEPS):
             if i == STEPS // 3:  # a late joiner, on the other node
                 session = await connect(node(server, 0), room.participants[1].token)  # type: ignore[attr-defined]

@@ -137,6 +137,7 @@ class Follower:
     frames: list[dict[str, Any]] = field(default_factory=list)
     replayed: list[dict[str, Any]] = field(default_factory=list)
     last_o: int = 0
+    _consumed: int = 0  # how far ``next_event`` has looked in ``events``
 
     async def subscribe(self, since: int | None = None) -> dict[str, Any]:
         """(Re)subscribe, with ``since`` (and the epoch) if given; start a new fold from the
@@ -155,6 +156,7 @@ class Follower:
         self.snapshot, self.offset, self.mine = reply["workshop"], reply["offset"], reply["mine"]
         self.epoch = reply["epoch"]
         self.events = []
+        self._consumed = 0
         self.last_o = self.offset
         # anything live that came with the replay (o past the offset) is the fold's already
         for frame in self.replayed:
@@ -189,7 +191,7 @@ class Follower:
     async def next_event(self, t: str, seconds: float = 10) -> dict[str, Any]:
         """The next durable event ``t`` of the channel not seen by an earlier call."""
         self._drain_early()
-        seen = getattr(self, "_consumed", 0)
+        seen = self._consumed
         async with asyncio.timeout(timeout(seconds)):
             while True:
                 for i, frame in enumerate(self.events[seen:], start=seen):
