@@ -143,6 +143,70 @@ async def test_a_workshop_starts_is_read_with_workshop_state_and_subscribe_and_e
     assert again["workshop"]["id"] != w["id"] and again["workshop"]["agenda"] == []
 
 
+async def test_workshop_end_ends_the_timer_closes_the_polls_and_the_breakout_first(
+    server,
+) -> None:
+    room = await make_room(server, 2)
+    a = room.participants[0]
+    f = await follow(room.fac, room.channel)
+    await room.start("Ending")
+    await room.attend()
+    poll = (await room.fac.ok("poll.create", room.d(question="?", options=["x", "y"])))["poll"]
+    await a.ok("poll.vote", room.d(poll=poll["id"], choices=[1]))
+    timer = (await room.fac.ok("timer.start", room.d(seconds=600)))["timer"]
+    breakout = await room.fac.ok("breakout.open", room.d(groups=1))
+    group = breakout["breakout"]["groups"][0]["channel"]
+    # a recap channel that is not one of this community's text, forum or workshop channels
+    # is refused, and the workshop goes on
+    elsewhere = await session_for(server, 0, "elsewhere")
+    other_club = (await elsewhere.ok("community.create", {"name": f"Other {uid(elsewhere)}"}))[
+        "community"
+    ]
+    thread = (await room.fac.ok("thread.create", {"channel": room.club.general, "title": "t"}))[
+        "thread"
+    ]
+    for wrong in (other_club["channels"][0]["id"], thread["id"], group, "404"):
+        refused = await room.fac.command("workshop.end", room.d(recap_channel=wrong))
+        assert refused["op"] == "error", (wrong, refused)
+        assert refused["d"]["code"] in ("bad_request", "forbidden", "not_found"), refused
+    assert (await room.state())["workshop"] is not None
+    ended, events = await ok(room, f, room.fac, "workshop.end", room.d())
+    kinds_ = ts(events)
+    assert kinds_.index("workshop.ended") > max(
+        kinds_.index("timer.ended"), kinds_.index("poll.closed"), kinds_.index("breakout.closed")
+    ), kinds_
+    stopped = next(e for e in events if e["t"] == "timer.ended")["d"]
+    assert stopped["timer"]["id"] == timer["id"] and stopped["cancelled"] is True
+    closed = next(e for e in events if e["t"] == "poll.closed")["d"]["poll"]
+    assert (closed["id"], closed["closed"], closed["tallies"]) == (poll["id"], True, [0, 1])
+    [recap_poll] = ended["recap"]["polls"]
+    assert recap_poll == {**closed, "ballots": {uid(a): [1]}}
+    refused = await a.command("message.send", {"channel": group, "text": "after the end"})
+    assert error(refused)[0] == "conflict"  # the groups' rooms are archived
+
+
+async def test_a_workshop_holds_at_most_100_polls_and_500_questions(server) -> None:
+    room = await make_room(server, 4)
+    await room.start("Crowded")
+    for i in range(100):
+        await room.fac.ok("poll.create", room.d(question=f"poll {i}?", options=["a", "b"]))
+    refused = await room.fac.command(
+        "poll.create", room.d(question="one more?", options=["a", "b"])
+    )
+    assert error(refused)[0] == "too_large"
+    askers = [room.fac, *room.participants]
+
+    async def ask(session: RawSession, n: int) -> None:
+        for i in range(n):
+            await session.ok("question.ask", room.d(text=f"question {i} of {uid(session)}"))
+
+    await asyncio.gather(*(ask(s, 100) for s in askers))
+    refused = await room.participants[0].command("question.ask", room.d(text="one more?"))
+    assert error(refused)[0] == "too_large"
+    w = (await room.state())["workshop"]
+    assert (len(w["polls"]), len(w["questions"])) == (100, 500)
+
+
 async def test_without_a_live_workshop_every_command_but_start_state_and_participation_conflicts(
     server,
 ) -> None:
@@ -583,7 +647,7 @@ async def test_breakout_open_deals_the_attendees_into_groups_only_they_and_facil
     absent = await room.club.join(1, name="absent")  # a member who never attended
     f = await follow(room.fac, room.channel)
     await room.start()
-    await room.attend()
+    await room.attend(*room.participants, room.owner)  # the owner attends, above facilitator
     opened, events = await ok(room, f, room.fac, "breakout.open", room.d(groups=2))
     breakout = opened["breakout"]
     assert ts(events) == ["breakout.opened"] and events[0]["d"] == {"breakout": breakout}
@@ -593,7 +657,7 @@ async def test_breakout_open_deals_the_attendees_into_groups_only_they_and_facil
     dealt = [u for g in groups for u in g["members"]]
     assert sorted(dealt) == sorted(map(uid, room.participants))  # each attendee once
     assert sorted(len(g["members"]) for g in groups) == [2, 3]
-    assert uid(room.fac) not in dealt and uid(absent) not in dealt
+    assert not {uid(room.fac), uid(room.owner), uid(absent)} & set(dealt)
     by_id = {uid(p): p for p in room.participants}
     one, two = ([by_id[u] for u in g["members"]] for g in groups)
     ch1, ch2 = groups[0]["channel"], groups[1]["channel"]
@@ -754,6 +818,7 @@ async def test_participation_counts_what_each_member_did_over_the_last_sessions(
         assert members[uid(never)] == {"user": uid(never), "attended": 0, **zero}
     silent = set(answer["silent"])
     assert uid(quiet) in silent and not silent & {uid(busy), uid(voter), uid(never)}
+    assert uid(room.fac) not in silent  # differences (an): driving is taking part
     # the last session only: busy attended it without taking part
     last = await room.fac.ok("community.participation", {"community": room.club.id, "sessions": 1})
     assert [s["id"] for s in last["sessions"]] == [second["id"]]
