@@ -1000,7 +1000,7 @@ def bad_payloads(
         ("workshop.start", {**i, "title": "t", "agenda": [5]}, "bad_request"),
         ("workshop.start", {**i, "title": "t", "agenda": [{}]}, "bad_request"),
         ("workshop.start", {**i, "title": "t", "agenda": [{"title": ""}]}, "bad_request"),
-        ("workshop.start", {**i, "title": "t", "agenda": [{"title": long}]}, "bad_request"),
+        ("workshop.start", {**i, "title": "t", "agenda": [{"title": long}]}, "too_large"),  # §10
         (
             "workshop.start",
             {**i, "title": "t", "agenda": [{"title": "a", "minutes": 0}]},
