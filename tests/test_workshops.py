@@ -759,6 +759,20 @@ async def test_pulse_counts_each_participants_latest_pulse(server) -> None:
     assert (await room.state())["workshop"]["pulse"] == events[0]["d"]["counts"]
 
 
+async def test_a_pulse_stops_counting_after_60_s_with_a_pulse_updated(server) -> None:
+    room = await make_room(server, 1)
+    f = await follow(room.participants[0], room.channel)
+    await room.start()
+    await room.participants[0].ok("pulse.send", room.d(kind="slower"))
+    counted = await f.next_event("pulse.updated")
+    assert counted["d"]["counts"] == {"agree": 0, "confused": 0, "slower": 1, "faster": 0}
+    expired = await f.next_event("pulse.updated", seconds=75)  # 60 s, then within about 1 s
+    assert expired["d"]["counts"] == {"agree": 0, "confused": 0, "slower": 0, "faster": 0}
+    await f.check(await room.state())
+    assert [e["t"] for e in f.events].count("pulse.updated") == 2
+
+
+# participation
 # participation
 
 
@@ -834,8 +848,8 @@ async def test_participation_counts_what_each_member_did_over_the_last_sessions(
 async def test_the_recap_thread_holds_the_results_and_open_questions_become_followed_threads(
     server,
 ) -> None:
-    room = await make_room(server, 4)
-    a, b, c, d = room.participants
+    room = await make_room(server, 5)
+    a, b, c, d, e = room.participants  # e attends and does nothing
     recaps = await room.club.channel("recaps")
     await room.owner.ok("subscribe", {"channel": recaps})
     f = await follow(room.fac, room.channel)
@@ -932,9 +946,14 @@ async def test_the_recap_thread_holds_the_results_and_open_questions_become_foll
         return {"messages": messages, "hands": hands, "turns": turns,
                 "votes": votes, "questions": questions, "upvotes": upvotes}  # fmt: skip
 
-    assert set(map(uid, (a, b, c, d))) <= set(counts) <= set(map(uid, (a, b, c, d, room.fac)))
+    assert (
+        set(map(uid, (a, b, c, d, e)))
+        <= set(counts)
+        <= set(map(uid, (*room.participants, room.fac)))
+    )
 
-    assert {u: counts[u] for u in map(uid, (a, b, c, d))} == {
+    assert {u: counts[u] for u in map(uid, (a, b, c, d, e))} == {
+        uid(e): did(),  # one entry per attendee
         uid(a): did(messages=1, hands=2, turns=2, votes=2, questions=1, upvotes=1),
         uid(b): did(hands=1, turns=1, votes=1, questions=1),
         uid(c): did(votes=1, questions=1, upvotes=1),
@@ -1024,6 +1043,7 @@ def bad_payloads(
         ("workshop.start", {**i, "title": "t", "agenda": [{"title": "a"}] * 51}, "too_large"),
         ("workshop.state", {}, "bad_request"),
         ("workshop.state", {"channel": 5}, "bad_request"),
+        ("workshop.state", {"channel": text_channel}, "bad_request"),
         ("workshop.end", {**c, "recap_channel": 5}, "bad_request"),
         ("workshop.end", {**c, "recap_channel": ""}, "bad_request"),
         ("workshop.end", {"recap_channel": text_channel}, "bad_request"),

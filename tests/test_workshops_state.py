@@ -13,6 +13,7 @@ snapshot). Each actor's ``mine`` is checked against what its own replies said.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from collections.abc import AsyncIterator
@@ -224,3 +225,45 @@ async def test_the_subscribe_snapshot_and_the_events_after_it_equal_workshop_sta
         print("actions:", " ".join(script.done))
     counted = set(script.done)
     assert {"hand.raise", "poll.vote", "question.ask"} <= counted, counted
+
+
+async def test_votes_upvotes_and_hands_at_once_from_both_nodes_lose_nothing(server) -> None:
+    room = await make_room(server, 12, guests=2)  # alternating over the nodes
+    people = room.participants
+    watchers = [Follower(await connect(node(server, i), room.fac.token), room.channel)  # type: ignore[attr-defined]
+                for i in (0, 1)]  # fmt: skip
+    for w in watchers:
+        await w.subscribe()
+    await room.start("Rush")
+    single = await room.fac.ok("poll.create", room.d(question="1?", options=["a", "b", "c"]))
+    multi = await room.fac.ok(
+        "poll.create", room.d(question="2?", options=["x", "y"], multi=True, anonymous=True)
+    )
+    question = (await room.fac.ok("question.ask", room.d(text="Everyone agree?")))["question"]
+
+    async def everything(i: int, p: RawSession) -> None:
+        await p.ok("poll.vote", room.d(poll=single["poll"]["id"], choices=[i % 3]))
+        await p.ok("poll.vote", room.d(poll=multi["poll"]["id"], choices=[0, 1]))
+        await p.ok("question.upvote", room.d(question=question["id"]))
+        await p.ok("hand.raise", room.d())
+        await p.ok("pulse.send", room.d(kind="agree"))
+        await p.ok("poll.vote", room.d(poll=single["poll"]["id"], choices=[(i + 1) % 3]))
+
+    await asyncio.gather(*(everything(i, p) for i, p in enumerate(people)))
+    state = await room.state()
+    for w in watchers:
+        await w.check(state)
+    w = state["workshop"]
+    polls = {p["id"]: p for p in w["polls"]}
+    n = len(people)
+    one = polls[single["poll"]["id"]]
+    assert one["voters"] == n and one["tallies"] == [
+        sum(1 for i in range(n) if (i + 1) % 3 == k) for k in range(3)
+    ]
+    assert (polls[multi["poll"]["id"]]["voters"], polls[multi["poll"]["id"]]["tallies"]) == (
+        n,
+        [n, n],
+    )
+    assert w["questions"][0]["votes"] == n
+    assert sorted(h["user"] for h in w["hands"]["queue"]) == sorted(map(uid, people))
+    assert w["pulse"]["agree"] == n
