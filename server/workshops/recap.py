@@ -132,7 +132,8 @@ async def write_recap(agora: Agora, row: WorkshopRow) -> None:
     if by is None or parent is None:  # gone since: nothing to write into
         await store.set_recap_done(row.id)
         return
-    names = {u.id: u.display_name for u in await store.users()}
+    named = {p["user"] for p in recap["participation"]} | {r["by"] for r in recap["reports"]}
+    names = {u: user.display_name for u in named if (user := await store.user(u)) is not None}
     text = recap_markdown(recap, names, by.id)
     extra = {"recap": recap}
     await open_thread(agora, parent, recap["thread"], recap["title"], by, text, [], extra)
