@@ -379,3 +379,52 @@ async def run_script(server: Any, scaled: bool, room: Any, bot: Bot, balancer: P
     assert error(await p1.command("community.participation", {"community": room.club.id}))[0] == (
         "forbidden"
     )
+
+
+async def test_the_recap_threads_are_written_once_when_the_server_dies_right_after_the_end(
+    make_server, deployment: str
+) -> None:
+    server = make_server(rate_limit=0)
+    scaled = deployment == "scaled"
+    room = await make_room(server, 2, name="short")  # the facilitator on node 1
+    asker, upvoter = room.participants
+    await room.start("Cut short")
+    await room.attend()
+    question = (await asker.ok("question.ask", room.d(text="Left open?")))["question"]["id"]
+    await upvoter.ok("question.upvote", room.d(question=question))
+    recap = (await room.fac.ok("workshop.end", room.d()))["recap"]
+    # kill -9 at once: the threads may or may not be written yet
+    if scaled:
+        server.nodes[1].kill()
+    else:
+        server.kill()
+        server.start()
+    alive = server.nodes[0]
+    fac = await connect(alive, room.fac.token)  # type: ignore[attr-defined]
+    [open_question] = recap["questions"]
+    wanted = {recap["thread"], open_question["thread"]}
+    listed: list[dict[str, Any]] = []
+
+    async def threads() -> set[str]:
+        listed[:] = (await fac.ok("thread.list", {"channel": room.channel}))["threads"]
+        return {t["thread"]["id"] for t in listed}
+
+    async with asyncio.timeout(15):  # a node writes them within a second of starting
+        while await threads() != wanted:
+            await asyncio.sleep(0.1)
+    # a second's timer after the restart is the sentinel: the nodes have looked again since
+    await fac.ok("workshop.start", room.d(title="after"))
+    await fac.ok("subscribe", room.d())
+    await fac.ok("timer.start", room.d(seconds=1))
+    await event(fac, "timer.ended", ch=room.channel, seconds=15)
+    assert await threads() == wanted
+    history = await all_events(fac, room.channel)
+    made = Counter(e["d"]["thread"]["id"] for e in history if e["t"] == "thread.created")
+    assert made == dict.fromkeys(wanted, 1), made
+    for thread in wanted:
+        messages = [e for e in await all_events(fac, thread) if e["t"] == "message.created"]
+        assert len(messages) == 1, (thread, messages)
+    opening = (await all_events(fac, open_question["thread"]))[0]["d"]["message"]
+    assert (opening["text"], opening["author"]["id"]) == ("Left open?", uid(asker))
+    recap_message = (await all_events(fac, recap["thread"]))[0]["d"]["message"]
+    assert recap_message["recap"] == recap
