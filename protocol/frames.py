@@ -59,7 +59,7 @@ def parse_command(frame: dict[str, Any]) -> Command:
     return Command(op, raw_id, d)
 
 
-def hello(*, heartbeat_ms: int, server: str, max_frame: int) -> dict[str, Any]:
+def hello(*, heartbeat_ms: int, server: str, max_frame: int, ts: int) -> dict[str, Any]:
     return {
         "op": HELLO,
         "d": {
@@ -67,6 +67,7 @@ def hello(*, heartbeat_ms: int, server: str, max_frame: int) -> dict[str, Any]:
             "protocol": PROTOCOL_VERSION,
             "server": server,
             "max_frame": max_frame,
+            "ts": ts,
         },
     }
 

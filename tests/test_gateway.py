@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import subprocess
+import time
 from typing import Any
 
 import msgpack
@@ -46,6 +47,8 @@ async def test_hello_comes_first_with_its_fields(server: AgoraProcess, encoding:
     assert session.hello["d"]["heartbeat_ms"] > 0
     assert session.hello["d"]["max_frame"] == 64 * 1024
     assert isinstance(session.hello["d"]["server"], str)
+    # the server's clock, for countdowns: this machine's, within the time it took to connect
+    assert abs(session.hello["d"]["ts"] - time.time() * 1000) < 60_000
     await session.ws.close()
 
 

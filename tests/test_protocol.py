@@ -757,10 +757,16 @@ def test_parse_command_error_echoes_id_exactly_when_usable(frame: dict[str, Any]
 
 
 def test_hello_shape() -> None:
-    frame = hello(heartbeat_ms=25_000, server="agora/0.1", max_frame=65_536)
+    frame = hello(heartbeat_ms=25_000, server="agora/0.1", max_frame=65_536, ts=1_764_340_000_000)
     assert frame == {
         "op": "hello",
-        "d": {"heartbeat_ms": 25_000, "protocol": 1, "server": "agora/0.1", "max_frame": 65_536},
+        "d": {
+            "heartbeat_ms": 25_000,
+            "protocol": 1,
+            "server": "agora/0.1",
+            "max_frame": 65_536,
+            "ts": 1_764_340_000_000,
+        },
     }
     assert PROTOCOL_VERSION == 1
 

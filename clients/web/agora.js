@@ -52,13 +52,16 @@ export class Agora {
    *   onready   (identifyReply) after each identify, known channels re-subscribed
    *   onreset   (channel, subscribeReply, since) when missed events could not be
    *             replayed after a reconnect: reload that channel's history
+   *   onsubscribed (channel, subscribeReply) after each successful subscribe, before
+   *             any live event that follows the reply (a workshop channel's reply
+   *             carries its state: docs/protocol.md §5.10)
    *   minDelay, maxDelay  reconnect backoff bounds in ms
    *   probeMs   while offline, ask `healthUrl` this often and reconnect as soon as
    *             it answers (0: don't; default 1000)
    */
   constructor(token, options = {}) {
     const noop = () => {};
-    Object.assign(this, { onstatus: noop, onready: noop, onreset: noop });
+    Object.assign(this, { onstatus: noop, onready: noop, onreset: noop, onsubscribed: noop });
     Object.assign(this, { minDelay: 500, maxDelay: 15000, probeMs: 1000 });
     Object.assign(this, options, { token, url: options.url ?? gatewayUrl() });
     this.healthUrl ??= healthUrl(this.url);
@@ -67,6 +70,8 @@ export class Agora {
     this.pending = new Map(); // command id -> {resolve, reject}
     this.nextId = 1;
     this.identity = null; // the last identify reply: {user, session, communities}
+    this.hello = null; // the last hello's `d`: {heartbeat_ms, protocol, server, max_frame, …}
+    this.clockOffset = null; // server clock minus this one, in ms, when known (serverNow)
     this.gen = 0; // counts successful identifies, so one per connection
     Object.assign(this, { ws: null, ready: false, stopped: true, attempt: 0, status: null });
   }
@@ -135,6 +140,11 @@ export class Agora {
         c.o = reply.offset;
         c.epoch = reply.epoch;
         if ('since' in d && !reply.recovered) this.onreset(channel, reply, d.since);
+        try {
+          this.onsubscribed(channel, reply);
+        } catch (err) {
+          console.error(err);
+        }
         return reply;
       },
       (err) => {
@@ -192,6 +202,8 @@ export class Agora {
     if (waiter) this.pending.delete(f.id);
     switch (f.op) {
       case 'hello':
+        this.hello = f.d ?? {};
+        this._clock(this.hello);
         this._heartbeat(f.d?.heartbeat_ms ?? 30000);
         return this._identify();
       case 'reply':
@@ -206,7 +218,37 @@ export class Agora {
     }
   }
 
+  /**
+   * The server's clock now, in ms since the epoch: this clock corrected by
+   * what the server told of its own (see _clock), or this clock when it told
+   * nothing yet.
+   */
+  serverNow() {
+    return Date.now() + (this.clockOffset ?? 0);
+  }
+
+  /**
+   * Learn the server's clock. `hello` may carry it (`ts`, ms since the epoch);
+   * otherwise every live event that says when the server made something new
+   * (`message.ts`, a timer's or agenda item's `started_ts`) is a sample: the
+   * server's time then minus ours on arrival is the clock offset less the
+   * transit time, so the largest sample is the best estimate, and old
+   * timestamps (replays, older objects) never raise it.
+   */
+  _clock(d) {
+    const now = Date.now();
+    const samples = [d?.ts, d?.message?.ts, d?.timer?.started_ts, d?.started_ts]
+      .filter((ts) => typeof ts === 'number' && ts > 0);
+    for (const ts of samples) {
+      const offset = ts - now;
+      if (this.clockOffset === null || offset > this.clockOffset) this.clockOffset = offset;
+    }
+  }
+
   _event(f) {
+    if (f.t === 'message.created' || f.t === 'timer.started' || f.t === 'agenda.moved') {
+      this._clock(f.d);
+    }
     if (typeof f.o === 'number') {
       const c = this.channels.get(f.ch);
       if (!c) return; // a late event of a channel we left

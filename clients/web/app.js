@@ -3,9 +3,10 @@
 // server's events change them, the sidebar, channel URLs, keyboard shortcuts,
 // and which view shows the selected channel; the read state (unread and
 // mention counts from identify's `reads`, `read.updated`, `mention`) and which
-// side panel is open. The protocol lives in agora.js, channel state in
-// state.js, threads in threads.js, direct messages in dms.js, roles in
-// roles.js, dialogs in dialogs.js, and each view in views/.
+// side panel is open; the breakout rooms a workshop opens for the user. The
+// protocol lives in agora.js, channel state in state.js, threads in
+// threads.js, direct messages in dms.js, roles in roles.js, dialogs in
+// dialogs.js, a workshop's state in workshop_state.js, and each view in views/.
 
 import { Agora } from './agora.js';
 import { $, countText } from './dom.js';
@@ -23,9 +24,11 @@ import { createMembersPanel } from './views/members.js';
 import { actionsFor, createMenu } from './views/menu.js';
 import { createPins } from './views/pins.js';
 import { createResources } from './views/resources.js';
+import { createRoomView } from './views/room.js';
 import { createSearch } from './views/search.js';
 import { createThreadPanel } from './views/thread.js';
 import { typingStarted, typingStopped } from './views/typing.js';
+import { createWorkshopView } from './views/workshop.js';
 
 const TOKEN_KEY = 'agora.token';
 const CHANNEL_KEY = 'agora.channel'; // the last channel open, for the next visit
@@ -92,6 +95,10 @@ const app = {
   jumpTo,
   openDm: (userId, name) => dms.open(userId, name),
   userName: (id) => dms.userName(id),
+  select: (id, options) => select(id, options),
+  setRooms,
+  /** Open a breakout room the sidebar lists (app.setRooms). */
+  openRoom: (id) => channels.has(id) && select(id, { focus: true }),
 };
 
 const sidebar = createSidebar({
@@ -103,8 +110,11 @@ const sidebar = createSidebar({
 });
 const members = createMembersPanel(app);
 const menu = createMenu(app);
-// Which view draws a channel, by channel kind; threads and workshops add theirs.
+// Which view draws a channel, by channel kind (threads have the side panel). A
+// workshop and a breakout room add their parts to the chat view's conversation.
 const views = { text: createChatView(app), forum: createForumView(app) };
+views.workshop = createWorkshopView(app, views.text);
+views.breakout = createRoomView(app, views.text);
 const thread = createThreadPanel(app);
 const pins = createPins(app);
 createSearch(app);
@@ -175,7 +185,7 @@ $('#auth-form').addEventListener('submit', async (event) => {
 
 function start(token) {
   showScreen('chat');
-  client = new Agora(token, { onstatus, onready, onreset });
+  client = new Agora(token, { onstatus, onready, onreset, onsubscribed });
   client.on('*', onEvent);
   client.connect();
   views.text.focus();
@@ -258,7 +268,7 @@ function onready(reply) {
     return info;
   });
   dms.identified(reply.dms ?? []);
-  const seen = new Set([...next, DMS].flatMap((info) => info.channels.map((ch) => ch.id)));
+  const seen = new Set([...next, DMS].flatMap((info) => withRooms(info).map((ch) => ch.id)));
   for (const id of [...channels.keys()].filter((id) => !seen.has(id))) {
     client.unsubscribe(id).catch(app.report); // the channel is gone, or we lost access to it
   }
@@ -313,11 +323,18 @@ function onreset(channelId) {
   } else viewFor(ch).reset(ch);
 }
 
+/** A subscribe reply: a workshop channel's carries the workshop's state. */
+function onsubscribed(id, reply) {
+  const ch = channels.get(id);
+  if (ch?.kind === 'workshop') views.workshop.subscribed(ch, reply);
+}
+
 function onEvent(d, frame) {
   if (typeof frame.o !== 'number') return onCommunityEvent(frame.t, d, frame.ch);
   if (threads.apply(frame, d)) return;
   const ch = channels.get(frame.ch);
   if (!ch) return;
+  if (ch.kind === 'workshop') views.workshop.event(ch, frame);
   const entry = ch.apply(frame, me);
   if (!entry) return;
   if (frame.t === 'message.pinned') pins.changed(ch);
@@ -441,7 +458,7 @@ function joined(community, { open = false } = {}) {
 /** We were kicked or banned: the community leaves the sidebar. */
 function removed(community) {
   communities.delete(community.id);
-  for (const ch of community.channels) client.unsubscribe(ch.id).catch(() => {});
+  for (const ch of withRooms(community)) client.unsubscribe(ch.id).catch(() => {});
   const wasOn = channels.get(current)?.community === community;
   rebuild();
   if (wasOn) {
@@ -467,6 +484,7 @@ function channelChanged(communityId, channel, { open = false } = {}) {
   if (!community) return;
   let ch = channels.get(channel.id);
   if (ch) ch.update(channel);
+  else if (channel.kind === 'breakout' || channel.kind === 'thread') return; // not the sidebar's
   else {
     ch = new ChannelState(channel, community);
     community.channels.push(ch);
@@ -484,12 +502,57 @@ function sortChannels(list) {
   return list.sort(order);
 }
 
+/** A community's channels with the breakout rooms open to the user after their workshop's. */
+function withRooms(community) {
+  if (!community.rooms?.size) return community.channels;
+  return community.channels.flatMap((ch) => [ch, ...(community.rooms.get(ch.id) ?? [])]);
+}
+
+/**
+ * The breakout rooms of workshop channel `parent` that the user may open now
+ * (`rooms`: [{id, name, group}], none when no breakout is open). identify does
+ * not list them: they are known from the workshop's state, subscribed while
+ * listed, and leave the sidebar when the breakout closes.
+ */
+function setRooms(parent, rooms) {
+  const community = parent.community;
+  community.rooms ??= new Map(); // workshop channel id -> [ChannelState of kind breakout]
+  const before = community.rooms.get(parent.id) ?? [];
+  const wanted = new Set(rooms.map((r) => r.id));
+  let changed = false;
+  let left = false;
+  for (const room of before) {
+    if (wanted.has(room.id)) continue;
+    changed = true;
+    if (room.id === current) left = true;
+    client?.unsubscribe(room.id).catch(() => {});
+  }
+  const next = rooms.map((r) => {
+    let room = before.find((x) => x.id === r.id);
+    if (!room) {
+      room = new ChannelState({ id: r.id, name: r.name, kind: 'breakout', parent: parent.id }, community);
+      changed = true;
+      client?.subscribe(room.id).catch(app.report);
+    }
+    room.group = r.group;
+    return room;
+  });
+  if (next.length) community.rooms.set(parent.id, next);
+  else community.rooms.delete(parent.id);
+  if (!changed) return;
+  rebuild();
+  if (left) {
+    select(parent.id, { focus: true });
+    app.notify('The breakouts are closed: back to the workshop.');
+  }
+}
+
 /** Draw the sidebar and every control that depends on the channels or on a role. */
 function rebuild() {
-  const ordered = [...communities.values(), DMS].flatMap((c) => c.channels);
+  const ordered = [...communities.values(), DMS].flatMap((c) => withRooms(c));
   channels.clear();
   for (const ch of ordered) channels.set(ch.id, ch); // the sidebar's order, for Alt+Up/Down
-  sidebar.build([...communities.values()], DMS);
+  sidebar.build([...communities.values()].map((c) => ({ ...c, channels: withRooms(c) })), DMS);
   refreshMarks();
   $('#new-community').hidden = ![...communities.values()].some((c) => c.role !== 'guest');
   const ch = channels.get(current);
@@ -574,6 +637,9 @@ function channelInUrl() {
  * new entry (Back returns to the previous channel), 'replace' the current one,
  * or 'none' (we are following Back or Forward).
  */
+/** What the conversation area shows, by channel kind (app.css). */
+const CONVERSATION_VIEW = { forum: 'forum', workshop: 'workshop', breakout: 'breakout' };
+
 function select(id, { focus = false, nav = 'push' } = {}) {
   const ch = channels.get(id);
   if (!ch) return;
@@ -582,7 +648,7 @@ function select(id, { focus = false, nav = 'push' } = {}) {
   if (switched) ch.dividerO = ch.unread > 0 ? ch.readO : null;
   ch.unread = 0;
   if (switched) ch.mentions = 0;
-  $('.conversation').dataset.view = ch.kind === 'forum' ? 'forum' : 'chat';
+  $('.conversation').dataset.view = CONVERSATION_VIEW[ch.kind] ?? 'chat';
   localStorage.setItem(CHANNEL_KEY, id);
   const url = `/#/c/${id}`;
   if (nav !== 'none' && `${location.pathname}${location.hash}` !== url) {
@@ -595,8 +661,10 @@ function select(id, { focus = false, nav = 'push' } = {}) {
   toggleSidebar(false);
   menu.close({ focus: false });
   members.show(ch.community.dm ? null : ch.community);
-  // The chat view lets go of a channel it no longer shows (it marks what it shows as read).
-  if (viewFor(ch) !== views.text) views.text.clear();
+  // The chat view lets go of a channel it no longer shows (it marks what it shows as read),
+  // and so do the workshop and room views.
+  for (const view of [views.workshop, views.breakout]) if (view !== viewFor(ch)) view.hide();
+  if (![views.text, views.workshop, views.breakout].includes(viewFor(ch))) views.text.clear();
   viewFor(ch).show(ch);
   if (switched && ch.community.id && !ch.community.members) loadCommunity(ch.community.id);
   if (switched && app.panel() !== 'thread') openPanel(null);
@@ -619,7 +687,7 @@ function showHeader(ch) {
   const extra = [ch.archived ? 'archived' : '', ch.slowmode ? 'slow mode' : '', ch.topic ?? '']
     .filter(Boolean);
   $('#channel-topic').textContent = extra.map((text) => ` · ${text}`).join('');
-  $('#channel-settings').hidden = !can(ch.community.role, 'manage_channels');
+  $('#channel-settings').hidden = !can(ch.community.role, 'manage_channels') || ch.kind === 'breakout';
   $('#channel-settings').setAttribute('aria-label', `Settings of #${ch.name}`);
 }
 

@@ -1,8 +1,8 @@
 // dialogs.js — the modal dialogs: a generic runner over <dialog> elements of
 // index.html (keyboard-usable by nature: focus stays inside, Esc closes, the
 // focus goes back where it was), and the community dialogs built on it:
-// create a community, invite people, create a channel or change its settings,
-// and confirm a moderation action.
+// create a community, invite people, create a channel (text, forum or
+// workshop) or change its settings, and confirm a moderation action.
 
 import { $ } from './dom.js';
 import { can } from './roles.js';
@@ -137,6 +137,8 @@ export function channelDialog(app, community, channel = null) {
   $('#channel-dialog-title').textContent = editing ? `Settings of #${channel.name}` : 'Create a channel';
   $('.community-line', dialog).textContent = `In ${community.name}`;
   $('.settings-only', dialog).hidden = !editing;
+  $('.create-only', dialog).hidden = editing;
+  $('#channel-kind').value = 'text';
   $('button[type=submit]', dialog).textContent = editing ? 'Save' : 'Create';
   $('#channel-name').value = channel?.name ?? '';
   $('#channel-topic-input').value = channel?.topic ?? '';
@@ -153,7 +155,7 @@ export function channelDialog(app, community, channel = null) {
       const name = $('#channel-name').value;
       const topic = $('#channel-topic-input').value.trim();
       if (!editing) {
-        const d = { community: community.id, name };
+        const d = { community: community.id, name, kind: $('#channel-kind').value };
         if (topic) d.topic = topic;
         const reply = await app.client().command('channel.create', d);
         app.channelChanged(community.id, reply.channel, { open: true });

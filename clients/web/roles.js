@@ -17,6 +17,8 @@ const LEAST_ROLE = {
   manage_threads: 'facilitator',
   create_invites: 'facilitator',
   time_out_members: 'facilitator',
+  run_workshops: 'facilitator',
+  read_participation: 'facilitator',
   kick_members: 'admin',
   ban_members: 'admin',
   set_roles: 'admin',

@@ -5,6 +5,10 @@ import { UNREAD_CAP } from './state.js';
 import { $, countText, el } from './dom.js';
 import { can } from './roles.js';
 
+/** How the sidebar marks a channel of each kind (text: '#'), and names it for screen readers. */
+const KIND_MARK = { forum: '▤', workshop: '◆', breakout: '↳' };
+const KIND_LABEL = { forum: ', forum', workshop: ', workshop', breakout: ', breakout room' };
+
 export function createSidebar({ onselect, oninvite, onnewchannel, onthread }) {
   const root = $('#communities');
   const threadRoot = el('section', { className: 'community threads', ariaLabelledby: 'threads-heading',
@@ -48,7 +52,8 @@ export function createSidebar({ onselect, oninvite, onnewchannel, onthread }) {
           ch.archived ? el('span', { className: 'archived-mark' }, 'archived') : null,
           el('span', { className: 'badge mention-count', hidden: true }),
           el('span', { className: 'badge unread-count', hidden: true }));
-          if (ch.kind === 'forum') $('.hash', button).textContent = '▤';
+          $('.hash', button).textContent = KIND_MARK[ch.kind] ?? '#';
+          button.classList.toggle('room', ch.kind === 'breakout');
           button.classList.toggle('archived', ch.archived);
           buttons.set(ch.id, button);
           return el('li', {}, button);
@@ -96,7 +101,7 @@ export function createSidebar({ onselect, oninvite, onnewchannel, onthread }) {
       const unread = n ? `, ${countText(n, UNREAD_CAP)} unread` : '';
       const mentioned = ch.mentions ? `, ${ch.mentions} ${ch.mentions === 1 ? 'mention' : 'mentions'}` : '';
       const archived = ch.archived ? ', archived' : '';
-      const kind = ch.kind === 'forum' ? ', forum' : '';
+      const kind = KIND_LABEL[ch.kind] ?? '';
       button.setAttribute('aria-label', `${ch.name}${kind}${archived}${unread}${mentioned}`);
       if (ch.id === current) button.setAttribute('aria-current', 'page');
       else button.removeAttribute('aria-current');

@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from protocol import PROTOCOL_VERSION, CloseCode, Encoding, hello
 from server.gateway.session import Session
 from server.gateway.transport import TransportWriter
+from server.ids import now_ms
 
 log = logging.getLogger("agora.gateway")
 
@@ -83,6 +84,7 @@ class Gateway:
                 heartbeat_ms=settings.heartbeat_ms,
                 server=settings.server_name,
                 max_frame=settings.max_frame,
+                ts=now_ms(),
             )
         )
         session.start_timers()
