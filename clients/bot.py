@@ -17,11 +17,11 @@
 
 What a bot promises:
 
-- It subscribes to every text channel it can see (or the ones it is given) and
-  starts at each channel's current offset: history from before it started is
-  never handled. Running with every channel, it also subscribes to each text
-  channel created later (from its first event on) and to the text channels
-  of each community it joins later.
+- It subscribes to every text and workshop channel it can see (or the ones it
+  is given) and starts at each channel's current offset: history from before
+  it started is never handled. Running with every channel, it also subscribes
+  to each text or workshop channel created later (from its first event on) and
+  to those of each community it joins later.
 - Community events (``channel.created``, ``channel.updated``,
   ``member.joined``, ``member.updated``, ``member.left``,
   ``presence.updated``) and the user event ``community.joined`` reach
@@ -41,14 +41,25 @@ What a bot promises:
   (``message.created``), never for an edit or a mention. ``ctx.reply`` answers
   with ``reply_to`` set, ``ctx.reply_in_thread`` answers in a thread started
   from the message, ``ctx.react`` reacts to it.
+- Workshops (docs/protocol.md §5.10): the events of a workshop channel
+  (``workshop.started``, ``agenda.moved``, ``hands.updated``, ``poll.created``,
+  ``poll.updated``, ``poll.closed``, ``question.asked``, ``question.updated``,
+  ``timer.started``, ``timer.ended``, ``breakout.opened``, ``breakout.reported``,
+  ``breakout.closed``, ``pulse.updated``, ``workshop.ended``) reach ``@bot.on``
+  like any other. ``ctx.workshop`` is the channel's live workshop as the client
+  keeps it (``protocol.workshop.apply`` over its events; None when none is
+  live), ``ctx.followed`` the rest of what the client keeps there (the bot's
+  own ballots, the last recap), and the client's workshop commands
+  (``bot.running_client().poll_vote(…)``) drive it.
 - Each durable event is handled at most once per run. The ``Client`` resumes
   after a drop, and the bot also keeps the highest offset it handled per
   channel and skips anything at or below it. When the server cannot replay
   what was missed (a ``Gap``), the bot skips those events rather than answer
   commands long after they were asked.
-- It never reacts to its own messages (nor to its own edits, reactions and
-  threads); by default it ignores commands from other bots (accounts it has
-  seen with ``bot: true``), so two bots cannot talk each other into a loop.
+- It never reacts to its own messages (nor to its own edits, reactions,
+  threads, and the workshops, polls, questions and reports it starts); by
+  default it ignores commands from other bots (accounts it has seen with
+  ``bot: true``), so two bots cannot talk each other into a loop.
 - Handlers run as tasks, at most ``max_tasks`` at a time (reading events
   waits for a free slot) and each for at most ``handler_timeout`` seconds. A
   handler that raises is logged and the bot goes on.
@@ -69,6 +80,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clients.client import Client, CommandError, ConnectionClosed, Event, Gap
+from clients.workshops import Followed
 from protocol import COMMUNITY_EVENTS, CloseCode, Encoding
 from protocol.commands import MAX_MESSAGE_CHARS
 
@@ -166,6 +178,20 @@ class Context:
             raise ValueError(f"a {self.event.t} event has no message to react to")
         await self.bot.running_client().react(self.channel, message_id, emoji)
 
+    @property
+    def followed(self) -> Followed | None:
+        """What the client keeps of this channel's workshops (None if it is not a
+        subscribed workshop channel)."""
+        client = self.bot.client
+        return client.workshops.get(self.channel) if client is not None else None
+
+    @property
+    def workshop(self) -> dict[str, Any] | None:
+        """The live workshop of this channel as the client keeps it now (it may be ahead
+        of the event being handled), or None."""
+        followed = self.followed
+        return followed.workshop if followed is not None else None
+
     def _answerable(self) -> str | None:
         """The id of the event's message, if it is one of this channel that can be answered."""
         message = self.message
@@ -174,6 +200,8 @@ class Context:
         return message["id"]
 
 
+#: Kinds of channel the bot serves: where people post (threads and DMs come otherwise).
+SERVED_KINDS = ("text", "workshop")
 #: Events whose ``d.message`` is a message its author just sent or changed.
 AUTHORED = frozenset({"message.created", "message.updated", "mention", "thread.activity"})
 #: Events that name a message by its id.
@@ -208,7 +236,16 @@ def _actor(event: Event) -> str | None:
         return d.get("user")
     if event.t == "thread.created":
         return d.get("by")
+    if event.t == "breakout.reported":
+        return d.get("by")
+    made = _MADE_BY.get(event.t)
+    if made is not None and isinstance(d.get(made), dict):
+        return d[made].get("by")
     return None
+
+
+#: Workshop events that bring something someone started: the key of that object.
+_MADE_BY = {"workshop.started": "workshop", "poll.created": "poll", "question.asked": "question"}
 
 
 def _community_of_event(event: Event) -> str | None:
@@ -327,8 +364,8 @@ class Bot:
     async def start(self, url: str, token: str, *, channels: Iterable[str] | None = None) -> None:
         """Connect, subscribe and handle events until ``stop()``.
 
-        ``channels`` are channel ids or names; by default every text channel of
-        every community the bot belongs to. Raises ``ConnectionClosed`` when the
+        ``channels`` are channel ids or names; by default every text and workshop
+        channel of every community the bot belongs to. Raises ``ConnectionClosed`` when the
         server ends the connection for good (a bad token, say).
         """
         client = self.client = Client(url, token, encoding=self.encoding, wait_on_rate_limit=True)
@@ -412,6 +449,10 @@ class Bot:
             return thread.get("community")
         return self.client.community_of(channel)
 
+    def workshop(self, channel: str) -> dict[str, Any] | None:
+        """The live workshop of a workshop channel the bot serves, or None."""
+        return self.client.workshops.workshop(channel) if self.client is not None else None
+
     def is_thread(self, channel: str) -> bool:
         return self.client is not None and channel in self.client.discussions.known_threads
 
@@ -445,12 +486,12 @@ class Bot:
             return
         if event.o is not None or not self._every_channel:
             return
-        if event.t == "channel.created" and event.d["channel"].get("kind", "text") == "text":
+        if event.t == "channel.created" and event.d["channel"].get("kind", "text") in SERVED_KINDS:
             # new since the bot started: everything in it is news, from offset 1
             await self._subscribe(client, event.d["channel"]["id"], since=0)
         elif event.t == "community.joined":
             for channel in event.d["community"]["channels"]:
-                if channel.get("kind", "text") == "text":
+                if channel.get("kind", "text") in SERVED_KINDS:
                     await self._subscribe(client, channel["id"])
         elif event.t == "member.left" and event.d.get("user") == self.user.get("id"):
             for channel in [c for c in self.handled if client.community_of(c) is None]:
@@ -464,6 +505,10 @@ class Bot:
         except CommandError as exc:
             log.warning("cannot follow channel %s: %s", channel, exc)
             return
+        except ConnectionClosed:
+            if self._stopping or client.closed is not None:
+                return  # stopped meanwhile (a thread made just before the stop, say)
+            raise
         self.handled[channel] = since if since is not None else reply["offset"]
         log.info("following channel %s", channel)
 
@@ -558,7 +603,7 @@ class Bot:
             channel
             for community in identity["communities"]
             for channel in community["channels"]
-            if channel.get("kind", "text") == "text"
+            if channel.get("kind", "text") in SERVED_KINDS
         ]
         if wanted is None:
             return [channel["id"] for channel in visible]

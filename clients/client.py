@@ -20,11 +20,19 @@ command (``clients.discussions``: ``thread_create``, ``thread_list``,
 ``thread_update``, ``thread_follow``/``thread_unfollow``, ``edit``, ``delete``,
 ``react``/``unreact``, ``pin``/``unpin``, ``pins``, ``dm_open``, ``typing``,
 ``mark_read``, ``search``, ``resource_add``, ``resource_list``; ``send_message``
-takes ``reply_to``); ``request`` sends any other.
+takes ``reply_to``); one per workshop command (``clients.workshops``:
+``workshop_start``, ``workshop_state``, ``workshop_end``, ``agenda_next``,
+``agenda_goto``, ``hand_raise``, ``hand_lower``, ``hand_call``, ``hand_order``,
+``poll_create``, ``poll_vote``, ``poll_close``, ``question_ask``,
+``question_upvote``/``unvote``/``answer``/``hide``, ``timer_start``/``extend``/
+``cancel``, ``breakout_open``/``broadcast``/``report``/``close``, ``pulse_send``,
+``community_participation``); ``request`` sends any other.
 
 It also keeps, in ``discussions``, the followed ``threads``, the ``dms``, the
 read state per channel (``reads``: marker, unread and mention counts) and the
-``messages`` it has seen, each as it is now (see ``clients.discussions``).
+``messages`` it has seen, each as it is now (see ``clients.discussions``); and,
+in ``workshops``, each subscribed workshop channel's live workshop, folded from
+its events with ``protocol.workshop.apply`` (see ``clients.workshops``).
 
 The client keeps ``communities`` (identify's list) current from the community
 and user events every session hears: a new or renamed channel is in
@@ -66,6 +74,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from clients.discussions import DiscussionCommands, Discussions
+from clients.workshops import WorkshopCommands, Workshops
 from protocol import (
     RECONNECTABLE,
     CloseCode,
@@ -166,7 +175,7 @@ async def login(base_url: str, username: str, password: str) -> dict[str, Any]:
     return await _post(base_url, "/api/v1/auth/login", {"username": username, "password": password})
 
 
-class Client(DiscussionCommands):
+class Client(DiscussionCommands, WorkshopCommands):
     """One identified connection to an Agora server, kept alive across drops.
 
     ``max_events`` bounds the queue behind ``events()``: when the application
@@ -206,6 +215,9 @@ class Client(DiscussionCommands):
         self.identity: dict[str, Any] = {}
         #: followed threads, DMs, read state and seen messages (clients.discussions)
         self.discussions = Discussions()
+        #: each subscribed workshop channel's live workshop, ballots and upvotes
+        #: (clients.workshops)
+        self.workshops = Workshops()
         self.hello: dict[str, Any] = {}
         self.connections = 0
         self._events: asyncio.Queue[Event | Gap | ConnectionClosed] = asyncio.Queue(max_events)
@@ -287,6 +299,7 @@ class Client(DiscussionCommands):
     async def unsubscribe(self, channel: str) -> None:
         self.offsets.pop(channel, None)
         self.epochs.pop(channel, None)
+        self.workshops.forget(channel)
         await self.request("unsubscribe", {"channel": channel})
 
     async def history(
@@ -525,6 +538,7 @@ class Client(DiscussionCommands):
             for channel in community["channels"]:
                 self.offsets.pop(channel["id"], None)
                 self.epochs.pop(channel["id"], None)
+                self.workshops.forget(channel["id"])
 
     async def _connection(self) -> ClientConnection:
         while True:
@@ -549,6 +563,7 @@ class Client(DiscussionCommands):
             if frame.get("op") != "hello":
                 raise AgoraClientError(f"expected hello, got {frame.get('op')!r}")
             self.hello = frame["d"]
+            self.workshops._saw_server_time(self.hello.get("ts"))
             self._ws = ws
             reader = asyncio.create_task(self._read(ws))
             try:
@@ -583,6 +598,7 @@ class Client(DiscussionCommands):
             old_epoch = self.epochs.get(channel)
             self.epochs[channel] = reply["epoch"]
             self.discussions.saw_head(channel, reply["offset"])
+            self.workshops.subscribed(channel, reply)
             if reply["recovered"]:
                 return None
             offset = reply["offset"]
@@ -621,10 +637,12 @@ class Client(DiscussionCommands):
                         self.offsets[event.ch] = event.o
                     if event.o is None:
                         self._apply(event)
-                    try:
-                        self.discussions.apply(event)
-                    except (KeyError, TypeError, AttributeError):  # a shape it does not know
-                        log.warning("cannot keep state from a %s event", event.t, exc_info=True)
+                    for kept in (self.discussions, self.workshops):
+                        try:
+                            kept.apply(event)
+                        except (KeyError, TypeError, AttributeError, IndexError):  # a shape
+                            # it does not know
+                            log.warning("cannot keep state from a %s event", event.t, exc_info=True)
                     await self._events.put(event)
                 elif op in ("reply", "error"):
                     future, on_reply = self._pending.get(frame.get("id", -1), (None, None))

@@ -99,3 +99,28 @@ async def test_timer_ends_once(server):
         assert [e["t"] for e in st["events"]].count("timer.ended") == 1
     finally:
         await close_all()
+
+
+async def test_those_in_the_channel_at_the_start_attend(server):
+    try:
+        owner = await session_for(server, 0, "owner")
+        club = await Club.create(server, owner)
+        ws = await club.channel("live", "workshop")
+        alice = await club.join(1, name="alice")
+        bob = await club.join(0, name="bob")
+        for s in (alice, bob):
+            await s.ok("subscribe", {"channel": ws})
+        await owner.ok("workshop.start", {"channel": ws, "title": "T"})
+        await event(alice, "workshop.started", ch=ws)
+        await event(bob, "workshop.started", ch=ws)
+        for _ in range(100):
+            part = await owner.ok("community.participation", {"community": club.id})
+            attended = {m["user"] for m in part["members"] if m["attended"]}
+            if {uid(alice), uid(bob)} <= attended:
+                break
+            await asyncio.sleep(0.05)
+        assert {uid(alice), uid(bob)} <= attended
+        b = (await owner.ok("breakout.open", {"channel": ws, "groups": 2}))["breakout"]
+        assert sorted(len(g["members"]) for g in b["groups"]) == [1, 1]
+    finally:
+        await close_all()

@@ -23,7 +23,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     cli.add_argument(
         "--channel",
         action="append",
-        help="a channel name or id to serve; repeat for more (default: every text channel)",
+        help="a channel name or id to serve; repeat for more (default: every text and "
+        "workshop channel)",
     )
     return cli
 

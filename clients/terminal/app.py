@@ -22,11 +22,22 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Input, OptionList
 
-import clients.terminal.discussion_commands  # noqa: F401 - registers its slash commands
 from clients.client import AgoraClientError, Client, CommandError, ConnectionClosed, Gap
+from clients.terminal import (  # noqa: F401 - the commands modules register their slash commands
+    discussion_commands,
+    workshop_commands,
+    workshop_view,
+)
 from clients.terminal.commands import dispatch
 from clients.terminal.state import ChannelState, ChatState, Line
-from clients.terminal.widgets import ChannelList, Composer, MessagePane, StatusLine
+from clients.terminal.widgets import (
+    ChannelList,
+    Composer,
+    MessagePane,
+    StatusLine,
+    WorkshopPanel,
+)
+from protocol.workshop import WORKSHOP_EVENTS
 
 log = logging.getLogger("agora.chat")
 
@@ -58,6 +69,8 @@ PAGE = 50
 MAX_GAP_PAGES = 10
 #: Times a command answered ``rate_limited`` is sent again (a message with its nonce).
 RATE_LIMIT_RETRIES = 3
+#: Kinds of channel the chat follows as soon as they are made (threads and DMs come otherwise).
+FOLLOWED_KINDS = ("text", "workshop")
 
 T = TypeVar("T")
 
@@ -67,6 +80,9 @@ class ChatApp(App[None]):
     #main { height: 1fr; }
     ChannelList { width: 26; height: 1fr; border: round $primary-background; }
     MessagePane { height: 1fr; border: round $primary-background; padding: 0 1; }
+    WorkshopPanel {
+        width: 36; height: 1fr; border: round $primary-background; padding: 0 1; display: none;
+    }
     #input { height: 3; }
     StatusLine { height: 1; background: $panel; padding: 0 1; }
     """
@@ -81,7 +97,7 @@ class ChatApp(App[None]):
     def __init__(self, client: Client, channel: str | None = None) -> None:
         super().__init__()
         self.client = client
-        self.state = ChatState(client.identity)
+        self.state = ChatState(client.identity, client.workshops)
         self.first_channel = channel
         self.subscribed: dict[str, asyncio.Future[None]] = {}
         self.paging: set[str] = set()
@@ -92,17 +108,22 @@ class ChatApp(App[None]):
         self.typing_shown = ""
         self.online = True
         self.ended: ConnectionClosed | None = None
+        #: the panel's lines as last drawn (a timer redraws it each second)
+        self.workshop_shown: list[str] | None = None
+        self.learning_names = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
             yield ChannelList(id="channels")
             yield MessagePane(id="messages")
+            yield WorkshopPanel(id="workshop")
         yield Composer(placeholder="message, or /help", id="input")
         yield StatusLine(id="status")
 
     async def on_mount(self) -> None:
         self.query_one(Input).focus()
         self.set_interval(0.2, self._poll_connection)
+        self.set_interval(1.0, self._show_workshop)
         self._background(self._read_events())
         self._background(self._start())
         self._show_status()
@@ -120,6 +141,7 @@ class ChatApp(App[None]):
             channel.loaded = True
             await self._subscribe(channel)
             await self._load_page(channel, before=None)
+        self._show_workshop()
         self._mark_read_soon(channel, delay=0)
 
     def follow(self, channel: ChannelState) -> None:
@@ -145,16 +167,21 @@ class ChatApp(App[None]):
             await self.enter(first)
         for channel in list(self.state.channels.values()):
             await self._subscribe(channel)
-        if self.state.dms():
+        if self.state.dms() or any(c.kind == "workshop" for c in self.state.channels.values()):
             await self._learn_names()
 
     async def _learn_names(self) -> None:
-        """Members' names, for the DMs' names."""
-        for community in list(self.state.communities):
-            try:
-                self.state.learn_names(await self.client.members(community["id"]))
-            except (CommandError, AgoraClientError) as exc:
-                log.info("cannot list the members of %s: %s", community["name"], exc)
+        """Members' names, for the DMs' names and the workshop panel."""
+        self.learning_names = True
+        try:
+            for community in list(self.state.communities):
+                try:
+                    self.state.learn_names(await self.client.members(community["id"]))
+                except (CommandError, AgoraClientError) as exc:
+                    log.info("cannot list the members of %s: %s", community["name"], exc)
+        finally:
+            self.learning_names = False
+        self.workshop_shown = None
         self._redraw(channels=True)
 
     async def _subscribe(self, channel: ChannelState, since: int | None = None) -> None:
@@ -170,6 +197,9 @@ class ChatApp(App[None]):
             except (CommandError, TimeoutError, AgoraClientError) as exc:
                 self.state.system(f"cannot follow #{channel.name}: {exc}", channel)
                 self._changed(channel)
+            else:
+                if channel.kind == "workshop":
+                    self._join_breakout(channel.id)
             finally:
                 done.set_result(None)
         await done
@@ -203,13 +233,18 @@ class ChatApp(App[None]):
                 self._changed(channel)
                 if item.t == "message.created" and channel.id == self.state.current:
                     self._mark_read_soon(channel)
+            if item.t == "breakout.opened":
+                self._join_breakout(item.ch)
+            if item.t in WORKSHOP_EVENTS and item.ch == self.state.current:
+                self._learn_names_of(item.ch)
+                self._show_workshop()
 
     def _community_event(self, t: str, ch: str, d: dict[str, Any]) -> None:
         """Keep the channel list and presence current (``ch``: a community, or our user)."""
         state = self.state
         if t in ("channel.created", "channel.updated") and state.knows_community(ch):
             channel = state.put_channel(ch, d["channel"])
-            if t == "channel.created" and d["channel"].get("kind", "text") == "text":
+            if t == "channel.created" and d["channel"].get("kind", "text") in FOLLOWED_KINDS:
                 self._background(self._subscribe(channel))
             self._redraw(channels=True)
         elif t == "community.joined":
@@ -409,6 +444,48 @@ class ChatApp(App[None]):
         if channels:
             self.query_one(ChannelList).show(self.state)
             self._show_status()
+        self._show_workshop()
+
+    def _show_workshop(self) -> None:
+        """The panel of the current channel's live workshop, drawn again when it changed
+        (or its timer ticked); hidden when no workshop is live there."""
+        channel = self.state.channel
+        followed = self.client.workshops.get(channel.id) if channel is not None else None
+        lines = None
+        if channel is not None and channel.kind == "workshop" and followed and followed.live:
+            me = self.state.user["id"]
+            now = self.client.workshops.server_now_ms()
+            lines = workshop_view.panel(followed, self.state.names, me, now)
+        if lines != self.workshop_shown:
+            self.workshop_shown = lines
+            self.query_one(WorkshopPanel).show(lines)
+
+    def _join_breakout(self, channel_id: str) -> None:
+        """List and follow the user's group of the breakout open in a workshop channel."""
+        parent = self.state.channels.get(channel_id)
+        workshop = self.client.workshops.workshop(channel_id)
+        breakout = workshop.get("breakout") if workshop is not None else None
+        if parent is None or breakout is None:
+            return
+        me = self.state.user["id"]
+        for group in breakout["groups"]:
+            if me in group.get("members", []) and group["channel"] not in self.state.channels:
+                room = self.state.add_breakout(parent, group)
+                self.state.system(f"you are in {group['name']}: /join {room.name}", parent)
+                self._changed(parent)
+                self._background(self._subscribe(room))
+                self._redraw(channels=True)
+
+    def _learn_names_of(self, channel_id: str) -> None:
+        """Learn the members' names again when the workshop names someone unknown."""
+        workshop = self.client.workshops.workshop(channel_id)
+        if workshop is None or self.learning_names:
+            return
+        hands = workshop["hands"]
+        users = [h["user"] for h in hands["queue"]] + [hands.get("speaking")]
+        if any(u is not None and u not in self.state.names for u in users):
+            self.learning_names = True
+            self._background(self._learn_names())
 
     def _where(self, channel: ChannelState) -> str:
         """What the pane's title says of a channel: its name and where it is."""

@@ -49,16 +49,18 @@ class SlashCommand:
     usage: str  # the arguments, e.g. "NAME"; "" for none
     help: str
     run: Handler
+    #: "" for the commands ``/help`` lists; else ``/help GROUP`` lists them
+    group: str = ""
 
 
 COMMANDS: dict[str, SlashCommand] = {}
 
 
-def slash(name: str, usage: str, help: str) -> Callable[[Handler], Handler]:
-    """Register the decorated handler as ``/name``."""
+def slash(name: str, usage: str, help: str, group: str = "") -> Callable[[Handler], Handler]:
+    """Register the decorated handler as ``/name`` (in ``group``: listed by ``/help group``)."""
 
     def register(run: Handler) -> Handler:
-        COMMANDS[name] = SlashCommand(name, usage, help, run)
+        COMMANDS[name] = SlashCommand(name, usage, help, run, group)
         return run
 
     return register
@@ -77,11 +79,22 @@ async def dispatch(chat: Chat, line: str) -> None:
         chat.say(f"/{command.name} failed: {exc.code}: {exc.message}")
 
 
-@slash("help", "", "list the commands and keys")
+@slash("help", "[GROUP]", "list the commands and keys, or a GROUP's")
 async def help_(chat: Chat, arg: str) -> None:
+    group = arg.strip().lower()
+    groups = sorted({c.group for c in COMMANDS.values() if c.group})
+    if group and group not in groups:
+        chat.say(f"no commands {group!r}: /help {' or /help '.join(groups)}")
+        return
     for command in COMMANDS.values():
+        if command.group != group:
+            continue
         usage = f"/{command.name} {command.usage}".strip()
         chat.say(f"{usage:<24} {command.help}")
+    if group:
+        return
+    for other in groups:
+        chat.say(f"{'/help ' + other:<24} the {other} commands")
     chat.say("PageUp/PageDown          scroll; at the top, PageUp loads older")
     chat.say("Alt+Up/Alt+Down          previous/next channel (Tab: the list)")
     chat.say("Ctrl+Q                   quit")

@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from clients.terminal import workshop_view
+from clients.workshops import Followed
+from protocol.workshop import WORKSHOP_EVENTS
 
 #: Lines kept per channel; older ones are dropped and can be paged in again.
 MAX_LINES = 2000
@@ -79,9 +83,9 @@ class ChannelState:
     mentions: int = 0
     #: the user's read marker here (the server's, from identify and ``read.updated``)
     read_o: int = 0
-    #: ``text``, ``forum``, ``workshop``, ``thread`` or ``dm``
+    #: ``text``, ``forum``, ``workshop``, ``breakout``, ``thread`` or ``dm``
     kind: str = "text"
-    #: a thread's parent channel
+    #: a thread's (or a breakout group's) parent channel
     parent: str | None = None
     #: a DM's other member (user ids)
     members: list[str] = field(default_factory=list)
@@ -119,8 +123,12 @@ class ChannelState:
 class ChatState:
     """Every channel the user can see, and what has been shown in each."""
 
-    def __init__(self, identity: dict[str, Any]) -> None:
+    def __init__(
+        self, identity: dict[str, Any], workshops: Mapping[str, Followed] | None = None
+    ) -> None:
         self.user: dict[str, Any] = identity["user"]
+        #: the workshop channels' live workshops, as the client keeps them
+        self.workshops: Mapping[str, Followed] = workshops if workshops is not None else {}
         self.communities: list[dict[str, Any]] = []
         self.channels: dict[str, ChannelState] = {}
         #: user id -> ``online`` or ``idle`` (absent: offline), from ``community.presence``
@@ -165,6 +173,15 @@ class ChatState:
             )
         state.name = channel["name"]
         state.kind = channel.get("kind", "text")
+        return state
+
+    def add_breakout(self, parent: ChannelState, group: dict[str, Any]) -> ChannelState:
+        """The user's breakout group of a workshop channel (``breakout.opened`` names its
+        channel, ``identify`` does not), listed as ``<workshop channel>-group-N``."""
+        name = f"{parent.name}-{group.get('name', 'group').lower().replace(' ', '-')}"
+        channel = {"id": group["channel"], "name": name, "kind": "breakout", "parent": parent.id}
+        state = self.put_channel(parent.community_id, channel)
+        state.parent = parent.id
         return state
 
     def add_thread(self, thread: dict[str, Any]) -> ChannelState:
@@ -335,6 +352,14 @@ class ChatState:
             who = self.names.get(d.get("by", ""), "someone")
             started = f"{who} started the thread '{thread['title']}'"
             self._place(channel, Line("system", started, o=o))
+            return True
+        if t in WORKSHOP_EVENTS and o is not None and not self._has_offset(channel, o):
+            followed = self.workshops.get(channel_id)
+            live = followed.workshop if followed is not None else None
+            text = workshop_view.event_line(t, d, self.names, live)
+            if text is None:
+                return False
+            self._place(channel, Line("system", text, o=o))
             return True
         if t == "member.joined" and o is not None and not self._has_offset(channel, o):
             member = d.get("member", {})

@@ -1,4 +1,5 @@
-"""The widgets of ``agora chat``: channel list, message pane, message box, status line."""
+"""The widgets of ``agora chat``: channel list, message pane, workshop panel, message box,
+status line."""
 
 from __future__ import annotations
 
@@ -197,3 +198,21 @@ class StatusLine(Static):
         if typing:
             text.append(f"  {typing}", style="italic")
         self.update(text)
+
+
+class WorkshopPanel(Static):
+    """A workshop channel's live workshop as text (``clients.terminal.workshop_view``):
+    hidden in other channels."""
+
+    def show(self, lines: list[str] | None) -> None:
+        if lines is None:
+            self.display = False
+            return
+        text = Text()
+        for i, line in enumerate(lines):
+            if i:
+                text.append("\n")
+            heading = not line.startswith(" ")
+            text.append(line, style="bold" if heading else "")
+        self.update(text)
+        self.display = True

@@ -93,6 +93,11 @@ class ChannelFeed:
     def __len__(self) -> int:
         return sum(len(s) for s in self.live.values()) + len(self.joining)
 
+    def users(self) -> set[str]:
+        """The users of this node's subscribers."""
+        outboxes = [o for live in self.live.values() for o in live] + list(self.joining)
+        return {o.owner for o in outboxes if o.owner is not None}
+
     # membership
 
     def join(self, outbox: Outbox, encoding: Encoding) -> Joining:
@@ -236,6 +241,9 @@ class ChannelFeed:
     def _deliver(self, offset: int, frame: bytes, event: dict[str, Any]) -> None:
         self.last = offset
         self._fan_out(offset, frame, event)
+        watcher = self.hub.watchers.get(event.get("t"))  # type: ignore[arg-type]
+        if watcher is not None:
+            watcher(self, event)
         if self.joining:
             self._promote()
 
@@ -288,6 +296,9 @@ class Hub:
         self.topics: dict[str, set[Listener]] = {}
         self._subscribing: dict[str, asyncio.Future[None]] = {}
         self.on_topic_event: OnTopicEvent | None = None
+        #: event type -> called once per node with the feed that delivered it (its
+        #: local subscribers), for the domain to act on
+        self.watchers: dict[str, Callable[[ChannelFeed, dict[str, Any]], None]] = {}
 
     async def start(self) -> None:
         await self.broker.start(self.on_message, self.on_resume)

@@ -11,7 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from server.app import create_app
-from server.operator import admin, workers
+from server.operator import admin, demo, workers
 from server.settings import Settings
 
 
@@ -34,7 +34,15 @@ def serve(settings: Settings, app: Starlette, *, listen_fd: int | None = None) -
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    config = uvicorn.Config(
+    config = uvicorn_config(settings, app)
+    # A worker of `--workers` serves the socket its supervisor bound.
+    sockets = None if listen_fd is None else [socket.socket(fileno=listen_fd)]
+    _Server(config).run(sockets=sockets)
+
+
+def uvicorn_config(settings: Settings, app: Starlette) -> uvicorn.Config:
+    """How uvicorn serves Agora (``agora serve`` and ``agora demo``)."""
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -47,9 +55,6 @@ def serve(settings: Settings, app: Starlette, *, listen_fd: int | None = None) -
         access_log=False,
         timeout_graceful_shutdown=max(1, settings.shutdown_timeout_ms // 1000),
     )
-    # A worker of `--workers` serves the socket its supervisor bound.
-    sockets = None if listen_fd is None else [socket.socket(fileno=listen_fd)]
-    _Server(config).run(sockets=sockets)
 
 
 def main(argv: list[str] | None = None) -> int | None:
@@ -62,11 +67,21 @@ def main(argv: list[str] | None = None) -> int | None:
     from clients.terminal import options as chat_options  # argparse only: no TUI library
 
     chat_options.add_arguments(commands.add_parser("chat", help="the terminal client"))
+    demo.add_arguments(
+        commands.add_parser(
+            "demo", help="a server with a live sample workshop and simulated participants"
+        )
+    )
     args = parser.parse_args(argv)
     if args.command == "chat":
         from clients.terminal.main import run as chat  # Textual loads for `chat` only
 
         return chat(args)
+    if args.command == "demo":
+        try:
+            return demo.run(args)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.command != "serve":
         raise SystemExit(admin.run(args))
     try:

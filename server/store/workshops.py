@@ -258,6 +258,10 @@ class WorkshopStore:
     async def attend(self, workshop_id: str, user_id: str) -> None:
         await self._rows(ATTEND, (workshop_id, user_id))
 
+    async def attend_all(self, workshop_id: str, user_ids: list[str]) -> None:
+        writes = [Write(ATTEND, (workshop_id, user)) for user in user_ids]
+        await self._commit(None, "", [], writes)
+
     async def count(self, workshop_id: str, user_id: str, what: str, by: int = 1) -> None:
         await self._rows(COUNT[what], (workshop_id, user_id, by))
 

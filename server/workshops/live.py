@@ -37,6 +37,7 @@ from server.store.workshops import SET_DUE, Stale, WorkshopRow, Write
 
 if TYPE_CHECKING:
     from server.app import Agora
+    from server.gateway.hub import ChannelFeed
 
 log = logging.getLogger("agora.workshops")
 
@@ -100,6 +101,14 @@ class LiveWorkshops:
         self.on_due: Callable[[str], Awaitable[None]] | None = None
         #: run for an ended workshop whose recap is not written yet (set by ``recap``)
         self.on_unwritten_recap: Callable[[WorkshopRow], Awaitable[None]] | None = None
+        agora.hub.watchers["workshop.started"] = self._attended
+
+    def _attended(self, feed: ChannelFeed, started: dict[str, Any]) -> None:
+        """Whoever is in the channel as a workshop starts attends it: each node counts
+        its own subscribers (those who subscribe later count as they do)."""
+        users = sorted(feed.users())
+        if users:
+            _spawn(self.agora.store.attend_all(started["d"]["workshop"]["id"], users))
 
     def lock(self, channel_id: str) -> asyncio.Lock:
         lock = self.locks.get(channel_id)
