@@ -101,3 +101,19 @@ def test_pg_drivers_benchmark_smoke_run_appends_with_every_driver() -> None:
     assert sorted(drivers) == ["asyncpg"] * 4 + ["asyncpg-noreset"] * 4 + ["psycopg"] * 4, output
     assert all(row[header.index("appends/s")] != "0" for row in rows), output
     assert "errors" not in stdout, output
+
+
+def test_workshop_benchmark_smoke_run_delivers_every_vote_and_upvote() -> None:
+    stdout, output = run_benchmark(
+        "benchmarks/workshop.py", "--quick", "--no-reference", seconds=120
+    )
+    header, rows = markdown_table(stdout, "run")
+    runs = [row[header.index("run")] for row in rows]
+    # the two workshop phases, and fanout.py's steady run on Agora beside them
+    assert runs == [
+        "vote (`poll.vote`)",
+        "upvote (`question.upvote`)",
+        "fan-out steady (`message.send`)",
+    ]
+    assert all(row[header.index("lost")] == "0" for row in rows), output
+    assert "poll voters 50, " in stdout and "upvotes 50" in stdout, output
