@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from protocol import DEFAULT_MAX_FRAME
+from protocol.workshop import PULSE_WINDOW_MS
 
 
 def _setting(default: Any, help: str, *, flag: str | None = None) -> Any:
@@ -49,6 +50,9 @@ class Settings:
         30_000,
         "scaled deployment: a process silent this long is taken for dead, and its users'"
         " sessions go offline",
+    )
+    pulse_window_ms: int = _setting(
+        PULSE_WINDOW_MS, "how long a participant's latest workshop pulse counts"
     )
     max_frame: int = _setting(DEFAULT_MAX_FRAME, "largest inbound frame in bytes; larger: 1009")
     rate_limit: int = _setting(

@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from protocol import ProtocolError
-from protocol.workshop import PULSE_KINDS, PULSE_WINDOW_MS
+from protocol.workshop import PULSE_KINDS
 from server.gateway.router import CommandRouter
 from server.ids import new_id, now_ms
 from server.store.workshops import ATTEND, DROP_PULSES, PUT_PULSE, Write
@@ -102,12 +102,13 @@ async def pulse(session: Session, d: dict[str, Any]) -> dict[str, Any]:
             user: (kind, ts) for user, kind, ts in await session.agora.store.pulses(fold.row.id)
         }
         pulses[me] = (d["kind"], now)
-        change = Change(due_at=now + PULSE_WINDOW_MS)
+        window = session.agora.settings.pulse_window_ms
+        change = Change(due_at=now + window)
         change.writes += [
             Write(PUT_PULSE, (fold.row.id, me, d["kind"], now)),
             Write(ATTEND, (fold.row.id, me)),
         ]
-        counts = _counts(pulses.values(), now)
+        counts = _counts(pulses.values(), now - window)
         if counts != fold.state["pulse"]:
             change.event("pulse.updated", {"counts": counts})
         return change
@@ -115,10 +116,11 @@ async def pulse(session: Session, d: dict[str, Any]) -> dict[str, Any]:
     return await live(session).change(channel.id, decide)
 
 
-def _counts(pulses: Any, now: int) -> dict[str, int]:
+def _counts(pulses: Any, since: int) -> dict[str, int]:
+    """Each kind's count among the pulses sent after ``since``."""
     counts = dict.fromkeys(PULSE_KINDS, 0)
     for kind, ts in pulses:
-        if ts > now - PULSE_WINDOW_MS:
+        if ts > since:
             counts[kind] += 1
     return counts
 
@@ -135,14 +137,15 @@ async def due(agora: Agora, channel_id: str) -> None:
             change.event("timer.ended", {"timer": timer, "cancelled": False})
             timer = None
         pulses = await agora.store.pulses(fold.row.id)
-        counts = _counts(((kind, ts) for _, kind, ts in pulses), now)
+        window = agora.settings.pulse_window_ms
+        counts = _counts(((kind, ts) for _, kind, ts in pulses), now - window)
         if counts != fold.state["pulse"]:
             change.event("pulse.updated", {"counts": counts})
-        still = [ts + PULSE_WINDOW_MS for _, _, ts in pulses if ts > now - PULSE_WINDOW_MS]
+        still = [ts + window for _, _, ts in pulses if ts > now - window]
         if timer is not None:
             still.append(timer["ends_at"])
         next_due = min(still) if still else None
-        change.writes.append(Write(DROP_PULSES, (fold.row.id, now - PULSE_WINDOW_MS)))
+        change.writes.append(Write(DROP_PULSES, (fold.row.id, now - window)))
         change.due_at, change.reset_due = next_due, True
         return change
 
