@@ -14,12 +14,14 @@ the way that the fold equals that state.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import RawSession, ServerLog, timeout
+from protocol import Encoding
+from tests.conftest import RawSession, ServerLog, raw_session, timeout
 from tests.discussion_helpers import (
     all_events,
     close_all,
@@ -1088,7 +1090,7 @@ def bad_payloads(
         ("poll.create", {**c, "question": "q", "options": ["a", ""]}, "bad_request"),
         ("poll.create", {**c, "question": "q", "options": ["a", " "]}, "bad_request"),
         ("poll.create", {**c, "question": "q", "options": ["a", 5]}, "bad_request"),
-        ("poll.create", {**c, "question": "q", "options": ["a", long]}, "bad_request"),
+        ("poll.create", {**c, "question": "q", "options": ["a", long]}, "too_large"),  # §10
         ("poll.create", {**c, "question": "q", "options": list("abcdefghijk")}, "too_large"),
         (
             "poll.create",
@@ -1204,3 +1206,27 @@ async def test_every_workshop_command_refuses_bad_payloads_without_a_traceback(s
     after = await room.state()
     assert after["workshop"] == before["workshop"] and after["offset"] == before["offset"]
     assert (await room.owner.ok("workshop.state", {"channel": idle}))["workshop"] is None
+
+
+async def test_a_lone_surrogate_in_a_nested_string_is_a_bad_request(server) -> None:
+    """JSON escapes can put a lone surrogate in an agenda title, a poll option or an
+    assignment's user id; none can be stored, and none may cost a traceback."""
+    room = await make_room(server, 1)
+    await room.start()
+    owner = await raw_session(node(server, 0), Encoding.JSON, token=room.owner.token)  # type: ignore[attr-defined]
+    log = ServerLog(server)
+    idle = await room.club.channel("idle2", "workshop")
+    for op, d in [
+        ("workshop.start", {"channel": idle, "title": "t", "agenda": [{"title": "\ud800"}]}),
+        ("poll.create", room.d(question="q", options=["a", "\ud800"])),
+        ("breakout.open", room.d(groups=1, assignment=[["\ud800"]])),
+    ]:
+        command_id = next(owner.ids)
+        # json.dumps escapes the surrogate (\ud800), as a browser's JSON.stringify would
+        await owner.ws.send(json.dumps({"op": op, "id": command_id, "d": d}))
+        answer = await owner.recv()
+        while answer.get("id") != command_id:
+            answer = await owner.recv()
+        assert answer["op"] == "error" and answer["d"]["code"] == "bad_request", (op, answer)
+    await owner.ws.close()
+    log.assert_no_traceback()

@@ -47,6 +47,8 @@ class Script:
         self.ballots: dict[str, dict[str, list[int]]] = {uid(p): {} for p in self.people}
         self.upvoted: dict[str, set[str]] = {uid(p): set() for p in self.people}
         self.done: list[str] = []
+        #: actions every run has, each the first time its actor may take it
+        self.first = ["hand.raise", "poll.vote", "question.ask"]
 
     def mine(self, user: str, w: dict[str, Any]) -> dict[str, Any]:
         polls = {p["id"]: p for p in w["polls"]}
@@ -135,6 +137,11 @@ class Script:
         for op, payload in options:
             by_op.setdefault(op, []).append(payload)
         op = rng.choice(sorted(by_op))  # each kind of action alike, however many targets
+        for must in self.first:
+            if must in by_op:
+                op = must
+                self.first.remove(must)
+                break
         payload = rng.choice(by_op[op])
         self.done.append(op)
         answer = await who.ok(op, payload)
