@@ -1230,3 +1230,18 @@ async def test_a_lone_surrogate_in_a_nested_string_is_a_bad_request(server) -> N
         assert answer["op"] == "error" and answer["d"]["code"] == "bad_request", (op, answer)
     await owner.ws.close()
     log.assert_no_traceback()
+
+
+async def test_who_is_in_the_channel_when_a_workshop_starts_attends_it(server) -> None:
+    room = await make_room(server, 2)
+    await room.attend()  # before the start: the participants are there already
+    await room.start()
+    participants = {uid(p) for p in room.participants}
+    async with asyncio.timeout(timeout(10)):  # each node records its own subscribers
+        while True:
+            answer = await room.fac.ok("community.participation", {"community": room.club.id})
+            if participants <= {m["user"] for m in answer["members"] if m["attended"]}:
+                break
+            await asyncio.sleep(0.05)
+    breakout = (await room.fac.ok("breakout.open", room.d(groups=2)))["breakout"]
+    assert sorted(u for g in breakout["groups"] for u in g["members"]) == sorted(participants)
