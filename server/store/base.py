@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from server.store.workshops import WorkshopStore
+
 
 class Conflict(Exception):
     """The change would break a uniqueness rule (a taken username, …)."""
@@ -278,7 +280,7 @@ class Appended:
     created: bool  # False when an idempotency key matched an earlier append
 
 
-class Store(Protocol):
+class Store(WorkshopStore, Protocol):
     async def open(self) -> None:
         """Create or migrate storage; a fresh store gets its first community."""
 

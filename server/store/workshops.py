@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from protocol.workshop import WORKSHOP_EVENTS
-from server.store.base import Appended
-from server.store.sql import NO_BOUND
+
+if TYPE_CHECKING:
+    from server.store.base import Appended
 
 
 class Stale(Exception):
@@ -101,7 +102,7 @@ DUE = (
     " ORDER BY COALESCE(due_at, ended_ts) LIMIT 100"
 )
 EVENTS = (
-    "SELECT frame FROM events WHERE channel_id = ? AND o > ? AND o <= ?"
+    "SELECT frame FROM events WHERE channel_id = ? AND o > ? AND o <= COALESCE(?, o)"
     f" AND t IN ({', '.join(repr(t) for t in sorted(WORKSHOP_EVENTS))}) ORDER BY o LIMIT ?"
 )
 RECENT = (
@@ -190,9 +191,11 @@ def _row(row: Any) -> WorkshopRow:
     )
 
 
-class WorkshopStore:
+class WorkshopStore(Protocol):
+    """Part of ``Store``; a store implements ``_rows`` and ``_commit`` and inherits the rest."""
+
     async def _rows(self, statement: str, values: tuple[Any, ...]) -> list[Any]:
-        raise NotImplementedError
+        """The rows of one statement, run on its own (and committed)."""
 
     async def _commit(
         self,
@@ -205,7 +208,6 @@ class WorkshopStore:
         unless its ``version`` is that, then count one change and the events), append
         ``events`` to the channel, run ``writes`` (``FIRST_O`` in their values is the
         first event's offset)."""
-        raise NotImplementedError
 
     async def _one(self, statement: str, values: tuple[Any, ...]) -> Any:
         rows = await self._rows(statement, values)
@@ -244,8 +246,7 @@ class WorkshopStore:
         self, channel_id: str, after: int, until: int | None, limit: int
     ) -> list[bytes]:
         """The channel's workshop events with ``after < o <= until``, oldest first."""
-        bound = NO_BOUND if until is None else until
-        return [row[0] for row in await self._rows(EVENTS, (channel_id, after, bound, limit))]
+        return [row[0] for row in await self._rows(EVENTS, (channel_id, after, until, limit))]
 
     async def set_recap_done(self, workshop_id: str) -> None:
         await self._rows(RECAP_DONE, (workshop_id,))
