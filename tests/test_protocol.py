@@ -253,7 +253,7 @@ def test_round_trip_of_a_command(encoding: Encoding) -> None:
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_round_trip_of_server_frames(encoding: Encoding) -> None:
     frames = [
-        hello(heartbeat_ms=30_000, server="agora/test", max_frame=DEFAULT_MAX_FRAME),
+        hello(heartbeat_ms=30_000, server="agora/test", max_frame=DEFAULT_MAX_FRAME, ts=1),
         reply(3, {"offset": 12, "epoch": "e1", "recovered": True}),
         error(ErrorCode.RATE_LIMITED, "slow down", command_id=4, retry_after_ms=250),
         event("message.created", "general", {"message": {"id": "m1", "text": "hi"}}, o=5),
