@@ -133,7 +133,36 @@ async def reference_server(port: int) -> None:
 DATA_FRAMES = (WSMsgType.BINARY, WSMsgType.TEXT)
 
 
-class Subscriber(WSListener):
+class SetupListener(WSListener):
+    """A picows client connection: its setup frames are queued in ``inbox``, and it sends
+    msgpack messages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transport: WSTransport | None = None
+        self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.live = self.closed = False
+        self.close_code: int | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.send(WSMsgType.BINARY, msgpack.packb(message))
+
+    async def next(self, op: str) -> dict[str, Any]:
+        """The next setup frame, which must be a ``op``."""
+        message = await self.inbox.get()
+        if message is None:
+            code = "" if self.close_code is None else f" with {self.close_code}"
+            raise ConnectionError(f"closed{code} while waiting for {op}")
+        if message.get("op") != op:
+            raise RuntimeError(f"expected {op}, got {message}")
+        return message
+
+
+class Subscriber(SetupListener):
     """One subscriber connection, a picows client: cheap per received frame.
 
     Until subscribed, frames are decoded and queued in ``inbox`` for the setup coroutine.
@@ -144,16 +173,9 @@ class Subscriber(WSListener):
     def __init__(self, pool: SubscriberPool) -> None:
         super().__init__()
         self.pool = pool
-        self.transport: WSTransport | None = None
-        self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self.live = self.closed = False
-        self.close_code: int | None = None
         self.received = 0  # in the current phase
         self.last_seq = -1
         self.seen = bytearray()  # seen[seq] is 1 once message seq of the phase has arrived
-
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.transport = transport
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
@@ -182,19 +204,6 @@ class Subscriber(WSListener):
         if not self.closed:
             self.closed = True
             self.pool.on_close(self)
-
-    def send(self, message: dict[str, Any]) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.send(WSMsgType.BINARY, msgpack.packb(message))
-
-    async def next(self, op: str) -> dict[str, Any]:
-        """The next setup frame, which must be a ``op``."""
-        message = await self.inbox.get()
-        if message is None:
-            raise ConnectionError(f"closed with {self.close_code} while waiting for {op}")
-        if message.get("op") != op:
-            raise RuntimeError(f"expected {op}, got {message}")
-        return message
 
 
 class SubscriberPool:
@@ -366,21 +375,24 @@ async def _worker(conn: Connection, port: int, token: str, channel: str, count: 
 # The orchestrator's side of the workers, the publisher and the server process
 
 
-class WorkerPool:
-    """The subscriber processes of one run, and their answers."""
+class Processes:
+    """Worker processes, one ``target(pipe, *args)`` a set of ``args``, and their answers."""
 
-    def __init__(self, n: int, port: int, token: str, channel: str, size: int, cpus: set[int]):
+    def __init__(
+        self,
+        label: str,
+        target: Callable[..., None],
+        jobs: list[tuple[Any, ...]],
+        cpus: set[int],
+    ) -> None:
         ctx = multiprocessing.get_context("spawn")
+        self.label = label
         self.inbox: asyncio.Queue[tuple[int, tuple[Any, ...]]] = asyncio.Queue()
         self.procs: list[multiprocessing.process.BaseProcess] = []
         self.conns: list[Connection] = []
-        n = max(1, min(n, size))
-        for i in range(n):
-            count = size // n + (1 if i < size % n else 0)
+        for i, args in enumerate(jobs):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(
-                target=worker_main, args=(child, port, token, channel, count), daemon=True
-            )
+            proc = ctx.Process(target=target, args=(child, *args), daemon=True)
             proc.start()
             CHILDREN.append(proc)
             child.close()
@@ -399,7 +411,7 @@ class WorkerPool:
                 i, message = await self.inbox.get()
                 if message[0] != kind:
                     raise RuntimeError(
-                        f"subscriber worker {i} (exit code {self.procs[i].exitcode}): "
+                        f"{self.label} {i} (exit code {self.procs[i].exitcode}): "
                         f"{message[0]} {message[1:]}"
                     )
                 answers[i] = message[1] if len(message) > 1 else None
@@ -427,6 +439,16 @@ class WorkerPool:
             stop_child(proc)
         for conn in self.conns:
             conn.close()
+
+
+class WorkerPool(Processes):
+    """The subscriber processes of one run, and their answers."""
+
+    def __init__(self, n: int, port: int, token: str, channel: str, size: int, cpus: set[int]):
+        n = max(1, min(n, size))
+        counts = [size // n + (1 if i < size % n else 0) for i in range(n)]
+        jobs = [(port, token, channel, count) for count in counts]
+        super().__init__("subscriber worker", worker_main, jobs, cpus)
 
 
 @dataclass
@@ -919,11 +941,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--targets takes agora and/or reference")
     args.duration = args.duration or (2.0 if quick else 10.0)
     args.agora_args = shlex.split(args.agora_args)
+    pin_cpus(args)
+    return args
+
+
+def pin_cpus(args: argparse.Namespace) -> None:
+    """With ``args.pin`` and more than one CPU: the server on CPU 0 (``args.server_cpus``),
+    the clients on the others (``args.client_cpus``); else both empty."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     args.pin = args.pin and len(cpus) > 1
     args.server_cpus = {cpus[0]} if args.pin else set()
     args.client_cpus = set(cpus[1:]) if args.pin else set()
-    return args
+
+
+def run_bench(bench: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> Any:
+    """``bench(args)`` on uvloop, this process on the client CPUs; every child stopped after."""
+    if args.client_cpus:
+        os.sched_setaffinity(0, args.client_cpus)
+    try:
+        return uvloop.run(bench(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        sys.exit("interrupted")
+    finally:
+        for child in CHILDREN:
+            stop_child(child)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -931,16 +972,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.reference_server:
         uvloop.run(reference_server(args.port))
         return
-    if args.client_cpus:
-        os.sched_setaffinity(0, args.client_cpus)
     started = time.perf_counter()
-    try:
-        runs = uvloop.run(bench(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        sys.exit("interrupted")
-    finally:
-        for child in CHILDREN:
-            stop_child(child)
+    runs = run_bench(bench, args)
     tables = markdown(runs, args)
     print(f"\n{tables}\n\n(total {time.perf_counter() - started:.0f} s)")
     if args.markdown:

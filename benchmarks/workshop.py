@@ -26,11 +26,9 @@ import array
 import asyncio
 import contextlib
 import itertools
-import multiprocessing
 import os
 import signal
 import socket
-import sys
 import tempfile
 import time
 import traceback
@@ -44,23 +42,26 @@ import msgpack
 import psutil
 import uvloop
 from fanout import (
-    CHILDREN,
     CONNECT_CONCURRENCY,
     GATEWAY,
     HOST,
     LIFETIME,
+    Processes,
     ServerRun,
+    SetupListener,
     busy_seconds,
     listen,
     per,
     percentile,
+    pin_cpus,
+    run_bench,
     start_server,
     stop_child,
     table,
     wait_healthy,
 )
 from fanout import parse_args as fanout_args
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSFrame, WSMsgType, WSTransport, ws_connect
 from websockets.asyncio.client import ClientConnection, connect
 
 #: A question's events are keyed ``QUESTION_KEY * (index + 1) + votes``; a poll's by ``voters``.
@@ -83,20 +84,14 @@ def event_key(d: dict[str, Any], questions: dict[str, int]) -> int | None:
 # Participant workers
 
 
-class Participant(WSListener):
+class Participant(SetupListener):
     """One participant's connection: setup frames go to ``inbox``; once subscribed, the
     events of interest and the replies to its commands are timed and handed to the pool."""
 
     def __init__(self, pool: ParticipantPool, index: int, token: str) -> None:
         super().__init__()
         self.pool, self.index, self.token = pool, index, token
-        self.transport: WSTransport | None = None
-        self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self.live = self.closed = False
         self.received = 0  # events of the current phase
-
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.transport = transport
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
@@ -124,18 +119,6 @@ class Participant(WSListener):
         if not self.closed:
             self.closed = True
             self.pool.closed += 1
-
-    def send(self, message: dict[str, Any]) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.send(WSMsgType.BINARY, msgpack.packb(message))
-
-    async def next(self, op: str) -> dict[str, Any]:
-        message = await self.inbox.get()
-        if message is None:
-            raise ConnectionError(f"closed while waiting for {op}")
-        if message.get("op") != op:
-            raise RuntimeError(f"expected {op}, got {message}")
-        return message
 
 
 class ParticipantPool:
@@ -297,63 +280,14 @@ async def _worker(conn: Connection, port: int, channel: str, people: list[Any], 
                 sub.transport.disconnect(graceful=False)
 
 
-class Workers:
+class Workers(Processes):
     """The participant processes, and their answers."""
 
     def __init__(self, n: int, port: int, channel: str, tokens: list[str], cpus: set[int]):
-        ctx = multiprocessing.get_context("spawn")
-        self.inbox: asyncio.Queue[tuple[int, tuple[Any, ...]]] = asyncio.Queue()
-        self.procs: list[multiprocessing.process.BaseProcess] = []
-        self.conns: list[Connection] = []
         people = list(enumerate(tokens))
-        for i in range(n):
-            mine = people[i::n]  # interleaved, so every worker sends all along the phase
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(
-                target=worker_main, args=(child, port, channel, mine, len(tokens)), daemon=True
-            )
-            proc.start()
-            CHILDREN.append(proc)
-            child.close()
-            if cpus:
-                with contextlib.suppress(OSError):
-                    os.sched_setaffinity(proc.pid, cpus)  # type: ignore[arg-type]
-            self.procs.append(proc)
-            self.conns.append(parent)
-            listen(parent, lambda message, i=i: self.inbox.put_nowait((i, message)))
-
-    async def gather(self, kind: str, timeout: float) -> list[Any]:
-        answers: dict[int, Any] = {}
-        async with asyncio.timeout(timeout):
-            while len(answers) < len(self.procs):
-                i, message = await self.inbox.get()
-                if message[0] != kind:
-                    raise RuntimeError(f"participant worker {i}: {message[0]} {message[1:]}")
-                answers[i] = message[1]
-        return [answers[i] for i in range(len(self.procs))]
-
-    def send(self, message: tuple[Any, ...]) -> None:
-        for conn in self.conns:
-            conn.send(message)
-
-    def cpu_seconds(self) -> float:
-        total = 0.0
-        for proc in self.procs:
-            with contextlib.suppress(psutil.Error):
-                total += sum(psutil.Process(proc.pid).cpu_times()[:2])
-        return total
-
-    def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        for conn in self.conns:
-            with contextlib.suppress(OSError, ValueError):
-                loop.remove_reader(conn.fileno())
-                conn.send(("stop",))
-        for proc in self.procs:
-            proc.join(3)
-            stop_child(proc)
-        for conn in self.conns:
-            conn.close()
+        # interleaved, so every worker sends all along the phase
+        jobs = [(port, channel, people[i::n], len(tokens)) for i in range(n)]
+        super().__init__("participant worker", worker_main, jobs, cpus)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -655,25 +589,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.participants = args.participants or (50 if args.quick else 500)
     args.seconds = args.seconds or (2.0 if args.quick else 10.0)
     args.burst = args.burst or (50 if args.quick else 200)
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    args.pin = args.pin and len(cpus) > 1
-    args.server_cpus = {cpus[0]} if args.pin else set()
-    args.client_cpus = set(cpus[1:]) if args.pin else set()
+    pin_cpus(args)
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.client_cpus:
-        os.sched_setaffinity(0, args.client_cpus)
     started = time.perf_counter()
-    try:
-        phases, runs, check = uvloop.run(bench(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        sys.exit("interrupted")
-    finally:
-        for child in CHILDREN:
-            stop_child(child)
+    phases, runs, check = run_bench(bench, args)
     tables = markdown(args, phases, runs)
     print(f"\n{tables}\n\n{check}\n(total {time.perf_counter() - started:.0f} s)")
     if args.markdown:

@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import websockets
@@ -33,6 +33,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from clients import Client, register
 from protocol import COMMUNITY_EVENTS, USER_EVENTS, Encoding, decode, encode
+
+if TYPE_CHECKING:
+    from tests.test_terminal import Terminal
 
 FACTOR = float(os.environ.get("AGORA_TEST_TIMEOUT_FACTOR", "1"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -556,6 +559,24 @@ async def client(server: AgoraProcess) -> AsyncIterator[Client]:
     account = await new_user(server)
     async with Client(server.ws, account["token"]) as c:
         yield c
+
+
+@pytest.fixture
+async def chat(tmp_path: Path) -> AsyncIterator[Callable[..., Terminal]]:
+    """Start ``agora chat`` with arguments (a ``test_terminal.Terminal``); every one is
+    ended after the test."""
+    from tests.test_terminal import Terminal  # that test module imports this one
+
+    started: list[Terminal] = []
+
+    def start(*args: str) -> Terminal:
+        terminal = Terminal(list(args), tmp_path / "config")
+        started.append(terminal)
+        return terminal
+
+    yield start
+    for terminal in started:
+        terminal.child.terminate(force=True)
 
 
 def http_json(

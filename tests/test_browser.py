@@ -143,6 +143,18 @@ async def general(server: AgoraProcess, token: str) -> str:
         return c.channel_named("general")
 
 
+async def command(server: AgoraProcess, token: str, op: str, d: dict[str, Any]) -> dict[str, Any]:
+    """The reply to one command, sent through the last node (waiting out rate limits)."""
+    async with Client(server.nodes[-1].ws, wait_on_rate_limit=True, token=token) as c:
+        return await c.request(op, d)
+
+
+async def accessible(tab: Tab) -> None:
+    """What is on screen passes the contrast and label checks (``CONTRAST``, ``UNLABELLED``)."""
+    assert await tab.page.evaluate(CONTRAST) == []
+    assert await tab.page.evaluate(UNLABELLED) == []
+
+
 # Log in
 
 

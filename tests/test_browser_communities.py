@@ -19,11 +19,10 @@ import pytest
 from clients import Client
 from tests.conftest import timeout
 from tests.test_browser import (  # noqa: F401  (fixtures)
-    CONTRAST,
     PASSWORD,
-    UNLABELLED,
     MakeServer,
     Tab,
+    accessible,
     account,
     browser,
     open_tab,
@@ -39,12 +38,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 async def command(server: Any, token: str, op: str, d: dict[str, Any]) -> dict[str, Any]:
     async with Client(server.ws, token) as c:
         return await c.request(op, d)
-
-
-async def accessible(tab: Tab) -> None:
-    """What is on screen passes the contrast and label checks of test_browser.py."""
-    assert await tab.page.evaluate(CONTRAST) == []
-    assert await tab.page.evaluate(UNLABELLED) == []
 
 
 def sidebar_communities(tab: Tab) -> Any:

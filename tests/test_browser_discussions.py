@@ -25,6 +25,7 @@ from tests.test_browser import (  # noqa: F401  (fixtures)
     Tab,
     account,
     browser,
+    command,
     open_tab,
     shoot,
 )
@@ -33,11 +34,6 @@ with contextlib.suppress(ImportError):  # reported by the `browser` fixture
     from playwright.async_api import expect
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-async def command(server: Any, token: str, op: str, d: dict[str, Any]) -> dict[str, Any]:
-    async with Client(server.nodes[-1].ws, wait_on_rate_limit=True, token=token) as c:
-        return await c.request(op, d)
 
 
 async def identify(server: Any, token: str) -> dict[str, Any]:

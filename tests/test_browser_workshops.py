@@ -20,12 +20,12 @@ import pytest
 from clients import Client
 from protocol.workshop import apply
 from tests.test_browser import (  # noqa: F401  (fixtures)
-    CONTRAST,
-    UNLABELLED,
     MakeServer,
     Tab,
+    accessible,
     account,
     browser,
+    command,
     open_tab,
     shoot,
 )
@@ -38,11 +38,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 CHANNEL = "planning"
 
 
-async def command(server: Any, token: str, op: str, d: dict[str, Any]) -> dict[str, Any]:
-    async with Client(server.nodes[-1].ws, wait_on_rate_limit=True, token=token) as c:
-        return await c.request(op, d)
-
-
 async def setup(server: Any, *names: str) -> tuple[list[dict[str, Any]], str, str]:
     """Accounts (the first owns the community), the community's id, and a new
     workshop channel's id."""
@@ -53,12 +48,6 @@ async def setup(server: Any, *names: str) -> tuple[list[dict[str, Any]], str, st
             "channel.create", {"community": community, "name": CHANNEL, "kind": "workshop"}
         )
     return users, community, made["channel"]["id"]
-
-
-async def accessible(tab: Tab) -> None:
-    """What is on screen passes the contrast and label checks of test_browser.py."""
-    assert await tab.page.evaluate(CONTRAST) == []
-    assert await tab.page.evaluate(UNLABELLED) == []
 
 
 async def open_workshop(tab: Tab) -> Any:
@@ -430,12 +419,21 @@ async def live_workshop(server: Any, token: str, ws: str) -> dict[str, Any]:
     )
 
 
+async def live_setup(
+    make_server: MakeServer, *names: str
+) -> tuple[Any, list[dict[str, Any]], str, str]:
+    """A new deployment, ``setup``'s accounts, community and workshop channel, and the
+    first account's ``live_workshop`` in that channel."""
+    server = make_server()
+    users, community, ws = await setup(server, *names)
+    await live_workshop(server, users[0]["token"], ws)
+    return server, users, community, ws
+
+
 async def test_on_a_phone_the_workshop_stacks_above_the_chat_without_overflow(
     make_server: MakeServer, open_tab: Any
 ) -> None:
-    server = make_server()
-    (fay, ann), _, ws = await setup(server, "Fay", "Ann")
-    await live_workshop(server, fay["token"], ws)
+    server, (fay, ann), _, ws = await live_setup(make_server, "Fay", "Ann")
     await command(server, fay["token"], "hand.raise", {"channel": ws})
     tab = await open_tab(server, ann["token"], width=375, height=740)
     page = tab.page
@@ -473,9 +471,7 @@ async def test_on_a_phone_the_workshop_stacks_above_the_chat_without_overflow(
 async def test_a_hand_is_raised_and_lowered_by_keyboard_alone(
     make_server: MakeServer, open_tab: Any
 ) -> None:
-    server = make_server()
-    (fay, ann), _, ws = await setup(server, "Fay", "Ann")
-    await live_workshop(server, fay["token"], ws)
+    server, (fay, ann), _, ws = await live_setup(make_server, "Fay", "Ann")
     tab = await open_tab(server, ann["token"])
     page = tab.page
     # Ctrl+K to the channel list, down to the workshop, Enter: the message box has the focus.
@@ -518,9 +514,7 @@ FACILITATOR_BUTTONS = [
 async def test_a_participant_sees_no_facilitator_controls_until_made_facilitator(
     make_server: MakeServer, open_tab: Any
 ) -> None:
-    server = make_server()
-    (fay, ann, bob), community, ws = await setup(server, "Fay", "Ann", "Bob")
-    await live_workshop(server, fay["token"], ws)
+    server, (fay, ann, bob), community, ws = await live_setup(make_server, "Fay", "Ann", "Bob")
     await command(server, bob["token"], "hand.raise", {"channel": ws})
     hidden = await command(server, bob["token"], "question.ask", {"channel": ws, "text": "Spam?"})
     await command(
@@ -563,9 +557,7 @@ async def test_a_participant_sees_no_facilitator_controls_until_made_facilitator
 async def test_after_a_reload_your_vote_and_upvotes_come_back_from_the_server(
     make_server: MakeServer, open_tab: Any
 ) -> None:
-    server = make_server()
-    (fay, ann, bob), _, ws = await setup(server, "Fay", "Ann", "Bob")
-    await live_workshop(server, fay["token"], ws)
+    server, (fay, ann, bob), _, ws = await live_setup(make_server, "Fay", "Ann", "Bob")
     tab = await open_tab(server, ann["token"])
     pane = await open_workshop(tab)
     card = poll_card(pane, "Lunch at noon?")
@@ -598,9 +590,7 @@ async def test_after_a_reload_your_vote_and_upvotes_come_back_from_the_server(
 async def test_the_facilitator_runs_timers_and_the_agenda_for_everyone(
     make_server: MakeServer, open_tab: Any
 ) -> None:
-    server = make_server()
-    (fay, ann), _, ws = await setup(server, "Fay", "Ann")
-    await live_workshop(server, fay["token"], ws)
+    server, (fay, ann), _, ws = await live_setup(make_server, "Fay", "Ann")
     await command(server, fay["token"], "timer.cancel", {"channel": ws})  # the item's
     fay_tab = await open_tab(server, fay["token"])
     ann_tab = await open_tab(server, ann["token"])

@@ -21,7 +21,7 @@ import signal
 import stat
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,21 +120,6 @@ class Terminal:
         self.child.wait()
         assert self.child.exitstatus is not None, f"killed by signal {self.child.signalstatus}"
         return self.child.exitstatus
-
-
-@pytest.fixture
-async def chat(tmp_path: Path) -> AsyncIterator[Callable[..., Terminal]]:
-    """Start ``agora chat`` with arguments; every one is ended after the test."""
-    started: list[Terminal] = []
-
-    def start(*args: str) -> Terminal:
-        terminal = Terminal(list(args), tmp_path / "config")
-        started.append(terminal)
-        return terminal
-
-    yield start
-    for terminal in started:
-        terminal.child.terminate(force=True)
 
 
 def nodes(server: AgoraProcess) -> tuple[AgoraProcess, AgoraProcess]:

@@ -35,7 +35,7 @@ from tests.discussion_helpers import (
     uid,
     until,
 )
-from tests.workshop_helpers import Follower, Room, follow, group_of, make_room
+from tests.workshop_helpers import Follower, Room, follow, group_of, live_room, make_room
 
 
 @pytest.fixture(autouse=True)
@@ -307,10 +307,8 @@ async def test_the_agenda_moves_by_next_and_goto_and_a_timeboxed_item_starts_its
 async def test_hands_queue_in_fifo_order_and_hand_call_takes_the_first_or_the_one_named(
     server,
 ) -> None:
-    room = await make_room(server, 3)
+    room, f = await live_room(server, 3)
     a, b, c = room.participants
-    f = await follow(room.fac, room.channel)
-    await room.start()
     for p in (a, b, c):
         reply, events = await ok(room, f, p, "hand.raise", room.d())
         assert reply == {} and ts(events) == ["hands.updated"]
@@ -355,10 +353,8 @@ async def test_hands_queue_in_fifo_order_and_hand_call_takes_the_first_or_the_on
 async def test_fair_order_puts_fewest_turns_first_then_the_earliest_raised_ties_by_user_id(
     server,
 ) -> None:
-    room = await make_room(server, 4)
+    room, f = await live_room(server, 4)
     a, b, c, d = room.participants
-    f = await follow(room.fac, room.channel)
-    await room.start()
     await ok(room, f, a, "hand.raise", room.d())
     await ok(room, f, b, "hand.raise", room.d())
     _, events = await ok(room, f, room.fac, "hand.call", room.d())
@@ -405,10 +401,8 @@ async def test_fair_order_puts_fewest_turns_first_then_the_earliest_raised_ties_
 
 
 async def test_hands_are_lowered_by_their_owner_by_a_facilitator_one_or_all(server) -> None:
-    room = await make_room(server, 3, guests=1)
+    room, f = await live_room(server, 3, guests=1)
     a, b, guest = room.participants
-    f = await follow(room.fac, room.channel)
-    await room.start()
     for p in (a, b, guest):  # guests take part too
         await ok(room, f, p, "hand.raise", room.d())
     reply, events = await ok(room, f, a, "hand.lower", room.d())
@@ -437,10 +431,8 @@ async def test_hands_are_lowered_by_their_owner_by_a_facilitator_one_or_all(serv
 async def test_a_single_choice_poll_takes_one_ballot_per_user_that_a_later_vote_replaces(
     server,
 ) -> None:
-    room = await make_room(server, 3, guests=1)
+    room, f = await live_room(server, 3, guests=1)
     a, b, guest = room.participants
-    f = await follow(room.fac, room.channel)
-    await room.start()
     made, events = await ok(
         room,
         f,
@@ -494,10 +486,8 @@ async def test_a_single_choice_poll_takes_one_ballot_per_user_that_a_later_vote_
 async def test_a_multi_choice_poll_takes_several_choices_and_polls_keep_creation_order(
     server,
 ) -> None:
-    room = await make_room(server, 2)
+    room, f = await live_room(server, 2)
     a, b = room.participants
-    f = await follow(room.fac, room.channel)
-    await room.start()
     first = (await room.fac.ok("poll.create", room.d(question="one?", options=["y", "n"])))["poll"]
     made, _ = await ok(
         room,
@@ -528,10 +518,8 @@ async def test_a_multi_choice_poll_takes_several_choices_and_polls_keep_creation
 async def test_questions_take_one_upvote_per_user_order_by_votes_and_hiding_drops_by(
     server,
 ) -> None:
-    room = await make_room(server, 3, guests=1)
+    room, f = await live_room(server, 3, guests=1)
     a, b, guest = room.participants
-    f = await follow(room.fac, room.channel)
-    await room.start()
     asked, events = await ok(room, f, a, "question.ask", room.d(text="What is a monad?"))
     q1 = asked["question"]
     assert ts(events) == ["question.asked"] and events[0]["d"] == {"question": q1}
@@ -596,9 +584,7 @@ async def test_questions_take_one_upvote_per_user_order_by_votes_and_hiding_drop
 
 
 async def test_a_timer_starts_extends_and_is_cancelled_and_one_at_a_time(server) -> None:
-    room = await make_room(server, 1)
-    f = await follow(room.fac, room.channel)
-    await room.start()
+    room, f = await live_room(server, 1)
     for op, d in [("timer.extend", room.d(seconds=5)), ("timer.cancel", room.d())]:
         assert error(await room.fac.command(op, d))[0] == "conflict", op
     started, events = await ok(room, f, room.fac, "timer.start", room.d(seconds=600, label="Break"))
@@ -746,10 +732,8 @@ async def test_breakout_open_with_an_assignment_and_minutes_starts_the_breakouts
 
 
 async def test_pulse_counts_each_participants_latest_pulse(server) -> None:
-    room = await make_room(server, 3, guests=1)
+    room, f = await live_room(server, 3, guests=1)
     a, b, guest = room.participants
-    f = await follow(room.fac, room.channel)
-    await room.start()
     reply, events = await ok(room, f, a, "pulse.send", room.d(kind="agree"))
     assert reply == {} and ts(events) == ["pulse.updated"]
     assert events[0]["d"] == {"counts": {"agree": 1, "confused": 0, "slower": 0, "faster": 0}}

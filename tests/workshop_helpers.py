@@ -220,6 +220,16 @@ async def follow(session: RawSession, channel: str) -> Follower:
     return follower
 
 
+async def live_room(
+    server: Any, participants: int = 3, *, guests: int = 0
+) -> tuple[Room, Follower]:
+    """``make_room``, the facilitator following the channel, and a workshop started."""
+    room = await make_room(server, participants, guests=guests)
+    f = await follow(room.fac, room.channel)
+    await room.start()
+    return room, f
+
+
 def facilitator_commands(
     room: Room, *, poll: str, question: str, other: str
 ) -> list[tuple[str, str, dict[str, Any]]]:

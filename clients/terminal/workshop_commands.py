@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from clients.terminal import workshop_view
@@ -52,11 +53,41 @@ def _room(chat: Chat, *, live: bool = True) -> tuple[ChannelState, Followed] | N
     return channel, followed
 
 
+#: A workshop command: it gets the current workshop channel and what the client keeps of it.
+RoomHandler = Callable[[Chat, str, ChannelState, Followed], Awaitable[None]]
+
+
+def _command(
+    name: str, usage: str, help: str, *, live: bool = True
+) -> Callable[[RoomHandler], RoomHandler]:
+    """Register the decorated handler as ``/name`` in the workshop group; it runs only in a
+    workshop channel (with ``live``, only while a workshop is live there: see ``_room``)."""
+
+    def register(run: RoomHandler) -> RoomHandler:
+        async def in_room(chat: Chat, arg: str) -> None:
+            room = _room(chat, live=live)
+            if room is not None:
+                await run(chat, arg, *room)
+
+        slash(name, usage, help, group="workshop")(in_room)
+        return run
+
+    return register
+
+
 def _number(arg: str, count: int) -> int | None:
     """A 1-based number among ``count`` as a 0-based index, or None."""
     if arg.isdigit() and 1 <= int(arg) <= count:
         return int(arg) - 1
     return None
+
+
+def _index(chat: Chat, arg: str, count: int, usage: str) -> int | None:
+    """``_number``, or None once ``usage`` is said."""
+    index = _number(arg, count)
+    if index is None:
+        chat.say(f"usage: {usage}")
+    return index
 
 
 def _words(chat: Chat, arg: str, usage: str) -> list[str] | None:
@@ -85,23 +116,16 @@ async def _member(chat: Chat, arg: str) -> dict[str, Any] | None:
 # everyone
 
 
-@slash("workshop", "", "show the workshop of this channel", group="workshop")
-async def workshop(chat: Chat, arg: str) -> None:
-    room = _room(chat, live=False)
-    if room is None:
-        return
+@_command("workshop", "", "show the workshop of this channel", live=False)
+async def workshop(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
     me = chat.state.user["id"]
     now = chat.client.workshops.server_now_ms()
-    for line in workshop_view.everything(room[1], chat.state.names, me, now):
+    for line in workshop_view.everything(followed, chat.state.names, me, now):
         chat.say(line)
 
 
-@slash("hand", "[up|down]", "raise your hand, or lower it", group="workshop")
-async def hand(chat: Chat, arg: str) -> None:
-    room = _room(chat)
-    if room is None:
-        return
-    channel, followed = room
+@_command("hand", "[up|down]", "raise your hand, or lower it")
+async def hand(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
     if arg not in ("", "up", "down"):
         chat.say("usage: /hand (raise or lower), /hand up, /hand down")
         return
@@ -115,12 +139,8 @@ async def hand(chat: Chat, arg: str) -> None:
         chat.say("you raised your hand")
 
 
-@slash("vote", "POLL CHOICE…", "vote in a poll: /vote 1 2 (poll 1, option 2)", group="workshop")
-async def vote(chat: Chat, arg: str) -> None:
-    room = _room(chat)
-    if room is None:
-        return
-    channel, followed = room
+@_command("vote", "POLL CHOICE…", "vote in a poll: /vote 1 2 (poll 1, option 2)")
+async def vote(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
     assert followed.workshop is not None
     polls = followed.workshop["polls"]
     poll_arg, *choice_args = arg.split() or [""]
@@ -140,28 +160,23 @@ async def vote(chat: Chat, arg: str) -> None:
     chat.say(f"you voted in poll {poll_index + 1}: {chosen}")
 
 
-@slash("ask", "TEXT", "ask the facilitator a question", group="workshop")
-async def ask(chat: Chat, arg: str) -> None:
-    room = _room(chat)
-    if room is None:
-        return
+@_command("ask", "TEXT", "ask the facilitator a question")
+async def ask(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
     if not arg:
         chat.say("usage: /ask TEXT")
         return
-    await chat.client.question_ask(room[0].id, arg)
+    await chat.client.question_ask(channel.id, arg)
     chat.say("you asked a question (others may /upvote it)")
 
 
-async def _upvote(chat: Chat, arg: str, up: bool) -> None:
-    room = _room(chat)
-    if room is None:
-        return
-    channel, followed = room
+async def _upvote(
+    chat: Chat, arg: str, channel: ChannelState, followed: Followed, up: bool
+) -> None:
     assert followed.workshop is not None
     numbered = workshop_view.questions_by_number(followed.workshop)
-    index = _number(arg, len(numbered))
+    usage = f"/{'upvote' if up else 'unvote'} N (a question's number in the panel)"
+    index = _index(chat, arg, len(numbered), usage)
     if index is None:
-        chat.say(f"usage: /{'upvote' if up else 'unvote'} N (a question's number in the panel)")
         return
     question = numbered[index]
     if up:
@@ -172,36 +187,32 @@ async def _upvote(chat: Chat, arg: str, up: bool) -> None:
         chat.say(f"you took back your upvote of question {index + 1}")
 
 
-@slash("upvote", "N", "upvote a question", group="workshop")
-async def upvote(chat: Chat, arg: str) -> None:
-    await _upvote(chat, arg, True)
+@_command("upvote", "N", "upvote a question")
+async def upvote(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
+    await _upvote(chat, arg, channel, followed, True)
 
 
-@slash("unvote", "N", "take back your upvote", group="workshop")
-async def unvote(chat: Chat, arg: str) -> None:
-    await _upvote(chat, arg, False)
+@_command("unvote", "N", "take back your upvote")
+async def unvote(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
+    await _upvote(chat, arg, channel, followed, False)
 
 
-@slash("pulse", "KIND", "tell the facilitator: agree, confused, slower or faster", group="workshop")
-async def pulse(chat: Chat, arg: str) -> None:
-    room = _room(chat)
-    if room is None:
-        return
+@_command("pulse", "KIND", "tell the facilitator: agree, confused, slower or faster")
+async def pulse(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
     if arg not in PULSE_KINDS:
         chat.say(f"usage: /pulse {'|'.join(PULSE_KINDS)}")
         return
-    await chat.client.pulse_send(room[0].id, arg)
+    await chat.client.pulse_send(channel.id, arg)
 
 
 # facilitators
 
 
-@slash("start", '"TITLE" [ITEM[:MIN]…]', "start a workshop here, with its agenda", group="workshop")
-async def start(chat: Chat, arg: str) -> None:
+@_command("start", '"TITLE" [ITEM[:MIN]…]', "start a workshop here, with its agenda", live=False)
+async def start(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
     usage = '/start "Title" "Intro:5" Discussion "Wrap-up:10" (an item\'s :N its minutes)'
-    room = _room(chat, live=False)
-    words = _words(chat, arg, usage) if room is not None else None
-    if room is None or words is None:
+    words = _words(chat, arg, usage)
+    if words is None:
         return
     if not words:
         chat.say(f"usage: {usage}")
@@ -214,74 +225,58 @@ async def start(chat: Chat, arg: str) -> None:
             agenda.append({"title": timed["title"], "minutes": int(timed["minutes"])})
         else:
             agenda.append({"title": item})
-    await chat.client.workshop_start(room[0].id, title, agenda)
+    await chat.client.workshop_start(channel.id, title, agenda)
 
 
-@slash("next", "", "move to the next agenda item", group="workshop")
-async def next_(chat: Chat, arg: str) -> None:
-    room = _room(chat)
-    if room is not None:
-        await chat.client.agenda_next(room[0].id)
+@_command("next", "", "move to the next agenda item")
+async def next_(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
+    await chat.client.agenda_next(channel.id)
 
 
-@slash("goto", "N", "move to agenda item N", group="workshop")
-async def goto(chat: Chat, arg: str) -> None:
-    room = _room(chat)
-    if room is None:
-        return
-    assert room[1].workshop is not None
-    index = _number(arg, len(room[1].workshop["agenda"]))
-    if index is None:
-        chat.say("usage: /goto N (an agenda item's number)")
-        return
-    await chat.client.agenda_goto(room[0].id, index)
+@_command("goto", "N", "move to agenda item N")
+async def goto(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
+    assert followed.workshop is not None
+    index = _index(chat, arg, len(followed.workshop["agenda"]), "/goto N (an agenda item's number)")
+    if index is not None:
+        await chat.client.agenda_goto(channel.id, index)
 
 
-@slash("call", "[USER]", "give the floor to the next hand, or to USER", group="workshop")
-async def call(chat: Chat, arg: str) -> None:
-    room = _room(chat)
-    if room is None:
-        return
+@_command("call", "[USER]", "give the floor to the next hand, or to USER")
+async def call(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
     user = None
     if arg:
         member = await _member(chat, arg)
         if member is None:
             return
         user = member["id"]
-    await chat.client.hand_call(room[0].id, user)
+    await chat.client.hand_call(channel.id, user)
 
 
-@slash("lower", "USER|all", "lower someone's hand, or every hand", group="workshop")
-async def lower(chat: Chat, arg: str) -> None:
-    room = _room(chat)
-    if room is None:
-        return
+@_command("lower", "USER|all", "lower someone's hand, or every hand")
+async def lower(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
     if not arg:
         chat.say("usage: /lower USER, or /lower all (your own: /hand down)")
         return
     if arg == "all":
-        await chat.client.hand_lower(room[0].id, all=True)
+        await chat.client.hand_lower(channel.id, all=True)
         return
     member = await _member(chat, arg)
     if member is not None:
-        await chat.client.hand_lower(room[0].id, user=member["id"])
+        await chat.client.hand_lower(channel.id, user=member["id"])
 
 
-@slash("poll", '"QUESTION" A B…|close N', "start a poll (or close poll N)", group="workshop")
-async def poll(chat: Chat, arg: str) -> None:
+@_command("poll", '"QUESTION" A B…|close N', "start a poll (or close poll N)")
+async def poll(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
     usage = '/poll "Which day?" Monday Tuesday, or /poll close N'
-    room = _room(chat)
-    words = _words(chat, arg, usage) if room is not None else None
-    if room is None or words is None:
+    words = _words(chat, arg, usage)
+    if words is None:
         return
-    channel, followed = room
     assert followed.workshop is not None
+    polls = followed.workshop["polls"]
     if len(words) == 2 and words[0] == "close":
-        index = _number(words[1], len(followed.workshop["polls"]))
-        if index is None:
-            chat.say("usage: /poll close N (a poll's number in the panel)")
-            return
-        await chat.client.poll_close(channel.id, followed.workshop["polls"][index]["id"])
+        index = _index(chat, words[1], len(polls), "/poll close N (a poll's number in the panel)")
+        if index is not None:
+            await chat.client.poll_close(channel.id, polls[index]["id"])
         return
     if len(words) < 3:
         chat.say(f"usage: {usage}")
@@ -289,18 +284,9 @@ async def poll(chat: Chat, arg: str) -> None:
     await chat.client.poll_create(channel.id, words[0], words[1:])
 
 
-@slash(
-    "timer",
-    "DURATION [LABEL]|+DURATION|cancel",
-    "start, extend or cancel the timer",
-    group="workshop",
-)
-async def timer(chat: Chat, arg: str) -> None:
+@_command("timer", "DURATION [LABEL]|+DURATION|cancel", "start, extend or cancel the timer")
+async def timer(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
     usage = "/timer 60 [LABEL] (or 5m, 1m30s), /timer +60, /timer cancel"
-    room = _room(chat)
-    if room is None:
-        return
-    channel = room[0]
     when, _, label = arg.partition(" ")
     if when == "cancel":
         await chat.client.timer_cancel(channel.id)
@@ -318,20 +304,16 @@ async def timer(chat: Chat, arg: str) -> None:
         await chat.client.timer_start(channel.id, seconds, label=label.strip() or None)
 
 
-@slash("answer", "N [TEXT]", "mark question N answered", group="workshop")
-async def answer(chat: Chat, arg: str) -> None:
-    room = _room(chat)
-    if room is None:
-        return
-    channel, followed = room
+@_command("answer", "N [TEXT]", "mark question N answered")
+async def answer(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
     assert followed.workshop is not None
     number, _, text = arg.partition(" ")
     numbered = workshop_view.questions_by_number(followed.workshop)
-    index = _number(number, len(numbered))
-    if index is None:
-        chat.say("usage: /answer N [TEXT] (a question's number in the panel)")
-        return
-    await chat.client.question_answer(channel.id, numbered[index]["id"], text.strip() or None)
+    index = _index(
+        chat, number, len(numbered), "/answer N [TEXT] (a question's number in the panel)"
+    )
+    if index is not None:
+        await chat.client.question_answer(channel.id, numbered[index]["id"], text.strip() or None)
 
 
 @slash("report", "TEXT", "report your breakout group's work (in its room)", group="workshop")
@@ -347,8 +329,6 @@ async def report(chat: Chat, arg: str) -> None:
     chat.say("reported to the main room")
 
 
-@slash("end", "", "end the workshop and write its recap", group="workshop")
-async def end(chat: Chat, arg: str) -> None:
-    room = _room(chat)
-    if room is not None:
-        await chat.client.workshop_end(room[0].id)
+@_command("end", "", "end the workshop and write its recap")
+async def end(chat: Chat, arg: str, channel: ChannelState, followed: Followed) -> None:
+    await chat.client.workshop_end(channel.id)

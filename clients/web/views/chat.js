@@ -484,3 +484,42 @@ export function createChatView(app) {
     markRead,
   };
 }
+
+/**
+ * A view that draws a channel with the chat view plus a part of its own (the
+ * workshop panel, a breakout room's bar): the chat view does the rest.
+ * `own.show(channel)` draws that part before the chat view shows the channel;
+ * `own.refresh(channel)` redraws it and says whether the channel is the one on
+ * screen (only then does the chat view refresh); `own.hide()` takes it away (on
+ * `clear` too, before the chat view clears). Any other member of `own` is kept.
+ */
+export function aroundChat(chat, own) {
+  return {
+    ...own,
+    show(channel) {
+      own.show(channel);
+      chat.show(channel);
+    },
+    changed(channel) {
+      chat.changed(channel);
+    },
+    refresh(channel) {
+      if (own.refresh(channel)) chat.refresh(channel);
+    },
+    reset(channel) {
+      chat.reset(channel);
+    },
+    status() {},
+    online() {},
+    focus() {
+      chat.focus();
+    },
+    hide() {
+      own.hide();
+    },
+    clear() {
+      own.hide();
+      chat.clear();
+    },
+  };
+}

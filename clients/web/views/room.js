@@ -7,6 +7,7 @@
 
 import { $ } from '../dom.js';
 import { MAX_REPORT_CHARS } from '../workshop_state.js';
+import { aroundChat } from './chat.js';
 
 export function createRoomView(app, chat) {
   const bar = $('#room-bar');
@@ -47,38 +48,21 @@ export function createRoomView(app, chat) {
     }
   });
 
-  return {
+  return aroundChat(chat, {
     show(channel) {
       if (channel !== ch) note.textContent = '';
       ch = channel;
       bar.hidden = false;
       drawBar();
-      chat.show(channel);
-    },
-    changed(channel) {
-      chat.changed(channel);
     },
     refresh(channel) {
-      if (channel !== ch) return;
+      if (channel !== ch) return false;
       drawBar();
-      chat.refresh(channel);
-    },
-    reset(channel) {
-      chat.reset(channel);
-    },
-    status() {},
-    online() {},
-    focus() {
-      chat.focus();
+      return true;
     },
     hide() {
       ch = null;
       bar.hidden = true;
     },
-    clear() {
-      ch = null;
-      bar.hidden = true;
-      chat.clear();
-    },
-  };
+  });
 }

@@ -25,6 +25,7 @@
 import { $, el } from '../dom.js';
 import { openDialog, confirmAction } from '../dialogs.js';
 import { can } from '../roles.js';
+import { aroundChat } from './chat.js';
 import {
   apply, MAX_AGENDA_ITEMS, MAX_ANSWER_CHARS, MAX_BREAKOUT_MINUTES, MAX_GROUPS, MAX_ITEM_MINUTES,
   MAX_OPTION_CHARS, MAX_POLL_OPTIONS, MAX_QUESTION_CHARS, MAX_TIMER_S, MAX_WORKSHOP_TITLE,
@@ -980,7 +981,7 @@ export function createWorkshopView(app, chat) {
     loadParticipation();
   });
 
-  return {
+  return aroundChat(chat, {
     subscribed,
     event,
     /** The workshop's state of a channel, for the room view: {state, …} or null. */
@@ -992,24 +993,12 @@ export function createWorkshopView(app, chat) {
       record(channel);
       if (switched) built = null;
       draw();
-      chat.show(channel);
-    },
-    changed(channel) {
-      chat.changed(channel);
     },
     refresh(channel) {
-      if (channel !== ch) return;
+      if (channel !== ch) return false;
       syncRooms(channel); // the viewer's role may have changed: all rooms, or their own
       draw();
-      chat.refresh(channel);
-    },
-    reset(channel) {
-      chat.reset(channel);
-    },
-    status() {},
-    online() {},
-    focus() {
-      chat.focus();
+      return true;
     },
     /** Another kind of channel is on screen: let go of this one (the chat view stays). */
     hide() {
@@ -1021,15 +1010,5 @@ export function createWorkshopView(app, chat) {
       clearInterval(ticker);
       ticker = null;
     },
-    clear() {
-      ch = null;
-      built = null;
-      parts = {};
-      root.hidden = true;
-      body.replaceChildren();
-      clearInterval(ticker);
-      ticker = null;
-      chat.clear();
-    },
-  };
+  });
 }
