@@ -59,6 +59,12 @@ def bad_request(message: str) -> ProtocolError:
     return ProtocolError(message, code=ErrorCode.BAD_REQUEST)
 
 
+def room_for_one_more(items: list[object], most: int, what: str) -> None:
+    """Raise ``too_large`` when a workshop holds ``most`` of ``what`` already."""
+    if len(items) >= most:
+        raise ProtocolError(f"a workshop holds at most {most} {what}", code=ErrorCode.TOO_LARGE)
+
+
 def refused(exc: ValueError) -> ProtocolError:
     """A payload part ``protocol.workshop`` refused: ``too_large`` or ``bad_request``."""
     code = ErrorCode.TOO_LARGE if isinstance(exc, TooLarge) else ErrorCode.BAD_REQUEST

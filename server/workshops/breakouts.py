@@ -11,7 +11,6 @@ import random
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from protocol import ErrorCode, ProtocolError
 from protocol.workshop import MAX_REPORTS, assignment_of
 from server.domain.channels import readable_channel
 from server.domain.messages import post
@@ -27,6 +26,7 @@ from server.workshops.access import (
     driving,
     live,
     refused,
+    room_for_one_more,
     taking_part,
     user_id,
 )
@@ -127,10 +127,7 @@ async def report(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         breakout = fold.state["breakout"]
         if breakout is None or all(g["channel"] != room.id for g in breakout["groups"]):
             raise conflict("this group's breakout is closed")
-        if len(fold.state["reports"]) >= MAX_REPORTS:
-            raise ProtocolError(
-                f"a workshop holds at most {MAX_REPORTS} reports", code=ErrorCode.TOO_LARGE
-            )
+        room_for_one_more(fold.state["reports"], MAX_REPORTS, "reports")
         change = Change()
         change.event("breakout.reported", {"group": room.id, "text": d["text"].strip(), "by": me})
         change.writes.append(Write(ATTEND, (fold.row.id, me)))

@@ -11,7 +11,6 @@ import copy
 import json
 from typing import TYPE_CHECKING, Any
 
-from protocol import ErrorCode, ProtocolError
 from protocol.workshop import MAX_POLLS, choices_of, options_of
 from server.gateway.router import CommandRouter
 from server.ids import new_id, now_ms
@@ -22,6 +21,7 @@ from server.workshops.access import (
     live,
     not_found,
     refused,
+    room_for_one_more,
     taking_part,
     user_id,
 )
@@ -50,10 +50,7 @@ async def create(session: Session, d: dict[str, Any]) -> dict[str, Any]:
 
     async def decide(fold: Fold) -> Change:
         assert fold.state is not None
-        if len(fold.state["polls"]) >= MAX_POLLS:
-            raise ProtocolError(
-                f"a workshop holds at most {MAX_POLLS} polls", code=ErrorCode.TOO_LARGE
-            )
+        room_for_one_more(fold.state["polls"], MAX_POLLS, "polls")
         poll = {
             "id": new_id(),
             "question": d["question"].strip(),

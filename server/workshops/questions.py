@@ -17,7 +17,15 @@ from server.domain.permissions import Permission
 from server.gateway.router import CommandRouter
 from server.ids import new_id, now_ms
 from server.store.workshops import ADD_UPVOTE, DROP_UPVOTE, Write, counted
-from server.workshops.access import conflict, driving, live, not_found, taking_part, user_id
+from server.workshops.access import (
+    conflict,
+    driving,
+    live,
+    not_found,
+    room_for_one_more,
+    taking_part,
+    user_id,
+)
 from server.workshops.live import Change, Fold
 
 if TYPE_CHECKING:
@@ -40,10 +48,7 @@ async def ask(session: Session, d: dict[str, Any]) -> dict[str, Any]:
 
     async def decide(fold: Fold) -> Change:
         assert fold.state is not None
-        if len(fold.state["questions"]) >= MAX_QUESTIONS:
-            raise ProtocolError(
-                f"a workshop holds at most {MAX_QUESTIONS} questions", code=ErrorCode.TOO_LARGE
-            )
+        room_for_one_more(fold.state["questions"], MAX_QUESTIONS, "questions")
         question = {
             "id": new_id(),
             "text": d["text"].strip(),
