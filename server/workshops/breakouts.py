@@ -85,14 +85,10 @@ async def open_groups(session: Session, d: dict[str, Any]) -> dict[str, Any]:
 async def _random_groups(agora: Agora, fold: Fold, count: int) -> list[list[str]]:
     """The attendees below facilitator, shuffled and dealt into ``count`` groups."""
     people = [p.user_id for p in await agora.store.people(fold.row.id)]
-    roles = {user: role for user, role in await _roles(agora, fold.row.community_id)}
+    roles = {user.id: role for user, role in await agora.store.members(fold.row.community_id)}
     below = [u for u in people if u in roles and RANK[roles[u]] < RANK["facilitator"]]
     random.shuffle(below)
     return [below[i::count] for i in range(count)]
-
-
-async def _roles(agora: Agora, community_id: str) -> list[tuple[str, str]]:
-    return [(user.id, role) for user, role in await agora.store.members(community_id)]
 
 
 @router.command("breakout.broadcast")

@@ -119,8 +119,8 @@ class LiveWorkshops:
         return lock
 
     async def current(self, channel_id: str) -> Fold | None:
-        """The live workshop of the channel, folded up to the store's latest, and the
-        version of it (hold the lock)."""
+        """The live workshop of the channel, folded up to at least the version in its
+        ``row``, which a change is decided on (hold the lock)."""
         row = await self.agora.store.live_workshop(channel_id)
         if row is None:
             self.folds.pop(channel_id, None)

@@ -67,9 +67,9 @@ async def start(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         except Conflict:
             raise conflict("a workshop is live in this channel already") from None
         row = await agora.store.live_workshop(channel.id)
-        assert row is not None
-        workshops.folds[channel.id] = fold = Fold(row, o=row.start_o - 1)
-        fold.apply(stored.event)
+        if row is not None and row.id == workshop["id"]:  # (not ended on another node already)
+            workshops.folds[channel.id] = fold = Fold(row, o=row.start_o - 1)
+            fold.apply(stored.event)
         await workshops.publish(channel.id, [stored])
     return {"workshop": workshop}
 
