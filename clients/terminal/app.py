@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, TypeVar
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.driver import Driver
 from textual.widgets import Input, OptionList
 
 from clients.client import AgoraClientError, Client, CommandError, ConnectionClosed, Gap
@@ -111,6 +113,18 @@ class ChatApp(App[None]):
         #: the panel's lines as last drawn (a timer redraws it each second)
         self.workshop_shown: list[str] | None = None
         self.learning_names = False
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's, but on Linux and macOS ``ChatDriver``: a ``SIGCONT`` after a
+        ``SIGSTOP`` must not start a second input thread."""
+        driver = super().get_driver_class()
+        if sys.platform == "win32":
+            return driver
+        from textual.drivers.linux_driver import LinuxDriver  # no termios on Windows
+
+        from clients.terminal.driver import ChatDriver
+
+        return ChatDriver if driver is LinuxDriver else driver
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
