@@ -229,12 +229,31 @@ export function createWorkshopView(app, chat) {
     tick();
   }
 
-  /** Redraw `container` with `children`, keeping the focus on the control it was on. */
+  /**
+   * Redraw `container` with `children`, keeping the focus where it was; a focused
+   * button stays the same element, which takes its new twin's attributes, content,
+   * handler and place. A new element would
+   * take the focus but not a key already half pressed (Space clicks on its keyup), so
+   * an event arriving mid-press would swallow the press.
+   */
   function redraw(container, ...children) {
     const active = document.activeElement;
     const key = container.contains(active) ? active.dataset.key : null;
     container.replaceChildren(...children.flat().filter(Boolean));
-    if (key) container.querySelector(`[data-key="${CSS.escape(key)}"]`)?.focus();
+    const twin = key ? container.querySelector(`[data-key="${CSS.escape(key)}"]`) : null;
+    if (!twin) return;
+    if (active.tagName !== 'BUTTON' || twin.tagName !== 'BUTTON') {
+      twin.focus();
+      return;
+    }
+    for (const { name } of [...active.attributes]) {
+      if (!twin.hasAttribute(name)) active.removeAttribute(name);
+    }
+    for (const { name, value } of [...twin.attributes]) active.setAttribute(name, value);
+    active.replaceChildren(...twin.childNodes);
+    active.onclick = twin.onclick;
+    twin.replaceWith(active);
+    active.focus();
   }
 
   function card(key, title, ...children) {
