@@ -278,7 +278,15 @@ async def test_breakouts_reports_and_participation(server: AgoraProcess) -> None
         groups = breakout["groups"]
         assert [g["members"] for g in groups] == [[uid(bob)], [uid(cara)]]
         assert [g["name"] for g in groups] == ["Group 1", "Group 2"]
-        await eventually(lambda: bob.workshops[ch].workshop["breakout"] is not None, "the groups")
+        # breakout.opened and the timer's timer.started come from one commit, one after
+        # the other: wait for both
+        await eventually(
+            lambda: (
+                bob.workshops[ch].workshop["breakout"] is not None
+                and bob.workshops[ch].workshop["timer"] is not None
+            ),
+            "the groups and their timer",
+        )
         assert bob.workshops[ch].workshop["timer"]["label"] == "Breakouts"
         bobs_group = groups[0]["channel"]
         with pytest.raises(CommandError) as refused:
