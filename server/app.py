@@ -44,6 +44,7 @@ from server.domain import (
     messages,
     moderation,
     presence,
+    tokens,
 )
 from server.domain.accounts import Accounts
 from server.errors import Unavailable
@@ -101,7 +102,9 @@ class Agora:
         self.broker = broker
         self.metrics = Metrics()
         self.hub = Hub(store, broker, self.metrics)
-        self.accounts = Accounts(store, registration=settings.registration)
+        self.accounts = Accounts(
+            store, registration=settings.registration, token_ttl_days=settings.token_ttl_days
+        )
         self.router = CommandRouter()
         for domain in DOMAIN:
             self.router.include(domain.router)
@@ -116,6 +119,7 @@ class Agora:
         self.pending_thread_updates: set[str] = set()
         #: (user, channel) -> when this node last forwarded their ``typing.started``
         self.typing_forwarded: dict[tuple[str, str], float] = {}
+        self.token_watch = tokens.TokenWatch(self)
         self.workshops = LiveWorkshops(self)
         self.workshops.on_due = lambda channel: timers.due(self, channel)
         self.workshops.on_unwritten_recap = lambda row: recap.write_recap(self, row)
@@ -124,11 +128,14 @@ class Agora:
         await self.store.open()
         log.info("opened the %s", self.settings.database_description)
         await self.hub.start()
+        await self.hub.serve(tokens.REVOCATIONS, lambda frame: tokens.on_revocation(self, frame))
+        self.token_watch.start()
         await self.live.start(lambda user, status: presence.changed(self, user, status))
         self.workshops.start()
 
     async def stop(self) -> None:
         await self.drain()
+        await self.token_watch.stop()
         await self.workshops.stop()
         await self.live.stop()
         await self.hub.stop()
@@ -261,6 +268,11 @@ def create_app(
         routes=[
             Route("/api/v1/auth/register", accounts.register, methods=["POST"]),
             Route("/api/v1/auth/login", accounts.login, methods=["POST"]),
+            Route("/api/v1/auth/logout", tokens.logout, methods=["POST"]),
+            Route("/api/v1/auth/password", tokens.change_password, methods=["POST"]),
+            Route("/api/v1/auth/sessions", tokens.sessions, methods=["GET"]),
+            Route("/api/v1/auth/sessions", tokens.revoke_others, methods=["DELETE"]),
+            Route("/api/v1/auth/sessions/{session_id}", tokens.revoke, methods=["DELETE"]),
             Route("/api/v1/bots", bots.create, methods=["POST"]),
             Route("/api/v1/bots", bots.list_mine, methods=["GET"]),
             Route("/api/v1/bots/{bot_id}/tokens", bots.new_token, methods=["POST"]),

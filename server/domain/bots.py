@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from protocol import ErrorCode
 from server.domain import communities
 from server.domain.accounts import Invalid, check_account, http_error, issue_token, read_body
+from server.domain.tokens import bearer
 from server.store import Conflict, User
 
 if TYPE_CHECKING:
@@ -77,13 +78,5 @@ async def new_token(request: Request) -> JSONResponse:
 
 async def _caller(request: Request) -> User | JSONResponse:
     """The account behind ``Authorization: Bearer <token>``, or the 401 to answer."""
-    agora: Agora = request.app.state.agora
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    user = None
-    if scheme.lower() == "bearer" and token.strip():
-        user = await agora.accounts.authenticate(token.strip())
-    if user is None:
-        return http_error(
-            401, ErrorCode.UNAUTHORIZED, "send 'Authorization: Bearer <token>' with a valid token"
-        )
-    return user
+    token = await bearer(request)
+    return token if isinstance(token, JSONResponse) else token.user

@@ -10,6 +10,10 @@ to the store, not published: a running embedded server's live subscribers
 get it with the next event of that channel (the hub repairs the gap from the
 store); history and replay have it at once.
 
+A disabled account (``agora user disable``) can neither log in nor identify at
+once; a running server closes its open sessions (4001 ``account disabled``)
+within its ``revocation_check_ms``, when it next checks its sessions' tokens.
+
 Role changes and channel changes made here go into the community's audit log
 with the actor ``operator``, like the app's own.
 
@@ -35,6 +39,7 @@ from server.backends import store_from
 from server.domain import audit, communities
 from server.domain.accounts import Invalid, check_account, hash_password, issue_token
 from server.domain.channels import channel_name
+from server.ids import now_ms
 from server.operator import transfer
 from server.settings import Settings
 from server.store import Channel, Community, Conflict, Store, User
@@ -91,6 +96,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = command(user, "password", user_password, "set an account's password")
     p.add_argument("username")
     _password_stdin(p)
+    p = command(
+        user, "disable", user_disable, "disable an account: no login, no identify, sessions closed"
+    )
+    p.add_argument("username")
+    p = command(user, "enable", user_enable, "enable a disabled account again")
+    p.add_argument("username")
 
     community = group("community", "manage communities")
     p = command(community, "create", community_create, "create a community with a general channel")
@@ -212,6 +223,19 @@ async def user_password(store: Store, args: argparse.Namespace, out: TextIO) -> 
         raise AdminError(f"'{user.username}' is a bot; bots use tokens (agora bot token)")
     await store.set_password(user.id, hash_password(_read_password(args.password_stdin)))
     _row(out, user.id, user.username)
+
+
+async def user_disable(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    user = await find_user(store, args.username)
+    if await store.disabled_ms(user.id) is None:
+        await store.set_disabled(user.id, now_ms())
+    _row(out, user.id, user.username, "disabled")
+
+
+async def user_enable(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    user = await find_user(store, args.username)
+    await store.set_disabled(user.id, None)
+    _row(out, user.id, user.username, "enabled")
 
 
 # communities and channels

@@ -21,6 +21,7 @@ from server.store.base import (
     Channel,
     Invite,
     InviteRefused,
+    Token,
     User,
 )
 
@@ -36,11 +37,16 @@ INSERT_USER = (
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 SET_PASSWORD = "UPDATE users SET password_hash = ? WHERE id = ?"
-ADD_TOKEN = "INSERT INTO tokens(id, user_id, secret_hash, created_ms) VALUES (?, ?, ?, ?)"
-TOKEN = (
-    f"SELECT {USER_COLUMNS}, t.secret_hash FROM tokens t JOIN users u ON u.id = t.user_id"
-    " WHERE t.id = ?"
+SET_DISABLED = "UPDATE users SET disabled_ms = ? WHERE id = ?"
+DISABLED_MS = "SELECT disabled_ms FROM users WHERE id = ?"
+ADD_TOKEN = "INSERT INTO tokens(id, user_id, secret_hash, created_ms, label) VALUES (?, ?, ?, ?, ?)"
+#: A token's row: ``USER_COLUMNS``, then what ``token`` reads after them.
+TOKEN_COLUMNS = (
+    f"{USER_COLUMNS}, t.id, t.secret_hash, t.created_ms, t.last_used_ms, t.label, u.disabled_ms"
 )
+TOKENS = f"SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id"
+TOKEN = TOKENS + " WHERE t.id = ?"
+TOKENS_OF = TOKENS + " WHERE t.user_id = ? ORDER BY t.created_ms, t.id"
 INSERT_COMMUNITY = "INSERT INTO communities(id, name, created_ms) VALUES (?, ?, ?)"
 COMMUNITY = "SELECT id, name FROM communities WHERE id = ?"
 MEMBERS = (
@@ -147,6 +153,11 @@ def numbered(statement: str) -> str:
 def user(row: Sequence[Any]) -> User:
     """A user from the first five columns of a row (``USER_COLUMNS``)."""
     return User(row[0], row[1], row[2], bool(row[3]), row[4])
+
+
+def token(row: Sequence[Any]) -> Token:
+    """A token from a row of ``TOKEN_COLUMNS``."""
+    return Token(row[5], user(row), bytes(row[6]), row[7], row[8], row[9], row[10] is not None)
 
 
 def unfinished_frame(t: str, channel_id: str, d: dict[str, Any]) -> bytes:
