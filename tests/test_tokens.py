@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from clients import Client, CommandError, change_password, login, sessions
+from protocol import Encoding
 from tests.agora_cli import ok, storage
 from tests.conftest import (
     AgoraProcess,
@@ -337,5 +338,15 @@ async def test_nothing_sent_to_the_token_routes_makes_a_traceback(server: Any) -
         answer = http_request("DELETE", f"{node.http}{SESSIONS}/{session_id}", token=token)
         assert answer.status == 404, session_id
         assert answer.json()["error"]["code"] == "not_found"
+    for bad in ["\\u0000.x", "1\\u0000.x", "1." + "\\u0000" * 9, "\\ud800.x", "1.\\ud800"]:
+        session = await raw_session(node, Encoding.JSON)
+        await session.ws.send('{"op": "identify", "id": 1, "d": {"token": "' + bad + '"}}')
+        answer = await session.recv()
+        if "ud800" in bad:  # not valid Unicode: refused before any token is looked at
+            assert answer["d"]["code"] == "bad_request"
+            await session.ws.close()
+        else:
+            assert answer["d"] == {"code": "unauthorized", "message": "bad token"}
+            assert await closed_with(session.ws) == documented_close(4001, "bad token")
     assert call(node, "GET", SESSIONS, token)[0] == 200  # the token survived all that
     log.assert_no_traceback()

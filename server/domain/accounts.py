@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from server.gateway.session import Session
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{2,32}")
+#: What a token's id may be (ours are digits); anything else is no token's (and no NUL
+#: reaches PostgreSQL, which refuses one in text).
+TOKEN_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 MIN_PASSWORD, MAX_PASSWORD = 8, 256
 MAX_DISPLAY_NAME = 64
 #: Largest body the auth endpoints read, in bytes.
@@ -185,7 +188,7 @@ class Accounts:
         ``account disabled`` or ``token expired``.
         """
         token_id, _, secret = token.partition(".")
-        if not token_id or not secret or len(token_id) > 32:
+        if not secret or not TOKEN_ID.fullmatch(token_id):
             raise Refused(AuthCloseReason.BAD_TOKEN)
         found = await self.store.token(token_id)
         if found is None or not hmac.compare_digest(found.secret_hash, _digest(secret)):

@@ -27,6 +27,7 @@ from protocol import AuthCloseReason, CloseCode, ErrorCode
 from server.domain.accounts import (
     MAX_PASSWORD,
     MIN_PASSWORD,
+    TOKEN_ID,
     Refused,
     http_error,
     read_body,
@@ -202,7 +203,9 @@ async def revoke(request: Request) -> Response:
     if isinstance(token, JSONResponse):
         return token
     session_id = request.path_params["session_id"]
-    revoked = await agora.store.revoke_tokens(token.user.id, [session_id[:32]])
+    revoked = []
+    if TOKEN_ID.fullmatch(session_id):
+        revoked = await agora.store.revoke_tokens(token.user.id, [session_id])
     if not revoked:
         return http_error(404, ErrorCode.NOT_FOUND, "you have no session with this id")
     await announce(agora, token.user.id, revoked, AuthCloseReason.TOKEN_REVOKED)
