@@ -6,7 +6,7 @@
 // side panel is open; the breakout rooms a workshop opens for the user. The
 // protocol lives in agora.js, channel state in state.js, threads in
 // threads.js, direct messages in dms.js, roles in roles.js, dialogs in
-// dialogs.js, a workshop's state in workshop_state.js, and each view in views/.
+// dialogs.js, logout and the Sessions dialog in sessions.js, a workshop's state in workshop_state.js, and each view in views/.
 
 import { Agora } from './agora.js';
 import { $, countText } from './dom.js';
@@ -14,6 +14,7 @@ import {
   channelDialog, confirmAction, createCommunityDialog, dialogOpen, inviteDialog,
 } from './dialogs.js';
 import { can } from './roles.js';
+import { endedMessage, revokeToken, sessionsDialog } from './sessions.js';
 import { createDms } from './dms.js';
 import { createSidebar } from './sidebar.js';
 import { ChannelState, UNREAD_CAP } from './state.js';
@@ -213,7 +214,21 @@ function logout(message = '') {
   $('#login-username').focus();
 }
 
-$('#logout').addEventListener('click', () => logout());
+// Log out: revoke the token on the server (its other tabs close with 4001
+// 'logged out'), then forget it here.
+$('#logout').addEventListener('click', async () => {
+  const token = client?.token ?? localStorage.getItem(TOKEN_KEY);
+  client?.close(); // first, so that the server's 4001 for this token is not read as news
+  $('#logout').disabled = true;
+  const note = token ? await revokeToken(token) : '';
+  $('#logout').disabled = false;
+  logout(note);
+});
+
+$('#sessions').addEventListener('click', () => {
+  const token = client?.token ?? localStorage.getItem(TOKEN_KEY);
+  if (token) sessionsDialog(token, { onended: () => logout(endedMessage('bad token')) });
+});
 
 // Connection
 
@@ -232,7 +247,7 @@ function setStatus(state, text) {
 }
 
 function onstatus(status, reason) {
-  if (status === 'unauthorized') return logout('Your session has expired. Please log in again.');
+  if (status === 'unauthorized') return logout(endedMessage(reason));
   const text = STATUS_TEXT[status]
     ?? `Disconnected: ${reason || 'the server refused the connection'}. Reload to retry.`;
   setStatus(status, text);
