@@ -15,7 +15,14 @@ from starlette.responses import JSONResponse
 
 from protocol import ErrorCode
 from server.domain import communities
-from server.domain.accounts import Invalid, check_account, http_error, issue_token, read_body
+from server.domain.accounts import (
+    Invalid,
+    check_account,
+    http_error,
+    issue_token,
+    label_of,
+    read_body,
+)
 from server.domain.tokens import bearer
 from server.store import Conflict, User
 
@@ -51,7 +58,7 @@ async def create(request: Request) -> JSONResponse:
         )
     except Conflict as exc:
         return http_error(409, ErrorCode.CONFLICT, str(exc))
-    token = await issue_token(agora.store, bot)
+    token = await issue_token(agora.store, bot, label_of(request))
     await communities.announce_new_account(agora, bot)
     return JSONResponse({"user": bot.public(), "token": token}, status_code=201)
 
@@ -73,7 +80,8 @@ async def new_token(request: Request) -> JSONResponse:
     bot = await agora.store.user(request.path_params["bot_id"])
     if bot is None or not bot.bot or bot.owner_id != caller.id:
         return http_error(404, ErrorCode.NOT_FOUND, "you have no bot with this id")
-    return JSONResponse({"token": await issue_token(agora.store, bot)}, status_code=201)
+    token = await issue_token(agora.store, bot, label_of(request))
+    return JSONResponse({"token": token}, status_code=201)
 
 
 async def _caller(request: Request) -> User | JSONResponse:

@@ -367,7 +367,7 @@ async def bot_create(store: Store, args: argparse.Namespace, out: TextIO) -> Non
         raise AdminError(f"'{owner.username}' is a bot; a bot's owner must be a person")
     name = _checked(args.username, args.name)
     bot = await _created(store.create_user(args.username, name, "", bot=True, owner_id=owner.id))
-    token = await issue_token(store, bot)
+    token = await issue_token(store, bot, "agora bot create")
     await announce_new_account(store, bot)
     print(f"created bot '{bot.username}' ({bot.id}); its token follows", file=sys.stderr)
     out.write(token + "\n")
@@ -385,7 +385,7 @@ async def bot_token(store: Store, args: argparse.Namespace, out: TextIO) -> None
     bot = await find_user(store, args.username)
     if not bot.bot:
         raise AdminError(f"'{bot.username}' is not a bot; people log in with their password")
-    out.write(await issue_token(store, bot) + "\n")
+    out.write(await issue_token(store, bot, "agora bot token") + "\n")
 
 
 # moving a community
