@@ -76,11 +76,15 @@ async def announce(
 ) -> None:
     """Close the sessions of tokens just revoked (or of a disabled account) on every node."""
     close_sessions(agora, user_id, token_ids, reason)
-    frame = msgpack.packb({"user": user_id, "tokens": token_ids, "reason": reason.value})
     try:
-        await agora.broker.publish(REVOCATIONS, frame)
+        await agora.broker.publish(REVOCATIONS, revocation_frame(user_id, token_ids, reason))
     except Unavailable as exc:  # stored already: every node's TokenWatch closes them soon
         log.warning("revocation not published (%s); nodes find it within their check", exc)
+
+
+def revocation_frame(user_id: str, token_ids: list[str] | None, reason: AuthCloseReason) -> bytes:
+    """What ``REVOCATIONS`` carries: ``{user, tokens, reason}`` in msgpack."""
+    return msgpack.packb({"user": user_id, "tokens": token_ids, "reason": reason.value})
 
 
 def on_revocation(agora: Agora, frame: bytes) -> None:

@@ -11,8 +11,9 @@ get it with the next event of that channel (the hub repairs the gap from the
 store); history and replay have it at once.
 
 A disabled account (``agora user disable``) can neither log in nor identify at
-once; a running server closes its open sessions (4001 ``account disabled``)
-within its ``revocation_check_ms``, when it next checks its sessions' tokens.
+once. Running servers close its open sessions (4001 ``account disabled``) at
+once when the command is given their Redis (``--redis``), else within their
+``revocation_check_ms``, when they next check their sessions' tokens.
 
 Role changes and channel changes made here go into the community's audit log
 with the actor ``operator``, like the app's own.
@@ -35,10 +36,12 @@ from typing import Any, TextIO, TypeVar
 
 from tqdm import tqdm
 
+from protocol import AuthCloseReason
 from server.backends import store_from
-from server.domain import audit, communities
+from server.domain import audit, communities, tokens
 from server.domain.accounts import Invalid, check_account, hash_password, issue_token
 from server.domain.channels import channel_name
+from server.errors import Unavailable
 from server.ids import now_ms
 from server.operator import transfer
 from server.settings import Settings
@@ -79,6 +82,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "--database",
             dest="database_url",
             help="postgresql:// or sqlite:/// URL; wins over --db (env AGORA_DATABASE_URL)",
+        )
+        storage.add_argument(
+            "--redis",
+            dest="redis_url",
+            help="the servers' Redis URL: 'user disable' closes the account's sessions at once"
+            " (env AGORA_REDIS_URL)",
         )
         storage.add_argument(
             "--create",
@@ -188,6 +197,7 @@ def _check_exists(settings: Settings, create: bool) -> None:
 
 
 async def _with_store(settings: Settings, args: argparse.Namespace) -> None:
+    args.settings = settings  # for the few commands that reach beyond the store
     store = store_from(settings)
     await store.open()
     try:
@@ -229,7 +239,30 @@ async def user_disable(store: Store, args: argparse.Namespace, out: TextIO) -> N
     user = await find_user(store, args.username)
     if await store.disabled_ms(user.id) is None:
         await store.set_disabled(user.id, now_ms())
+    if args.settings.redis_url:  # the servers hear it at once, not at their next check
+        await _tell_servers(args.settings.redis_url, user.id)
     _row(out, user.id, user.username, "disabled")
+
+
+async def _tell_servers(redis_url: str, user_id: str) -> None:
+    """Publish the account's being disabled on the servers' broker (best effort: each
+    server also finds it in the store within its ``revocation_check_ms``)."""
+    from server.broker.redis import RedisBroker  # only for this command
+
+    broker = RedisBroker(redis_url)
+    try:
+        await broker.start(lambda channel, frame: None, lambda: None)
+        try:
+            frame = tokens.revocation_frame(user_id, None, AuthCloseReason.ACCOUNT_DISABLED)
+            await broker.publish(tokens.REVOCATIONS, frame)
+        finally:
+            await broker.stop()
+    except Unavailable as exc:
+        print(
+            f"agora: warning: Redis not reached ({exc}); servers close the sessions"
+            " at their next check",
+            file=sys.stderr,
+        )
 
 
 async def user_enable(store: Store, args: argparse.Namespace, out: TextIO) -> None:
