@@ -71,7 +71,10 @@ class Busy(Refused):
 
     def __init__(self) -> None:
         super().__init__(
-            503, ErrorCode.UNAVAILABLE, "the server is busy checking passwords", BUSY_RETRY_S
+            503,
+            ErrorCode.UNAVAILABLE,
+            f"the server is busy checking passwords; try again in {wait_text(BUSY_RETRY_S)}",
+            BUSY_RETRY_S,
         )
 
 
@@ -142,7 +145,7 @@ class Throttle:
                 raise Refused(
                     429,
                     ErrorCode.RATE_LIMITED,
-                    f"{message}; try again in {retry_after_s} s",
+                    f"{message}; try again in {wait_text(retry_after_s)}",
                     retry_after_s,
                 )
             counted.append(key)
@@ -161,3 +164,8 @@ def client_address(request: Request) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
+
+
+def wait_text(seconds: int) -> str:
+    """A wait for people to read: ``45 s``, ``15 min``."""
+    return f"{seconds} s" if seconds < 120 else f"{math.ceil(seconds / 60)} min"
