@@ -46,6 +46,8 @@ from server.domain import (
     presence,
 )
 from server.domain.accounts import Accounts
+from server.domain.setup import FirstOwner
+from server.domain.throttle import Throttle
 from server.errors import Unavailable
 from server.gateway import session as gateway_session
 from server.gateway.endpoint import Gateway
@@ -101,7 +103,11 @@ class Agora:
         self.broker = broker
         self.metrics = Metrics()
         self.hub = Hub(store, broker, self.metrics)
-        self.accounts = Accounts(store, registration=settings.registration)
+        self.accounts = Accounts(
+            store, registration=settings.registration, hash_queue=settings.hash_queue
+        )
+        self.throttle = Throttle(live, settings)
+        self.first_owner = FirstOwner(store, settings.host)
         self.router = CommandRouter()
         for domain in DOMAIN:
             self.router.include(domain.router)
@@ -123,6 +129,7 @@ class Agora:
     async def start(self) -> None:
         await self.store.open()
         log.info("opened the %s", self.settings.database_description)
+        await self.first_owner.start()
         await self.hub.start()
         await self.live.start(lambda user, status: presence.changed(self, user, status))
         self.workshops.start()
