@@ -47,6 +47,8 @@ from server.domain import (
     tokens,
 )
 from server.domain.accounts import Accounts
+from server.domain.setup import FirstOwner
+from server.domain.throttle import Throttle
 from server.errors import Unavailable
 from server.gateway import session as gateway_session
 from server.gateway.endpoint import Gateway
@@ -103,8 +105,13 @@ class Agora:
         self.metrics = Metrics()
         self.hub = Hub(store, broker, self.metrics)
         self.accounts = Accounts(
-            store, registration=settings.registration, token_ttl_days=settings.token_ttl_days
+            store,
+            registration=settings.registration,
+            hash_queue=settings.hash_queue,
+            token_ttl_days=settings.token_ttl_days,
         )
+        self.throttle = Throttle(live, settings)
+        self.first_owner = FirstOwner(store, settings.host)
         self.router = CommandRouter()
         for domain in DOMAIN:
             self.router.include(domain.router)
@@ -127,6 +134,7 @@ class Agora:
     async def start(self) -> None:
         await self.store.open()
         log.info("opened the %s", self.settings.database_description)
+        await self.first_owner.start()
         await self.hub.start()
         await self.hub.serve(tokens.REVOCATIONS, lambda frame: tokens.on_revocation(self, frame))
         self.token_watch.start()

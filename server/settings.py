@@ -85,6 +85,26 @@ class Settings:
         "how often each process checks its open sessions' tokens in the store, closing"
         " (4001) those revoked or disabled where no broker message told it (the admin CLI)",
     )
+    register_address_limit: int = _setting(
+        20,
+        "registrations per client address per --register-window-s (0 = no limit); over it: 429",
+    )
+    register_window_s: int = _setting(3600, "window of --register-address-limit, in seconds")
+    login_account_limit: int = _setting(
+        10,
+        "failed logins per account name per --login-window-s (0 = no limit); over it: 429",
+    )
+    login_address_limit: int = _setting(
+        50,
+        "failed logins per client address per --login-window-s (0 = no limit); over it: 429",
+    )
+    login_window_s: int = _setting(
+        900, "window of the failed-login limits, in seconds, from the first failure"
+    )
+    hash_queue: int = _setting(
+        16,
+        "logins and registrations that may wait for a password hash; more are answered 503",
+    )
     community_name: str = _setting("Agora", "name of the community a fresh database gets")
     server_name: str = _setting("agora", "server name sent in hello")
     shutdown_timeout_ms: int = _setting(

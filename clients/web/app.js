@@ -159,6 +159,7 @@ $('#auth-form').addEventListener('submit', async (event) => {
   const name = $('#register-name').value.trim();
   if (kind === 'register' && name) body.display_name = name;
   if (kind === 'register' && inviteCode) body.invite = inviteCode;
+  if (kind === 'register' && !$('#setup-fields').hidden) body.setup_code = $('#setup-code').value.trim();
   const buttons = document.querySelectorAll('#auth-form button');
   buttons.forEach((b) => (b.disabled = true));
   $('#auth-error').textContent = '';
@@ -169,7 +170,7 @@ $('#auth-form').addEventListener('submit', async (event) => {
       body: JSON.stringify(body),
     });
     const data = await res.json().catch(() => ({}));
-    if (!res.ok) throw new Error(data.error?.message ?? `the server answered ${res.status}`);
+    if (!res.ok) throw new Error(authRefusal(res, data));
     localStorage.setItem(TOKEN_KEY, data.token);
     $('#login-password').value = '';
     // Registered with the invite: already in. Logged in: take it once identified.
@@ -183,6 +184,24 @@ $('#auth-form').addEventListener('submit', async (event) => {
     buttons.forEach((b) => (b.disabled = false));
   }
 });
+
+/**
+ * What to tell someone whose login or registration was refused. A 429 (too many
+ * failures) or 503 (busy) says when to try again; the first account of a server
+ * served beyond loopback asks for the setup code, so its field appears.
+ */
+function authRefusal(res, data) {
+  const message = data.error?.message ?? `the server answered ${res.status}`;
+  if (data.error?.reason === 'setup_code') {
+    $('#setup-fields').hidden = false;
+    $('#setup-code').focus();
+  }
+  const wait = Number(res.headers.get('retry-after'));
+  if ((res.status === 429 || res.status === 503) && wait > 0 && !message.includes('try again')) {
+    return `${message}; try again in ${wait} s`;
+  }
+  return message;
+}
 
 function start(token) {
   showScreen('chat');

@@ -10,7 +10,6 @@ never expires by non-use: a bot offline for a month should not need its owner).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -25,7 +24,7 @@ from starlette.responses import JSONResponse
 
 from protocol import AuthCloseReason, CloseCode, ErrorCode, ProtocolError, echo
 from server.discussions import reads, threads
-from server.domain import communities, presence
+from server.domain import communities, names, presence, throttle
 from server.gateway.router import CommandRouter, Fatal, Reply
 from server.ids import new_id, now_ms
 from server.store import Conflict, InviteRefused, Store, Token, User
@@ -42,8 +41,6 @@ MIN_PASSWORD, MAX_PASSWORD = 8, 256
 MAX_DISPLAY_NAME = 64
 #: Largest body the auth endpoints read, in bytes.
 MAX_BODY = 16 * 1024
-#: Password hashes computed at once; each takes 64 MiB for a moment.
-CONCURRENT_HASHES = 4
 #: Longest token label kept (the client's User-Agent), in characters.
 MAX_LABEL = 200
 #: A token's use is written at most this often (ms), so identify storms write nothing;
@@ -60,7 +57,8 @@ class Invalid(ValueError):
 def check_account(username: str, password: str | None, display_name: object = None) -> str:
     """Check a new account's fields (``password`` None: an account without one).
 
-    Returns the display name to store: trimmed, or the username when absent.
+    Returns the display name to store: cleaned (``names.clean_display_name``), or
+    the username when absent.
     Raises ``Invalid``. Registration, bot creation and the admin CLI share it.
     """
     if not USERNAME.fullmatch(username):
@@ -69,9 +67,11 @@ def check_account(username: str, password: str | None, display_name: object = No
         raise Invalid(f"field 'password' must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")
     if display_name is None:
         return username
-    if not isinstance(display_name, str) or not 0 < len(display_name.strip()) <= MAX_DISPLAY_NAME:
+    if isinstance(display_name, str):
+        display_name = names.clean_display_name(display_name)
+    if not isinstance(display_name, str) or not 0 < len(display_name) <= MAX_DISPLAY_NAME:
         raise Invalid(f"field 'display_name' must be 1 to {MAX_DISPLAY_NAME} characters")
-    return display_name.strip()
+    return display_name
 
 
 def hash_password(password: str) -> str:
@@ -106,7 +106,12 @@ class AccountDisabled(Exception):
 
 class Accounts:
     def __init__(
-        self, store: Store, *, registration: bool = True, token_ttl_days: float = 0
+        self,
+        store: Store,
+        *,
+        registration: bool = True,
+        hash_queue: int = 16,
+        token_ttl_days: float = 0,
     ) -> None:
         self.store = store
         self.registration = registration
@@ -120,7 +125,7 @@ class Accounts:
         )
         self._hasher = PasswordHasher()
         self._dummy_hash = self._hasher.hash(secrets.token_hex(8))
-        self._hashing = asyncio.Semaphore(CONCURRENT_HASHES)
+        self._hashing = throttle.HashQueue(throttle.CONCURRENT_HASHES, hash_queue)
 
     async def register(
         self,
@@ -135,10 +140,10 @@ class Accounts:
         """Create an account and its first token.
 
         Raises ``Conflict`` on a taken name, ``InviteRefused`` for an invite
-        that cannot take the account in (then no account is made).
+        that cannot take the account in (then no account is made), and
+        ``throttle.Busy`` when too many password hashes wait already.
         """
-        async with self._hashing:
-            password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        password_hash = await self._hashing.run(self._hasher.hash, password)
         user = await self.store.create_user(
             username, display_name or username, password_hash, bot=bot, invite=invite
         )
@@ -157,8 +162,7 @@ class Accounts:
         # Verify against a dummy hash for unknown names and for accounts without a
         # password (bots, imported accounts) too, so timing tells nothing.
         password_hash = found[1] if found and found[1] else self._dummy_hash
-        async with self._hashing:
-            valid = await asyncio.to_thread(self._verify, password_hash, password)
+        valid = await self._hashing.run(self._verify, password_hash, password)
         if not valid or found is None or not found[1]:
             return None
         if await self.store.disabled_ms(found[0].id) is not None:
@@ -171,13 +175,12 @@ class Accounts:
             return False
         found = await self.store.credentials(user.username)
         password_hash = found[1] if found and found[1] else self._dummy_hash
-        async with self._hashing:
-            valid = await asyncio.to_thread(self._verify, password_hash, password)
+        valid = await self._hashing.run(self._verify, password_hash, password)
         return valid and found is not None and bool(found[1])
 
     async def set_password(self, user: User, password: str) -> None:
-        async with self._hashing:
-            password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        """Raises ``throttle.Busy`` when the hash queue is full."""
+        password_hash = await self._hashing.run(self._hasher.hash, password)
         await self.store.set_password(user.id, password_hash)
 
     async def authenticate(self, token: str) -> Token:
@@ -277,10 +280,21 @@ async def register(request: Request) -> JSONResponse:
     invite = body.get("invite")
     if invite is not None and (not isinstance(invite, str) or not 0 < len(invite) <= 64):
         return http_error(400, ErrorCode.BAD_REQUEST, "field 'invite' must be an invite code")
+    if (reserved := names.reserved_refusal(username)) is not None:
+        return http_error(409, ErrorCode.CONFLICT, reserved)
+    try:  # counted before any hashing (see ``throttle``)
+        attempt = await agora.throttle.register(throttle.client_address(request))
+    except throttle.Refused as exc:
+        return exc.response()
+    if (refusal := await agora.first_owner.refusal(body)) is not None:
+        return refusal
     try:
         user, token = await agora.accounts.register(
             username, password, display_name, invite=invite, label=label_of(request)
         )
+    except throttle.Busy as exc:
+        await attempt.undo()
+        return exc.response()
     except Conflict as exc:
         return http_error(409, ErrorCode.CONFLICT, str(exc))
     except InviteRefused as exc:
@@ -297,12 +311,19 @@ async def login(request: Request) -> JSONResponse:
     body = await read_body(request)
     if isinstance(body, JSONResponse):
         return body
-    try:
+    try:  # counted before any hashing; only failures stay counted (see ``throttle``)
+        attempt = await agora.throttle.login(body["username"], throttle.client_address(request))
         found = await agora.accounts.login(body["username"], body["password"], label_of(request))
+    except throttle.Busy as exc:
+        await attempt.undo()
+        return exc.response()
+    except throttle.Refused as exc:
+        return exc.response()
     except AccountDisabled:
         return http_error(403, ErrorCode.FORBIDDEN, "this account is disabled")
     if found is None:
         return http_error(401, ErrorCode.UNAUTHORIZED, "wrong username or password")
+    await attempt.undo()
     return JSONResponse({"user": found[0].public(), "token": found[1]})
 
 

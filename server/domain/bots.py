@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from protocol import ErrorCode
-from server.domain import communities
+from server.domain import communities, names
 from server.domain.accounts import (
     Invalid,
     check_account,
@@ -52,6 +52,8 @@ async def create(request: Request) -> JSONResponse:
         display_name = check_account(body["username"], None, body.get("display_name"))
     except Invalid as exc:
         return http_error(400, ErrorCode.BAD_REQUEST, str(exc))
+    if (reserved := names.reserved_refusal(body["username"])) is not None:
+        return http_error(409, ErrorCode.CONFLICT, reserved)
     try:
         bot = await agora.store.create_user(
             body["username"], display_name, "", bot=True, owner_id=caller.id

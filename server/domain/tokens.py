@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from protocol import AuthCloseReason, CloseCode, ErrorCode
+from server.domain import throttle
 from server.domain.accounts import (
     MAX_PASSWORD,
     MIN_PASSWORD,
@@ -246,9 +247,21 @@ async def change_password(request: Request) -> Response:
             ErrorCode.BAD_REQUEST,
             f"field 'new_password' must be {MIN_PASSWORD} to {MAX_PASSWORD} characters",
         )
-    if not await agora.accounts.check_password(token.user, body["password"]):
+    # Guessing the current password with a stolen token is throttled like logins.
+    try:
+        attempt = await agora.throttle.login(token.user.username, throttle.client_address(request))
+    except throttle.Refused as exc:
+        return exc.response()
+    try:
+        valid = await agora.accounts.check_password(token.user, body["password"])
+        if valid:
+            await agora.accounts.set_password(token.user, new_password)
+    except throttle.Busy as exc:  # never got to hash: not a failure
+        await attempt.undo()
+        return exc.response()
+    if not valid:
         return http_error(403, ErrorCode.FORBIDDEN, "wrong password")
-    await agora.accounts.set_password(token.user, new_password)
+    await attempt.undo()
     revoked = await agora.store.revoke_tokens(token.user.id, keep=token.id)
     if revoked:
         await announce(agora, token.user.id, revoked, AuthCloseReason.PASSWORD_CHANGED)

@@ -304,6 +304,15 @@ class Store(WorkshopStore, Protocol):
 
     async def close(self) -> None: ...
 
+    async def has_users(self) -> bool:
+        """Whether any account exists (else the next one becomes the owner)."""
+
+    async def setup_code(self, new: str) -> str:
+        """The database's one setup code for its first account: ``new`` unless one is kept.
+
+        Kept in ``meta``, so every process of a deployment has the same one.
+        """
+
     async def check(self) -> None:
         """Raise unless the store can serve (for ``/healthz``)."""
 
@@ -327,10 +336,14 @@ class Store(WorkshopStore, Protocol):
         may be ``""`` for an account that cannot log in with a password (bots,
         imported accounts). ``user_id`` keeps an id from another server (import);
         by default a new one is assigned. Raises ``Conflict`` when the username
-        (compared case-insensitively) or the id is taken.
+        (compared case-insensitively) or the id is taken, or when the username
+        looks like an existing one (the same ``names.skeleton``).
         """
 
     async def user(self, user_id: str) -> User | None: ...
+
+    async def user_like(self, username: str) -> User | None:
+        """The account whose username is or looks like ``username`` (same skeleton)."""
 
     async def users(self) -> list[User]:
         """Every account, oldest first."""

@@ -34,6 +34,7 @@ import asyncpg
 import msgpack
 
 from protocol import event
+from server.domain.names import skeleton
 from server.errors import Unavailable
 from server.ids import new_id, now_ms
 from server.store import sql
@@ -162,6 +163,16 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
     async def check(self) -> None:
         await self._fetchval("SELECT 1")
 
+    async def has_users(self) -> bool:
+        return bool(await self._fetchval(sql.HAS_USERS))
+
+    async def setup_code(self, new: str) -> str:
+        async def run(db: asyncpg.Connection) -> str:
+            await db.execute(sql.numbered(sql.KEEP_SETUP_CODE), new)
+            return str(await db.fetchval(sql.SETUP_CODE))
+
+        return await self._transaction(run)
+
     # accounts
 
     async def create_user(
@@ -186,6 +197,10 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
             first = await db.fetchval("SELECT NOT EXISTS (SELECT 1 FROM users)")
             if await db.fetchval("SELECT 1 FROM users WHERE id = $1", user.id):
                 raise Conflict(f"user id '{user.id}' is taken")
+            name_skeleton = skeleton(user.username)
+            like = await db.fetchrow(sql.numbered(sql.USER_LIKE), name_skeleton)
+            if like is not None:
+                raise Conflict(sql.name_conflict(user.username, sql.user(like)))
             try:
                 await db.execute(
                     sql.numbered(sql.INSERT_USER),
@@ -196,6 +211,7 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
                     user.bot,
                     user.owner_id,
                     now_ms(),
+                    name_skeleton,
                 )
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"username '{user.username}' is taken") from None
@@ -210,6 +226,10 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
 
     async def user(self, user_id: str) -> User | None:
         row = await self._fetchrow(sql.numbered(sql.USER), user_id)
+        return None if row is None else sql.user(row)
+
+    async def user_like(self, username: str) -> User | None:
+        row = await self._fetchrow(sql.numbered(sql.USER_LIKE), skeleton(username))
         return None if row is None else sql.user(row)
 
     async def users(self) -> list[User]:

@@ -33,9 +33,25 @@ CHANNEL_COLUMNS = (
 
 USER = f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?"
 INSERT_USER = (
-    "INSERT INTO users(id, username, display_name, password_hash, bot, owner_id, created_ms)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO users(id, username, display_name, password_hash, bot, owner_id, created_ms,"
+    " skeleton) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+#: The account whose username has this skeleton (``server.domain.names``).
+USER_LIKE = f"SELECT {USER_COLUMNS} FROM users u WHERE u.skeleton = ? LIMIT 1"
+HAS_USERS = "SELECT EXISTS (SELECT 1 FROM users)"
+SETUP_CODE = "SELECT value FROM meta WHERE key = 'setup_code'"
+KEEP_SETUP_CODE = (
+    "INSERT INTO meta(key, value) VALUES ('setup_code', ?) ON CONFLICT (key) DO NOTHING"
+)
+
+
+def name_conflict(username: str, existing: User) -> str:
+    """Why ``username`` cannot be created beside ``existing`` (which has its skeleton)."""
+    if existing.username.casefold() == username.casefold():
+        return f"username '{username}' is taken"
+    return f"username '{username}' looks like an existing name ('{existing.username}')"
+
+
 SET_PASSWORD = "UPDATE users SET password_hash = ? WHERE id = ?"
 SET_DISABLED = "UPDATE users SET disabled_ms = ? WHERE id = ?"
 DISABLED_MS = "SELECT disabled_ms FROM users WHERE id = ?"

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import msgpack
 
 from protocol import event
+from server.domain.names import skeleton
 from server.ids import new_id, now_ms
 from server.store import sql
 from server.store import workshops as workshops_sql
@@ -121,6 +122,16 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
     async def check(self) -> None:
         await self._call(lambda db: db.execute("SELECT 1").fetchone())
 
+    async def has_users(self) -> bool:
+        return bool(await self._call(lambda db: db.execute(sql.HAS_USERS).fetchone()[0]))
+
+    async def setup_code(self, new: str) -> str:
+        def run(db: sqlite3.Connection) -> str:
+            db.execute(sql.KEEP_SETUP_CODE, (new,))
+            return str(db.execute(sql.SETUP_CODE).fetchone()[0])
+
+        return await self._call(run)
+
     # accounts
 
     async def create_user(
@@ -140,6 +151,13 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
     async def user(self, user_id: str) -> User | None:
         def run(db: sqlite3.Connection) -> User | None:
             row = db.execute(sql.USER, (user_id,)).fetchone()
+            return None if row is None else sql.user(row)
+
+        return await self._call(run)
+
+    async def user_like(self, username: str) -> User | None:
+        def run(db: sqlite3.Connection) -> User | None:
+            row = db.execute(sql.USER_LIKE, (skeleton(username),)).fetchone()
             return None if row is None else sql.user(row)
 
         return await self._call(run)
@@ -640,6 +658,10 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
         first = db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None
         if db.execute("SELECT 1 FROM users WHERE id = ?", (user.id,)).fetchone():
             raise Conflict(f"user id '{user.id}' is taken")
+        name_skeleton = skeleton(user.username)
+        like = db.execute(sql.USER_LIKE, (name_skeleton,)).fetchone()
+        if like is not None:
+            raise Conflict(sql.name_conflict(user.username, sql.user(like)))
         try:
             db.execute(
                 sql.INSERT_USER,
@@ -651,6 +673,7 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
                     user.bot,
                     user.owner_id,
                     now_ms(),
+                    name_skeleton,
                 ),
             )
         except sqlite3.IntegrityError:

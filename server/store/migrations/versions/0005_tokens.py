@@ -8,7 +8,7 @@ user's sessions apart. ``users.disabled_ms`` is when an operator disabled the
 account (NULL: enabled); such an account can neither log in nor identify.
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0005n
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0005"
-down_revision = "0004"
+down_revision = "0005n"
 branch_labels = None
 depends_on = None
 
