@@ -206,6 +206,21 @@ async def test_a_password_change_needs_the_current_password_and_a_valid_new_one(
     assert (await login(node.http, account["user"]["username"], PASSWORD))["token"]
 
 
+async def test_guessing_the_current_password_is_throttled_like_logins(make_server) -> None:
+    server = make_server(rate_limit=0, login_account_limit=2)
+    account = await new_user(server)
+    guess = {"password": "not the one", "new_password": "a new password"}
+    for _ in range(2):
+        assert call(server.nodes[0], "POST", PASSWORD_ROUTE, account["token"], guess)[0] == 403
+    answer = http_request(
+        "POST", server.nodes[-1].http + PASSWORD_ROUTE, body=guess, token=account["token"]
+    )
+    assert (answer.status, answer.json()["error"]["code"]) == (429, "rate_limited")
+    assert int(answer.headers["retry-after"]) > 0
+    right = {"password": PASSWORD, "new_password": "a new password"}
+    assert call(server.nodes[0], "POST", PASSWORD_ROUTE, account["token"], right)[0] == 429
+
+
 # expiry
 
 
