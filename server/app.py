@@ -15,6 +15,7 @@ from typing import Any
 
 import msgpack
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -52,6 +53,7 @@ from server.gateway.endpoint import Gateway
 from server.gateway.hub import Hub
 from server.gateway.router import CommandRouter
 from server.gateway.session import Session
+from server.http_surface import HttpSurface
 from server.live import LiveState
 from server.metrics import CONTENT_TYPE_LATEST, Metrics
 from server.settings import Settings
@@ -270,6 +272,7 @@ def create_app(
             Mount("/", StaticFiles(directory=WEB_CLIENT, html=True)),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(HttpSurface, settings=settings)],
         exception_handlers={Unavailable: unavailable, ClientDisconnect: client_gone},
     )
     app.state.agora = agora
