@@ -53,7 +53,7 @@ from server.gateway.endpoint import Gateway
 from server.gateway.hub import Hub
 from server.gateway.router import CommandRouter
 from server.gateway.session import Session
-from server.http_surface import HttpSurface
+from server.http_surface import HttpSurface, on_port
 from server.live import LiveState
 from server.metrics import CONTENT_TYPE_LATEST, Metrics
 from server.settings import Settings
@@ -198,8 +198,15 @@ class AgoraApp(Starlette):
     def __init__(self, gateway: Gateway, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gateway = gateway
+        listen = gateway.agora.settings.metrics_listen
+        #: the socket that serves /metrics alone (``metrics_address``), if any
+        self.metrics_port = None if listen is None else listen[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and on_port(scope, self.metrics_port):
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close"})  # before accept: HTTP 403
+            return
         if scope["type"] == "websocket" and scope["path"] == "/gateway":
             scope["app"] = self
             await self.gateway(scope, receive, send)

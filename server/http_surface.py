@@ -80,10 +80,9 @@ class HttpSurface:
         """The status, code, message and extra headers to answer instead of the app, if any."""
         path: str = scope["path"]
         headers = Headers(scope=scope)
-        if self.metrics_port is not None:
-            on_metrics_socket = (scope.get("server") or (None, None))[1] == self.metrics_port
-            if on_metrics_socket != (path == "/metrics"):
-                return 404, ErrorCode.NOT_FOUND, "not found", []
+        metrics_apart = self.metrics_port is not None
+        if metrics_apart and on_port(scope, self.metrics_port) != (path == "/metrics"):
+            return 404, ErrorCode.NOT_FOUND, "not found", []
         if path == "/metrics" and self.metrics_token:
             given = headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, b"Bearer " + self.metrics_token):
@@ -103,6 +102,11 @@ class HttpSurface:
                     [],
                 )
         return None
+
+
+def on_port(scope: Scope, port: int | None) -> bool:
+    """Whether the connection of ``scope`` came in on the local ``port``."""
+    return port is not None and (scope.get("server") or (None, None))[1] == port
 
 
 def _has_body(headers: Headers) -> bool:

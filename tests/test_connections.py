@@ -112,6 +112,29 @@ async def test_a_body_that_does_not_arrive_is_closed_at_the_deadline(make_server
     log.assert_no_traceback()
 
 
+async def test_a_body_dripped_a_byte_at_a_time_is_closed_before_it_ends(make_server) -> None:
+    node = make_server(**QUICK).nodes[0]
+    reader, writer = await open_socket(node)
+    body = b'{"username": "' + b"a" * 3000 + b'"}'
+    writer.write(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: agora\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    sent = 0
+    closed = asyncio.create_task(read_to_close(reader, wait=30))
+    while not closed.done() and sent < len(body):  # the client's pace, as above
+        try:
+            writer.write(body[sent : sent + 1])
+            await writer.drain()
+        except ConnectionError:
+            break
+        sent += 1
+        await asyncio.sleep(0.02)
+    assert await closed == b""
+    assert sent < len(body)
+    writer.close()
+
+
 async def test_a_kept_alive_connection_has_the_deadline_for_its_next_request(
     make_server,
 ) -> None:

@@ -7,6 +7,7 @@ import socket
 from typing import Any
 
 import pytest
+import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from protocol import Encoding, decode
@@ -133,6 +134,14 @@ def test_metrics_on_their_own_address_are_served_there_only(make_server) -> None
     for node in server.nodes:
         assert http_request("GET", node.http + "/metrics").status == 404
         assert http_request("GET", node.http + "/healthz").status == 200
+
+
+async def test_the_metrics_socket_refuses_a_websocket_with_403(make_server) -> None:
+    port = free_port()
+    make_server(metrics_address=f"127.0.0.1:{port}")
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await connect(f"ws://127.0.0.1:{port}/gateway?v=1", proxy=None, open_timeout=timeout(10))
+    assert refused.value.response.status_code == 403
 
 
 # the WebSocket's Host check
