@@ -15,6 +15,7 @@ from typing import Any
 
 import msgpack
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -55,6 +56,7 @@ from server.gateway.endpoint import Gateway
 from server.gateway.hub import Hub
 from server.gateway.router import CommandRouter
 from server.gateway.session import Session
+from server.http_surface import HttpSurface, on_port
 from server.live import LiveState
 from server.metrics import CONTENT_TYPE_LATEST, Metrics
 from server.settings import Settings
@@ -211,8 +213,15 @@ class AgoraApp(Starlette):
     def __init__(self, gateway: Gateway, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gateway = gateway
+        listen = gateway.agora.settings.metrics_listen
+        #: the socket that serves /metrics alone (``metrics_address``), if any
+        self.metrics_port = None if listen is None else listen[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and on_port(scope, self.metrics_port):
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close"})  # before accept: HTTP 403
+            return
         if scope["type"] == "websocket" and scope["path"] == "/gateway":
             scope["app"] = self
             await self.gateway(scope, receive, send)
@@ -290,6 +299,7 @@ def create_app(
             Mount("/", StaticFiles(directory=WEB_CLIENT, html=True)),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(HttpSurface, settings=settings)],
         exception_handlers={Unavailable: unavailable, ClientDisconnect: client_gone},
     )
     app.state.agora = agora

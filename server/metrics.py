@@ -97,7 +97,10 @@ class _FramesOut(Collector):
 
 
 class _OutboxBytes(Collector):
-    """``agora_outbox_bytes``: what open sessions' outboxes hold, summed when scraped.
+    """``agora_outbox_bytes``: what open sessions hold to write, summed when scraped.
+
+    Their outboxes and their transports' write buffers: every byte a session
+    holds counts against its ``outbox_limit``.
 
     Frames wait in an outbox only while a client reads slower than they come;
     a replay pauses while its session's outbox is over half its limit.
@@ -107,7 +110,7 @@ class _OutboxBytes(Collector):
         self.metrics = metrics
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        total = sum(o.size for o in self.metrics.open_outboxes())
+        total = sum(o.pending() for o in self.metrics.open_outboxes())
         yield GaugeMetricFamily(
             "agora_outbox_bytes", "Bytes queued in session outboxes", value=total
         )

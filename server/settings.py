@@ -71,8 +71,38 @@ class Settings:
         10_000, "time a closing session has to take its close frame before it is dropped"
     )
     replay_cap: int = _setting(1000, "most events a subscribe with since replays")
+    request_header_timeout_ms: int = _setting(
+        10_000,
+        "time a new connection (and each next request on it) has to send its complete request"
+        " headers; then it is closed without an answer",
+    )
+    request_body_timeout_ms: int = _setting(
+        30_000, "time a request has to send its complete body once its headers are in"
+    )
+    max_connections_per_address: int = _setting(
+        256,
+        "open TCP connections from one client IP address (0 = no limit); more are closed as"
+        " they are accepted",
+    )
+    max_sessions_per_user: int = _setting(
+        50,
+        "identified sessions of one account on one server process (0 = no limit); one more"
+        " identify is refused with forbidden and close 1008",
+    )
     allowed_origins: str = _setting(
         "", "comma-separated browser origins allowed to connect ('' = same origin, '*' = any)"
+    )
+    public_origin: str = _setting(
+        "",
+        "the origin browsers reach this server at, e.g. https://agora.example.org; when set, a"
+        " browser's WebSocket must name it in Host ('' = no Host check)",
+    )
+    metrics_address: str = _setting(
+        "",
+        "HOST:PORT to serve /metrics on instead of the main port ('' = the main port)",
+    )
+    metrics_token: str = _setting(
+        "", "bearer token /metrics requires ('' = none; Authorization: Bearer TOKEN)"
     )
     registration: bool = _setting(True, "whether anyone may register an account")
     token_ttl_days: float = _setting(
@@ -148,6 +178,10 @@ class Settings:
                 "--redis needs --database postgresql://…: processes that share a broker must"
                 " share a database, and two processes must not share one SQLite file"
             )
+        if self.public_origin and not _is_origin(self.public_origin):
+            raise ValueError("--public-origin must be an origin such as https://agora.example.org")
+        if self.metrics_address and _host_port(self.metrics_address) is None:
+            raise ValueError("--metrics-address must be HOST:PORT, e.g. 127.0.0.1:9100")
         if self.workers > 1 and not (self.postgres and self.redis_url):
             raise ValueError(
                 "--workers needs --database postgresql://… and --redis redis://…: the processes"
@@ -159,6 +193,21 @@ class Settings:
         return frozenset(
             o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()
         )
+
+    @property
+    def public_host(self) -> str | None:
+        """The ``Host`` browsers send for ``public_origin`` (its host and port), if set."""
+        if not self.public_origin:
+            return None
+        parts = urlsplit(self.public_origin)
+        host = parts.netloc.rsplit("@", 1)[-1].lower()
+        default_port = {"http": 80, "https": 443}[parts.scheme]
+        return host.removesuffix(f":{default_port}")  # browsers leave a default port out
+
+    @property
+    def metrics_listen(self) -> tuple[str, int] | None:
+        """Where ``/metrics`` is served apart from the main port, if anywhere."""
+        return _host_port(self.metrics_address) if self.metrics_address else None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -224,3 +273,15 @@ def _parse(kind: str, raw: str, name: str) -> Any:
         return _TYPES[kind](raw)
     except ValueError:
         raise ValueError(f"{name} must be {kind}, got {raw!r}") from None
+
+
+def _is_origin(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and parts.path in ("", "/")
+
+
+def _host_port(value: str) -> tuple[str, int] | None:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.strip("[]"), int(port)

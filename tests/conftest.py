@@ -51,17 +51,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: Caps the suite's servers start with unless a test names its own: every test connects
+#: from 127.0.0.1, and some tests open many sessions of one account.
+SUITE_CAPS = {"max_connections_per_address": 10_000, "max_sessions_per_user": 10_000}
+
+
 class AgoraProcess:
     """``agora serve`` in a subprocess on a free port, with its own database."""
 
-    def __init__(self, db: Path, **settings: Any) -> None:
+    def __init__(
+        self, db: Path, *, preexec_fn: Callable[[], None] | None = None, **settings: Any
+    ) -> None:
         self.db = db
         self.port = free_port()
         # Every test registers from 127.0.0.1 and some fail logins on purpose: no
         # per-address limits unless a test (tests/test_logins.py) sets them.
         settings.setdefault("register_address_limit", 0)
         settings.setdefault("login_address_limit", 0)
-        self.settings = settings
+        self.settings = {**SUITE_CAPS, **settings}
+        self.preexec_fn = preexec_fn  # run in the child before it starts (e.g. setrlimit)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = db.with_suffix(".log")
 
@@ -93,7 +101,9 @@ class AgoraProcess:
             else:
                 args += [flag, str(value)]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn
+            )
         deadline = time.monotonic() + timeout(15)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -72,12 +72,19 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 class Tab:
-    """A page of the web client, failing the test on any script error."""
+    """A page of the web client, failing the test on any script error, and on anything
+    the server's Content-Security-Policy refused (an inline style or script, a foreign
+    connection: Chromium reports each on the console)."""
 
     def __init__(self, page: Page) -> None:
         self.page = page
         self.errors: list[str] = []
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("console", self._console)
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            self.errors.append(message.text)
 
     def messages(self) -> Any:
         return self.page.locator("#message-list .message")
@@ -189,6 +196,30 @@ async def test_register_and_log_in_through_the_ui(make_server: MakeServer, open_
     await page.reload()
     await tab.online()
     await expect(page.locator("#chat-view")).to_be_visible()
+
+
+# Content-Security-Policy
+
+
+async def test_the_web_client_runs_under_its_content_security_policy(
+    make_server: MakeServer, open_tab: Any
+) -> None:
+    server = make_server()
+    ann = await account(server, "Ann")
+    tab = await open_tab(server.nodes[0], ann["token"])  # logged in, live, # general drawn
+    await tab.send("**bold**, `code` and https://example.org")
+    await expect(tab.page.locator("#message-list .message .text strong")).to_have_text("bold")
+    assert tab.errors == []
+    # What the policy forbids is refused, and the tab reports it (so every browser test
+    # fails on a violation): an inline script added to the page does not run.
+    await tab.page.evaluate(
+        "const s = document.createElement('script');"
+        " s.textContent = 'window.inlineRan = true'; document.body.append(s)"
+    )
+    await eventually(lambda: len(tab.errors) == 1, "the refused inline script reported")
+    assert "Content Security Policy" in tab.errors[0]
+    assert await tab.page.evaluate("window.inlineRan === undefined")
+    tab.errors.clear()
 
 
 # Chat

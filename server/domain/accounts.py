@@ -329,6 +329,9 @@ async def login(request: Request) -> JSONResponse:
 
 # gateway
 
+#: The ``forbidden`` message and the 1008 close reason for one session too many.
+TOO_MANY_SESSIONS = "too many sessions for this account"
+
 
 @router.command("identify")
 async def identify(session: Session, d: dict[str, Any]) -> Reply:
@@ -342,6 +345,14 @@ async def identify(session: Session, d: dict[str, Any]) -> Reply:
         ) from None
     user = token.user
     views = await session.agora.store.communities_of(user.id)
+    # Counted and joined with no await between: concurrent identifies cannot pass it together.
+    cap = session.agora.settings.max_sessions_per_user
+    if cap and len(session.agora.user_sessions.get(user.id, ())) >= cap:
+        # One account's sockets must not hold a process's memory (each may queue up to
+        # outbox_limit); a client must close a session, not retry this one.
+        raise Fatal(
+            TOO_MANY_SESSIONS, code=ErrorCode.FORBIDDEN, close_code=CloseCode.POLICY_VIOLATION
+        )
     session.user = user
     session.token_id = token.id
     session.outbox.owner = user.id

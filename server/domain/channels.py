@@ -216,7 +216,7 @@ async def _replay(session: Session, channel_id: str, after: int, until: int) -> 
             break
         for frame in frames:
             outbox.push(OutFrame(transcode(frame, encoding)))
-            if outbox.size > outbox.limit // 2:  # let the socket drain; never overflow
+            if outbox.pending() > outbox.limit // 2:  # let the socket drain; never overflow
                 await outbox.wait_below(outbox.limit // 4)
         after += len(frames)
 

@@ -23,6 +23,9 @@ from server.ids import now_ms
 
 log = logging.getLogger("agora.gateway")
 
+#: Most bytes a session's transport buffers before writes wait (asyncio's default).
+TRANSPORT_HIGH_WATER = 64 * 1024
+
 if TYPE_CHECKING:
     from server.app import Agora
 
@@ -59,16 +62,30 @@ class Gateway:
         await send({"type": "websocket.close", "code": code, "reason": reason})
 
     def _origin_allowed(self, conn: HTTPConnection) -> bool:
-        """Browsers send Origin; other clients need no check (they carry no cookies)."""
+        """Browsers send Origin; other clients need no check (they carry no cookies).
+
+        With ``public_origin`` set, a browser must also have reached the server by
+        that name (``Host``): a page whose own name was pointed at this server (DNS
+        rebinding) sends its own name in both Origin and Host, which would
+        otherwise pass as the same origin.
+        """
         origin = conn.headers.get("origin")
         if origin is None:
             return True
-        allowed = self.agora.settings.origins
+        settings = self.agora.settings
+        host = conn.headers.get("host", "").lower()
+        public_host = settings.public_host
+        if public_host is not None and host != public_host:
+            return False
+        allowed = settings.origins
         if "*" in allowed or origin.rstrip("/") in allowed:
             return True
         # Same origin: the host (and port) the browser connected to. The scheme is
         # not compared: behind a TLS-terminating proxy the server sees ws://.
-        return urlsplit(origin).netloc == conn.headers.get("host", "")
+        try:
+            return urlsplit(origin).netloc.lower() == host
+        except ValueError:  # e.g. "http://[": not an origin
+            return False
 
     async def _serve(self, session: Session, receive: Receive, send: Send) -> None:
         agora = self.agora
@@ -78,6 +95,9 @@ class Gateway:
         session.outbox.direct = direct = TransportWriter.of(send)
         if direct is not None:
             agora.metrics.direct_writes.inc()
+            # The transport's buffer counts against the outbox limit: keep it to a quarter,
+            # so that a replay pausing at half the limit never overflows it (see Outbox).
+            direct.limit_buffer(min(TRANSPORT_HIGH_WATER, settings.outbox_limit // 4))
         writer = asyncio.create_task(session.outbox.write_to(send))
         session.send(
             hello(

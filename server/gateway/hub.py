@@ -73,7 +73,7 @@ class Joining:
             return
         self.events.append((offset, frame))
         self.size += frame.size
-        if self.size + self.outbox.size > self.outbox.limit:
+        if self.size + self.outbox.pending() > self.outbox.limit:
             self.events.clear()
             self.outbox.on_overflow()
 

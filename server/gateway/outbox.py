@@ -58,9 +58,12 @@ class Outbox:
     ``push`` never awaits. With a ``TransportWriter`` and nothing queued, it
     writes the frame to the socket at once; otherwise the frame waits here and
     the writer task sends it when the socket drains. ``limit`` is in bytes of
-    framed data. A push that takes the outbox over it drops everything queued
-    and calls ``on_overflow`` once: the session is too slow to keep up, and is
-    closed with 4010.
+    framed data, and counts every byte the session holds in memory: those
+    queued here and those written to the transport that the kernel has not
+    taken yet (``pending``). A push that takes the session over it drops
+    everything queued and calls ``on_overflow`` once: the session is too slow
+    to keep up, and is closed with 4010. A single frame larger than ``limit``
+    can never go out; ``fits`` tells a caller that would rather refuse it.
     """
 
     __slots__ = (
@@ -88,22 +91,37 @@ class Outbox:
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()  # set whenever the writer has emptied the queue
 
+    def pending(self) -> int:
+        """Bytes this session holds: queued here, and in its transport's write buffer."""
+        direct = self.direct
+        return self.size + (direct.buffered() if direct is not None else 0)
+
+    def fits(self, frame: OutFrame) -> bool:
+        """Whether ``frame`` alone is within the limit (a larger one would overflow)."""
+        return frame.size <= self.limit
+
     def push(self, frame: OutFrame) -> None:
         if self.closing:
             return
         direct = self.direct
         if direct is not None and not self._items and direct.ready():
-            direct.write(frame.framed)
-            self.sent += 1
+            if direct.buffered() + frame.size <= self.limit:
+                direct.write(frame.framed)
+                self.sent += 1
+                return
+            self._overflow()
             return
         self._items.append(frame)
         self.size += frame.size
-        if self.size > self.limit:
-            self._items.clear()
-            self.size = 0
-            self.on_overflow()
+        if self.pending() > self.limit:
+            self._overflow()
             return
         self._wakeup.set()
+
+    def _overflow(self) -> None:
+        self._items.clear()
+        self.size = 0
+        self.on_overflow()
 
     def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
         """Queue the close after what is queued (``flush``) or instead of it."""
@@ -118,10 +136,15 @@ class Outbox:
         self._drained.set()
 
     async def wait_below(self, size: int) -> None:
-        """Wait until at most ``size`` bytes are queued (for bulk sends like a replay)."""
-        while self.size > size and not self.closing:
-            self._drained.clear()
-            await self._drained.wait()
+        """Wait until at most ``size`` bytes are pending (for bulk sends like a replay)."""
+        while self.pending() > size and not self.closing:
+            if self._items or self.direct is None:
+                self._drained.clear()
+                await self._drained.wait()
+            elif not await self.direct.wait_writable():
+                return  # the connection is gone
+            elif self.pending() > size:
+                return  # writable, yet over ``size``: a buffer limit above it (see the gateway)
 
     async def write_to(self, send: Send) -> None:
         """Write queued frames as the socket allows, until a ``Close`` has been written."""

@@ -82,6 +82,25 @@ class Session:
     def send(self, frame: dict[str, Any]) -> None:
         self.outbox.push(OutFrame.of(frame, self.encoding))
 
+    def send_reply(self, command_id: int, d: dict[str, Any]) -> None:
+        """Queue a reply like any frame, unless it alone is over the outbox limit.
+
+        Such a reply could never go out (it would close the session with 4010):
+        the command gets ``too_large`` instead. What the command did stays done.
+        """
+        frame = OutFrame.of(reply(command_id, d), self.encoding)
+        if self.outbox.fits(frame):
+            self.outbox.push(frame)
+            return
+        self.send_error(
+            ProtocolError(
+                f"the reply is {frame.size} bytes, over this server's outbox_limit of"
+                f" {self.outbox.limit}; ask for less (e.g. a smaller history limit)",
+                code=ErrorCode.TOO_LARGE,
+                command_id=command_id,
+            )
+        )
+
     def send_error(self, exc: ProtocolError) -> None:
         self.agora.metrics.errors.labels(exc.code.value).inc()
         self.send(error_from(exc))
@@ -184,10 +203,10 @@ class Session:
             )
         else:
             if isinstance(answer, Reply):
-                self.send(reply(command.id, answer.d))
+                self.send_reply(command.id, answer.d)
                 answer.then()
             else:
-                self.send(reply(command.id, answer))
+                self.send_reply(command.id, answer)
         finally:
             self.busy = False
             self.last_seen = self._loop.time()  # the client waited on this command

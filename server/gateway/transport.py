@@ -57,6 +57,14 @@ class TransportWriter:
             and not self._transport.is_closing()
         )
 
+    def limit_buffer(self, high: int) -> None:
+        """Pause writes (``ready()`` false) once the transport holds more than ``high`` bytes."""
+        self._transport.set_write_buffer_limits(high=high)
+
+    def buffered(self) -> int:
+        """Bytes written and not yet taken by the kernel: they count against the outbox."""
+        return self._transport.get_write_buffer_size()
+
     def write(self, framed: bytes) -> None:
         self._transport.write(framed)
 

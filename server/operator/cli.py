@@ -11,6 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from server.app import create_app
+from server.connections import ConnectionGuard, protocol_classes, raise_fd_limit
 from server.operator import admin, demo, workers
 from server.settings import Settings
 
@@ -37,16 +38,34 @@ def serve(settings: Settings, app: Starlette, *, listen_fd: int | None = None) -
     config = uvicorn_config(settings, app)
     # A worker of `--workers` serves the socket its supervisor bound.
     sockets = None if listen_fd is None else [socket.socket(fileno=listen_fd)]
+    metrics_listen = settings.metrics_listen
+    if metrics_listen is not None:
+        # One uvicorn serves both sockets; the app answers /metrics on this one only.
+        sockets = sockets or [config.bind_socket()]
+        sockets.append(bind_socket(*metrics_listen))
     _Server(config).run(sockets=sockets)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):  # each worker of `--workers` binds it too
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
 
 
 def uvicorn_config(settings: Settings, app: Starlette) -> uvicorn.Config:
     """How uvicorn serves Agora (``agora serve`` and ``agora demo``)."""
+    http, ws = protocol_classes(ConnectionGuard(settings, raise_fd_limit()))
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
+        http=http,
+        ws=ws,
         ws_max_size=settings.max_frame,
         ws_per_message_deflate=False,
         ws_ping_interval=None,  # Agora's own heartbeat (4009) watches liveness
