@@ -15,7 +15,11 @@ What a Store promises:
   already used in that channel stores nothing and returns the original event
   with ``created=False``.
 - **Epochs.** ``LogHead.epoch`` names one incarnation of a channel's log; it
-  changes whenever a log had to start again from offset 1.
+  changes whenever a log had to start again from offset 1, and whenever the
+  store may have lost acknowledged commits (a power loss with SQLite's
+  ``synchronous=NORMAL``, a PostgreSQL crash with ``synchronous_commit = off``:
+  see ``server/store/epochs.py``), so an offset never names two events
+  within one epoch.
 """
 
 from __future__ import annotations
@@ -281,8 +285,16 @@ class Appended:
 
 
 class Store(WorkshopStore, Protocol):
+    #: Called when every epoch changed while the store was open (live subscribers
+    #: must resubscribe); a store that changes them only in ``open`` never calls it.
+    on_epochs_rotated: Callable[[], None] | None
+
     async def open(self) -> None:
-        """Create or migrate storage; a fresh store gets its first community."""
+        """Create or migrate storage; a fresh store gets its first community.
+
+        If the store may have lost acknowledged commits since it was last open,
+        every channel gets a new epoch first.
+        """
 
     async def close(self) -> None: ...
 
