@@ -82,7 +82,8 @@ def wire(frame: Any, encoding: Encoding) -> bytes | str:
 
 # --- values --------------------------------------------------------------------------------
 
-_CHARS = st.characters(exclude_categories=("Cs",))  # no lone surrogates: msgpack cannot
+#: no lone surrogates (msgpack cannot carry them) and no NUL (refused: see ``invalid_value``)
+_CHARS = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
 _SURROGATE = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
 
 
@@ -140,9 +141,14 @@ def invalid_value(field: Field, encoding: Encoding) -> st.SearchStrategy[tuple[A
                 lambda n: _text(1, 3).map(lambda s: (s * n)[:n])
             )
             options.append(long.map(lambda v: (v, "too_large", f"'{field.name}' too long")))
+        nul = st.tuples(_text(0, 5), _text(0, 5)).map(lambda t: t[0] + "\x00" + t[1])
+        options.append(nul.map(lambda v: (v, "bad_request", f"'{field.name}' with NUL")))
         if encoding is Encoding.JSON:
             lone = st.tuples(_text(0, 5), _SURROGATE).map(lambda t: t[0] + t[1])
             options.append(lone.map(lambda v: (v, "bad_request", f"'{field.name}' surrogate")))
+    if field.kind is list:
+        nul_item = _text(0, 5).map(lambda t: [t + "\x00"])
+        options.append(nul_item.map(lambda v: (v, "bad_request", f"'{field.name}' with NUL")))
     if field.kind is list and field.max_len is not None:
         long_list = st.integers(field.max_len + 1, field.max_len + 5).map(lambda n: ["x"] * n)
         options.append(long_list.map(lambda v: (v, "too_large", f"'{field.name}' too many")))
@@ -204,7 +210,7 @@ def invalid_commands(draw: st.DrawFn, encoding: Encoding, known: Known) -> Case:
             st.integers(_INT_RANGE[0], -1),
             st.integers(MAX_SAFE_INT + 1, _INT_RANGE[1]),
             st.booleans(),
-            st.floats(),
+            st.floats(allow_nan=False, allow_infinity=False),
             _text(0, 5),
             st.none(),
         )

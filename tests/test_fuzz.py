@@ -182,6 +182,31 @@ def test_valid_commands_with_fuzzed_values_get_a_reply_or_a_documented_error(
     assert _fuzz(fuzzed, encoding, lambda e: commands(e, fuzzed.known)) >= EXAMPLES // 2
 
 
+@pytest.mark.parametrize(
+    ("op", "d"),
+    [
+        ("message.send", {"channel": "CHANNEL", "text": "a\x00b"}),
+        ("resource.add", {"community": "COMMUNITY", "title": "t", "tags": ["x\x00"]}),
+        ("agenda.goto", {"channel": "\x00", "index": 0}),
+    ],
+    ids=["text", "tag", "id"],
+)
+def test_a_nul_character_in_a_string_is_bad_request_on_both_stores(
+    fuzzed: Fuzzed, op: str, d: dict[str, Any]
+) -> None:
+    """Found by the fuzzer: PostgreSQL's text cannot hold U+0000 (``internal`` and a
+    traceback in the scaled deployment, stored as sent on SQLite)."""
+    community, channel = fuzzed.known.ids[:2]
+    names = {"CHANNEL": channel, "COMMUNITY": community}
+    d = {k: names.get(v, v) if isinstance(v, str) else v for k, v in d.items()}
+    with _session(fuzzed, Encoding.MSGPACK, identified=True) as ws:
+        ws.send(msgpack.packb({"op": op, "id": 7, "d": d}))
+        answer = _answer(ws, Encoding.MSGPACK)
+    assert (answer["op"], answer["id"], answer["d"]["code"]) == ("error", 7, "bad_request")
+    assert "U+0000" in answer["d"]["message"]
+    fuzzed.log.assert_no_traceback()
+
+
 def test_the_fuzzed_server_logged_no_traceback(fuzzed: Fuzzed) -> None:
     """Last: whatever the sessions above left running (timers, workshops) ran clean too."""
     with _session(fuzzed, Encoding.MSGPACK, identified=True) as ws:
