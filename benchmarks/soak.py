@@ -313,7 +313,7 @@ class Soak:
 
 
 HEADER = (
-    "|   time | RSS MiB | sends | ack p50/p99 ms | history p50/p99 ms | poll cmds p50/p99 ms "
+    "| time | RSS MiB | sends | ack p50/p99 ms | history p50/p99 ms | poll cmds p50/p99 ms "
     "| ping p50/p99 ms (reference) | reconnects | not recovered | errors |\n"
     "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
