@@ -288,7 +288,7 @@ class Soak:
                 for t in tasks:
                     if t.done() and t.exception() is not None:
                         raise t.exception()  # type: ignore[misc]
-            if time.perf_counter() - started >= args.minutes * 60:
+            if n * args.interval >= args.minutes * 60 - 1e-6:
                 break
         self.stopping = True
         await asyncio.gather(*tasks)
