@@ -8,8 +8,13 @@ from clients.client import (
     ConnectionClosed,
     Event,
     Gap,
+    change_password,
     login,
+    logout,
     register,
+    revoke_other_sessions,
+    revoke_session,
+    sessions,
 )
 
 __all__ = [
@@ -21,6 +26,11 @@ __all__ = [
     "Context",
     "Event",
     "Gap",
+    "change_password",
     "login",
+    "logout",
     "register",
+    "revoke_other_sessions",
+    "revoke_session",
+    "sessions",
 ]

@@ -68,7 +68,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -141,23 +141,39 @@ def http_url(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, "", "", ""))
 
 
-async def _post(base_url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+async def _http(
+    method: str,
+    base_url: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+) -> dict[str, Any]:
+    """One request to the HTTP API: its JSON answer (``{}`` for 204), or ``CommandError``."""
+
     def run() -> dict[str, Any]:
+        headers = {"content-type": "application/json"}
+        if token is not None:
+            headers["authorization"] = f"Bearer {token}"
         request = urllib.request.Request(
             http_url(base_url) + path,
-            data=json.dumps(body).encode(),
-            headers={"content-type": "application/json"},
-            method="POST",
+            data=None if body is None else json.dumps(body).encode(),
+            headers=headers,
+            method=method,
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read())
+                return json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as exc:
             error = json.loads(exc.read() or b"{}").get("error", {})
             code, message = error.get("code", "internal"), error.get("message", str(exc))
             raise CommandError(code, message) from None
 
     return await asyncio.to_thread(run)
+
+
+async def _post(base_url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    return await _http("POST", base_url, path, body)
 
 
 async def register(
@@ -173,6 +189,35 @@ async def register(
 async def login(base_url: str, username: str, password: str) -> dict[str, Any]:
     """Log in: ``{user, token}``."""
     return await _post(base_url, "/api/v1/auth/login", {"username": username, "password": password})
+
+
+async def logout(base_url: str, token: str) -> None:
+    """Revoke ``token``: its open sessions close with 4001 ``logged out``."""
+    await _http("POST", base_url, "/api/v1/auth/logout", token=token)
+
+
+async def sessions(base_url: str, token: str) -> list[dict[str, Any]]:
+    """The account's sessions (tokens that still work): ``{id, created_ts,
+    last_used_ts, label, current}`` each, oldest first."""
+    return (await _http("GET", base_url, "/api/v1/auth/sessions", token=token))["sessions"]
+
+
+async def revoke_session(base_url: str, token: str, session_id: str) -> None:
+    """Revoke one of the account's sessions; ``CommandError`` ``not_found`` if it has none
+    with this id."""
+    path = "/api/v1/auth/sessions/" + quote(session_id, safe="")
+    await _http("DELETE", base_url, path, token=token)
+
+
+async def revoke_other_sessions(base_url: str, token: str) -> int:
+    """Revoke every session of the account but ``token``'s; how many were revoked."""
+    return (await _http("DELETE", base_url, "/api/v1/auth/sessions", token=token))["revoked"]
+
+
+async def change_password(base_url: str, token: str, password: str, new_password: str) -> None:
+    """Change the password; every other session of the account is revoked."""
+    body = {"password": password, "new_password": new_password}
+    await _http("POST", base_url, "/api/v1/auth/password", body, token=token)
 
 
 class Client(DiscussionCommands, WorkshopCommands):
@@ -247,6 +292,28 @@ class Client(DiscussionCommands, WorkshopCommands):
         ws = await self._open()
         self._supervisor = asyncio.create_task(self._supervise(ws))
         return self.identity
+
+    # the account's tokens (HTTP, with this client's token)
+
+    async def logout(self) -> None:
+        """Revoke this client's token on the server, then close (it cannot reconnect)."""
+        self.reconnect = False
+        await logout(self.url, self.token)
+        await self.close()
+
+    async def sessions(self) -> list[dict[str, Any]]:
+        """The account's sessions; this client's has ``current: true``."""
+        return await sessions(self.url, self.token)
+
+    async def revoke_session(self, session_id: str) -> None:
+        await revoke_session(self.url, self.token, session_id)
+
+    async def revoke_other_sessions(self) -> int:
+        return await revoke_other_sessions(self.url, self.token)
+
+    async def change_password(self, password: str, new_password: str) -> None:
+        """Change the password: every other session closes, this one stays."""
+        await change_password(self.url, self.token, password, new_password)
 
     async def close(self) -> None:
         self.reconnect = False

@@ -6,7 +6,7 @@ disagree about a frame's shape. It does no I/O and imports nothing from
 """
 
 from protocol.codec import DEFAULT_MAX_FRAME, Encoding, Wire, decode, encode, transcode
-from protocol.codes import RECONNECTABLE, CloseCode, ErrorCode
+from protocol.codes import RECONNECTABLE, AuthCloseReason, CloseCode, ErrorCode
 from protocol.commands import COMMANDS
 from protocol.errors import FrameError, ProtocolError, RequestError, echo
 from protocol.frames import (
@@ -31,6 +31,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "RECONNECTABLE",
     "USER_EVENTS",
+    "AuthCloseReason",
     "CloseCode",
     "Command",
     "Encoding",

@@ -45,6 +45,19 @@ class CloseCode(IntEnum):
     TOO_SLOW = 4010
 
 
+class AuthCloseReason(StrEnum):
+    """The reason strings of a 4001 close (``NOT_AUTHENTICATED``): why the session has no
+    usable token. Each one asks the client to get a new token (log in again)."""
+
+    BAD_TOKEN = "bad token"  # identify with an unknown or wrong token
+    NOT_IDENTIFIED = "not identified in time"
+    TOKEN_EXPIRED = "token expired"  # identify with a token unused for token_ttl_days
+    ACCOUNT_DISABLED = "account disabled"  # by an operator (agora user disable)
+    LOGGED_OUT = "logged out"  # POST /api/v1/auth/logout with this session's token
+    TOKEN_REVOKED = "token revoked"  # the user revoked this session (or it is gone)
+    PASSWORD_CHANGED = "password changed"  # the user changed the password elsewhere
+
+
 #: Close codes after which a client should reconnect and resume on its own.
 RECONNECTABLE: frozenset[int] = frozenset(
     {

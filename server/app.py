@@ -44,8 +44,11 @@ from server.domain import (
     messages,
     moderation,
     presence,
+    tokens,
 )
 from server.domain.accounts import Accounts
+from server.domain.setup import FirstOwner
+from server.domain.throttle import Throttle
 from server.errors import Unavailable
 from server.gateway import session as gateway_session
 from server.gateway.endpoint import Gateway
@@ -101,7 +104,14 @@ class Agora:
         self.broker = broker
         self.metrics = Metrics()
         self.hub = Hub(store, broker, self.metrics)
-        self.accounts = Accounts(store, registration=settings.registration)
+        self.accounts = Accounts(
+            store,
+            registration=settings.registration,
+            hash_queue=settings.hash_queue,
+            token_ttl_days=settings.token_ttl_days,
+        )
+        self.throttle = Throttle(live, settings)
+        self.first_owner = FirstOwner(store, settings.host)
         self.router = CommandRouter()
         for domain in DOMAIN:
             self.router.include(domain.router)
@@ -116,6 +126,7 @@ class Agora:
         self.pending_thread_updates: set[str] = set()
         #: (user, channel) -> when this node last forwarded their ``typing.started``
         self.typing_forwarded: dict[tuple[str, str], float] = {}
+        self.token_watch = tokens.TokenWatch(self)
         self.workshops = LiveWorkshops(self)
         self.workshops.on_due = lambda channel: timers.due(self, channel)
         self.workshops.on_unwritten_recap = lambda row: recap.write_recap(self, row)
@@ -124,12 +135,16 @@ class Agora:
     async def start(self) -> None:
         await self.store.open()
         log.info("opened the %s", self.settings.database_description)
+        await self.first_owner.start()
         await self.hub.start()
+        await self.hub.serve(tokens.REVOCATIONS, lambda frame: tokens.on_revocation(self, frame))
+        self.token_watch.start()
         await self.live.start(lambda user, status: presence.changed(self, user, status))
         self.workshops.start()
 
     async def stop(self) -> None:
         await self.drain()
+        await self.token_watch.stop()
         await self.workshops.stop()
         await self.live.stop()
         await self.hub.stop()
@@ -270,6 +285,11 @@ def create_app(
         routes=[
             Route("/api/v1/auth/register", accounts.register, methods=["POST"]),
             Route("/api/v1/auth/login", accounts.login, methods=["POST"]),
+            Route("/api/v1/auth/logout", tokens.logout, methods=["POST"]),
+            Route("/api/v1/auth/password", tokens.change_password, methods=["POST"]),
+            Route("/api/v1/auth/sessions", tokens.sessions, methods=["GET"]),
+            Route("/api/v1/auth/sessions", tokens.revoke_others, methods=["DELETE"]),
+            Route("/api/v1/auth/sessions/{session_id}", tokens.revoke, methods=["DELETE"]),
             Route("/api/v1/bots", bots.create, methods=["POST"]),
             Route("/api/v1/bots", bots.list_mine, methods=["GET"]),
             Route("/api/v1/bots/{bot_id}/tokens", bots.new_token, methods=["POST"]),

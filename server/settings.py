@@ -76,6 +76,36 @@ class Settings:
         "", "comma-separated browser origins allowed to connect ('' = same origin, '*' = any)"
     )
     registration: bool = _setting(True, "whether anyone may register an account")
+    token_ttl_days: float = _setting(
+        30.0,
+        "days a token may go unused before it is refused (0 = never; fractions allowed);"
+        " bot tokens never expire by non-use",
+    )
+    revocation_check_ms: int = _setting(
+        5_000,
+        "how often each process checks its open sessions' tokens in the store, closing"
+        " (4001) those revoked or disabled where no broker message told it (the admin CLI)",
+    )
+    register_address_limit: int = _setting(
+        20,
+        "registrations per client address per --register-window-s (0 = no limit); over it: 429",
+    )
+    register_window_s: int = _setting(3600, "window of --register-address-limit, in seconds")
+    login_account_limit: int = _setting(
+        10,
+        "failed logins per account name per --login-window-s (0 = no limit); over it: 429",
+    )
+    login_address_limit: int = _setting(
+        50,
+        "failed logins per client address per --login-window-s (0 = no limit); over it: 429",
+    )
+    login_window_s: int = _setting(
+        900, "window of the failed-login limits, in seconds, from the first failure"
+    )
+    hash_queue: int = _setting(
+        16,
+        "logins and registrations that may wait for a password hash; more are answered 503",
+    )
     community_name: str = _setting("Agora", "name of the community a fresh database gets")
     server_name: str = _setting("agora", "server name sent in hello")
     shutdown_timeout_ms: int = _setting(
@@ -108,6 +138,10 @@ class Settings:
 
     def check(self) -> None:
         """Raise ``ValueError`` for settings that cannot serve together."""
+        if not 0 <= self.token_ttl_days < float("inf"):  # NaN fails too
+            raise ValueError("--token-ttl-days must be 0 (never) or a finite number of days")
+        if self.revocation_check_ms <= 0:
+            raise ValueError("--revocation-check-ms must be more than 0")
         if self.database_url and not (self.postgres or self.database_url.startswith("sqlite:///")):
             raise ValueError("--database must be a postgresql:// or sqlite:/// URL")
         if self.redis_url and not self.postgres:
@@ -171,7 +205,7 @@ class Settings:
         return replace(self, **given)
 
 
-_TYPES = {"int": int, "str": str}
+_TYPES = {"int": int, "float": float, "str": str}
 
 
 def _format(value: Any) -> str:

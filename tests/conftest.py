@@ -57,6 +57,10 @@ class AgoraProcess:
     def __init__(self, db: Path, **settings: Any) -> None:
         self.db = db
         self.port = free_port()
+        # Every test registers from 127.0.0.1 and some fail logins on purpose: no
+        # per-address limits unless a test (tests/test_logins.py) sets them.
+        settings.setdefault("register_address_limit", 0)
+        settings.setdefault("login_address_limit", 0)
         self.settings = settings
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = db.with_suffix(".log")

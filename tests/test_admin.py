@@ -79,6 +79,7 @@ def test_help_names_every_command() -> None:
         assert command in top
     assert all(a in agora("bot", "--help").stdout for a in ("create", "list", "token"))
     assert "--password-stdin" in agora("user", "create", "--help").stdout
+    assert all(a in agora("user", "--help").stdout for a in ("disable", "enable"))
     assert agora("bot").returncode == 2  # an action is required
 
 
@@ -124,6 +125,8 @@ def test_user_errors_exit_1_and_change_nothing(db: Path) -> None:
     assert "no account" in fails(
         "user", "password", "zed", "--password-stdin", "--db", db, stdin=PASSWORD
     )
+    assert "no account" in fails("user", "disable", "zed", "--db", db)
+    assert "no account" in fails("user", "enable", "zed", "--db", db)
     assert dump(db) == before
 
 

@@ -518,6 +518,7 @@ async def test_keyboard_only_send_and_navigation(make_server: MakeServer, open_t
         "new-channel",
         "channel",
         "new-community",
+        "sessions",
         "logout",
         "messages",
         "composer-input",

@@ -21,6 +21,7 @@ from protocol import (
     DEFAULT_MAX_FRAME,
     PROTOCOL_VERSION,
     RECONNECTABLE,
+    AuthCloseReason,
     CloseCode,
     Command,
     Encoding,
@@ -973,6 +974,16 @@ def test_the_documented_close_codes_are_the_close_code_enum_and_the_websocket_la
     documented = set().union(*groups.values())
     assert {int(code) for code in CloseCode} <= documented  # every named code is documented
     assert documented - layer <= {int(code) for code in CloseCode}  # every code Agora picks
+
+
+def test_the_documented_4001_reasons_are_the_auth_close_reason_enum() -> None:
+    documented = [
+        reason.split("`")[1]
+        for code, reason, *_ in doc_table("9. Close codes")
+        if code == str(int(CloseCode.NOT_AUTHENTICATED))
+    ]
+    assert len(documented) == len(set(documented))
+    assert sorted(documented) == sorted(reason.value for reason in AuthCloseReason)
 
 
 def test_reconnectable_close_codes_are_the_documented_reconnect_groups() -> None:

@@ -296,7 +296,8 @@ async def test_everything_acknowledged_is_there_after_reopening(store: Store, ba
         assert await reopened.read_after(general, 0, 10) == [a.frame for a in appended]
         assert (await reopened.log_head(general)).offset == 5
         assert await reopened.credentials("owner") == (owner, "hash-of-owner")
-        assert await reopened.token("tok1") == (owner, b"\x01" * 32)
+        token = await reopened.token("tok1")
+        assert token is not None and (token.user, token.secret_hash) == (owner, b"\x01" * 32)
         assert await reopened.role(community, owner.id) == "owner"
         # reopening does not bootstrap a second community or channel
         (view,) = await reopened.communities_of(owner.id)
@@ -387,10 +388,53 @@ async def test_a_token_resolves_to_its_user_and_secret_hash(store: Store) -> Non
     await store.add_token("t1", user.id, b"secret-hash-1")
     await store.add_token("t2", user.id, b"secret-hash-2")
     await store.add_token("t3", other.id, b"secret-hash-3")
-    assert await store.token("t1") == (user, b"secret-hash-1")
-    assert await store.token("t2") == (user, b"secret-hash-2")
-    assert await store.token("t3") == (other, b"secret-hash-3")
+    for token_id, owner, secret_hash in [
+        ("t1", user, b"secret-hash-1"),
+        ("t2", user, b"secret-hash-2"),
+        ("t3", other, b"secret-hash-3"),
+    ]:
+        token = await store.token(token_id)
+        assert token is not None
+        assert (token.id, token.user, token.secret_hash) == (token_id, owner, secret_hash)
+        assert (token.last_used_ms, token.label, token.disabled) == (None, None, False)
     assert await store.token("nope") is None
+
+
+async def test_tokens_are_listed_touched_and_revoked_only_for_their_user(store: Store) -> None:
+    user = await store.create_user("tina", "Tina", "h")
+    other = await store.create_user("uma", "Uma", "h")
+    await store.add_token("a", user.id, b"1", label="Firefox")
+    await store.add_token("b", user.id, b"2")
+    await store.add_token("c", user.id, b"3")
+    await store.add_token("d", other.id, b"4")
+    assert [t.id for t in await store.tokens_of(user.id)] == ["a", "b", "c"]
+    assert (await store.token("a")).label == "Firefox"  # type: ignore[union-attr]
+    assert sorted(t.id for t in await store.tokens(["a", "d", "gone"])) == ["a", "d"]
+
+    await store.touch_tokens(["a", "b"], 5_000)
+    await store.touch_tokens(["a"], 4_000)  # never moves back
+    assert [t.last_used_ms for t in await store.tokens_of(user.id)] == [5_000, 5_000, None]
+
+    assert await store.revoke_tokens(other.id, ["a"]) == []  # not the other user's
+    assert await store.revoke_tokens(user.id, ["a", "d"]) == ["a"]
+    assert sorted(await store.revoke_tokens(user.id, keep="c")) == ["b"]
+    assert [t.id for t in await store.tokens_of(user.id)] == ["c"]
+    assert await store.revoke_tokens(user.id) == ["c"]
+    assert [t.id for t in await store.tokens(["a", "b", "c", "d"])] == ["d"]
+
+
+async def test_a_disabled_account_shows_on_its_tokens_until_enabled(store: Store) -> None:
+    user = await store.create_user("vic", "Vic", "h")
+    await store.add_token("v1", user.id, b"1")
+    assert await store.disabled_ms(user.id) is None
+    await store.set_disabled(user.id, 1234)
+    assert await store.disabled_ms(user.id) == 1234
+    assert (await store.token("v1")).disabled  # type: ignore[union-attr]
+    await store.set_disabled(user.id, None)
+    assert not (await store.token("v1")).disabled  # type: ignore[union-attr]
+    with pytest.raises(KeyError):
+        await store.set_disabled("nobody", 1)
+    assert await store.disabled_ms("nobody") is None
 
 
 async def test_unknown_channel_role_and_community_are_none(store: Store) -> None:

@@ -32,7 +32,7 @@ import pytest
 from clients import Client, Event
 from clients.terminal.state import ChatState
 from tests.agora_cli import ok, storage
-from tests.conftest import ROOT, AgoraProcess, Plug, new_user, timeout
+from tests.conftest import ROOT, AgoraProcess, Plug, http_json, new_user, timeout
 
 COLUMNS, ROWS = 100, 30
 PASSWORD = "correct horse"  # what tests.conftest.new_user registers with
@@ -197,9 +197,25 @@ async def test_token_login_remembered_with_0600_and_forgotten_on_logout(
     assert await again.exit_status() == 0
 
     logout = chat("--server", tui.http, "--logout")
-    await logout.see(f"forgot the token for {tui.http}")
+    await logout.see(f"forgot the token for {tui.http}, and the server revoked it")
     assert await logout.exit_status() == 0
     assert account["token"] not in kept.read_text()
+    assert http_json("GET", other.http + "/api/v1/auth/sessions", token=account["token"])[0] == 401
+
+
+async def test_slash_logout_revokes_the_token_forgets_it_and_quits(
+    server: AgoraProcess, chat: Any, tmp_path: Path
+) -> None:
+    tui, other = nodes(server)
+    account = await new_user(other, "out")
+    first = chat("--server", tui.http, "--token", account["token"], "--remember")
+    await first.see("● connected", f"as {account['user']['username']}")
+    kept = tmp_path / "config" / "agora" / "tokens.json"
+    assert account["token"] in kept.read_text()
+    first.type("/logout")
+    assert await first.exit_status() == 0
+    assert account["token"] not in kept.read_text()
+    assert http_json("GET", other.http + "/api/v1/auth/sessions", token=account["token"])[0] == 401
 
 
 async def test_refused_token_exits_nonzero(server: AgoraProcess, chat: Any) -> None:

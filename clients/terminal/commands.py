@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from clients.client import Client, CommandError, http_url
+from clients.terminal.config import TokenStore
 from clients.terminal.state import ChannelState, ChatState
 
 #: How ``/who`` marks a member's presence.
@@ -205,6 +206,14 @@ async def create_channel(chat: Chat, arg: str) -> None:
     channel = await chat.client.create_channel(community, arg)
     await chat.enter(chat.state.put_channel(community, channel))
     chat.say(f"created #{channel['name']}")
+
+
+@slash("logout", "", "log out: revoke this token on the server, forget it, quit")
+async def logout(chat: Chat, arg: str) -> None:
+    server = http_url(chat.client.url)
+    await chat.client.logout()
+    TokenStore().forget(server)
+    chat.quit()
 
 
 @slash("quit", "", "leave the chat")

@@ -17,7 +17,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import websockets
 
-from clients.client import AgoraClientError, Client, CommandError, ConnectionClosed, login, register
+from clients.client import (
+    AgoraClientError,
+    Client,
+    CommandError,
+    ConnectionClosed,
+    login,
+    logout,
+    register,
+)
 from clients.terminal.config import TokenStore
 from protocol import CloseCode
 
@@ -63,8 +71,12 @@ async def _run(args: argparse.Namespace) -> int:
     server = http_base(args.server)
     tokens = TokenStore()
     if args.logout:
-        forgotten = tokens.forget(server)
-        print(f"forgot the token for {server}" if forgotten else f"no token kept for {server}")
+        kept = tokens.get(server)
+        if kept is None:
+            print(f"no token kept for {server}")
+            return 0
+        tokens.forget(server)
+        print(f"forgot the token for {server}{await _revoked(server, kept['token'])}")
         return 0
     token, remembered = await _token(args, server, tokens)
     client = Client(ws_base(server), token)
@@ -87,6 +99,19 @@ async def _run(args: argparse.Namespace) -> int:
     finally:
         await client.close()
     return app.return_code or 0
+
+
+async def _revoked(server: str, token: str) -> str:
+    """Revoke ``token`` on the server; what to add to the line that says it is forgotten."""
+    try:
+        await logout(server, token)
+    except CommandError as exc:
+        if exc.code == "unauthorized":
+            return " (the server no longer took it)"
+        return f" (the server did not revoke it: {exc.message})"
+    except OSError as exc:
+        return f" (the server could not be reached to revoke it: {exc})"
+    return ", and the server revoked it"
 
 
 async def _token(args: argparse.Namespace, server: str, tokens: TokenStore) -> tuple[str, bool]:

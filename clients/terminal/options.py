@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="remember the token for this server (in $XDG_CONFIG_HOME/agora, mode 0600)",
     )
     parser.add_argument(
-        "--logout", action="store_true", help="forget the remembered token for this server"
+        "--logout",
+        action="store_true",
+        help="revoke the remembered token for this server on the server, and forget it",
     )
     parser.add_argument("--log-file", metavar="PATH", help="write the client's debug log here")

@@ -48,7 +48,8 @@ export class Agora {
    * `token` comes from /api/v1/auth/login or /register. Options (also settable later):
    *   url       the gateway URL (default: this page's origin)
    *   onstatus  (status, reason): 'connecting', 'online', 'offline' (reconnecting),
-   *             'unauthorized' (bad token), 'stopped' (refused for good), 'closed'
+   *             'unauthorized' (4001: the token was refused or revoked, and
+   *             `reason` says why), 'stopped' (refused for good), 'closed'
    *   onready   (identifyReply) after each identify, known channels re-subscribed
    *   onreset   (channel, subscribeReply, since) when missed events could not be
    *             replayed after a reconnect: reload that channel's history

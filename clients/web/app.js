@@ -6,7 +6,7 @@
 // side panel is open; the breakout rooms a workshop opens for the user. The
 // protocol lives in agora.js, channel state in state.js, threads in
 // threads.js, direct messages in dms.js, roles in roles.js, dialogs in
-// dialogs.js, a workshop's state in workshop_state.js, and each view in views/.
+// dialogs.js, logout and the Sessions dialog in sessions.js, a workshop's state in workshop_state.js, and each view in views/.
 
 import { Agora } from './agora.js';
 import { $, countText } from './dom.js';
@@ -14,6 +14,7 @@ import {
   channelDialog, confirmAction, createCommunityDialog, dialogOpen, inviteDialog,
 } from './dialogs.js';
 import { can } from './roles.js';
+import { endedMessage, revokeToken, sessionsDialog } from './sessions.js';
 import { createDms } from './dms.js';
 import { createSidebar } from './sidebar.js';
 import { ChannelState, UNREAD_CAP } from './state.js';
@@ -158,6 +159,7 @@ $('#auth-form').addEventListener('submit', async (event) => {
   const name = $('#register-name').value.trim();
   if (kind === 'register' && name) body.display_name = name;
   if (kind === 'register' && inviteCode) body.invite = inviteCode;
+  if (kind === 'register' && !$('#setup-fields').hidden) body.setup_code = $('#setup-code').value.trim();
   const buttons = document.querySelectorAll('#auth-form button');
   buttons.forEach((b) => (b.disabled = true));
   $('#auth-error').textContent = '';
@@ -168,7 +170,7 @@ $('#auth-form').addEventListener('submit', async (event) => {
       body: JSON.stringify(body),
     });
     const data = await res.json().catch(() => ({}));
-    if (!res.ok) throw new Error(data.error?.message ?? `the server answered ${res.status}`);
+    if (!res.ok) throw new Error(authRefusal(res, data));
     localStorage.setItem(TOKEN_KEY, data.token);
     $('#login-password').value = '';
     // Registered with the invite: already in. Logged in: take it once identified.
@@ -182,6 +184,24 @@ $('#auth-form').addEventListener('submit', async (event) => {
     buttons.forEach((b) => (b.disabled = false));
   }
 });
+
+/**
+ * What to tell someone whose login or registration was refused. A 429 (too many
+ * failures) or 503 (busy) says when to try again; the first account of a server
+ * served beyond loopback asks for the setup code, so its field appears.
+ */
+function authRefusal(res, data) {
+  const message = data.error?.message ?? `the server answered ${res.status}`;
+  if (data.error?.reason === 'setup_code') {
+    $('#setup-fields').hidden = false;
+    $('#setup-code').focus();
+  }
+  const wait = Number(res.headers.get('retry-after'));
+  if ((res.status === 429 || res.status === 503) && wait > 0 && !message.includes('try again')) {
+    return `${message}; try again in ${wait} s`;
+  }
+  return message;
+}
 
 function start(token) {
   showScreen('chat');
@@ -213,7 +233,21 @@ function logout(message = '') {
   $('#login-username').focus();
 }
 
-$('#logout').addEventListener('click', () => logout());
+// Log out: revoke the token on the server (its other tabs close with 4001
+// 'logged out'), then forget it here.
+$('#logout').addEventListener('click', async () => {
+  const token = client?.token ?? localStorage.getItem(TOKEN_KEY);
+  client?.close(); // first, so that the server's 4001 for this token is not read as news
+  $('#logout').disabled = true;
+  const note = token ? await revokeToken(token) : '';
+  $('#logout').disabled = false;
+  logout(note);
+});
+
+$('#sessions').addEventListener('click', () => {
+  const token = client?.token ?? localStorage.getItem(TOKEN_KEY);
+  if (token) sessionsDialog(token, { onended: () => logout(endedMessage('bad token')) });
+});
 
 // Connection
 
@@ -232,7 +266,7 @@ function setStatus(state, text) {
 }
 
 function onstatus(status, reason) {
-  if (status === 'unauthorized') return logout('Your session has expired. Please log in again.');
+  if (status === 'unauthorized') return logout(endedMessage(reason));
   const text = STATUS_TEXT[status]
     ?? `Disconnected: ${reason || 'the server refused the connection'}. Reload to retry.`;
   setStatus(status, text);

@@ -14,8 +14,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from protocol import ErrorCode
-from server.domain import communities
-from server.domain.accounts import Invalid, check_account, http_error, issue_token, read_body
+from server.domain import communities, names
+from server.domain.accounts import (
+    Invalid,
+    check_account,
+    http_error,
+    issue_token,
+    label_of,
+    read_body,
+)
+from server.domain.tokens import bearer
 from server.store import Conflict, User
 
 if TYPE_CHECKING:
@@ -44,13 +52,15 @@ async def create(request: Request) -> JSONResponse:
         display_name = check_account(body["username"], None, body.get("display_name"))
     except Invalid as exc:
         return http_error(400, ErrorCode.BAD_REQUEST, str(exc))
+    if (reserved := names.reserved_refusal(body["username"])) is not None:
+        return http_error(409, ErrorCode.CONFLICT, reserved)
     try:
         bot = await agora.store.create_user(
             body["username"], display_name, "", bot=True, owner_id=caller.id
         )
     except Conflict as exc:
         return http_error(409, ErrorCode.CONFLICT, str(exc))
-    token = await issue_token(agora.store, bot)
+    token = await issue_token(agora.store, bot, label_of(request))
     await communities.announce_new_account(agora, bot)
     return JSONResponse({"user": bot.public(), "token": token}, status_code=201)
 
@@ -72,18 +82,11 @@ async def new_token(request: Request) -> JSONResponse:
     bot = await agora.store.user(request.path_params["bot_id"])
     if bot is None or not bot.bot or bot.owner_id != caller.id:
         return http_error(404, ErrorCode.NOT_FOUND, "you have no bot with this id")
-    return JSONResponse({"token": await issue_token(agora.store, bot)}, status_code=201)
+    token = await issue_token(agora.store, bot, label_of(request))
+    return JSONResponse({"token": token}, status_code=201)
 
 
 async def _caller(request: Request) -> User | JSONResponse:
     """The account behind ``Authorization: Bearer <token>``, or the 401 to answer."""
-    agora: Agora = request.app.state.agora
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    user = None
-    if scheme.lower() == "bearer" and token.strip():
-        user = await agora.accounts.authenticate(token.strip())
-    if user is None:
-        return http_error(
-            401, ErrorCode.UNAUTHORIZED, "send 'Authorization: Bearer <token>' with a valid token"
-        )
-    return user
+    token = await bearer(request)
+    return token if isinstance(token, JSONResponse) else token.user

@@ -7,6 +7,10 @@ events in ``NOT_TO_SELF``), encoded once per encoding, and then to
 ``on_topic_event`` once, for the domain to act on (a member who left stops
 listening).
 
+Internal topics (``serve``) carry what the nodes tell one another, never a
+client: each has one handler per node, called with the frame's bytes (e.g.
+``server/domain/tokens.py``'s revocations, which close sessions on every node).
+
 One ``ChannelFeed`` per channel with local subscribers. The feed delivers
 durable events in offset order: a frame that arrives ahead of its turn (two
 publishers raced, or the broker dropped one) waits until the gap is filled
@@ -296,6 +300,8 @@ class Hub:
         self.topics: dict[str, set[Listener]] = {}
         self._subscribing: dict[str, asyncio.Future[None]] = {}
         self.on_topic_event: OnTopicEvent | None = None
+        #: internal topic -> this node's handler of its frames
+        self.internal: dict[str, Callable[[bytes], None]] = {}
         #: event type -> called once per node with the feed that delivered it (its
         #: local subscribers), for the domain to act on
         self.watchers: dict[str, Callable[[ChannelFeed, dict[str, Any]], None]] = {}
@@ -309,6 +315,10 @@ class Hub:
         await self.broker.stop()
 
     def on_message(self, channel: str, frame: bytes) -> None:
+        handler = self.internal.get(channel)
+        if handler is not None:
+            handler(frame)
+            return
         feed = self.feeds.get(channel)
         if feed is not None:
             feed.receive(frame)
@@ -316,6 +326,15 @@ class Hub:
             self._topic_message(channel, frame)
 
     # topics
+
+    async def serve(self, topic: str, handler: Callable[[bytes], None]) -> None:
+        """Call ``handler`` with every frame published to the internal ``topic``, from any
+        node (this one included), until the hub stops.
+
+        Raises ``Unavailable`` if the broker cannot subscribe.
+        """
+        self.internal[topic] = handler
+        await self.broker.subscribe(topic)
 
     async def listen(self, topic: str, listener: Listener) -> None:
         """Deliver the topic's events to ``listener`` from now on.
@@ -409,7 +428,7 @@ class Hub:
     def _unsubscribe_later(self, channel: str) -> None:
         async def unsubscribe() -> None:
             # nobody subscribed or listened again meanwhile
-            if channel not in self.feeds and channel not in self.topics:
+            if not any(channel in held for held in (self.feeds, self.topics, self.internal)):
                 await self.broker.unsubscribe(channel)
 
         asyncio.ensure_future(unsubscribe()).add_done_callback(_log_failure)

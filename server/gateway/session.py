@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from protocol import (
+    AuthCloseReason,
     CloseCode,
     Encoding,
     ErrorCode,
@@ -57,6 +58,8 @@ class Session:
         self.id = new_id()
         self.encoding = encoding
         self.user: User | None = None
+        #: the id of the token that identified this session: revoking it closes the session
+        self.token_id: str | None = None
         self.outbox = Outbox(settings.outbox_limit, self.overflowed)
         #: channel id -> the feed this session is subscribed to
         self.feeds: dict[str, ChannelFeed] = {}
@@ -230,7 +233,7 @@ class Session:
 
     def _check_identified(self) -> None:
         if self.user is None:
-            self.close(CloseCode.NOT_AUTHENTICATED, "not identified in time")
+            self.close(CloseCode.NOT_AUTHENTICATED, AuthCloseReason.NOT_IDENTIFIED)
 
     def _check_heartbeat(self) -> None:
         deadline = self.last_seen + 1.5 * self.agora.settings.heartbeat_ms / 1000

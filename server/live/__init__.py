@@ -1,4 +1,4 @@
-"""Fast, forgettable state shared by a deployment's processes: presence and claims.
+"""Fast, forgettable state shared by a deployment's processes: presence, claims, counters.
 
 In-process in the embedded deployment (``memory``), in Redis in the scaled
 one (``redis``). Nothing here must survive a restart: losing it all costs a

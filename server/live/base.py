@@ -12,6 +12,11 @@ What a LiveState promises:
   through ``on_change``, once.
 - **Claims**: ``claim(key, ms)`` succeeds for one caller per key until ``ms``
   have passed (slow mode, "this node fires this timer").
+- **Counters** (login throttling): ``hit(key, limit, ms)`` counts one
+  attempt in a window of ``ms`` that opens at the key's first attempt; over
+  ``limit`` in the window the attempt is not counted and the answer is the
+  time until the window closes. ``release`` takes one back (an attempt that
+  did not fail). Counts are shared by every process of a deployment.
 - While a Redis-backed state cannot reach Redis, calls raise ``Unavailable``.
 """
 
@@ -49,3 +54,10 @@ class LiveState(Protocol):
 
     async def claim(self, key: str, ms: int) -> int:
         """0 if this caller now holds ``key`` for ``ms``; else ms until it is free."""
+
+    async def hit(self, key: str, limit: int, ms: int) -> int:
+        """Count an attempt: 0 if within ``limit`` per window of ``ms``; else ms until
+        the window closes (and it was not counted)."""
+
+    async def release(self, key: str) -> None:
+        """Take back one counted attempt of ``key``."""

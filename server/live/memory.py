@@ -6,11 +6,15 @@ import time
 
 from server.live.base import OnPresenceChange, aggregate
 
+#: Most throttle counters kept (an address or username each): beyond, the oldest go.
+MAX_COUNTERS = 100_000
+
 
 class MemoryLiveState:
     def __init__(self) -> None:
         self._sessions: dict[str, dict[str, str]] = {}  # user -> session -> status
         self._claims: dict[str, float] = {}  # key -> monotonic expiry
+        self._counters: dict[str, list[float]] = {}  # key -> [count, monotonic window end]
 
     async def start(self, on_change: OnPresenceChange) -> None:
         """One process: no other can die under it, so ``on_change`` is never called."""
@@ -18,6 +22,7 @@ class MemoryLiveState:
     async def stop(self) -> None:
         self._sessions.clear()
         self._claims.clear()
+        self._counters.clear()
 
     async def update(self, user_id: str, session_id: str, status: str | None) -> str | None:
         sessions = self._sessions.setdefault(user_id, {})
@@ -48,3 +53,27 @@ class MemoryLiveState:
             self._claims = {k: e for k, e in self._claims.items() if e > now}
         self._claims[key] = now + ms / 1000
         return 0
+
+    async def hit(self, key: str, limit: int, ms: int) -> int:
+        now = time.monotonic()
+        counter = self._counters.get(key)
+        if counter is None or counter[1] <= now:
+            if len(self._counters) >= MAX_COUNTERS:
+                self._forget_counters(now)
+            self._counters[key] = [1, now + ms / 1000]
+            return 0
+        if counter[0] >= limit:
+            return max(1, round((counter[1] - now) * 1000))
+        counter[0] += 1
+        return 0
+
+    async def release(self, key: str) -> None:
+        counter = self._counters.get(key)
+        if counter is not None and counter[0] > 0:
+            counter[0] -= 1
+
+    def _forget_counters(self, now: float) -> None:
+        """Bounded: drop the closed windows, then the oldest if still full."""
+        self._counters = {k: c for k, c in self._counters.items() if c[1] > now}
+        while len(self._counters) >= MAX_COUNTERS:
+            del self._counters[next(iter(self._counters))]

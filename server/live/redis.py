@@ -6,7 +6,8 @@ Keys (all forgettable; a Redis restart only resets presence and claims):
 - ``agora:presence-status:<user>``: the user's last reported status;
 - ``agora:node-users:<node>``: the users a process holds sessions of;
 - ``agora:nodes``: sorted set, process -> the time its heartbeat runs out;
-- ``agora:claim:<key>``: a claim, expiring by itself.
+- ``agora:claim:<key>``: a claim, expiring by itself;
+- ``agora:count:<key>``: a throttle counter, expiring with its window.
 
 A session's change and the user's new status are computed in one script, so
 two processes changing one user's sessions at once report each change once.
@@ -77,6 +78,21 @@ end
 """
     + _STATUS
 )
+# KEYS: the counter; ARGV: limit, window in ms. 0 if counted, else ms until the window closes.
+_HIT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if n <= tonumber(ARGV[1]) then return 0 end
+redis.call('DECR', KEYS[1])
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return tonumber(ARGV[2]) end
+return math.max(1, left)
+"""
+# KEYS: the counter. Never below 0, never a key without its expiry.
+_RELEASE = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+"""
 
 
 class RedisLiveState:
@@ -86,6 +102,8 @@ class RedisLiveState:
         self._redis = Redis(connection_pool=connection_pool(url, max_connections=MAX_CONNECTIONS))
         self._update = self._redis.register_script(_UPDATE)
         self._sweep = self._redis.register_script(_SWEEP)
+        self._hit = self._redis.register_script(_HIT)
+        self._release = self._redis.register_script(_RELEASE)
         self._on_change: OnPresenceChange | None = None
         self._beat: asyncio.Task[None] | None = None
 
@@ -128,6 +146,14 @@ class RedisLiveState:
             if await self._redis.set(K + "claim:" + key, self.node, px=ms, nx=True):
                 return 0
             return max(1, await self._redis.pttl(K + "claim:" + key))
+
+    async def hit(self, key: str, limit: int, ms: int) -> int:
+        with unavailable_on_errors():
+            return int(await self._hit(keys=[K + "count:" + key], args=[limit, ms]))
+
+    async def release(self, key: str) -> None:
+        with unavailable_on_errors():
+            await self._release(keys=[K + "count:" + key])
 
     # liveness of the processes
 

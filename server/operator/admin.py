@@ -10,6 +10,11 @@ to the store, not published: a running embedded server's live subscribers
 get it with the next event of that channel (the hub repairs the gap from the
 store); history and replay have it at once.
 
+A disabled account (``agora user disable``) can neither log in nor identify at
+once. Running servers close its open sessions (4001 ``account disabled``) at
+once when the command is given their Redis (``--redis``), else within their
+``revocation_check_ms``, when they next check their sessions' tokens.
+
 Role changes and channel changes made here go into the community's audit log
 with the actor ``operator``, like the app's own.
 
@@ -31,10 +36,13 @@ from typing import Any, TextIO, TypeVar
 
 from tqdm import tqdm
 
+from protocol import AuthCloseReason
 from server.backends import store_from
-from server.domain import audit, communities
+from server.domain import audit, communities, tokens
 from server.domain.accounts import Invalid, check_account, hash_password, issue_token
 from server.domain.channels import channel_name
+from server.errors import Unavailable
+from server.ids import now_ms
 from server.operator import transfer
 from server.settings import Settings
 from server.store import Channel, Community, Conflict, Store, User
@@ -76,6 +84,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             help="postgresql:// or sqlite:/// URL; wins over --db (env AGORA_DATABASE_URL)",
         )
         storage.add_argument(
+            "--redis",
+            dest="redis_url",
+            help="the servers' Redis URL: 'user disable' closes the account's sessions at once"
+            " (env AGORA_REDIS_URL)",
+        )
+        storage.add_argument(
             "--create",
             action="store_true",
             help="create the SQLite database file if it does not exist (else: an error)",
@@ -91,6 +105,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = command(user, "password", user_password, "set an account's password")
     p.add_argument("username")
     _password_stdin(p)
+    p = command(
+        user, "disable", user_disable, "disable an account: no login, no identify, sessions closed"
+    )
+    p.add_argument("username")
+    p = command(user, "enable", user_enable, "enable a disabled account again")
+    p.add_argument("username")
 
     community = group("community", "manage communities")
     p = command(community, "create", community_create, "create a community with a general channel")
@@ -177,6 +197,7 @@ def _check_exists(settings: Settings, create: bool) -> None:
 
 
 async def _with_store(settings: Settings, args: argparse.Namespace) -> None:
+    args.settings = settings  # for the few commands that reach beyond the store
     store = store_from(settings)
     await store.open()
     try:
@@ -212,6 +233,42 @@ async def user_password(store: Store, args: argparse.Namespace, out: TextIO) -> 
         raise AdminError(f"'{user.username}' is a bot; bots use tokens (agora bot token)")
     await store.set_password(user.id, hash_password(_read_password(args.password_stdin)))
     _row(out, user.id, user.username)
+
+
+async def user_disable(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    user = await find_user(store, args.username)
+    if await store.disabled_ms(user.id) is None:
+        await store.set_disabled(user.id, now_ms())
+    if args.settings.redis_url:  # the servers hear it at once, not at their next check
+        await _tell_servers(args.settings.redis_url, user.id)
+    _row(out, user.id, user.username, "disabled")
+
+
+async def _tell_servers(redis_url: str, user_id: str) -> None:
+    """Publish the account's being disabled on the servers' broker (best effort: each
+    server also finds it in the store within its ``revocation_check_ms``)."""
+    from server.broker.redis import RedisBroker  # only for this command
+
+    broker = RedisBroker(redis_url)
+    try:
+        await broker.start(lambda channel, frame: None, lambda: None)
+        try:
+            frame = tokens.revocation_frame(user_id, None, AuthCloseReason.ACCOUNT_DISABLED)
+            await broker.publish(tokens.REVOCATIONS, frame)
+        finally:
+            await broker.stop()
+    except Unavailable as exc:
+        print(
+            f"agora: warning: Redis not reached ({exc}); servers close the sessions"
+            " at their next check",
+            file=sys.stderr,
+        )
+
+
+async def user_enable(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    user = await find_user(store, args.username)
+    await store.set_disabled(user.id, None)
+    _row(out, user.id, user.username, "enabled")
 
 
 # communities and channels
@@ -343,7 +400,7 @@ async def bot_create(store: Store, args: argparse.Namespace, out: TextIO) -> Non
         raise AdminError(f"'{owner.username}' is a bot; a bot's owner must be a person")
     name = _checked(args.username, args.name)
     bot = await _created(store.create_user(args.username, name, "", bot=True, owner_id=owner.id))
-    token = await issue_token(store, bot)
+    token = await issue_token(store, bot, "agora bot create")
     await announce_new_account(store, bot)
     print(f"created bot '{bot.username}' ({bot.id}); its token follows", file=sys.stderr)
     out.write(token + "\n")
@@ -361,7 +418,7 @@ async def bot_token(store: Store, args: argparse.Namespace, out: TextIO) -> None
     bot = await find_user(store, args.username)
     if not bot.bot:
         raise AdminError(f"'{bot.username}' is not a bot; people log in with their password")
-    out.write(await issue_token(store, bot) + "\n")
+    out.write(await issue_token(store, bot, "agora bot token") + "\n")
 
 
 # moving a community

@@ -24,6 +24,7 @@ import msgpack
 
 from server.domain import communities
 from server.domain.accounts import Invalid, check_account
+from server.domain.names import skeleton
 from server.store import Channel, Community, Resource, Store
 
 FORMAT, VERSION = "agora-export", 1
@@ -182,8 +183,9 @@ async def import_data(store: Store, data: dict[str, Any], progress: Progress) ->
         owner = m.get("owner_id")
         if owner is not None and owner not in known and await store.user(owner) is None:
             owner = None  # the owner stayed behind on the source server
+        name = check_account(m["username"], None, m["name"])  # cleaned as everywhere
         await store.create_user(
-            m["username"], m["name"], "", bot=m["bot"], owner_id=owner, user_id=m["id"]
+            m["username"], name, "", bot=m["bot"], owner_id=owner, user_id=m["id"]
         )
     spec = data["community"]
     owner = next(m for m in data["members"] if m["role"] == "owner")
@@ -284,11 +286,11 @@ async def _target_problems(store: Store, data: dict[str, Any]) -> list[str]:
             problems.append(
                 f"user id {m['id']} is '{same_id.username}' here, '{m['username']}' in the file"
             )
-        same_name = await store.credentials(m["username"])
-        if same_name is not None and same_name[0].id != m["id"]:
+        same_name = await store.user_like(m["username"])
+        if same_name is not None and same_name.id != m["id"]:
             problems.append(
-                f"username '{m['username']}' is taken here by another account"
-                f" (id {same_name[0].id}, the file has {m['id']})"
+                f"username '{m['username']}' is taken here by another account, or looks like"
+                f" its name '{same_name.username}' (id {same_name.id}, the file has {m['id']})"
             )
     return problems
 
@@ -323,10 +325,10 @@ def _member_problems(members: Any) -> list[str]:
             problems.append(f"{where}: {exc}")
         if m["role"] not in communities.ROLES:
             problems.append(f"{where}: role must be one of {', '.join(communities.ROLES)}")
-        if m["id"] in ids or m["username"].casefold() in names:
-            problems.append(f"{where}: id or username listed twice")
+        if m["id"] in ids or skeleton(m["username"]) in names:
+            problems.append(f"{where}: id or username listed twice (or a name that looks alike)")
         ids.add(m["id"])
-        names.add(m["username"].casefold())
+        names.add(skeleton(m["username"]))
     if not problems and not any(m["role"] == "owner" for m in members):
         problems.append("members: the community has no owner")
     return problems

@@ -16,6 +16,7 @@ from server.store.base import (
     Resource,
     Store,
     StoredMessage,
+    Token,
     User,
 )
 
@@ -37,5 +38,6 @@ __all__ = [
     "Resource",
     "Store",
     "StoredMessage",
+    "Token",
     "User",
 ]

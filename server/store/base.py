@@ -53,6 +53,24 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class Token:
+    """An issued token as stored: never its secret, only the secret's SHA-256."""
+
+    id: str
+    user: User
+    secret_hash: bytes
+    created_ms: int
+    last_used_ms: int | None  # written coarsely; None: not used since it was issued
+    label: str | None  # what the client said it was when the token was issued
+    disabled: bool  # the user's account is disabled
+
+    @property
+    def used_ms(self) -> int:
+        """When the token was last known to be in use (issued counts as used)."""
+        return self.created_ms if self.last_used_ms is None else self.last_used_ms
+
+
+@dataclass(frozen=True, slots=True)
 class Channel:
     id: str
     community_id: str | None  # None for a DM
@@ -298,6 +316,15 @@ class Store(WorkshopStore, Protocol):
 
     async def close(self) -> None: ...
 
+    async def has_users(self) -> bool:
+        """Whether any account exists (else the next one becomes the owner)."""
+
+    async def setup_code(self, new: str) -> str:
+        """The database's one setup code for its first account: ``new`` unless one is kept.
+
+        Kept in ``meta``, so every process of a deployment has the same one.
+        """
+
     async def check(self) -> None:
         """Raise unless the store can serve (for ``/healthz``)."""
 
@@ -321,10 +348,14 @@ class Store(WorkshopStore, Protocol):
         may be ``""`` for an account that cannot log in with a password (bots,
         imported accounts). ``user_id`` keeps an id from another server (import);
         by default a new one is assigned. Raises ``Conflict`` when the username
-        (compared case-insensitively) or the id is taken.
+        (compared case-insensitively) or the id is taken, or when the username
+        looks like an existing one (the same ``names.skeleton``).
         """
 
     async def user(self, user_id: str) -> User | None: ...
+
+    async def user_like(self, username: str) -> User | None:
+        """The account whose username is or looks like ``username`` (same skeleton)."""
 
     async def users(self) -> list[User]:
         """Every account, oldest first."""
@@ -335,13 +366,44 @@ class Store(WorkshopStore, Protocol):
     async def set_password(self, user_id: str, password_hash: str) -> None:
         """Replace the account's password hash (``""``: no password login).
 
-        Raises ``KeyError`` for an unknown user. Tokens already issued stay valid.
+        Raises ``KeyError`` for an unknown user. Tokens already issued stay valid
+        (``revoke_tokens`` takes them back).
         """
 
-    async def add_token(self, token_id: str, user_id: str, secret_hash: bytes) -> None: ...
+    async def set_disabled(self, user_id: str, disabled_ms: int | None) -> None:
+        """Disable the account as of ``disabled_ms`` (None: enable it again).
 
-    async def token(self, token_id: str) -> tuple[User, bytes] | None:
-        """The token's user and the hash of its secret, or None."""
+        Its tokens stay stored: the account's being disabled is what refuses them,
+        so enabling it again makes them work again. Raises ``KeyError`` for an
+        unknown user.
+        """
+
+    async def disabled_ms(self, user_id: str) -> int | None:
+        """When the account was disabled, or None (enabled, or no such account)."""
+
+    async def add_token(
+        self, token_id: str, user_id: str, secret_hash: bytes, *, label: str | None = None
+    ) -> None: ...
+
+    async def token(self, token_id: str) -> Token | None:
+        """The token, its user and the hash of its secret, or None if it is not stored."""
+
+    async def tokens(self, token_ids: list[str]) -> list[Token]:
+        """The tokens of ``token_ids`` that are stored, in no particular order."""
+
+    async def tokens_of(self, user_id: str) -> list[Token]:
+        """Every stored token of the user, oldest first."""
+
+    async def touch_tokens(self, token_ids: list[str], used_ms: int) -> None:
+        """Record that the tokens were in use at ``used_ms`` (never moves one back)."""
+
+    async def revoke_tokens(
+        self, user_id: str, token_ids: list[str] | None = None, *, keep: str | None = None
+    ) -> list[str]:
+        """Delete the user's tokens of ``token_ids`` (None: all of them) but ``keep``.
+
+        Tokens of other users are never touched. Returns the ids deleted.
+        """
 
     # communities and channels
     async def create_community(

@@ -42,6 +42,7 @@ import asyncpg
 import msgpack
 
 from protocol import event
+from server.domain.names import skeleton
 from server.errors import Unavailable
 from server.ids import new_id, now_ms
 from server.store import epochs, sql
@@ -56,6 +57,7 @@ from server.store.base import (
     Invite,
     LogHead,
     Membership,
+    Token,
     User,
 )
 from server.store.migrate import LOCK_KEY, upgrade_postgres
@@ -177,6 +179,16 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
     async def check(self) -> None:
         await self._fetchval("SELECT 1")
 
+    async def has_users(self) -> bool:
+        return bool(await self._fetchval(sql.HAS_USERS))
+
+    async def setup_code(self, new: str) -> str:
+        async def run(db: asyncpg.Connection) -> str:
+            await db.execute(sql.numbered(sql.KEEP_SETUP_CODE), new)
+            return str(await db.fetchval(sql.SETUP_CODE))
+
+        return await self._transaction(run)
+
     # accounts
 
     async def create_user(
@@ -201,6 +213,10 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
             first = await db.fetchval("SELECT NOT EXISTS (SELECT 1 FROM users)")
             if await db.fetchval("SELECT 1 FROM users WHERE id = $1", user.id):
                 raise Conflict(f"user id '{user.id}' is taken")
+            name_skeleton = skeleton(user.username)
+            like = await db.fetchrow(sql.numbered(sql.USER_LIKE), name_skeleton)
+            if like is not None:
+                raise Conflict(sql.name_conflict(user.username, sql.user(like)))
             try:
                 await db.execute(
                     sql.numbered(sql.INSERT_USER),
@@ -211,6 +227,7 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
                     user.bot,
                     user.owner_id,
                     now_ms(),
+                    name_skeleton,
                 )
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"username '{user.username}' is taken") from None
@@ -227,6 +244,10 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
         row = await self._fetchrow(sql.numbered(sql.USER), user_id)
         return None if row is None else sql.user(row)
 
+    async def user_like(self, username: str) -> User | None:
+        row = await self._fetchrow(sql.numbered(sql.USER_LIKE), skeleton(username))
+        return None if row is None else sql.user(row)
+
     async def users(self) -> list[User]:
         return [sql.user(row) for row in await self._fetch(_USERS)]
 
@@ -240,12 +261,52 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
         ):
             raise KeyError(user_id)
 
-    async def add_token(self, token_id: str, user_id: str, secret_hash: bytes) -> None:
-        await self._execute(sql.numbered(sql.ADD_TOKEN), token_id, user_id, secret_hash, now_ms())
+    async def set_disabled(self, user_id: str, disabled_ms: int | None) -> None:
+        if await self._execute(sql.numbered(sql.SET_DISABLED), disabled_ms, user_id) == (
+            "UPDATE 0"
+        ):
+            raise KeyError(user_id)
 
-    async def token(self, token_id: str) -> tuple[User, bytes] | None:
+    async def disabled_ms(self, user_id: str) -> int | None:
+        return await self._fetchval(sql.numbered(sql.DISABLED_MS), user_id)
+
+    async def add_token(
+        self, token_id: str, user_id: str, secret_hash: bytes, *, label: str | None = None
+    ) -> None:
+        await self._execute(
+            sql.numbered(sql.ADD_TOKEN), token_id, user_id, secret_hash, now_ms(), label
+        )
+
+    async def token(self, token_id: str) -> Token | None:
         row = await self._fetchrow(sql.numbered(sql.TOKEN), token_id)
-        return None if row is None else (sql.user(row), row[5])
+        return None if row is None else sql.token(row)
+
+    async def tokens(self, token_ids: list[str]) -> list[Token]:
+        rows = await self._fetch(sql.TOKENS + " WHERE t.id = ANY($1::text[])", token_ids)
+        return [sql.token(row) for row in rows]
+
+    async def tokens_of(self, user_id: str) -> list[Token]:
+        return [sql.token(row) for row in await self._fetch(sql.numbered(sql.TOKENS_OF), user_id)]
+
+    async def touch_tokens(self, token_ids: list[str], used_ms: int) -> None:
+        await self._execute(
+            "UPDATE tokens SET last_used_ms = $2 WHERE id = ANY($1::text[])"
+            " AND (last_used_ms IS NULL OR last_used_ms < $2)",
+            token_ids,
+            used_ms,
+        )
+
+    async def revoke_tokens(
+        self, user_id: str, token_ids: list[str] | None = None, *, keep: str | None = None
+    ) -> list[str]:
+        rows = await self._fetch(
+            "DELETE FROM tokens WHERE user_id = $1 AND id IS DISTINCT FROM $2"
+            " AND ($3::text[] IS NULL OR id = ANY($3::text[])) RETURNING id",
+            user_id,
+            keep,
+            token_ids,
+        )
+        return [row[0] for row in rows]
 
     # communities and channels
 

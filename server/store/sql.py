@@ -21,6 +21,7 @@ from server.store.base import (
     Channel,
     Invite,
     InviteRefused,
+    Token,
     User,
 )
 
@@ -32,15 +33,36 @@ CHANNEL_COLUMNS = (
 
 USER = f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?"
 INSERT_USER = (
-    "INSERT INTO users(id, username, display_name, password_hash, bot, owner_id, created_ms)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO users(id, username, display_name, password_hash, bot, owner_id, created_ms,"
+    " skeleton) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+#: The account whose username has this skeleton (``server.domain.names``).
+USER_LIKE = f"SELECT {USER_COLUMNS} FROM users u WHERE u.skeleton = ? LIMIT 1"
+HAS_USERS = "SELECT EXISTS (SELECT 1 FROM users)"
+SETUP_CODE = "SELECT value FROM meta WHERE key = 'setup_code'"
+KEEP_SETUP_CODE = (
+    "INSERT INTO meta(key, value) VALUES ('setup_code', ?) ON CONFLICT (key) DO NOTHING"
+)
+
+
+def name_conflict(username: str, existing: User) -> str:
+    """Why ``username`` cannot be created beside ``existing`` (which has its skeleton)."""
+    if existing.username.casefold() == username.casefold():
+        return f"username '{username}' is taken"
+    return f"username '{username}' looks like an existing name ('{existing.username}')"
+
+
 SET_PASSWORD = "UPDATE users SET password_hash = ? WHERE id = ?"
-ADD_TOKEN = "INSERT INTO tokens(id, user_id, secret_hash, created_ms) VALUES (?, ?, ?, ?)"
-TOKEN = (
-    f"SELECT {USER_COLUMNS}, t.secret_hash FROM tokens t JOIN users u ON u.id = t.user_id"
-    " WHERE t.id = ?"
+SET_DISABLED = "UPDATE users SET disabled_ms = ? WHERE id = ?"
+DISABLED_MS = "SELECT disabled_ms FROM users WHERE id = ?"
+ADD_TOKEN = "INSERT INTO tokens(id, user_id, secret_hash, created_ms, label) VALUES (?, ?, ?, ?, ?)"
+#: A token's row: ``USER_COLUMNS``, then what ``token`` reads after them.
+TOKEN_COLUMNS = (
+    f"{USER_COLUMNS}, t.id, t.secret_hash, t.created_ms, t.last_used_ms, t.label, u.disabled_ms"
 )
+TOKENS = f"SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id"
+TOKEN = TOKENS + " WHERE t.id = ?"
+TOKENS_OF = TOKENS + " WHERE t.user_id = ? ORDER BY t.created_ms, t.id"
 INSERT_COMMUNITY = "INSERT INTO communities(id, name, created_ms) VALUES (?, ?, ?)"
 COMMUNITY = "SELECT id, name FROM communities WHERE id = ?"
 MEMBERS = (
@@ -147,6 +169,11 @@ def numbered(statement: str) -> str:
 def user(row: Sequence[Any]) -> User:
     """A user from the first five columns of a row (``USER_COLUMNS``)."""
     return User(row[0], row[1], row[2], bool(row[3]), row[4])
+
+
+def token(row: Sequence[Any]) -> Token:
+    """A token from a row of ``TOKEN_COLUMNS``."""
+    return Token(row[5], user(row), bytes(row[6]), row[7], row[8], row[9], row[10] is not None)
 
 
 def unfinished_frame(t: str, channel_id: str, d: dict[str, Any]) -> bytes:

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import msgpack
 
 from protocol import event
+from server.domain.names import skeleton
 from server.ids import new_id, now_ms
 from server.store import epochs, sql
 from server.store import workshops as workshops_sql
@@ -48,6 +49,7 @@ from server.store.base import (
     Invite,
     LogHead,
     Membership,
+    Token,
     User,
 )
 from server.store.migrate import upgrade_sqlite
@@ -69,6 +71,9 @@ _COUNTED_HEAD = (
 CHECKPOINT_INTERVAL = 1.0
 
 log = logging.getLogger("agora.store")
+
+#: Most ids one ``IN (...)`` lists (SQLite allows 32,766 parameters).
+IN_LIST_MAX = 500
 
 _Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
 _Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
@@ -122,6 +127,16 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
     async def check(self) -> None:
         await self._call(lambda db: db.execute("SELECT 1").fetchone())
 
+    async def has_users(self) -> bool:
+        return bool(await self._call(lambda db: db.execute(sql.HAS_USERS).fetchone()[0]))
+
+    async def setup_code(self, new: str) -> str:
+        def run(db: sqlite3.Connection) -> str:
+            db.execute(sql.KEEP_SETUP_CODE, (new,))
+            return str(db.execute(sql.SETUP_CODE).fetchone()[0])
+
+        return await self._call(run)
+
     # accounts
 
     async def create_user(
@@ -141,6 +156,13 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
     async def user(self, user_id: str) -> User | None:
         def run(db: sqlite3.Connection) -> User | None:
             row = db.execute(sql.USER, (user_id,)).fetchone()
+            return None if row is None else sql.user(row)
+
+        return await self._call(run)
+
+    async def user_like(self, username: str) -> User | None:
+        def run(db: sqlite3.Connection) -> User | None:
+            row = db.execute(sql.USER_LIKE, (skeleton(username),)).fetchone()
             return None if row is None else sql.user(row)
 
         return await self._call(run)
@@ -171,21 +193,73 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
 
         await self._call(run)
 
-    async def add_token(self, token_id: str, user_id: str, secret_hash: bytes) -> None:
+    async def set_disabled(self, user_id: str, disabled_ms: int | None) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            if not db.execute(sql.SET_DISABLED, (disabled_ms, user_id)).rowcount:
+                raise KeyError(user_id)
+
+        await self._call(run)
+
+    async def disabled_ms(self, user_id: str) -> int | None:
+        def run(db: sqlite3.Connection) -> int | None:
+            row = db.execute(sql.DISABLED_MS, (user_id,)).fetchone()
+            return None if row is None else row[0]
+
+        return await self._call(run)
+
+    async def add_token(
+        self, token_id: str, user_id: str, secret_hash: bytes, *, label: str | None = None
+    ) -> None:
         await self._call(
-            lambda db: db.execute(
-                sql.ADD_TOKEN,
-                (token_id, user_id, secret_hash, now_ms()),
-            )
+            lambda db: db.execute(sql.ADD_TOKEN, (token_id, user_id, secret_hash, now_ms(), label))
         )
 
-    async def token(self, token_id: str) -> tuple[User, bytes] | None:
-        def run(db: sqlite3.Connection) -> tuple[User, bytes] | None:
-            row = db.execute(
-                sql.TOKEN,
-                (token_id,),
-            ).fetchone()
-            return None if row is None else (sql.user(row), row[5])
+    async def token(self, token_id: str) -> Token | None:
+        def run(db: sqlite3.Connection) -> Token | None:
+            row = db.execute(sql.TOKEN, (token_id,)).fetchone()
+            return None if row is None else sql.token(row)
+
+        return await self._call(run)
+
+    async def tokens(self, token_ids: list[str]) -> list[Token]:
+        def run(db: sqlite3.Connection) -> list[Token]:
+            found: list[Token] = []
+            for chunk in _chunks(token_ids):
+                where = f" WHERE t.id IN ({', '.join('?' * len(chunk))})"
+                found += [sql.token(row) for row in db.execute(sql.TOKENS + where, chunk)]
+            return found
+
+        return await self._call(run)
+
+    async def tokens_of(self, user_id: str) -> list[Token]:
+        return await self._call(
+            lambda db: [sql.token(row) for row in db.execute(sql.TOKENS_OF, (user_id,))]
+        )
+
+    async def touch_tokens(self, token_ids: list[str], used_ms: int) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            for chunk in _chunks(token_ids):
+                listed = ", ".join("?" * len(chunk))
+                db.execute(
+                    f"UPDATE tokens SET last_used_ms = ? WHERE id IN ({listed})"
+                    " AND (last_used_ms IS NULL OR last_used_ms < ?)",
+                    (used_ms, *chunk, used_ms),
+                )
+
+        await self._call(run)
+
+    async def revoke_tokens(
+        self, user_id: str, token_ids: list[str] | None = None, *, keep: str | None = None
+    ) -> list[str]:
+        def run(db: sqlite3.Connection) -> list[str]:
+            statement = "DELETE FROM tokens WHERE user_id = ? AND id IS NOT ?"
+            if token_ids is None:
+                return [r[0] for r in db.execute(statement + " RETURNING id", (user_id, keep))]
+            revoked: list[str] = []
+            for chunk in _chunks(token_ids):
+                listed = f" AND id IN ({', '.join('?' * len(chunk))}) RETURNING id"
+                revoked += [r[0] for r in db.execute(statement + listed, (user_id, keep, *chunk))]
+            return revoked
 
         return await self._call(run)
 
@@ -617,6 +691,10 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
         first = db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None
         if db.execute("SELECT 1 FROM users WHERE id = ?", (user.id,)).fetchone():
             raise Conflict(f"user id '{user.id}' is taken")
+        name_skeleton = skeleton(user.username)
+        like = db.execute(sql.USER_LIKE, (name_skeleton,)).fetchone()
+        if like is not None:
+            raise Conflict(sql.name_conflict(user.username, sql.user(like)))
         try:
             db.execute(
                 sql.INSERT_USER,
@@ -628,6 +706,7 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
                     user.bot,
                     user.owner_id,
                     now_ms(),
+                    name_skeleton,
                 ),
             )
         except sqlite3.IntegrityError:
@@ -775,3 +854,8 @@ def _settle(results: list[_Outcome]) -> None:
             future.set_result(value)
         else:
             future.set_exception(exc)
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    """``ids`` in lists of at most ``IN_LIST_MAX``."""
+    return [ids[i : i + IN_LIST_MAX] for i in range(0, len(ids), IN_LIST_MAX)]
