@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.agora_cli import ok, storage
 from tests.conftest import (
     AgoraProcess,
     Cluster,
@@ -257,3 +258,22 @@ async def test_a_postgres_crash_with_safe_settings_keeps_the_epochs(
     _, _, reply = await _subscribed(cluster.nodes[-1], account["token"], seen, first["epoch"])
     assert (reply["recovered"], reply["epoch"], reply["offset"]) == (True, first["epoch"], seen)
     await reader.ok("ping")  # the session lives on
+
+
+async def test_agora_renew_epochs_after_a_restore_makes_resuming_clients_refetch(
+    make_server: Any,
+) -> None:
+    server = make_server(rate_limit=0)
+    account = await new_user(server)
+    reader, channel, first = await _subscribed(server, account["token"])
+    seen = await _send_and_see(reader, channel, ["one", "two"])
+    await reader.ws.close()
+    server.stop()
+
+    renewed = ok("renew-epochs", *storage(server))
+    server.start()
+
+    assert renewed[0][0] == "channels" and int(renewed[0][1]) >= 1
+    _, _, reply = await _subscribed(server, account["token"], seen, first["epoch"])
+    assert (reply["recovered"], reply["offset"]) == (False, seen)
+    assert reply["epoch"] != first["epoch"]

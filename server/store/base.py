@@ -316,6 +316,14 @@ class Store(WorkshopStore, Protocol):
 
     async def close(self) -> None: ...
 
+    async def renew_epochs(self) -> int:
+        """Give every channel a new epoch, in one statement; how many channels.
+
+        For a log rolled back behind the store's back (a database restored from a
+        backup): clients then refetch instead of trusting offsets that may name
+        other events now. Live sessions of a running server are not told.
+        """
+
     async def has_users(self) -> bool:
         """Whether any account exists (else the next one becomes the owner)."""
 

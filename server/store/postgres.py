@@ -179,6 +179,13 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
     async def check(self) -> None:
         await self._fetchval("SELECT 1")
 
+    async def renew_epochs(self) -> int:
+        async def run(db: asyncpg.Connection) -> int:
+            await _set_meta(db, epochs.ROTATED, str(now_ms()))
+            return int((await db.execute(epochs.ROTATE_POSTGRES)).split()[-1])
+
+        return await self._transaction(run)
+
     async def has_users(self) -> bool:
         return bool(await self._fetchval(sql.HAS_USERS))
 

@@ -127,6 +127,13 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
     async def check(self) -> None:
         await self._call(lambda db: db.execute("SELECT 1").fetchone())
 
+    async def renew_epochs(self) -> int:
+        def run(db: sqlite3.Connection) -> int:
+            _set_meta(db, epochs.ROTATED, str(now_ms()))
+            return int(db.execute(epochs.ROTATE_SQLITE).rowcount)
+
+        return await self._call(run)
+
     async def has_users(self) -> bool:
         return bool(await self._call(lambda db: db.execute(sql.HAS_USERS).fetchone()[0]))
 
