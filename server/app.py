@@ -22,7 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from protocol import event
+from protocol import CloseCode, event
 from server.backends import broker_from, live_from, store_from
 from server.broker import Broker
 from server.discussions import (
@@ -132,6 +132,7 @@ class Agora:
         self.workshops = LiveWorkshops(self)
         self.workshops.on_due = lambda channel: timers.due(self, channel)
         self.workshops.on_unwritten_recap = lambda row: recap.write_recap(self, row)
+        store.on_epochs_rotated = self._epochs_rotated
 
     async def start(self) -> None:
         await self.store.open()
@@ -167,6 +168,14 @@ class Agora:
         if stored.created:
             self.metrics.events_published.inc()
         return stored
+
+    def _epochs_rotated(self) -> None:
+        """The store may have lost commits and gave every channel a new epoch: every
+        session resubscribes (its feeds' offsets may name lost events), so close them all."""
+        log.warning("closing %d sessions: every channel has a new epoch", len(self.sessions))
+        for session in list(self.sessions):
+            session.close(CloseCode.SERVICE_RESTART, "store restarted", flush=False)
+            session.leave_all()
 
     def _on_topic_event(self, topic: str, event: dict[str, Any]) -> None:
         communities.on_topic_event(self, topic, event)

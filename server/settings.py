@@ -34,8 +34,9 @@ class Settings:
     )
     sqlite_synchronous: str = _setting(
         "normal",
-        "SQLite durability: 'normal' survives a crash or kill -9 of the process, 'full' also"
-        " a power loss (an fsync per commit; slower, with latency tails on slow disks)",
+        "SQLite durability: 'normal' survives a crash or kill -9 of the process (after a power"
+        " loss every channel gets a new epoch, so clients refetch), 'full' also a power loss"
+        " (an fsync per commit; slower, with latency tails on slow disks)",
     )
     redis_url: str = _setting(
         "",

@@ -117,3 +117,25 @@ def test_workshop_benchmark_smoke_run_delivers_every_vote_and_upvote() -> None:
     ]
     assert all(row[header.index("lost")] == "0" for row in rows), output
     assert "poll voters 50, " in stdout and "upvotes 50" in stdout, output
+
+
+def test_fuzz_benchmark_smoke_run_finds_no_wrong_answer_and_no_traceback() -> None:
+    stdout, output = run_benchmark("benchmarks/fuzz.py", "--seconds", "3", seconds=120)
+    _, rows = markdown_table(stdout, "figure")
+    figures = {row[1]: row[2] for row in rows}
+    assert int(figures["frames sent"].replace(",", "")) > 0, output
+    assert figures["answers outside what the docs allow"] == "0", output
+    assert figures["tracebacks in the server log"] == "0", output
+    assert figures["server still running"] == "yes", output
+
+
+def test_soak_benchmark_smoke_run_loses_nothing() -> None:
+    stdout, output = run_benchmark(
+        "benchmarks/soak.py", "--minutes", "0.2", "--reconnect-s", "2", seconds=120
+    )
+    header, rows = markdown_table(stdout, "time")
+    assert rows and all(row[header.index("not recovered")] == "0" for row in rows), output
+    assert all(row[header.index("errors")] == "0" for row in rows), output
+    assert "not seen by a receiver: 0, 0, 0, 0 " in stdout, output
+    assert "seen with another text: 0; events out of offset order: 0" in stdout, output
+    assert "tracebacks in the server log**: 0; server still running" in stdout, output

@@ -164,6 +164,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = command(commands, "import", import_, "load a file made by agora export")
     p.add_argument("file", help="the JSON file to read")
     command(commands, "migrate", migrate, "bring the database's schema up to date, then exit")
+    command(
+        commands,
+        "renew-epochs",
+        renew_epochs,
+        "give every channel a new epoch, so that clients refetch: run it, with the server"
+        " stopped, after restoring the database from a backup",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,6 +211,12 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> None:
         await args.run(store, args, sys.stdout)
     finally:
         await store.close()
+
+
+async def renew_epochs(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    # A restored backup rolled every log back: offsets clients saw may name other events
+    # once new ones are appended, unless the epochs change (docs/protocol.md §5.3).
+    _row(out, "channels", str(await store.renew_epochs()))
 
 
 async def migrate(store: Store, args: argparse.Namespace, out: TextIO) -> None:
