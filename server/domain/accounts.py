@@ -255,14 +255,22 @@ async def read_body(
         if not isinstance(body.get(name), str):
             return http_error(400, ErrorCode.BAD_REQUEST, f"field '{name}' must be a string")
     for name, value in body.items():
-        if isinstance(value, str) and not value.isascii():
-            try:  # JSON escapes can carry lone surrogates
-                value.encode()
-            except UnicodeEncodeError:
-                return http_error(
-                    400, ErrorCode.BAD_REQUEST, f"field '{echo(name)}' is not valid Unicode"
-                )
+        if isinstance(value, str) and (problem := _unstorable(value)):
+            return http_error(400, ErrorCode.BAD_REQUEST, f"field '{echo(name)}' {problem}")
     return body
+
+
+def _unstorable(value: str) -> str | None:
+    """Why a string cannot be stored: a lone surrogate (JSON escapes can carry them) or
+    a NUL (PostgreSQL refuses it); None when it can."""
+    if "\x00" in value:
+        return "must not contain U+0000 (NUL)"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "is not valid Unicode"
+    return None
 
 
 async def register(request: Request) -> JSONResponse:
