@@ -10,7 +10,7 @@ import pytest
 
 from clients import Client, CommandError, change_password, login, sessions
 from protocol import Encoding
-from tests.agora_cli import ok, storage
+from tests.agora_cli import agora, ok, storage
 from tests.conftest import (
     AgoraProcess,
     ServerLog,
@@ -308,6 +308,28 @@ async def test_disable_closes_sessions_on_every_node_and_refuses_login_until_ena
     back = await raw_session(server.nodes[-1], token=account["token"])  # its old token too
     await back.ws.close()
     await watching.ws.close()
+
+
+async def test_disabling_a_person_stops_the_bots_they_own_until_enabled(make_server) -> None:
+    server = make_server(rate_limit=0, revocation_check_ms=200)
+    owner = await new_user(server)
+    username = owner["user"]["username"]
+    bot_name = username + "-bot"
+    made = agora("bot", "create", bot_name, "--owner", username, *storage(server))
+    assert made.returncode == 0, made.stderr
+    bot_token = made.stdout.strip()
+    bot_session = await raw_session(server.nodes[-1], token=bot_token)
+
+    ok("user", "disable", username, *storage(server))
+
+    assert await closed_with(bot_session.ws, wait=10) == documented_close(
+        4001, "account disabled"
+    )
+    status, answer = call(server.nodes[0], "GET", SESSIONS, bot_token)
+    assert (status, answer["error"]["message"]) == (401, "this account is disabled")
+    ok("user", "enable", username, *storage(server))
+    back = await raw_session(server.nodes[0], token=bot_token)
+    await back.ws.close()
 
 
 # bad input

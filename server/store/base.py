@@ -62,7 +62,7 @@ class Token:
     created_ms: int
     last_used_ms: int | None  # written coarsely; None: not used since it was issued
     label: str | None  # what the client said it was when the token was issued
-    disabled: bool  # the user's account is disabled
+    disabled: bool  # the account is disabled (a bot's: or its owner's)
 
     @property
     def used_ms(self) -> int:
