@@ -82,8 +82,8 @@ class Settings:
     )
     max_connections_per_address: int = _setting(
         256,
-        "open TCP connections from one client IP address (0 = no limit); more are closed as"
-        " they are accepted",
+        "open TCP connections from one client IP address (IPv6: one /64) (0 = no limit); more"
+        " are closed as they are accepted",
     )
     max_sessions_per_user: int = _setting(
         50,

@@ -322,9 +322,7 @@ async def test_disabling_a_person_stops_the_bots_they_own_until_enabled(make_ser
 
     ok("user", "disable", username, *storage(server))
 
-    assert await closed_with(bot_session.ws, wait=10) == documented_close(
-        4001, "account disabled"
-    )
+    assert await closed_with(bot_session.ws, wait=10) == documented_close(4001, "account disabled")
     status, answer = call(server.nodes[0], "GET", SESSIONS, bot_token)
     assert (status, answer["error"]["message"]) == (401, "this account is disabled")
     ok("user", "enable", username, *storage(server))
