@@ -330,6 +330,27 @@ async def test_disabling_a_person_stops_the_bots_they_own_until_enabled(make_ser
     await back.ws.close()
 
 
+async def test_a_password_set_by_the_operator_revokes_every_token_of_the_account(
+    make_server, deployment: str
+) -> None:
+    # As in the disable test: scaled, the CLI tells the nodes through Redis; embedded,
+    # the server's check finds the tokens gone.
+    check_ms = 600_000 if deployment == "scaled" else 200
+    server = make_server(rate_limit=0, revocation_check_ms=check_ms)
+    cli = storage(server) + (["--redis", server.redis.url] if deployment == "scaled" else [])
+    account = await new_user(server)
+    username = account["user"]["username"]
+    session = await raw_session(server.nodes[-1], token=account["token"])
+
+    ok("user", "password", username, "--password-stdin", *cli, stdin="a new password\n")
+
+    reason = "password changed" if deployment == "scaled" else "token revoked"
+    assert await closed_with(session.ws, wait=10) == documented_close(4001, reason)
+    status, _ = call(server.nodes[0], "GET", SESSIONS, account["token"])
+    assert status == 401
+    assert (await login(server.nodes[0].http, username, "a new password"))["token"]
+
+
 # bad input
 
 
