@@ -156,6 +156,19 @@ class Accounts:
 
         Raises ``AccountDisabled`` for the right password of a disabled account.
         """
+        user = await self._verified(username, password)
+        if user is None:
+            return None
+        if await self.store.disabled_ms(user.id) is not None:
+            raise AccountDisabled(user.username)
+        return user, await issue_token(self.store, user, label)
+
+    async def check_password(self, user: User, password: str) -> bool:
+        """Whether ``password`` is the account's (False for accounts without one)."""
+        return await self._verified(user.username, password) is not None
+
+    async def _verified(self, username: str, password: str) -> User | None:
+        """The account if ``password`` is its password, else None."""
         if len(password) > MAX_PASSWORD:
             return None
         found = await self.store.credentials(username)
@@ -163,20 +176,7 @@ class Accounts:
         # password (bots, imported accounts) too, so timing tells nothing.
         password_hash = found[1] if found and found[1] else self._dummy_hash
         valid = await self._hashing.run(self._verify, password_hash, password)
-        if not valid or found is None or not found[1]:
-            return None
-        if await self.store.disabled_ms(found[0].id) is not None:
-            raise AccountDisabled(found[0].username)
-        return found[0], await issue_token(self.store, found[0], label)
-
-    async def check_password(self, user: User, password: str) -> bool:
-        """Whether ``password`` is the account's (False for accounts without one)."""
-        if len(password) > MAX_PASSWORD:
-            return False
-        found = await self.store.credentials(user.username)
-        password_hash = found[1] if found and found[1] else self._dummy_hash
-        valid = await self._hashing.run(self._verify, password_hash, password)
-        return valid and found is not None and bool(found[1])
+        return found[0] if valid and found is not None and found[1] else None
 
     async def set_password(self, user: User, password: str) -> None:
         """Raises ``throttle.Busy`` when the hash queue is full."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -175,23 +176,31 @@ async def bearer(request: Request) -> Token | JSONResponse:
     return http_error(401, ErrorCode.UNAUTHORIZED, BEARER_REFUSED[reason])
 
 
-async def logout(request: Request) -> Response:
+def with_bearer(
+    route: Callable[[Request, Agora, Token], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """A route that runs only with a working bearer token (``bearer``); else the 401."""
+
+    async def checked(request: Request) -> Response:
+        token = await bearer(request)
+        if isinstance(token, JSONResponse):
+            return token
+        return await route(request, request.app.state.agora, token)
+
+    return checked
+
+
+@with_bearer
+async def logout(request: Request, agora: Agora, token: Token) -> Response:
     """Revoke the token the request carries."""
-    agora: Agora = request.app.state.agora
-    token = await bearer(request)
-    if isinstance(token, JSONResponse):
-        return token
     revoked = await agora.store.revoke_tokens(token.user.id, [token.id])
     await announce(agora, token.user.id, revoked, AuthCloseReason.LOGGED_OUT)
     return Response(status_code=204)
 
 
-async def sessions(request: Request) -> JSONResponse:
+@with_bearer
+async def sessions(request: Request, agora: Agora, token: Token) -> JSONResponse:
     """The caller's tokens that still work: never a secret."""
-    agora: Agora = request.app.state.agora
-    token = await bearer(request)
-    if isinstance(token, JSONResponse):
-        return token
     now = now_ms()
     listed = [
         _public(t, current=t.id == token.id)
@@ -201,12 +210,9 @@ async def sessions(request: Request) -> JSONResponse:
     return JSONResponse({"sessions": listed})
 
 
-async def revoke(request: Request) -> Response:
+@with_bearer
+async def revoke(request: Request, agora: Agora, token: Token) -> Response:
     """Revoke one of the caller's sessions (the current one too, like a logout)."""
-    agora: Agora = request.app.state.agora
-    token = await bearer(request)
-    if isinstance(token, JSONResponse):
-        return token
     session_id = request.path_params["session_id"]
     revoked = []
     if TOKEN_ID.fullmatch(session_id):
@@ -217,24 +223,18 @@ async def revoke(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def revoke_others(request: Request) -> JSONResponse:
+@with_bearer
+async def revoke_others(request: Request, agora: Agora, token: Token) -> JSONResponse:
     """Revoke every session of the caller but the current one."""
-    agora: Agora = request.app.state.agora
-    token = await bearer(request)
-    if isinstance(token, JSONResponse):
-        return token
     revoked = await agora.store.revoke_tokens(token.user.id, keep=token.id)
     if revoked:
         await announce(agora, token.user.id, revoked, AuthCloseReason.TOKEN_REVOKED)
     return JSONResponse({"revoked": len(revoked)})
 
 
-async def change_password(request: Request) -> Response:
+@with_bearer
+async def change_password(request: Request, agora: Agora, token: Token) -> Response:
     """``{password, new_password}``: a new password, and every other session revoked."""
-    agora: Agora = request.app.state.agora
-    token = await bearer(request)
-    if isinstance(token, JSONResponse):
-        return token
     body = await read_body(request, required=("password", "new_password"))
     if isinstance(body, JSONResponse):
         return body
