@@ -15,7 +15,6 @@ from typing import Any
 
 import msgpack
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -213,10 +212,13 @@ class Agora:
 
 
 class AgoraApp(Starlette):
-    """Starlette, with the gateway reached before the middleware stack.
+    """Starlette, with the gateway reached before the middleware stack, and the HTTP
+    surface's rules around all of it.
 
     Starlette's exception middleware wraps ``send`` for every WebSocket frame;
     the gateway handles its own errors and needs the server's own ``send``.
+    ``HttpSurface`` wraps Starlette whole, so that even the plain 500 of its
+    outermost error middleware carries the security headers.
     """
 
     def __init__(self, gateway: Gateway, **kwargs: Any) -> None:
@@ -225,6 +227,7 @@ class AgoraApp(Starlette):
         listen = gateway.agora.settings.metrics_listen
         #: the socket that serves /metrics alone (``metrics_address``), if any
         self.metrics_port = None if listen is None else listen[1]
+        self.surface = HttpSurface(super().__call__, gateway.agora.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and on_port(scope, self.metrics_port):
@@ -235,7 +238,7 @@ class AgoraApp(Starlette):
             scope["app"] = self
             await self.gateway(scope, receive, send)
         else:
-            await super().__call__(scope, receive, send)
+            await self.surface(scope, receive, send)
 
 
 def create_app(
@@ -308,7 +311,6 @@ def create_app(
             Mount("/", StaticFiles(directory=WEB_CLIENT, html=True)),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(HttpSurface, settings=settings)],
         exception_handlers={Unavailable: unavailable, ClientDisconnect: client_gone},
     )
     app.state.agora = agora
