@@ -128,6 +128,7 @@ class Agora:
         #: (user, channel) -> when this node last forwarded their ``typing.started``
         self.typing_forwarded: dict[tuple[str, str], float] = {}
         self.token_watch = tokens.TokenWatch(self)
+        self.revocations = tokens.RecentRevocations()
         self.workshops = LiveWorkshops(self)
         self.workshops.on_due = lambda channel: timers.due(self, channel)
         self.workshops.on_unwritten_recap = lambda row: recap.write_recap(self, row)

@@ -4,6 +4,7 @@ sliding expiry and disabled accounts, closing open sessions on every node."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -410,3 +411,20 @@ async def test_nothing_sent_to_the_token_routes_makes_a_traceback(server: Any) -
         await session.ws.close()
     assert call(node, "GET", SESSIONS, token)[0] == 200  # the token survived all that
     log.assert_no_traceback()
+
+
+def test_a_revocation_heard_while_identify_reads_its_token_is_found_by_that_identify() -> None:
+    # identify awaits the store between reading its token and registering its session;
+    # a revocation heard in between finds no session, so identify looks it up itself.
+    from protocol import AuthCloseReason
+    from server.domain.tokens import RecentRevocations
+
+    heard = RecentRevocations()
+    heard.add("u1", ["old"], AuthCloseReason.LOGGED_OUT)
+    started = time.monotonic()
+    assert heard.since(started, "u1", "old") is None  # before the token was read: the store knew
+    heard.add("u1", ["t1"], AuthCloseReason.TOKEN_REVOKED)
+    heard.add("u2", None, AuthCloseReason.ACCOUNT_DISABLED)
+    assert heard.since(started, "u1", "t1") is AuthCloseReason.TOKEN_REVOKED
+    assert heard.since(started, "u1", "t2") is None
+    assert heard.since(started, "u2", "any") is AuthCloseReason.ACCOUNT_DISABLED

@@ -15,6 +15,7 @@ import hmac
 import json
 import re
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
@@ -345,6 +346,7 @@ TOO_MANY_SESSIONS = "too many sessions for this account"
 async def identify(session: Session, d: dict[str, Any]) -> Reply:
     if session.user is not None:
         raise ProtocolError("this session is identified already", code=ErrorCode.CONFLICT)
+    started = time.monotonic()
     try:
         token = await session.agora.accounts.authenticate(d["token"])
     except Refused as exc:
@@ -353,6 +355,13 @@ async def identify(session: Session, d: dict[str, Any]) -> Reply:
         ) from None
     user = token.user
     views = await session.agora.store.communities_of(user.id)
+    # No await from here to ``identified``: a revocation heard since the token was read
+    # would find no session to close, so it is looked for here.
+    revoked = session.agora.revocations.since(started, user.id, token.id)
+    if revoked is not None:
+        raise Fatal(
+            revoked.value, code=ErrorCode.UNAUTHORIZED, close_code=CloseCode.NOT_AUTHENTICATED
+        )
     # Counted and joined with no await between: concurrent identifies cannot pass it together.
     cap = session.agora.settings.max_sessions_per_user
     if cap and len(session.agora.user_sessions.get(user.id, ())) >= cap:

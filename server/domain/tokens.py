@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -60,10 +62,43 @@ BEARER_REFUSED = {
 # closing sessions
 
 
+class RecentRevocations:
+    """The revocations this node heard in the last minute.
+
+    An ``identify`` reads its token, then awaits the store before its session is
+    registered; a revocation heard in between finds no session to close. The
+    identify looks here once registered-to-be (no await left), so it is closed too.
+    """
+
+    KEEP_S = 60.0
+    MOST = 10_000
+
+    def __init__(self) -> None:
+        self._heard: deque[tuple[float, str, list[str] | None, AuthCloseReason]] = deque()
+
+    def add(self, user_id: str, token_ids: list[str] | None, reason: AuthCloseReason) -> None:
+        now = time.monotonic()
+        self._heard.append((now, user_id, token_ids, reason))
+        while self._heard and (
+            self._heard[0][0] < now - self.KEEP_S or len(self._heard) > self.MOST
+        ):
+            self._heard.popleft()
+
+    def since(self, started: float, user_id: str, token_id: str) -> AuthCloseReason | None:
+        """The reason a revocation heard after ``started`` names this token, if one did."""
+        for heard, user, token_ids, reason in reversed(self._heard):
+            if heard < started:
+                return None
+            if user == user_id and (token_ids is None or token_id in token_ids):
+                return reason
+        return None
+
+
 def close_sessions(
     agora: Agora, user_id: str, token_ids: list[str] | None, reason: AuthCloseReason
 ) -> None:
     """Close this node's sessions of the user identified with ``token_ids`` (None: all)."""
+    agora.revocations.add(user_id, token_ids, reason)
     for session in list(agora.user_sessions.get(user_id, ())):
         if token_ids is None or session.token_id in token_ids:
             _close(session, reason)
