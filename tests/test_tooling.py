@@ -43,6 +43,13 @@ def test_fanout_benchmark_smoke_run_delivers_everything() -> None:
     assert all(line.split("|")[lost].strip() == "0" for line in runs), "deliveries were lost"
 
 
+def test_connect_benchmark_smoke_run_opens_every_session() -> None:
+    stdout, output = run_benchmark("benchmarks/connect.py", "--quick", seconds=120)
+    rows = [line for line in stdout.splitlines() if line.startswith(("| hello", "| session"))]
+    assert len(rows) >= 4, output  # Agora and the reference (node when installed), both phases
+    assert all(line.split("|")[3].strip() == "200" for line in rows), output
+
+
 def test_scaleout_benchmark_smoke_run_delivers_everything_across_nodes() -> None:
     require_redis()
     require_postgres()

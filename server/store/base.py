@@ -585,6 +585,12 @@ class Store(WorkshopStore, Protocol):
 
     async def dms_of(self, user_id: str) -> list[Channel]: ...
 
+    async def dms_and_read_states(
+        self, user_id: str, channel_ids: list[str]
+    ) -> tuple[list[Channel], list[ReadState]]:
+        """``dms_of`` and the read states of ``channel_ids`` then of those DMs, in one
+        round trip (``identify`` asks for both)."""
+
     async def share_a_community(self, user_a: str, user_b: str) -> bool: ...
 
     async def search(
