@@ -220,9 +220,10 @@ async def test_a_replay_larger_than_the_outbox_arrives_whole(make_server) -> Non
     sub = await raw_session(node, token=token, **connect_args)
     await sub.send({"op": "subscribe", "id": 1, "d": {"channel": channel, "since": 0}})
     # It reads nothing yet: the replay fills the kernel's buffers, then the outbox past
-    # half its limit, and waits there for the client instead of overflowing (4010).
+    # half its limit, and waits for the client instead of overflowing (4010) while over a
+    # quarter (its coalesced write may have left the kernel only part of that half).
     await eventually(
-        lambda: node.metric("agora_outbox_bytes") > limit // 2,
+        lambda: node.metric("agora_outbox_bytes") > limit // 4,
         "the replay waiting on the outbox",
         wait=30,
     )

@@ -95,7 +95,6 @@ async def test_slow_consumer_is_cut_at_4010_and_others_keep_receiving(make_serve
     await publisher.ws.close()
 
 
-@pytest.mark.parametrize("origin", ["https://evil.example", "null"])
 async def test_a_burst_to_a_slow_reader_arrives_in_order_up_to_its_4010(make_server) -> None:
     server = make_server(rate_limit=0, outbox_limit=64 * 1024)
     node = server.nodes[0]
@@ -135,6 +134,7 @@ async def test_a_burst_to_a_slow_reader_arrives_in_order_up_to_its_4010(make_ser
     await publisher.ws.close()
 
 
+@pytest.mark.parametrize("origin", ["https://evil.example", "null"])
 async def test_cross_site_origin_is_refused_with_1008(server: AgoraProcess, origin: str) -> None:
     ws = await connect(f"{server.ws}/gateway", origin=origin)
     read: list[Any] = []
@@ -217,7 +217,7 @@ class Stalled:
         session = await raw_session(node, token=token, **connect_args)
         await session.send({"op": "subscribe", "id": 1, "d": {"channel": channel, "since": 0}})
         await eventually(
-            lambda: node.metric("agora_outbox_bytes") > limit // 2,
+            lambda: node.metric("agora_outbox_bytes") > limit // 4,
             "the replay waiting for the client to read",
             wait=30,
         )
