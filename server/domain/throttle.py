@@ -22,7 +22,9 @@ connection cap counts it. The address is the TCP peer's: behind a reverse proxy,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import math
 from collections.abc import Callable
 from typing import TypeVar
@@ -32,10 +34,13 @@ from starlette.responses import JSONResponse
 
 from protocol import ErrorCode
 from server.addresses import address_key
+from server.errors import Unavailable
 from server.live import LiveState
 from server.settings import Settings
 
 T = TypeVar("T")
+
+log = logging.getLogger("agora.throttle")
 
 #: Password hashes computed at once; each takes 64 MiB for a moment.
 CONCURRENT_HASHES = 4
@@ -107,13 +112,15 @@ class Attempt:
 
     async def undo(self) -> None:
         for key in self._keys:
-            await self._live.release(key)
+            with contextlib.suppress(Unavailable):  # the counter lapses with its window
+                await self._live.release(key)
 
 
 class Throttle:
     def __init__(self, live: LiveState, settings: Settings) -> None:
         self.live = live
         self.settings = settings
+        self._counting = True  # False while the counters cannot be reached
 
     async def login(self, username: str, address: str) -> Attempt:
         """Count a login attempt, or raise ``Refused`` (429) when either limit is reached."""
@@ -138,7 +145,18 @@ class Throttle:
         for key, limit, window_s in limits:
             if limit <= 0:
                 continue
-            wait_ms = await self.live.hit(key, limit, window_s * 1000)
+            try:
+                wait_ms = await self.live.hit(key, limit, window_s * 1000)
+            except Unavailable as exc:
+                # Redis holds nothing durable, and logging in must not depend on it: while
+                # it is away attempts go uncounted (the hash queue still bounds them).
+                if self._counting:
+                    log.warning("login throttle off: its counters are unavailable (%s)", exc)
+                    self._counting = False
+                continue
+            if not self._counting:
+                log.warning("login throttle on again")
+                self._counting = True
             if wait_ms:
                 await Attempt(self.live, counted).undo()
                 retry_after_s = max(1, math.ceil(wait_ms / 1000))
