@@ -70,6 +70,16 @@ class Settings:
     close_timeout_ms: int = _setting(
         10_000, "time a closing session has to take its close frame before it is dropped"
     )
+    gc_freeze: bool = _setting(
+        True,
+        "once started, move the start-up heap out of the garbage collector's scans"
+        " (gc.freeze): shorter full collections",
+    )
+    gc_young_threshold: int = _setting(
+        10_000,
+        "net allocations of tracked objects between two young garbage collections"
+        " (0 = Python's default, 700)",
+    )
     replay_cap: int = _setting(1000, "most events a subscribe with since replays")
     request_header_timeout_ms: int = _setting(
         10_000,

@@ -6,7 +6,6 @@ event was encoded and framed once. Pushing never awaits.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ from websockets.frames import Frame, Opcode
 
 from protocol import Encoding, Wire, encode
 from server.gateway.transport import TransportWriter
+from server.waiting import LazyEvent
 
 
 class OutFrame:
@@ -88,8 +88,8 @@ class Outbox:
         self.direct: TransportWriter | None = None
         self.owner: str | None = None  # the session's user, once identified
         self._items: deque[OutFrame | Close] = deque()
-        self._wakeup = asyncio.Event()
-        self._drained = asyncio.Event()  # set whenever the writer has emptied the queue
+        self._wakeup = LazyEvent()
+        self._drained = LazyEvent()  # set whenever the writer has emptied the queue
 
     def pending(self) -> int:
         """Bytes this session holds: queued here, and in its transport's write buffer."""
