@@ -150,37 +150,43 @@ async def _idle_worker(
 # The server, optionally under tracemalloc
 
 
-def traced_server(out: Path, argv: list[str]) -> None:
-    """``agora`` with ``argv``; SIGUSR1 takes the baseline, SIGUSR2 writes the difference."""
-    tracemalloc.start(1)
-    snapshots: dict[str, Any] = {}
+def agora_server(trace: Path | None, argv: list[str]) -> None:
+    """``agora`` with ``argv``, plus two signal handlers.
 
-    def types() -> Counter[str]:
-        sizes: Counter[str] = Counter()
-        for obj in gc.get_objects():
-            sizes[type(obj).__qualname__] += sys.getsizeof(obj)
-        return sizes
+    SIGUSR1 runs one full garbage collection, which the server's own ``gc.callbacks`` hook
+    times into ``agora_gc_longest_pause_seconds{generation="2"}``: the pause a full collection
+    costs with the connections open. With ``trace`` (tracemalloc on), SIGUSR2 takes the
+    baseline, and a second SIGUSR2 writes the difference since to ``trace``.
+    """
+    signal.signal(signal.SIGUSR1, lambda *_: gc.collect())
+    if trace is not None:
+        tracemalloc.start(1)
+        snapshots: dict[str, Any] = {}
 
-    def baseline(*_: Any) -> None:
-        gc.collect()
-        snapshots["before"] = tracemalloc.take_snapshot()
-        snapshots["types"] = types()
+        def types() -> Counter[str]:
+            sizes: Counter[str] = Counter()
+            for obj in gc.get_objects():
+                sizes[type(obj).__qualname__] += sys.getsizeof(obj)
+            return sizes
 
-    def report(*_: Any) -> None:
-        gc.collect()
-        after = tracemalloc.take_snapshot()
-        by_type = types()
-        by_type.subtract(snapshots["types"])
-        lines = []
-        for key in ("filename", "lineno"):
-            for stat in after.compare_to(snapshots["before"], key)[:40]:
-                lines.append(f"{key}\t{stat.size_diff}\t{stat.count_diff}\t{stat.traceback}")
-        for name, size in by_type.most_common(40):
-            lines.append(f"type\t{size}\t0\t{name}")
-        out.write_text("\n".join(lines) + "\n")
+        def snapshot(*_: Any) -> None:
+            gc.collect()
+            if "before" not in snapshots:
+                snapshots["before"] = tracemalloc.take_snapshot()
+                snapshots["types"] = types()
+                return
+            after = tracemalloc.take_snapshot()
+            by_type = types()
+            by_type.subtract(snapshots["types"])
+            lines = []
+            for key in ("filename", "lineno"):
+                for stat in after.compare_to(snapshots["before"], key)[:40]:
+                    lines.append(f"{key}\t{stat.size_diff}\t{stat.count_diff}\t{stat.traceback}")
+            for name, size in by_type.most_common(40):
+                lines.append(f"type\t{size}\t0\t{name}")
+            trace.write_text("\n".join(lines) + "\n")
 
-    signal.signal(signal.SIGUSR1, baseline)
-    signal.signal(signal.SIGUSR2, report)
+        signal.signal(signal.SIGUSR2, snapshot)
     sys.path.insert(0, str(ROOT))
     from server.operator.cli import main
 
@@ -192,11 +198,8 @@ def start_agora(port: int, log: Path, args: argparse.Namespace) -> subprocess.Po
     serve = ["serve", "--port", str(port), "--db", str(db), "--rate-limit", "0"]
     serve += ["--log-level", "warning", "--max-sessions-per-user", "0"]
     serve += ["--max-connections-per-address", "0", *args.agora_args]
-    if args.trace:
-        command = [sys.executable, __file__, "--traced-server", str(log.with_suffix(".trace"))]
-        command += ["--", *serve]
-    else:
-        command = [sys.executable, "-m", "server", *serve]
+    trace = str(log.with_suffix(".trace")) if args.trace else ""
+    command = [sys.executable, __file__, "--agora-server", trace, "--", *serve]
     return _spawn(command, log, args.server_cpus)
 
 
@@ -224,20 +227,20 @@ def _spawn(command: list[str], log: Path, cpus: set[int]) -> subprocess.Popen[by
 
 
 async def gc_figures(port: int) -> dict[str, float]:
-    """Collections and pause seconds by generation, and the longest pause, from /metrics."""
+    """``count<g>``, ``sum<g>`` and ``longest<g>`` of each generation g, from /metrics."""
     async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}", trust_env=False) as http:
         text = (await http.get("/metrics", timeout=10)).text
     figures: dict[str, float] = {}
+    series = {
+        "agora_gc_pause_seconds_count": "count",
+        "agora_gc_pause_seconds_sum": "sum",
+        "agora_gc_longest_pause_seconds": "longest",
+    }
     for line in text.splitlines():
-        if line.startswith("agora_gc_pause_seconds_count") or line.startswith(
-            "agora_gc_pause_seconds_sum"
-        ):
-            name, value = line.rsplit(" ", 1)
-            gen = name.split('generation="')[1].split('"')[0]
-            kind = "count" if "_count" in name else "sum"
-            figures[f"{kind}{gen}"] = float(value)
-        elif line.startswith("agora_gc_longest_pause_seconds"):
-            figures["longest"] = float(line.rsplit(" ", 1)[1])
+        name, _, rest = line.partition("{")
+        if name in series and rest.startswith('generation="'):
+            generation = rest[len('generation="')]
+            figures[f"{series[name]}{generation}"] = float(line.rsplit(" ", 1)[1])
     return figures
 
 
@@ -260,6 +263,7 @@ class IdleRun:
         self.cpu_pct = self.other_pct = 0.0
         self.connect_s = 0.0
         self.gc: dict[str, float] = {}
+        self.full_pause: float | None = None
 
     @property
     def per_conn(self) -> float:
@@ -279,7 +283,7 @@ class IdleRun:
             await publisher.close()
             await asyncio.sleep(args.settle)
             if args.trace:
-                proc.send_signal(signal.SIGUSR1)
+                proc.send_signal(signal.SIGUSR2)
                 await asyncio.sleep(args.settle)
             self.rss_before = server.memory_info().rss
             n = args.workers
@@ -319,6 +323,14 @@ class IdleRun:
                     self.codes[code] = self.codes.get(code, 0) + k
             if agora:
                 self.gc = await gc_figures(self.port)
+                # One full collection now, with every connection open: its pause.
+                proc.send_signal(signal.SIGUSR1)
+                for _ in range(100):
+                    after = await gc_figures(self.port)
+                    if after.get("count2", 0) > self.gc.get("count2", 0):
+                        self.full_pause = after["sum2"] - self.gc.get("sum2", 0)
+                        break
+                    await asyncio.sleep(0.1)
 
 
 def print_trace(path: Path, connections: int) -> None:
@@ -346,22 +358,26 @@ def markdown(runs: list[IdleRun], args: argparse.Namespace) -> str:
         f" {'pinned' if args.pin else 'unpinned'}.",
         "",
         "| server | connected | open after | closes | RSS before MiB | RSS idle MiB"
-        " | KiB per connection | vs ref | idle server CPU | other CPU | gen-2 collections"
-        " | longest GC pause ms | mean gen-2 pause ms |",
-        "|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        " | KiB per connection | vs ref | idle server CPU | other CPU | young collections"
+        " | longest young ms | full collections | longest full ms | a full collection now ms |",
+        "|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
+
+    def ms(seconds: float | None) -> str:
+        return "-" if seconds is None else f"{1000 * seconds:.1f}"
+
     for r in runs:
         vs = "-" if ref is None or r is ref else f"{r.per_conn / max(1, ref.per_conn):.2f}x"
-        gen2 = r.gc.get("count2")
-        mean2 = (1000 * r.gc["sum2"] / gen2) if gen2 else None
-        longest = r.gc.get("longest")
+        g = r.gc
+        young = f"{int(g['count0'] + g['count1']):,}" if g else "-"
+        young_ms = ms(max(g["longest0"], g["longest1"])) if g else "-"
+        full = f"{int(g['count2'])}" if g else "-"
+        full_ms = ms(g["longest2"]) if g and g["count2"] else "-"
         lines.append(
             f"| {r.target} | {r.connected:,} | {r.open_after:,} | {r.codes or '-'}"
             f" | {r.rss_before / 2**20:.1f} | {r.rss_idle / 2**20:.1f} | {r.per_conn / 1024:.1f}"
-            f" | {vs} | {r.cpu_pct:.1f}% | {r.other_pct:.0f}%"
-            f" | {'-' if gen2 is None else int(gen2)}"
-            f" | {'-' if longest is None else f'{1000 * longest:.1f}'}"
-            f" | {'-' if mean2 is None else f'{mean2:.1f}'} |"
+            f" | {vs} | {r.cpu_pct:.1f}% | {r.other_pct:.0f}% | {young} | {young_ms}"
+            f" | {full} | {full_ms} | {ms(r.full_pause)} |"
         )
     return "\n".join(lines)
 
@@ -413,8 +429,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--traced-server"]:
-        traced_server(Path(argv[1]), argv[3:])
+    if argv[:1] == ["--agora-server"]:
+        agora_server(Path(argv[1]) if argv[1] else None, argv[3:])
         return
     raise_nofile()
     args = parse_args(argv)
