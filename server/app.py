@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from protocol import event
 from server.backends import broker_from, live_from, store_from
 from server.broker import Broker
-from server.collector import freeze_startup_heap, set_young_threshold
+from server.collector import freeze_startup_heap, set_full_threshold
 from server.discussions import (
     dms,
     pins,
@@ -257,7 +257,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await agora.start()
-        set_young_threshold(settings.gc_young_threshold)
+        set_full_threshold(settings.gc_full_threshold)
         if settings.gc_freeze:
             freeze_startup_heap()
         agora.metrics.gc_pauses.start()

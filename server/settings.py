@@ -75,10 +75,10 @@ class Settings:
         "once started, move the start-up heap out of the garbage collector's scans"
         " (gc.freeze): shorter full collections",
     )
-    gc_young_threshold: int = _setting(
-        10_000,
-        "net allocations of tracked objects between two young garbage collections"
-        " (0 = Python's default, 700)",
+    gc_full_threshold: int = _setting(
+        100,
+        "collections of the garbage collector's middle generation before a full one is"
+        " considered (0 = Python's default, 10)",
     )
     replay_cap: int = _setting(1000, "most events a subscribe with since replays")
     request_header_timeout_ms: int = _setting(

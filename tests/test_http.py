@@ -408,7 +408,7 @@ async def test_metrics_is_prometheus_text_with_the_agora_series(server: AgoraPro
 
 
 async def test_garbage_collections_are_timed_by_generation(make_server) -> None:
-    server = make_server(gc_young_threshold=700).nodes[0]
+    server = make_server().nodes[0]
     session = await raw_session(server)
     young = 'generation="0"'
 
