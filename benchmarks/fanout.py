@@ -26,6 +26,7 @@ import math
 import multiprocessing
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,6 +52,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The node ``ws`` reference server (``server.js``, its ``package.json`` and lock file).
+NODE_REF = Path(__file__).resolve().parent / "ref"
+#: The servers a run can measure: Agora, the ``websockets`` reference, the node ``ws`` one.
+TARGETS = ("agora", "reference", "node")
 HOST = "127.0.0.1"
 GATEWAY = "/gateway?v=1&encoding=msgpack"
 #: A benchmark message's text starts with ``~b<phase>~<seq>~<send time in ns>~``.
@@ -576,13 +581,15 @@ def start_server(
         # Thousands of sessions of a few accounts from one address are the load measured
         # here, not an attack: no caps.
         command += ["--max-sessions-per-user", "0", "--max-connections-per-address", "0"]
+    elif target == "node":
+        command = ["node", str(NODE_REF / "server.js"), "--port", str(port)]
     else:
         command = [sys.executable, str(Path(__file__).resolve()), "--reference-server"]
         command += ["--port", str(port)]
     with log.open("wb") as output:
         proc = subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=NODE_REF if target == "node" else ROOT,
             env={k: v for k, v in os.environ.items() if not k.startswith("AGORA_")},
             stdin=subprocess.DEVNULL,
             stdout=output,
@@ -594,6 +601,25 @@ def start_server(
         with contextlib.suppress(OSError):
             os.sched_setaffinity(proc.pid, cpus)
     return proc
+
+
+def prepare_node(targets: list[str]) -> list[str]:
+    """``targets`` without ``node`` if node or npm is not installed (saying so); else with its
+    packages installed by ``npm ci`` in ``benchmarks/ref`` (once, and again when the lock file
+    changes)."""
+    if "node" not in targets:
+        return targets
+    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    if missing:
+        print(f"note: {' and '.join(missing)} not installed: the node ws reference is skipped")
+        return [t for t in targets if t != "node"]
+    installed = NODE_REF / "node_modules" / ".package-lock.json"
+    lock = NODE_REF / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        print("npm ci in benchmarks/ref (the node ws reference's packages)", flush=True)
+        npm = ["npm", "ci", "--no-audit", "--no-fund", "--loglevel", "error"]
+        subprocess.run(npm, cwd=NODE_REF, check=True, stdin=subprocess.DEVNULL, timeout=300)
+    return targets
 
 
 def stop_child(proc: subprocess.Popen[bytes] | multiprocessing.process.BaseProcess) -> None:
@@ -920,7 +946,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--port", type=int, default=0, help=argparse.SUPPRESS)
     add("--quick", action="store_true", help="a small smoke run (< 40 s)")
     add("--sizes", default=None, help="subscriber counts (default 100,1000)")
-    add("--targets", default="agora,reference", help="servers to measure")
+    targets_help = "servers to measure (agora,reference,node; node is skipped if not installed)"
+    add("--targets", default=",".join(TARGETS), help=targets_help)
     k_help = "burst messages (default min(2000, 500000 / S); --quick: min(200, 20000 / S))"
     add("-k", "--messages", type=int, default=None, help=k_help)
     add("--window", type=int, default=8, help="burst: most unanswered sends (default 8)")
@@ -940,8 +967,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     quick = args.quick
     args.sizes = [int(s) for s in (args.sizes or ("20,100" if quick else "100,1000")).split(",")]
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    if not set(args.targets) <= {"agora", "reference"}:
-        parser.error("--targets takes agora and/or reference")
+    if not args.targets or not set(args.targets) <= set(TARGETS):
+        parser.error(f"--targets takes some of {', '.join(TARGETS)}")
     args.duration = args.duration or (2.0 if quick else 10.0)
     args.agora_args = shlex.split(args.agora_args)
     pin_cpus(args)
@@ -975,6 +1002,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.reference_server:
         uvloop.run(reference_server(args.port))
         return
+    args.targets = prepare_node(args.targets)
     started = time.perf_counter()
     runs = run_bench(bench, args)
     tables = markdown(runs, args)

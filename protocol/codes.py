@@ -2,7 +2,8 @@
 
 Close codes are grouped by what the client should do next:
 
-- reconnect and resume: ``GOING_AWAY``, ``HEARTBEAT_TIMEOUT``, ``TOO_SLOW``;
+- reconnect and resume: ``GOING_AWAY``, ``SERVICE_RESTART``, ``HEARTBEAT_TIMEOUT``,
+  ``TOO_SLOW``;
 - back off, then reconnect: ``FLOODING``;
 - re-authenticate: ``NOT_AUTHENTICATED``;
 - stop (the client itself must change): ``POLICY_VIOLATION``, ``FRAME_TOO_LARGE``,
@@ -34,6 +35,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    SERVICE_RESTART = 1012
     POLICY_VIOLATION = 1008
     FRAME_TOO_LARGE = 1009
     NOT_AUTHENTICATED = 4001
@@ -65,6 +67,6 @@ RECONNECTABLE: frozenset[int] = frozenset(
         CloseCode.TOO_SLOW,
         1006,  # abnormal closure: the connection dropped without a close frame
         1011,  # server error
-        1012,  # service restart
+        CloseCode.SERVICE_RESTART,
     }
 )

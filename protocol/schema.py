@@ -51,6 +51,9 @@ class Field:
             raise RequestError(
                 f"field '{self.name}' must be {_TYPE_NAMES[self.kind]}, got {type_name(value)}"
             )
+        if self.kind in (str, list, dict) and _holds_nul(value):
+            # PostgreSQL's text cannot hold U+0000: refused alike by both stores
+            raise RequestError(f"field '{self.name}' must not contain U+0000 (NUL)")
         if self.kind is int:
             low = 0 if self.minimum is None else self.minimum
             high = MAX_SAFE_INT if self.maximum is None else self.maximum
@@ -72,6 +75,17 @@ class Field:
                 code=ErrorCode.TOO_LARGE,
             )
         return value
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a string in ``value`` (a string, or strings and keys nested in it) holds NUL."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return False
 
 
 def _is_kind(value: Any, kind: type) -> bool:

@@ -15,14 +15,13 @@ from typing import Any
 
 import msgpack
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from protocol import event
+from protocol import CloseCode, event
 from server.backends import broker_from, live_from, store_from
 from server.broker import Broker
 from server.collector import freeze_startup_heap, set_full_threshold
@@ -138,9 +137,11 @@ class Agora:
         #: (user, channel) -> when this node last forwarded their ``typing.started``
         self.typing_forwarded: dict[tuple[str, str], float] = {}
         self.token_watch = tokens.TokenWatch(self)
+        self.revocations = tokens.RecentRevocations()
         self.workshops = LiveWorkshops(self)
         self.workshops.on_due = lambda channel: timers.due(self, channel)
         self.workshops.on_unwritten_recap = lambda row: recap.write_recap(self, row)
+        store.on_epochs_rotated = self._epochs_rotated
 
     async def start(self) -> None:
         await self.store.open()
@@ -179,6 +180,14 @@ class Agora:
             self.metrics.events_published.inc()
         return stored
 
+    def _epochs_rotated(self) -> None:
+        """The store may have lost commits and gave every channel a new epoch: every
+        session resubscribes (its feeds' offsets may name lost events), so close them all."""
+        log.warning("closing %d sessions: every channel has a new epoch", len(self.sessions))
+        for session in list(self.sessions):
+            session.close(CloseCode.SERVICE_RESTART, "store restarted", flush=False)
+            session.leave_all()
+
     def _on_topic_event(self, topic: str, event: dict[str, Any]) -> None:
         communities.on_topic_event(self, topic, event)
         threads.on_topic_event(self, topic, event)
@@ -215,10 +224,13 @@ class Agora:
 
 
 class AgoraApp(Starlette):
-    """Starlette, with the gateway reached before the middleware stack.
+    """Starlette, with the gateway reached before the middleware stack, and the HTTP
+    surface's rules around all of it.
 
     Starlette's exception middleware wraps ``send`` for every WebSocket frame;
     the gateway handles its own errors and needs the server's own ``send``.
+    ``HttpSurface`` wraps Starlette whole, so that even the plain 500 of its
+    outermost error middleware carries the security headers.
     """
 
     def __init__(self, gateway: Gateway, **kwargs: Any) -> None:
@@ -227,6 +239,7 @@ class AgoraApp(Starlette):
         listen = gateway.agora.settings.metrics_listen
         #: the socket that serves /metrics alone (``metrics_address``), if any
         self.metrics_port = None if listen is None else listen[1]
+        self.surface = HttpSurface(super().__call__, gateway.agora.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and on_port(scope, self.metrics_port):
@@ -237,7 +250,7 @@ class AgoraApp(Starlette):
             scope["app"] = self
             await self.gateway(scope, receive, send)
         else:
-            await super().__call__(scope, receive, send)
+            await self.surface(scope, receive, send)
 
 
 def create_app(
@@ -315,7 +328,6 @@ def create_app(
             Mount("/", StaticFiles(directory=WEB_CLIENT, html=True)),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(HttpSurface, settings=settings)],
         exception_handlers={Unavailable: unavailable, ClientDisconnect: client_gone},
     )
     app.state.agora = agora

@@ -7,7 +7,8 @@ watches every connection uvicorn accepts, through the two protocol classes
 ``protocol_classes`` makes (uvicorn's own, subclassed, passed as
 ``Config(http=…, ws=…)``):
 
-- **At accept**: a client address that already holds
+- **At accept**: a client address (an IPv6 client's /64, as ``server.addresses``
+  counts it) that already holds
   ``max_connections_per_address`` connections has the new one closed at once,
   before it is read (no HTTP answer: nothing was asked yet).
 - **Request headers**: from the accept, and from the first byte of each next
@@ -34,6 +35,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from server.addresses import address_key
 from server.settings import Settings
 from server.waiting import LazyEvent, LazyQueue
 
@@ -79,7 +81,7 @@ class ConnectionGuard:
         if transport in self.open:  # a WebSocket upgrade: the same connection
             return True
         peer = transport.get_extra_info("peername")
-        address = peer[0] if isinstance(peer, tuple) else None
+        address = address_key(peer[0]) if isinstance(peer, tuple) else None
         if address is not None:
             count = self.by_address.get(address, 0)
             if self.per_address and count >= self.per_address:

@@ -16,6 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from server.collector import CollectorPauses
+from server.gateway.outbox import RUNS
 
 if TYPE_CHECKING:
     from server.gateway.outbox import Outbox
@@ -84,7 +85,8 @@ class Metrics:
 
 
 class _FramesOut(Collector):
-    """``agora_frames_out_total``, counted by each outbox as a plain integer.
+    """``agora_frames_out_total``, counted by each outbox as a plain integer, and
+    ``agora_socket_writes_total``, counted by the gateway's ``RunWriter``.
 
     A per-frame Counter.inc (a lock) on the fan-out path would cost more than
     the write it counts; summing the outboxes when scraped costs nothing there.
@@ -98,6 +100,11 @@ class _FramesOut(Collector):
             o.sent for o in self.metrics.open_outboxes()
         )
         yield CounterMetricFamily("agora_frames_out", "Frames sent to clients", value=total)
+        yield CounterMetricFamily(
+            "agora_socket_writes",
+            "Writes of frames to client sockets (frames of one turn share a write)",
+            value=RUNS.writes,
+        )
 
 
 class _OutboxBytes(Collector):

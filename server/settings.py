@@ -34,8 +34,9 @@ class Settings:
     )
     sqlite_synchronous: str = _setting(
         "normal",
-        "SQLite durability: 'normal' survives a crash or kill -9 of the process, 'full' also"
-        " a power loss (an fsync per commit; slower, with latency tails on slow disks)",
+        "SQLite durability: 'normal' survives a crash or kill -9 of the process (after a power"
+        " loss every channel gets a new epoch, so clients refetch), 'full' also a power loss"
+        " (an fsync per commit; slower, with latency tails on slow disks)",
     )
     redis_url: str = _setting(
         "",
@@ -91,8 +92,8 @@ class Settings:
     )
     max_connections_per_address: int = _setting(
         256,
-        "open TCP connections from one client IP address (0 = no limit); more are closed as"
-        " they are accepted",
+        "open TCP connections from one client IP address (IPv6: one /64) (0 = no limit); more"
+        " are closed as they are accepted",
     )
     max_sessions_per_user: int = _setting(
         50,

@@ -51,9 +51,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-#: Caps the suite's servers start with unless a test names its own: every test connects
-#: from 127.0.0.1, and some tests open many sessions of one account.
-SUITE_CAPS = {"max_connections_per_address": 10_000, "max_sessions_per_user": 10_000}
+#: Limits the suite's servers start with unless a test names its own: every test connects
+#: and registers from 127.0.0.1, some open many sessions of one account, and some fail
+#: logins on purpose (tests/test_logins.py and tests/test_connections.py set their own).
+SUITE_LIMITS = {
+    "max_connections_per_address": 10_000,
+    "max_sessions_per_user": 10_000,
+    "register_address_limit": 0,
+    "login_address_limit": 0,
+}
 
 
 class AgoraProcess:
@@ -64,11 +70,7 @@ class AgoraProcess:
     ) -> None:
         self.db = db
         self.port = free_port()
-        # Every test registers from 127.0.0.1 and some fail logins on purpose: no
-        # per-address limits unless a test (tests/test_logins.py) sets them.
-        settings.setdefault("register_address_limit", 0)
-        settings.setdefault("login_address_limit", 0)
-        self.settings = {**SUITE_CAPS, **settings}
+        self.settings = {**SUITE_LIMITS, **settings}
         self.preexec_fn = preexec_fn  # run in the child before it starts (e.g. setrlimit)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = db.with_suffix(".log")

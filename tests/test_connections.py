@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol import Encoding
+from server.addresses import address_key
 from tests.conftest import (
     BIG_TEXT,
     AgoraProcess,
@@ -313,3 +314,11 @@ async def test_sockets_that_ask_for_history_and_never_read_are_cut_at_4010(make_
             4010, "outbound buffer overflowed"
         )
         assert sum(len(m) for m in read) <= buffering + limit
+
+
+def test_an_ipv6_client_counts_by_its_64_for_the_connection_cap_as_for_logins() -> None:
+    # Loopback offers one IPv6 address, so the rule is checked on the key itself: the
+    # guard and the throttle share it, and a host changing its last 64 bits stays one.
+    assert address_key("2001:db8:1:2::1") == address_key("2001:db8:1:2:ffff::9")
+    assert address_key("2001:db8:1:2::1") != address_key("2001:db8:1:3::1")
+    assert address_key("::ffff:192.0.2.7") == address_key("192.0.2.7") == "192.0.2.7"

@@ -233,6 +233,22 @@ def test_a_field_name_with_a_lone_surrogate_is_400_showing_it_escaped(
     log.assert_no_traceback()
 
 
+@pytest.mark.parametrize("field", ["username", "password", "display_name", "invite"])
+def test_a_nul_in_any_field_is_400_not_a_server_error(server: AgoraProcess, field: str) -> None:
+    # PostgreSQL refuses U+0000 in text: it must never reach the store.
+    log = ServerLog(server)
+    body = {"username": "nulcheck", "password": "correct horse", field: "a\u0000b"}
+    answer = http_request("POST", server.http + REGISTER, data=json.dumps(body).encode())
+    assert answer.status == 400
+    assert json.loads(answer.body) == {
+        "error": {
+            "code": "bad_request",
+            "message": f"field '{field}' must not contain U+0000 (NUL)",
+        }
+    }
+    log.assert_no_traceback()
+
+
 def test_a_client_that_leaves_mid_body_is_logged_in_one_line_without_traceback(
     make_server,
 ) -> None:

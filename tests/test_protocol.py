@@ -211,13 +211,35 @@ def field_strategy(f: Field) -> st.SearchStrategy[Any]:
     if f.choices is not None:
         return st.sampled_from(f.choices)
     if f.kind is str:
-        text = st.text(min_size=1, max_size=f.max_len or 100)
+        no_nul = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+        text = st.text(no_nul, min_size=1, max_size=f.max_len or 100)
         return text.filter(str.strip) if f.nonempty else text
     if f.kind is int:
         low = 0 if f.minimum is None else f.minimum
         high = MAX_SAFE_INT if f.maximum is None else f.maximum
         return st.integers(min_value=low, max_value=high)
     return st.just(valid_value(f))
+
+
+@pytest.mark.parametrize(
+    ("op", "d", "name"),
+    [
+        ("message.send", {"channel": "c", "text": "a\x00b"}, "text"),
+        ("subscribe", {"channel": "\x00"}, "channel"),
+        ("resource.add", {"community": "c", "title": "t", "tags": ["x", "\x00"]}, "tags"),
+        (
+            "workshop.start",
+            {"channel": "c", "title": "t", "agenda": [{"ti\x00tle": "x"}]},
+            "agenda",
+        ),
+    ],
+)
+def test_a_nul_character_anywhere_in_a_field_is_bad_request(
+    op: str, d: dict[str, Any], name: str
+) -> None:
+    """PostgreSQL's text cannot hold U+0000; both stores refuse it alike (found by
+    tests/test_fuzz.py)."""
+    assert "U+0000" in field_error(op, d, ErrorCode.BAD_REQUEST, name)
 
 
 def request_error(frame: dict[str, Any]) -> RequestError:

@@ -4,13 +4,14 @@ sliding expiry and disabled accounts, closing open sessions on every node."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
 
 from clients import Client, CommandError, change_password, login, sessions
 from protocol import Encoding
-from tests.agora_cli import ok, storage
+from tests.agora_cli import agora, ok, storage
 from tests.conftest import (
     AgoraProcess,
     ServerLog,
@@ -272,15 +273,24 @@ async def test_a_tokens_use_is_written_coarsely_not_on_every_identify(server: An
 # disabled accounts
 
 
+def reached_by_the_cli(make_server: Any, deployment: str) -> tuple[Any, list[str]]:
+    """A server, and the admin CLI's options that close its sessions.
+
+    Embedded, the CLI cannot reach the server: its check of the store (every 200 ms
+    here) closes the sessions. Scaled, the CLI tells the nodes through Redis, and the
+    check is too rare (10 minutes) to be what closes them.
+    """
+    check_ms = 600_000 if deployment == "scaled" else 200
+    server = make_server(rate_limit=0, revocation_check_ms=check_ms)
+    return server, storage(server) + (
+        ["--redis", server.redis.url] if deployment == "scaled" else []
+    )
+
+
 async def test_disable_closes_sessions_on_every_node_and_refuses_login_until_enabled(
     make_server, deployment: str
 ) -> None:
-    # Embedded, the CLI cannot reach the server: its check of the store (every 200 ms
-    # here) closes the sessions. Scaled, the CLI tells the nodes through Redis, and
-    # the check is too rare (10 minutes) to be what closes them.
-    check_ms = 600_000 if deployment == "scaled" else 200
-    server = make_server(rate_limit=0, revocation_check_ms=check_ms)
-    cli = storage(server) + (["--redis", server.redis.url] if deployment == "scaled" else [])
+    server, cli = reached_by_the_cli(make_server, deployment)
     account = await new_user(server)
     username = account["user"]["username"]
     open_sessions = [await raw_session(n, token=account["token"]) for n in server.nodes]
@@ -308,6 +318,43 @@ async def test_disable_closes_sessions_on_every_node_and_refuses_login_until_ena
     back = await raw_session(server.nodes[-1], token=account["token"])  # its old token too
     await back.ws.close()
     await watching.ws.close()
+
+
+async def test_disabling_a_person_stops_the_bots_they_own_until_enabled(make_server) -> None:
+    server = make_server(rate_limit=0, revocation_check_ms=200)
+    owner = await new_user(server)
+    username = owner["user"]["username"]
+    bot_name = username + "-bot"
+    made = agora("bot", "create", bot_name, "--owner", username, *storage(server))
+    assert made.returncode == 0, made.stderr
+    bot_token = made.stdout.strip()
+    bot_session = await raw_session(server.nodes[-1], token=bot_token)
+
+    ok("user", "disable", username, *storage(server))
+
+    assert await closed_with(bot_session.ws, wait=10) == documented_close(4001, "account disabled")
+    status, answer = call(server.nodes[0], "GET", SESSIONS, bot_token)
+    assert (status, answer["error"]["message"]) == (401, "this account is disabled")
+    ok("user", "enable", username, *storage(server))
+    back = await raw_session(server.nodes[0], token=bot_token)
+    await back.ws.close()
+
+
+async def test_a_password_set_by_the_operator_revokes_every_token_of_the_account(
+    make_server, deployment: str
+) -> None:
+    server, cli = reached_by_the_cli(make_server, deployment)
+    account = await new_user(server)
+    username = account["user"]["username"]
+    session = await raw_session(server.nodes[-1], token=account["token"])
+
+    ok("user", "password", username, "--password-stdin", *cli, stdin="a new password\n")
+
+    reason = "password changed" if deployment == "scaled" else "token revoked"
+    assert await closed_with(session.ws, wait=10) == documented_close(4001, reason)
+    status, _ = call(server.nodes[0], "GET", SESSIONS, account["token"])
+    assert status == 401
+    assert (await login(server.nodes[0].http, username, "a new password"))["token"]
 
 
 # bad input
@@ -358,11 +405,26 @@ async def test_nothing_sent_to_the_token_routes_makes_a_traceback(server: Any) -
         session = await raw_session(node, Encoding.JSON)
         await session.ws.send('{"op": "identify", "id": 1, "d": {"token": "' + bad + '"}}')
         answer = await session.recv()
-        if "ud800" in bad:  # not valid Unicode: refused before any token is looked at
-            assert answer["d"]["code"] == "bad_request"
-            await session.ws.close()
-        else:
-            assert answer["d"] == {"code": "unauthorized", "message": "bad token"}
-            assert await closed_with(session.ws) == documented_close(4001, "bad token")
+        # Invalid Unicode and NUL are refused as any command's are (§2, §8), before a
+        # token is looked at (PostgreSQL would refuse a NUL in the query).
+        assert answer["d"]["code"] == "bad_request", bad
+        await session.ws.close()
     assert call(node, "GET", SESSIONS, token)[0] == 200  # the token survived all that
     log.assert_no_traceback()
+
+
+def test_a_revocation_heard_while_identify_reads_its_token_is_found_by_that_identify() -> None:
+    # identify awaits the store between reading its token and registering its session;
+    # a revocation heard in between finds no session, so identify looks it up itself.
+    from protocol import AuthCloseReason
+    from server.domain.tokens import RecentRevocations
+
+    heard = RecentRevocations()
+    heard.add("u1", ["old"], AuthCloseReason.LOGGED_OUT)
+    started = time.monotonic()
+    assert heard.since(started, "u1", "old") is None  # before the token was read: the store knew
+    heard.add("u1", ["t1"], AuthCloseReason.TOKEN_REVOKED)
+    heard.add("u2", None, AuthCloseReason.ACCOUNT_DISABLED)
+    assert heard.since(started, "u1", "t1") is AuthCloseReason.TOKEN_REVOKED
+    assert heard.since(started, "u1", "t2") is None
+    assert heard.since(started, "u2", "any") is AuthCloseReason.ACCOUNT_DISABLED

@@ -43,6 +43,13 @@ def test_fanout_benchmark_smoke_run_delivers_everything() -> None:
     assert all(line.split("|")[lost].strip() == "0" for line in runs), "deliveries were lost"
 
 
+def test_connect_benchmark_smoke_run_opens_every_session() -> None:
+    stdout, output = run_benchmark("benchmarks/connect.py", "--quick", seconds=120)
+    rows = [line for line in stdout.splitlines() if line.startswith(("| hello", "| session"))]
+    assert len(rows) >= 4, output  # Agora and the reference (node when installed), both phases
+    assert all(line.split("|")[3].strip() == "200" for line in rows), output
+
+
 def test_scaleout_benchmark_smoke_run_delivers_everything_across_nodes() -> None:
     require_redis()
     require_postgres()
@@ -117,3 +124,25 @@ def test_workshop_benchmark_smoke_run_delivers_every_vote_and_upvote() -> None:
     ]
     assert all(row[header.index("lost")] == "0" for row in rows), output
     assert "poll voters 50, " in stdout and "upvotes 50" in stdout, output
+
+
+def test_fuzz_benchmark_smoke_run_finds_no_wrong_answer_and_no_traceback() -> None:
+    stdout, output = run_benchmark("benchmarks/fuzz.py", "--seconds", "3", seconds=120)
+    _, rows = markdown_table(stdout, "figure")
+    figures = {row[1]: row[2] for row in rows}
+    assert int(figures["frames sent"].replace(",", "")) > 0, output
+    assert figures["answers outside what the docs allow"] == "0", output
+    assert figures["tracebacks in the server log"] == "0", output
+    assert figures["server still running"] == "yes", output
+
+
+def test_soak_benchmark_smoke_run_loses_nothing() -> None:
+    stdout, output = run_benchmark(
+        "benchmarks/soak.py", "--minutes", "0.2", "--reconnect-s", "2", seconds=120
+    )
+    header, rows = markdown_table(stdout, "time")
+    assert rows and all(row[header.index("not recovered")] == "0" for row in rows), output
+    assert all(row[header.index("errors")] == "0" for row in rows), output
+    assert "not seen by a receiver: 0, 0, 0, 0 " in stdout, output
+    assert "seen with another text: 0; events out of offset order: 0" in stdout, output
+    assert "tracebacks in the server log**: 0; server still running" in stdout, output

@@ -42,10 +42,8 @@ async def on_identify(
 ) -> dict[str, Any]:
     """``identify``'s ``threads`` (followed), ``dms`` and ``reads`` (one per channel of
     the user's communities, followed thread and DM)."""
-    dms = await store.dms_of(user.id)
-    channel_ids = [c.id for view in views for c in view.channels]
-    channel_ids += [c.id for c in threads] + [c.id for c in dms]
-    states = await store.read_states(user.id, channel_ids)
+    channel_ids = [c.id for view in views for c in view.channels] + [c.id for c in threads]
+    dms, states = await store.dms_and_read_states(user.id, channel_ids)
     return {
         "threads": [c.public() for c in threads],
         "dms": [c.public() for c in dms],

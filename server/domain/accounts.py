@@ -15,6 +15,7 @@ import hmac
 import json
 import re
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
@@ -156,6 +157,19 @@ class Accounts:
 
         Raises ``AccountDisabled`` for the right password of a disabled account.
         """
+        user = await self._verified(username, password)
+        if user is None:
+            return None
+        if await self.store.disabled_ms(user.id) is not None:
+            raise AccountDisabled(user.username)
+        return user, await issue_token(self.store, user, label)
+
+    async def check_password(self, user: User, password: str) -> bool:
+        """Whether ``password`` is the account's (False for accounts without one)."""
+        return await self._verified(user.username, password) is not None
+
+    async def _verified(self, username: str, password: str) -> User | None:
+        """The account if ``password`` is its password, else None."""
         if len(password) > MAX_PASSWORD:
             return None
         found = await self.store.credentials(username)
@@ -163,20 +177,7 @@ class Accounts:
         # password (bots, imported accounts) too, so timing tells nothing.
         password_hash = found[1] if found and found[1] else self._dummy_hash
         valid = await self._hashing.run(self._verify, password_hash, password)
-        if not valid or found is None or not found[1]:
-            return None
-        if await self.store.disabled_ms(found[0].id) is not None:
-            raise AccountDisabled(found[0].username)
-        return found[0], await issue_token(self.store, found[0], label)
-
-    async def check_password(self, user: User, password: str) -> bool:
-        """Whether ``password`` is the account's (False for accounts without one)."""
-        if len(password) > MAX_PASSWORD:
-            return False
-        found = await self.store.credentials(user.username)
-        password_hash = found[1] if found and found[1] else self._dummy_hash
-        valid = await self._hashing.run(self._verify, password_hash, password)
-        return valid and found is not None and bool(found[1])
+        return found[0] if valid and found is not None and found[1] else None
 
     async def set_password(self, user: User, password: str) -> None:
         """Raises ``throttle.Busy`` when the hash queue is full."""
@@ -255,14 +256,22 @@ async def read_body(
         if not isinstance(body.get(name), str):
             return http_error(400, ErrorCode.BAD_REQUEST, f"field '{name}' must be a string")
     for name, value in body.items():
-        if isinstance(value, str) and not value.isascii():
-            try:  # JSON escapes can carry lone surrogates
-                value.encode()
-            except UnicodeEncodeError:
-                return http_error(
-                    400, ErrorCode.BAD_REQUEST, f"field '{echo(name)}' is not valid Unicode"
-                )
+        if isinstance(value, str) and (problem := _unstorable(value)):
+            return http_error(400, ErrorCode.BAD_REQUEST, f"field '{echo(name)}' {problem}")
     return body
+
+
+def _unstorable(value: str) -> str | None:
+    """Why a string cannot be stored: a lone surrogate (JSON escapes can carry them) or
+    a NUL (PostgreSQL refuses it); None when it can."""
+    if "\x00" in value:
+        return "must not contain U+0000 (NUL)"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "is not valid Unicode"
+    return None
 
 
 async def register(request: Request) -> JSONResponse:
@@ -337,6 +346,7 @@ TOO_MANY_SESSIONS = "too many sessions for this account"
 async def identify(session: Session, d: dict[str, Any]) -> Reply:
     if session.user is not None:
         raise ProtocolError("this session is identified already", code=ErrorCode.CONFLICT)
+    started = time.monotonic()
     try:
         token = await session.agora.accounts.authenticate(d["token"])
     except Refused as exc:
@@ -345,6 +355,13 @@ async def identify(session: Session, d: dict[str, Any]) -> Reply:
         ) from None
     user = token.user
     views = await session.agora.store.communities_of(user.id)
+    # No await from here to ``identified``: a revocation heard since the token was read
+    # would find no session to close, so it is looked for here.
+    revoked = session.agora.revocations.since(started, user.id, token.id)
+    if revoked is not None:
+        raise Fatal(
+            revoked.value, code=ErrorCode.UNAUTHORIZED, close_code=CloseCode.NOT_AUTHENTICATED
+        )
     # Counted and joined with no await between: concurrent identifies cannot pass it together.
     cap = session.agora.settings.max_sessions_per_user
     if cap and len(session.agora.user_sessions.get(user.id, ())) >= cap:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from protocol import ErrorCode, ProtocolError
 from protocol.commands import ROLES
-from server.domain.permissions import Permission, require
+from server.domain.permissions import Permission, has, require
 from server.gateway.router import CommandRouter
 from server.ids import now_ms
 from server.store import CHANNEL_SETTINGS, Conflict
@@ -117,8 +117,16 @@ async def publish(agora: Agora, community_id: str, t: str, d: dict[str, Any]) ->
 
 
 async def attach(session: Session, views: list[CommunityView]) -> None:
-    """Listen to the user's topic and their communities' topics (after ``identify``)."""
+    """Listen to the user's topic and their communities' topics (after ``identify``).
+
+    The channels ``identify`` read with the memberships are kept as ``readable_channel``
+    keeps what it checks (until the user leaves the community), so that a ``subscribe``
+    right after ``identify`` asks the store only for the channel's head.
+    """
     assert session.user is not None
+    for view in views:  # breakouts and threads are not in a view: they are checked apart
+        if has(view.role, Permission.READ):
+            session.channels.update((channel.id, channel) for channel in view.channels)
     await session.listen(user_topic(session.user.id))
     for view in views:
         await session.listen(community_topic(view.id))

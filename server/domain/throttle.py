@@ -14,8 +14,8 @@ A hash takes about 50 ms and 64 MiB, so ``CONCURRENT_HASHES`` run at once;
 rest ``503`` at once: a flood from many addresses gets fast refusals instead
 of a queue in which a real login waits for seconds.
 
-An IPv6 client is counted by its /64 network, which one host usually holds
-whole. The address is the TCP peer's: behind a reverse proxy, run uvicorn's
+An IPv6 client is counted by its /64 network (``server.addresses``), as the
+connection cap counts it. The address is the TCP peer's: behind a reverse proxy, run uvicorn's
 ``--forwarded-allow-ips`` so that it is the client's.
 """
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import math
 from collections.abc import Callable
 from typing import TypeVar
@@ -32,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from protocol import ErrorCode
+from server.addresses import address_key
 from server.live import LiveState
 from server.settings import Settings
 
@@ -153,17 +153,8 @@ class Throttle:
 
 
 def client_address(request: Request) -> str:
-    """The key of the request's client: its IPv4 address, or its IPv6 /64 network."""
-    host = request.client.host if request.client else ""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host or "unknown"
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
+    """The key of the request's client (``addresses.address_key``)."""
+    return address_key(request.client.host if request.client else "")
 
 
 def wait_text(seconds: int) -> str:

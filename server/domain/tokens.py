@@ -17,6 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -59,10 +62,43 @@ BEARER_REFUSED = {
 # closing sessions
 
 
+class RecentRevocations:
+    """The revocations this node heard in the last minute.
+
+    An ``identify`` reads its token, then awaits the store before its session is
+    registered; a revocation heard in between finds no session to close. The
+    identify looks here once registered-to-be (no await left), so it is closed too.
+    """
+
+    KEEP_S = 60.0
+    MOST = 10_000
+
+    def __init__(self) -> None:
+        self._heard: deque[tuple[float, str, list[str] | None, AuthCloseReason]] = deque()
+
+    def add(self, user_id: str, token_ids: list[str] | None, reason: AuthCloseReason) -> None:
+        now = time.monotonic()
+        self._heard.append((now, user_id, token_ids, reason))
+        while self._heard and (
+            self._heard[0][0] < now - self.KEEP_S or len(self._heard) > self.MOST
+        ):
+            self._heard.popleft()
+
+    def since(self, started: float, user_id: str, token_id: str) -> AuthCloseReason | None:
+        """The reason a revocation heard after ``started`` names this token, if one did."""
+        for heard, user, token_ids, reason in reversed(self._heard):
+            if heard < started:
+                return None
+            if user == user_id and (token_ids is None or token_id in token_ids):
+                return reason
+        return None
+
+
 def close_sessions(
     agora: Agora, user_id: str, token_ids: list[str] | None, reason: AuthCloseReason
 ) -> None:
     """Close this node's sessions of the user identified with ``token_ids`` (None: all)."""
+    agora.revocations.add(user_id, token_ids, reason)
     for session in list(agora.user_sessions.get(user_id, ())):
         if token_ids is None or session.token_id in token_ids:
             _close(session, reason)
@@ -175,23 +211,31 @@ async def bearer(request: Request) -> Token | JSONResponse:
     return http_error(401, ErrorCode.UNAUTHORIZED, BEARER_REFUSED[reason])
 
 
-async def logout(request: Request) -> Response:
+def with_bearer(
+    route: Callable[[Request, Agora, Token], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """A route that runs only with a working bearer token (``bearer``); else the 401."""
+
+    async def checked(request: Request) -> Response:
+        token = await bearer(request)
+        if isinstance(token, JSONResponse):
+            return token
+        return await route(request, request.app.state.agora, token)
+
+    return checked
+
+
+@with_bearer
+async def logout(request: Request, agora: Agora, token: Token) -> Response:
     """Revoke the token the request carries."""
-    agora: Agora = request.app.state.agora
-    token = await bearer(request)
-    if isinstance(token, JSONResponse):
-        return token
     revoked = await agora.store.revoke_tokens(token.user.id, [token.id])
     await announce(agora, token.user.id, revoked, AuthCloseReason.LOGGED_OUT)
     return Response(status_code=204)
 
 
-async def sessions(request: Request) -> JSONResponse:
+@with_bearer
+async def sessions(request: Request, agora: Agora, token: Token) -> JSONResponse:
     """The caller's tokens that still work: never a secret."""
-    agora: Agora = request.app.state.agora
-    token = await bearer(request)
-    if isinstance(token, JSONResponse):
-        return token
     now = now_ms()
     listed = [
         _public(t, current=t.id == token.id)
@@ -201,12 +245,9 @@ async def sessions(request: Request) -> JSONResponse:
     return JSONResponse({"sessions": listed})
 
 
-async def revoke(request: Request) -> Response:
+@with_bearer
+async def revoke(request: Request, agora: Agora, token: Token) -> Response:
     """Revoke one of the caller's sessions (the current one too, like a logout)."""
-    agora: Agora = request.app.state.agora
-    token = await bearer(request)
-    if isinstance(token, JSONResponse):
-        return token
     session_id = request.path_params["session_id"]
     revoked = []
     if TOKEN_ID.fullmatch(session_id):
@@ -217,24 +258,18 @@ async def revoke(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def revoke_others(request: Request) -> JSONResponse:
+@with_bearer
+async def revoke_others(request: Request, agora: Agora, token: Token) -> JSONResponse:
     """Revoke every session of the caller but the current one."""
-    agora: Agora = request.app.state.agora
-    token = await bearer(request)
-    if isinstance(token, JSONResponse):
-        return token
     revoked = await agora.store.revoke_tokens(token.user.id, keep=token.id)
     if revoked:
         await announce(agora, token.user.id, revoked, AuthCloseReason.TOKEN_REVOKED)
     return JSONResponse({"revoked": len(revoked)})
 
 
-async def change_password(request: Request) -> Response:
+@with_bearer
+async def change_password(request: Request, agora: Agora, token: Token) -> Response:
     """``{password, new_password}``: a new password, and every other session revoked."""
-    agora: Agora = request.app.state.agora
-    token = await bearer(request)
-    if isinstance(token, JSONResponse):
-        return token
     body = await read_body(request, required=("password", "new_password"))
     if isinstance(body, JSONResponse):
         return body

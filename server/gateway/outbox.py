@@ -2,10 +2,18 @@
 
 The hub pushes the same ``OutFrame`` object to every recipient's outbox: the
 event was encoded and framed once. Pushing never awaits.
+
+Frames pushed to one session in the same turn of the event loop (a burst from
+the broker, a replay page, events of several channels, a reply) go out in one
+transport write at the end of that turn (``RunWriter``): one syscall instead of
+one per frame, and nothing waits for a timer. Where every recipient got the
+same run of frames (the hub delivering a batch of broker messages for one
+channel), the run is joined once and the same bytes are written to each.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -52,15 +60,72 @@ class Close:
         self.reason = reason
 
 
+#: Most bytes of one run: a write this large already shares its syscall among many
+#: frames; a longer run would only hold more here before the kernel sees any of it.
+RUN_BYTES = 64 * 1024
+
+
+class RunWriter:
+    """Writes, at the end of each turn of the event loop, the runs outboxes started in it.
+
+    One ``call_soon`` per turn for every outbox with a run, not one per outbox.
+    ``join`` remembers the runs joined in this turn, so that outboxes holding the
+    same frames in the same order (a channel's subscribers) share one ``bytes``.
+    """
+
+    __slots__ = ("_joined", "_loop", "_outboxes", "writes")
+
+    def __init__(self) -> None:
+        self.writes = 0  # writes of frames to sockets, for the socket-writes metric
+        self._outboxes: list[Outbox] = []
+        self._joined: dict[tuple[int, int, int], tuple[list[bytes], bytes]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # set while a flush is due
+
+    def add(self, outbox: Outbox) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # none due, or due on a loop that is gone (tests)
+            self._loop = loop
+            self._outboxes.clear()
+            self._joined.clear()
+            loop.call_soon(self.flush, loop)
+        self._outboxes.append(outbox)
+
+    def flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is not loop:
+            return
+        self._loop = None
+        outboxes, self._outboxes = self._outboxes, []
+        for outbox in outboxes:
+            outbox.write_run()
+        self._joined.clear()
+
+    def join(self, run: list[bytes]) -> bytes:
+        if len(run) == 1:
+            return run[0]
+        key = (len(run), id(run[0]), id(run[-1]))
+        joined = self._joined.get(key)
+        if joined is not None and joined[0] == run:  # the same frames (compared by identity first)
+            return joined[1]
+        data = b"".join(run)
+        self._joined[key] = (run, data)  # keeps the frames alive, so their ids stay theirs
+        return data
+
+
+RUNS = RunWriter()
+
+
 class Outbox:
     """A bounded FIFO of frames for one WebSocket, and the task that writes them.
 
-    ``push`` never awaits. With a ``TransportWriter`` and nothing queued, it
-    writes the frame to the socket at once; otherwise the frame waits here and
-    the writer task sends it when the socket drains. ``limit`` is in bytes of
-    framed data, and counts every byte the session holds in memory: those
-    queued here and those written to the transport that the kernel has not
-    taken yet (``pending``). A push that takes the session over it drops
+    ``push`` never awaits. With a ``TransportWriter`` and nothing queued, the
+    frame joins this turn's run, written to the socket at the end of the turn
+    (see ``RunWriter``); otherwise the frame waits here and the writer task
+    sends it when the socket drains. ``limit`` is in bytes of framed data, and
+    counts every byte the session holds in memory: those queued here, those in
+    the run, and those written to the transport that the kernel has not taken
+    yet (``pending``). A frame that would take a run past the limit first
+    writes the run out, so the kernel takes what it can, as if every frame had
+    been written at once. A push that takes the session over the limit drops
     everything queued and calls ``on_overflow`` once: the session is too slow
     to keep up, and is closed with 4010. A single frame larger than ``limit``
     can never go out; ``fits`` tells a caller that would rather refuse it.
@@ -69,6 +134,8 @@ class Outbox:
     __slots__ = (
         "_drained",
         "_items",
+        "_run",
+        "_run_size",
         "_wakeup",
         "closing",
         "direct",
@@ -88,13 +155,16 @@ class Outbox:
         self.direct: TransportWriter | None = None
         self.owner: str | None = None  # the session's user, once identified
         self._items: deque[OutFrame | Close] = deque()
+        self._run: list[bytes] | None = None  # framed bytes to write at the end of the turn
+        self._run_size = 0
         self._wakeup = LazyEvent()
         self._drained = LazyEvent()  # set whenever the writer has emptied the queue
 
     def pending(self) -> int:
-        """Bytes this session holds: queued here, and in its transport's write buffer."""
+        """Bytes this session holds: queued here, in its run, and in its transport's buffer."""
         direct = self.direct
-        return self.size + (direct.buffered() if direct is not None else 0)
+        held = self.size + self._run_size
+        return held + direct.buffered() if direct is not None else held
 
     def fits(self, frame: OutFrame) -> bool:
         """Whether ``frame`` alone is within the limit (a larger one would overflow)."""
@@ -104,10 +174,22 @@ class Outbox:
         if self.closing:
             return
         direct = self.direct
+        run = self._run
+        if run is not None:  # nothing is queued while a run is open (see write_run)
+            assert direct is not None
+            size = self._run_size + frame.size
+            if size <= RUN_BYTES and direct.buffered() + size <= self.limit:
+                run.append(frame.framed)
+                self._run_size = size
+                return
+            self.write_run()  # the kernel takes what it can before the limit is checked
+            self.push(frame)
+            return
         if direct is not None and not self._items and direct.ready():
             if direct.buffered() + frame.size <= self.limit:
-                direct.write(frame.framed)
-                self.sent += 1
+                self._run = [frame.framed]
+                self._run_size = frame.size
+                RUNS.add(self)
                 return
             self._overflow()
             return
@@ -118,9 +200,24 @@ class Outbox:
             return
         self._wakeup.set()
 
+    def write_run(self) -> None:
+        """Write this turn's run now (``RunWriter`` calls it at the end of the turn)."""
+        run = self._run
+        if run is None:
+            return
+        self._run = None
+        self._run_size = 0
+        direct = self.direct
+        if direct is not None and direct.open():  # else the connection is going: drop it
+            direct.write(run[0] if len(run) == 1 else RUNS.join(run))
+            self.sent += len(run)
+            RUNS.writes += 1
+
     def _overflow(self) -> None:
         self._items.clear()
         self.size = 0
+        self._run = None
+        self._run_size = 0
         self.on_overflow()
 
     def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
@@ -128,9 +225,13 @@ class Outbox:
         if self.closing:
             return
         self.closing = True
-        if not flush:
+        if flush:
+            self.write_run()  # before the close frame, which the writer task sends
+        else:
             self._items.clear()
             self.size = 0
+            self._run = None
+            self._run_size = 0
         self._items.append(Close(code, reason))
         self._wakeup.set()
         self._drained.set()
@@ -138,6 +239,9 @@ class Outbox:
     async def wait_below(self, size: int) -> None:
         """Wait until at most ``size`` bytes are pending (for bulk sends like a replay)."""
         while self.pending() > size and not self.closing:
+            self.write_run()  # let the kernel take the run before waiting on the rest
+            if self.pending() <= size:
+                return
             if self._items or self.direct is None:
                 self._drained.clear()
                 await self._drained.wait()
@@ -174,4 +278,5 @@ class Outbox:
                     self.size -= item.size
                     await send(item.message)
                 self.sent += 1
+                RUNS.writes += 1
             self._drained.set()

@@ -57,6 +57,10 @@ class TransportWriter:
             and not self._transport.is_closing()
         )
 
+    def open(self) -> bool:
+        """Whether frames may still be written: no close frame sent, the transport not closing."""
+        return not self._protocol.close_sent and not self._transport.is_closing()
+
     def limit_buffer(self, high: int) -> None:
         """Pause writes (``ready()`` false) once the transport holds more than ``high`` bytes."""
         self._transport.set_write_buffer_limits(high=high)

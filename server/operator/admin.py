@@ -13,7 +13,10 @@ store); history and replay have it at once.
 A disabled account (``agora user disable``) can neither log in nor identify at
 once. Running servers close its open sessions (4001 ``account disabled``) at
 once when the command is given their Redis (``--redis``), else within their
-``revocation_check_ms``, when they next check their sessions' tokens.
+``revocation_check_ms``, when they next check their sessions' tokens. A password
+set with ``agora user password`` revokes every token of the account, and its
+sessions close the same way (4001 ``password changed`` through Redis, ``token
+revoked`` when a server finds the tokens gone).
 
 Role changes and channel changes made here go into the community's audit log
 with the actor ``operator``, like the app's own.
@@ -86,8 +89,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         storage.add_argument(
             "--redis",
             dest="redis_url",
-            help="the servers' Redis URL: 'user disable' closes the account's sessions at once"
-            " (env AGORA_REDIS_URL)",
+            help="the servers' Redis URL: 'user disable' and 'user password' close the"
+            " account's sessions at once (env AGORA_REDIS_URL)",
         )
         storage.add_argument(
             "--create",
@@ -164,6 +167,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = command(commands, "import", import_, "load a file made by agora export")
     p.add_argument("file", help="the JSON file to read")
     command(commands, "migrate", migrate, "bring the database's schema up to date, then exit")
+    command(
+        commands,
+        "renew-epochs",
+        renew_epochs,
+        "give every channel a new epoch, so that clients refetch: run it, with the server"
+        " stopped, after restoring the database from a backup",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -206,6 +216,12 @@ async def _with_store(settings: Settings, args: argparse.Namespace) -> None:
         await store.close()
 
 
+async def renew_epochs(store: Store, args: argparse.Namespace, out: TextIO) -> None:
+    # A restored backup rolled every log back: offsets clients saw may name other events
+    # once new ones are appended, unless the epochs change (docs/protocol.md §5.3).
+    _row(out, "channels", str(await store.renew_epochs()))
+
+
 async def migrate(store: Store, args: argparse.Namespace, out: TextIO) -> None:
     # Opening the store migrated it.
     _row(out, "schema", HEAD)
@@ -232,6 +248,11 @@ async def user_password(store: Store, args: argparse.Namespace, out: TextIO) -> 
     if user.bot:
         raise AdminError(f"'{user.username}' is a bot; bots use tokens (agora bot token)")
     await store.set_password(user.id, hash_password(_read_password(args.password_stdin)))
+    # As a password change over HTTP does: a reset after a leak must also end the
+    # sessions of whoever holds the account's tokens.
+    await store.revoke_tokens(user.id)
+    if args.settings.redis_url:
+        await _tell_servers(args.settings.redis_url, user.id, AuthCloseReason.PASSWORD_CHANGED)
     _row(out, user.id, user.username)
 
 
@@ -240,20 +261,20 @@ async def user_disable(store: Store, args: argparse.Namespace, out: TextIO) -> N
     if await store.disabled_ms(user.id) is None:
         await store.set_disabled(user.id, now_ms())
     if args.settings.redis_url:  # the servers hear it at once, not at their next check
-        await _tell_servers(args.settings.redis_url, user.id)
+        await _tell_servers(args.settings.redis_url, user.id, AuthCloseReason.ACCOUNT_DISABLED)
     _row(out, user.id, user.username, "disabled")
 
 
-async def _tell_servers(redis_url: str, user_id: str) -> None:
-    """Publish the account's being disabled on the servers' broker (best effort: each
-    server also finds it in the store within its ``revocation_check_ms``)."""
+async def _tell_servers(redis_url: str, user_id: str, reason: AuthCloseReason) -> None:
+    """Publish that the account's sessions must close, on the servers' broker (best
+    effort: each server also finds it in the store within its ``revocation_check_ms``)."""
     from server.broker.redis import RedisBroker  # only for this command
 
     broker = RedisBroker(redis_url)
     try:
         await broker.start(lambda channel, frame: None, lambda: None)
         try:
-            frame = tokens.revocation_frame(user_id, None, AuthCloseReason.ACCOUNT_DISABLED)
+            frame = tokens.revocation_frame(user_id, None, reason)
             await broker.publish(tokens.REVOCATIONS, frame)
         finally:
             await broker.stop()

@@ -15,7 +15,11 @@ What a Store promises:
   already used in that channel stores nothing and returns the original event
   with ``created=False``.
 - **Epochs.** ``LogHead.epoch`` names one incarnation of a channel's log; it
-  changes whenever a log had to start again from offset 1.
+  changes whenever a log had to start again from offset 1, and whenever the
+  store may have lost acknowledged commits (a power loss with SQLite's
+  ``synchronous=NORMAL``, a PostgreSQL crash with ``synchronous_commit = off``:
+  see ``server/store/epochs.py``), so an offset never names two events
+  within one epoch.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ class Token:
     created_ms: int
     last_used_ms: int | None  # written coarsely; None: not used since it was issued
     label: str | None  # what the client said it was when the token was issued
-    disabled: bool  # the user's account is disabled
+    disabled: bool  # the account is disabled (a bot's: or its owner's)
 
     @property
     def used_ms(self) -> int:
@@ -299,10 +303,26 @@ class Appended:
 
 
 class Store(WorkshopStore, Protocol):
+    #: Called when every epoch changed while the store was open (live subscribers
+    #: must resubscribe); a store that changes them only in ``open`` never calls it.
+    on_epochs_rotated: Callable[[], None] | None
+
     async def open(self) -> None:
-        """Create or migrate storage; a fresh store gets its first community."""
+        """Create or migrate storage; a fresh store gets its first community.
+
+        If the store may have lost acknowledged commits since it was last open,
+        every channel gets a new epoch first.
+        """
 
     async def close(self) -> None: ...
+
+    async def renew_epochs(self) -> int:
+        """Give every channel a new epoch, in one statement; how many channels.
+
+        For a log rolled back behind the store's back (a database restored from a
+        backup): clients then refetch instead of trusting offsets that may name
+        other events now. Live sessions of a running server are not told.
+        """
 
     async def has_users(self) -> bool:
         """Whether any account exists (else the next one becomes the owner)."""
@@ -564,6 +584,12 @@ class Store(WorkshopStore, Protocol):
         """The one DM channel of the pair, and whether it was created now."""
 
     async def dms_of(self, user_id: str) -> list[Channel]: ...
+
+    async def dms_and_read_states(
+        self, user_id: str, channel_ids: list[str]
+    ) -> tuple[list[Channel], list[ReadState]]:
+        """``dms_of`` and the read states of ``channel_ids`` then of those DMs, in one
+        round trip (``identify`` asks for both)."""
 
     async def share_a_community(self, user_a: str, user_b: str) -> bool: ...
 

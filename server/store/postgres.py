@@ -18,12 +18,20 @@ Python encodes the frame as a msgpack map whose last key is ``o`` (the
 frame is exactly what ``msgpack.packb`` makes of the event. A repeated
 idempotency key breaks the ``nonces`` primary key; the statement then
 changed nothing, and the original event is read back.
+
+With ``synchronous_commit = off`` (or ``fsync = off``) a crash of PostgreSQL
+can lose acknowledged commits. The store notices a restart of the PostgreSQL
+server when it opens and on every new connection (all of them are new after
+a restart), and then gives every channel a new epoch (see
+``server/store/epochs.py``) and calls ``on_epochs_rotated``: the app closes
+its sessions so that they resubscribe and learn of it.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -37,7 +45,7 @@ from protocol import event
 from server.domain.names import skeleton
 from server.errors import Unavailable
 from server.ids import new_id, now_ms
-from server.store import sql
+from server.store import epochs, sql
 from server.store import workshops as workshops_sql
 from server.store.base import (
     Appended,
@@ -58,6 +66,8 @@ from server.store.sql_discussions import indexed_message, searchable
 from server.store.workshops import FIRST_O, Stale, WorkshopStore, Write
 
 T = TypeVar("T")
+
+log = logging.getLogger("agora.store")
 
 #: Connections to PostgreSQL per process; more concurrent operations wait for one.
 POOL_SIZE = 10
@@ -135,6 +145,11 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
         self.community_name = community_name
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
+        #: called when the epochs changed while the store was open (a PostgreSQL restart)
+        self.on_epochs_rotated: Callable[[], None] | None = None
+        #: ``pg_postmaster_start_time()`` and the last rotation this process knows of
+        self._postgres_started: str | None = None
+        self._rotated: str | None = None
 
     # lifecycle
 
@@ -148,6 +163,7 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
                 timeout=CONNECT_TIMEOUT,
                 command_timeout=COMMAND_TIMEOUT,
                 reset=_keep_as_is,
+                init=self._on_new_connection,
             )
         try:
             await self._transaction(self._bootstrap)
@@ -162,6 +178,13 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
 
     async def check(self) -> None:
         await self._fetchval("SELECT 1")
+
+    async def renew_epochs(self) -> int:
+        async def run(db: asyncpg.Connection) -> int:
+            await _set_meta(db, epochs.ROTATED, str(now_ms()))
+            return int((await db.execute(epochs.ROTATE_POSTGRES)).split()[-1])
+
+        return await self._transaction(run)
 
     async def has_users(self) -> bool:
         return bool(await self._fetchval(sql.HAS_USERS))
@@ -547,8 +570,48 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
 
     # helpers
 
+    async def _on_new_connection(self, db: asyncpg.Connection) -> None:
+        """Before a new connection serves anything: has PostgreSQL restarted?"""
+        if self._postgres_started is None:
+            return  # still opening: the bootstrap checks
+        started = await db.fetchval("SELECT pg_postmaster_start_time()::text")
+        if started == self._postgres_started:
+            return
+        async with db.transaction():
+            await db.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+            await self._check_restart(db)
+        # Another node may have rotated first: what matters is that a rotation happened.
+        rotated = await db.fetchval("SELECT value FROM meta WHERE key = $1", epochs.ROTATED)
+        if rotated != self._rotated:
+            self._rotated = rotated
+            if self.on_epochs_rotated is not None:
+                self.on_epochs_rotated()
+
+    async def _check_restart(self, db: asyncpg.Connection) -> None:
+        """Rotate every epoch if PostgreSQL restarted since it was last seen, unsafely."""
+        started, unsafe = await db.fetchrow(epochs.POSTGRES_DURABILITY)
+        meta = dict(
+            await db.fetch(
+                "SELECT key, value FROM meta WHERE key = ANY($1::text[])",
+                [epochs.POSTGRES_STARTED, epochs.POSTGRES_UNSAFE],
+            )
+        )
+        if epochs.postgres_may_have_lost(meta, started, unsafe):
+            rotated = await db.execute(epochs.ROTATE_POSTGRES)
+            await _set_meta(db, epochs.ROTATED, str(now_ms()))
+            log.warning(
+                "PostgreSQL restarted with synchronous_commit or fsync off: its last commits"
+                " may be lost, so every channel got a new epoch (%s; subscribers refetch)",
+                rotated,
+            )
+        await _set_meta(db, epochs.POSTGRES_STARTED, started)
+        await _set_meta(db, epochs.POSTGRES_UNSAFE, "1" if unsafe else "0")
+        self._postgres_started = started
+
     async def _bootstrap(self, db: asyncpg.Connection) -> None:
         await db.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)  # one bootstrap at once
+        await self._check_restart(db)
+        self._rotated = await db.fetchval("SELECT value FROM meta WHERE key = $1", epochs.ROTATED)
         if await db.fetchval("SELECT value FROM meta WHERE key = 'default_community'"):
             return
         community_id = new_id()
@@ -658,6 +721,15 @@ async def _insert_channel(db: asyncpg.Connection, channel: Channel) -> None:
         channel.parent,
         channel.topic,
         secrets.token_hex(8),
+    )
+
+
+async def _set_meta(db: asyncpg.Connection, key: str, value: str) -> None:
+    await db.execute(
+        "INSERT INTO meta(key, value) VALUES ($1, $2)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        key,
+        value,
     )
 
 

@@ -127,12 +127,15 @@ class PostgresDiscussions:
         return [(row[0], row[1]) for row in await self._fetch(n(q.READ_MARKERS), channel_id)]
 
     async def read_states(self, user_id: str, channel_ids: list[str]) -> list[ReadState]:
-        async def run(db: asyncpg.Connection) -> list[ReadState]:
-            states = []
-            for channel_id in channel_ids:
-                values = (channel_id, user_id, user_id, channel_id, user_id, channel_id)
-                states.append(ReadState(channel_id, *await db.fetchrow(n(q.READ_STATE), *values)))
-            return states
+        return await self._transaction(lambda db: _read_states(db, user_id, channel_ids))
+
+    async def dms_and_read_states(
+        self, user_id: str, channel_ids: list[str]
+    ) -> tuple[list[Channel], list[ReadState]]:
+        async def run(db: asyncpg.Connection) -> tuple[list[Channel], list[ReadState]]:
+            rows = await db.fetch(n(q.DMS_OF), user_id, user_id)
+            dms = [sql.channel(row[:-2], row[-2:]) for row in rows]
+            return dms, await _read_states(db, user_id, [*channel_ids, *(c.id for c in dms)])
 
         return await self._transaction(run)
 
@@ -223,3 +226,13 @@ async def channel_in(db: asyncpg.Connection, channel_id: str) -> Channel:
         raise KeyError(channel_id)
     members = await db.fetchrow(n(q.DM_MEMBERS), channel_id) if row[3] == "dm" else ()
     return sql.channel(row, members)
+
+
+async def _read_states(
+    db: asyncpg.Connection, user_id: str, channel_ids: list[str]
+) -> list[ReadState]:
+    states = []
+    for channel_id in channel_ids:
+        values = (channel_id, user_id, user_id, channel_id, user_id, channel_id)
+        states.append(ReadState(channel_id, *await db.fetchrow(n(q.READ_STATE), *values)))
+    return states

@@ -56,11 +56,17 @@ SET_PASSWORD = "UPDATE users SET password_hash = ? WHERE id = ?"
 SET_DISABLED = "UPDATE users SET disabled_ms = ? WHERE id = ?"
 DISABLED_MS = "SELECT disabled_ms FROM users WHERE id = ?"
 ADD_TOKEN = "INSERT INTO tokens(id, user_id, secret_hash, created_ms, label) VALUES (?, ?, ?, ?, ?)"
-#: A token's row: ``USER_COLUMNS``, then what ``token`` reads after them.
+#: A token's row: ``USER_COLUMNS``, then what ``token`` reads after them. A bot's
+#: token is disabled with its owner's account: disabling a person must also stop the
+#: bots they made (a stolen token could have made one, whose tokens never expire).
 TOKEN_COLUMNS = (
-    f"{USER_COLUMNS}, t.id, t.secret_hash, t.created_ms, t.last_used_ms, t.label, u.disabled_ms"
+    f"{USER_COLUMNS}, t.id, t.secret_hash, t.created_ms, t.last_used_ms, t.label,"
+    " COALESCE(u.disabled_ms, o.disabled_ms)"
 )
-TOKENS = f"SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id"
+TOKENS = (
+    f"SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id"
+    " LEFT JOIN users o ON o.id = u.owner_id"
+)
 TOKEN = TOKENS + " WHERE t.id = ?"
 TOKENS_OF = TOKENS + " WHERE t.user_id = ? ORDER BY t.created_ms, t.id"
 INSERT_COMMUNITY = "INSERT INTO communities(id, name, created_ms) VALUES (?, ?, ?)"

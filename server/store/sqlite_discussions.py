@@ -145,12 +145,14 @@ class SQLiteDiscussions:
         )
 
     async def read_states(self, user_id: str, channel_ids: list[str]) -> list[ReadState]:
-        def run(db: sqlite3.Connection) -> list[ReadState]:
-            states = []
-            for channel_id in channel_ids:
-                values = (channel_id, user_id, user_id, channel_id, user_id, channel_id)
-                states.append(ReadState(channel_id, *db.execute(q.READ_STATE, values).fetchone()))
-            return states
+        return await self._call(_read_states, user_id, channel_ids)
+
+    async def dms_and_read_states(
+        self, user_id: str, channel_ids: list[str]
+    ) -> tuple[list[Channel], list[ReadState]]:
+        def run(db: sqlite3.Connection) -> tuple[list[Channel], list[ReadState]]:
+            dms = _dms_of(db, user_id)
+            return dms, _read_states(db, user_id, [*channel_ids, *(c.id for c in dms)])
 
         return await self._call(run)
 
@@ -177,11 +179,7 @@ class SQLiteDiscussions:
         return await self._call(run)
 
     async def dms_of(self, user_id: str) -> list[Channel]:
-        return await self._call(
-            lambda db: [
-                sql.channel(row[:-2], row[-2:]) for row in db.execute(q.DMS_OF, (user_id, user_id))
-            ]
-        )
+        return await self._call(_dms_of, user_id)
 
     async def share_a_community(self, user_a: str, user_b: str) -> bool:
         return await self._call(
@@ -278,3 +276,15 @@ def index_message(
             q.searchable(message["text"]),
         ),
     )
+
+
+def _read_states(db: sqlite3.Connection, user_id: str, channel_ids: list[str]) -> list[ReadState]:
+    states = []
+    for channel_id in channel_ids:
+        values = (channel_id, user_id, user_id, channel_id, user_id, channel_id)
+        states.append(ReadState(channel_id, *db.execute(q.READ_STATE, values).fetchone()))
+    return states
+
+
+def _dms_of(db: sqlite3.Connection, user_id: str) -> list[Channel]:
+    return [sql.channel(row[:-2], row[-2:]) for row in db.execute(q.DMS_OF, (user_id, user_id))]
