@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from protocol import CloseCode, event
 from server.backends import broker_from, live_from, store_from
 from server.broker import Broker
+from server.collector import freeze_startup_heap, set_full_threshold
 from server.discussions import (
     dms,
     pins,
@@ -51,10 +52,11 @@ from server.domain.setup import FirstOwner
 from server.domain.throttle import Throttle
 from server.errors import Unavailable
 from server.gateway import session as gateway_session
+from server.gateway.deadlines import DeadlineWheel, tick_for
 from server.gateway.endpoint import Gateway
 from server.gateway.hub import Hub
 from server.gateway.router import CommandRouter
-from server.gateway.session import Session
+from server.gateway.session import Session, heartbeat_window
 from server.http_surface import HttpSurface, on_port
 from server.live import LiveState
 from server.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -118,6 +120,13 @@ class Agora:
             self.router.include(domain.router)
         self.live = live
         self.sessions: set[Session] = set()
+        #: every session's identify and heartbeat deadlines, swept once a tick (not a timer each)
+        self.identify_deadlines: DeadlineWheel[Session] = DeadlineWheel(
+            tick_for(settings.identify_timeout_ms / 1000), Session.check_identified
+        )
+        self.heartbeat_deadlines: DeadlineWheel[Session] = DeadlineWheel(
+            tick_for(heartbeat_window(settings.heartbeat_ms)), Session.check_heartbeat
+        )
         #: user id -> this process's identified sessions of that user
         self.user_sessions: dict[str, set[Session]] = {}
         self.hub.on_topic_event = self._on_topic_event
@@ -146,6 +155,8 @@ class Agora:
 
     async def stop(self) -> None:
         await self.drain()
+        self.identify_deadlines.stop()
+        self.heartbeat_deadlines.stop()
         await self.token_watch.stop()
         await self.workshops.stop()
         await self.live.stop()
@@ -259,9 +270,14 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await agora.start()
+        set_full_threshold(settings.gc_full_threshold)
+        if settings.gc_freeze:
+            freeze_startup_heap()
+        agora.metrics.gc_pauses.start()
         try:
             yield
         finally:
+            agora.metrics.gc_pauses.stop()
             await agora.stop()
 
     async def healthz(request: Request) -> Response:

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from server.collector import CollectorPauses
 from server.gateway.outbox import RUNS
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ class Metrics:
             "Times the broker reconnected and every feed caught up from the store",
             registry=registry,
         )
+        #: ``agora_gc_pause_seconds`` and ``agora_gc_longest_pause_seconds`` (see server.collector)
+        self.gc_pauses = CollectorPauses(registry)
 
     def observe_fanout(self, recipients: int, seconds: float) -> None:
         self.deliveries.inc(recipients)

@@ -71,6 +71,16 @@ class Settings:
     close_timeout_ms: int = _setting(
         10_000, "time a closing session has to take its close frame before it is dropped"
     )
+    gc_freeze: bool = _setting(
+        True,
+        "once started, move the start-up heap out of the garbage collector's scans"
+        " (gc.freeze): shorter full collections",
+    )
+    gc_full_threshold: int = _setting(
+        100,
+        "collections of the garbage collector's middle generation before a full one is"
+        " considered (0 = Python's default, 10)",
+    )
     replay_cap: int = _setting(1000, "most events a subscribe with since replays")
     request_header_timeout_ms: int = _setting(
         10_000,

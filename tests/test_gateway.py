@@ -128,6 +128,58 @@ async def test_pings_keep_a_session_alive(make_server) -> None:
     await session.ws.close()
 
 
+async def test_silent_session_is_closed_with_4009_no_sooner_than_its_window(make_server) -> None:
+    heartbeat_ms = 300
+    server = make_server(heartbeat_ms=heartbeat_ms, rate_limit=0)
+    account = await new_user(server)
+    session = await raw_session(server, token=account["token"])
+    loop = asyncio.get_running_loop()
+    last_sent = loop.time()  # the server sees the ping after this
+    assert (await session.command("ping"))["op"] == "reply"
+    # The shared sweep acts within a tick after the window (docs §3); the wait is generous.
+    assert await closed_with(session.ws, wait=3) == documented_close(4009, "no heartbeat")
+    # Never early: the server's clock counts in whole milliseconds, hence the 5 ms.
+    assert loop.time() - last_sent >= 1.5 * heartbeat_ms / 1000 - 0.005
+
+
+async def test_the_heartbeat_sweep_closes_the_silent_session_and_not_the_pinging_one(
+    make_server,
+) -> None:
+    heartbeat_ms = round(timeout(0.6) * 1000)
+    server = make_server(heartbeat_ms=heartbeat_ms, rate_limit=0)
+    pinging = await raw_session(server, token=(await new_user(server))["token"])
+    silent = await raw_session(server, token=(await new_user(server))["token"])
+    window = 1.5 * heartbeat_ms / 1000
+
+    async def keep_pinging() -> None:
+        while True:
+            assert (await pinging.command("ping"))["op"] == "reply"
+            await asyncio.sleep(window / 6)
+
+    pinger = asyncio.create_task(keep_pinging())
+    try:
+        assert await closed_with(silent.ws, wait=3 * window + 3) == documented_close(
+            4009, "no heartbeat"
+        )
+        assert not pinger.done()
+    finally:
+        pinger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pinger
+    assert (await pinging.command("ping"))["op"] == "reply"
+    await pinging.ws.close()
+
+
+async def test_an_identified_session_outlives_the_identify_deadline(make_server) -> None:
+    server = make_server(identify_timeout_ms=300)
+    account = await new_user(server)
+    identified_first = await raw_session(server, token=account["token"])
+    late = await raw_session(server)  # its deadline comes after the first one's
+    assert await closed_with(late.ws, wait=3) == documented_close(4001, "not identified in time")
+    assert (await identified_first.command("ping"))["op"] == "reply"
+    await identified_first.ws.close()
+
+
 VERSION_REFUSED = documented_close(4002, "unsupported protocol version '2'")
 ENCODING_REFUSED = documented_close(4002, "unsupported encoding; use msgpack or json")
 

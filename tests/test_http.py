@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
@@ -420,6 +421,27 @@ async def test_metrics_is_prometheus_text_with_the_agora_series(server: AgoraPro
     assert "# TYPE agora_fanout_seconds histogram" in text
     assert 'agora_fanout_seconds_bucket{le="+Inf"}' in text
     assert server.metric("agora_errors_total", 'code="unauthorized"') == errors_before + 1
+
+
+async def test_garbage_collections_are_timed_by_generation(make_server) -> None:
+    server = make_server().nodes[0]
+    session = await raw_session(server)
+    young = 'generation="0"'
+
+    def collected() -> bool:
+        return server.metric("agora_gc_pause_seconds_count", young) > 0
+
+    deadline = asyncio.get_running_loop().time() + timeout(20)
+    while not collected():  # each command and scrape allocates: young collections follow
+        assert asyncio.get_running_loop().time() < deadline, "no young collection timed"
+        await session.command("ping")
+    await session.ws.close()
+    total = server.metric("agora_gc_pause_seconds_sum", young)
+    longest = server.metric("agora_gc_longest_pause_seconds", young)
+    assert 0 < longest <= total
+    _, text = _metrics(server)
+    assert "# TYPE agora_gc_pause_seconds histogram" in text
+    assert 'agora_gc_pause_seconds_bucket{generation="2",le="+Inf"}' in text
 
 
 async def test_events_published_grows_by_exactly_the_messages_sent(make_server) -> None:

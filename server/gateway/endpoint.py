@@ -37,25 +37,34 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
+        encoding = await self._handshake(scope, send)
+        if encoding is None:
+            return
+        # The session never reads the request again: its headers (a kilobyte a connection)
+        # need not live as long as it does. (The scope itself is uvicorn's, held to the end.)
+        scope["headers"] = []
+        await self._serve(Session(self.agora, encoding), receive, send)
+
+    async def _handshake(self, scope: Scope, send: Send) -> Encoding | None:
+        """Accept; the session's encoding, or None once refused (closed)."""
         conn = HTTPConnection(scope)
         await send({"type": "websocket.accept"})
         if not self._origin_allowed(conn):
             await self._refuse(send, CloseCode.POLICY_VIOLATION, "origin not allowed")
-            return
+            return None
         version = conn.query_params.get("v", str(PROTOCOL_VERSION))
         if version != str(PROTOCOL_VERSION):
             await self._refuse(
                 send, CloseCode.UNSUPPORTED, f"unsupported protocol version {version[:16]!r}"
             )
-            return
+            return None
         try:
-            encoding = Encoding(conn.query_params.get("encoding", Encoding.MSGPACK))
+            return Encoding(conn.query_params.get("encoding", Encoding.MSGPACK))
         except ValueError:
             await self._refuse(
                 send, CloseCode.UNSUPPORTED, "unsupported encoding; use msgpack or json"
             )
-            return
-        await self._serve(Session(self.agora, encoding), receive, send)
+            return None
 
     async def _refuse(self, send: Send, code: CloseCode, reason: str) -> None:
         self.agora.metrics.closes.labels(str(int(code))).inc()

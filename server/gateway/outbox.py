@@ -23,6 +23,7 @@ from websockets.frames import Frame, Opcode
 
 from protocol import Encoding, Wire, encode
 from server.gateway.transport import TransportWriter
+from server.waiting import LazyEvent
 
 
 class OutFrame:
@@ -156,8 +157,8 @@ class Outbox:
         self._items: deque[OutFrame | Close] = deque()
         self._run: list[bytes] | None = None  # framed bytes to write at the end of the turn
         self._run_size = 0
-        self._wakeup = asyncio.Event()
-        self._drained = asyncio.Event()  # set whenever the writer has emptied the queue
+        self._wakeup = LazyEvent()
+        self._drained = LazyEvent()  # set whenever the writer has emptied the queue
 
     def pending(self) -> int:
         """Bytes this session holds: queued here, in its run, and in its transport's buffer."""
