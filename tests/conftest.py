@@ -8,6 +8,7 @@ no edits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -536,6 +537,25 @@ def _unsolicited(frame: dict[str, Any]) -> bool:
     return frame.get("op") == "event" and "o" not in frame and frame.get("t") in UNSOLICITED
 
 
+#: WebSockets ``raw_session`` opened in the running test, closed when it ends
+_raw_sockets: list[ClientConnection] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_raw_sessions() -> AsyncIterator[None]:
+    """Close the test's raw sessions while its event loop still runs.
+
+    Tests leave them open; one collected later warns (``ResourceWarning``) inside
+    whichever test the collector happens to run in, and warnings are errors here.
+    """
+    yield
+    while _raw_sockets:
+        transport = _raw_sockets.pop().transport
+        if not transport.is_closing():
+            with contextlib.suppress(RuntimeError):  # opened on another, closed loop
+                transport.abort()
+
+
 async def raw_session(
     server: AgoraProcess,
     encoding: Encoding = Encoding.MSGPACK,
@@ -554,6 +574,7 @@ async def raw_session(
         max_size=None,
         **connect_args,
     )
+    _raw_sockets.append(ws)
     session = RawSession(ws, encoding, unsolicited)
     session.hello = await session.recv()
     if token is not None:
