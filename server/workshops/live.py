@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -165,7 +166,9 @@ class LiveWorkshops:
         Raises ``conflict`` when no workshop is live.
         """
         async with self.lock(channel_id):
-            for _ in range(MAX_ATTEMPTS):
+            for attempt in range(MAX_ATTEMPTS):
+                if attempt:  # another node stored first: let its run of changes pass
+                    await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
                 fold = await self.current(channel_id)
                 if fold is None or fold.state is None:
                     raise no_workshop()
