@@ -51,20 +51,17 @@ class Field:
             raise RequestError(
                 f"field '{self.name}' must be {_TYPE_NAMES[self.kind]}, got {type_name(value)}"
             )
-        if self.kind in (str, list, dict) and _holds_nul(value):
-            # PostgreSQL's text cannot hold U+0000: refused alike by both stores
-            raise RequestError(f"field '{self.name}' must not contain U+0000 (NUL)")
+        if self.kind in (list, dict) and _holds_nul(value):
+            raise RequestError(f"field '{self.name}' {NUL}")
         if self.kind is int:
             low = 0 if self.minimum is None else self.minimum
             high = MAX_SAFE_INT if self.maximum is None else self.maximum
             if not low <= value <= high:
                 raise RequestError(f"field '{self.name}' must be between {low} and {high}")
         if self.kind is str:
-            if not value.isascii():
-                try:  # JSON escapes can smuggle in lone surrogates, which no store can keep
-                    value.encode()
-                except UnicodeEncodeError:
-                    raise RequestError(f"field '{self.name}' is not valid Unicode") from None
+            problem = unstorable(value)
+            if problem is not None:
+                raise RequestError(f"field '{self.name}' {problem}")
             if self.nonempty and not value.strip():
                 raise RequestError(f"field '{self.name}' must not be empty")
             if self.choices is not None and value not in self.choices:
@@ -75,6 +72,27 @@ class Field:
                 code=ErrorCode.TOO_LARGE,
             )
         return value
+
+
+#: Why a string holding U+0000 is refused: PostgreSQL's text cannot hold it, so both
+#: stores refuse it alike.
+NUL = "must not contain U+0000 (NUL)"
+
+
+def unstorable(value: str) -> str | None:
+    """Why no store can keep this string, as the end of "field 'x' ...", or None.
+
+    A NUL, or a lone surrogate (which a JSON escape such as ``"\\ud800"`` can carry).
+    The gateway's fields and the HTTP bodies share it.
+    """
+    if "\x00" in value:
+        return NUL
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "is not valid Unicode"
+    return None
 
 
 def _holds_nul(value: Any) -> bool:

@@ -38,6 +38,24 @@ async def open_socket(node: AgoraProcess) -> tuple[asyncio.StreamReader, asyncio
     return await asyncio.open_connection("127.0.0.1", node.port)
 
 
+async def drip(writer: asyncio.StreamWriter, data: bytes, closed: asyncio.Task[bytes]) -> int:
+    """Send ``data`` a byte every 20 ms until the server closes; the bytes sent.
+
+    The client's pace, not a wait for the server: 6,000 bytes would take two minutes,
+    and the deadlines under test are a fraction of a second.
+    """
+    sent = 0
+    while not closed.done() and sent < len(data):
+        try:
+            writer.write(data[sent : sent + 1])
+            await writer.drain()
+        except ConnectionError:
+            break
+        sent += 1
+        await asyncio.sleep(0.02)
+    return sent
+
+
 async def read_to_close(reader: asyncio.StreamReader, wait: float = 10) -> bytes:
     """Everything the server sends until it closes the connection."""
     received = b""
@@ -81,18 +99,8 @@ async def test_headers_dripped_a_byte_at_a_time_are_closed_before_they_end(make_
     node = make_server(**QUICK).nodes[0]
     reader, writer = await open_socket(node)
     request = b"GET /healthz HTTP/1.1\r\nHost: agora\r\n" + b"X-Drip: a\r\n" * 500 + b"\r\n"
-    sent = 0
     closed = asyncio.create_task(read_to_close(reader, wait=30))
-    # The client's pace (a byte every 20 ms), not a wait for the server: 6,000 bytes
-    # would take two minutes, the deadline is 300 ms.
-    while not closed.done() and sent < len(request):
-        try:
-            writer.write(request[sent : sent + 1])
-            await writer.drain()
-        except ConnectionError:
-            break
-        sent += 1
-        await asyncio.sleep(0.02)
+    sent = await drip(writer, request, closed)
     assert await closed == b""
     assert sent < len(request)
     writer.close()
@@ -121,16 +129,8 @@ async def test_a_body_dripped_a_byte_at_a_time_is_closed_before_it_ends(make_ser
         b"POST /api/v1/auth/login HTTP/1.1\r\nHost: agora\r\nContent-Type: application/json\r\n"
         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
     )
-    sent = 0
     closed = asyncio.create_task(read_to_close(reader, wait=30))
-    while not closed.done() and sent < len(body):  # the client's pace, as above
-        try:
-            writer.write(body[sent : sent + 1])
-            await writer.drain()
-        except ConnectionError:
-            break
-        sent += 1
-        await asyncio.sleep(0.02)
+    sent = await drip(writer, body, closed)
     assert await closed == b""
     assert sent < len(body)
     writer.close()

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from protocol import AuthCloseReason, CloseCode, ErrorCode, ProtocolError, echo
+from protocol.schema import unstorable
 from server.discussions import reads, threads
 from server.domain import communities, names, presence, throttle
 from server.gateway.router import CommandRouter, Fatal, Reply
@@ -256,22 +257,9 @@ async def read_body(
         if not isinstance(body.get(name), str):
             return http_error(400, ErrorCode.BAD_REQUEST, f"field '{name}' must be a string")
     for name, value in body.items():
-        if isinstance(value, str) and (problem := _unstorable(value)):
+        if isinstance(value, str) and (problem := unstorable(value)):
             return http_error(400, ErrorCode.BAD_REQUEST, f"field '{echo(name)}' {problem}")
     return body
-
-
-def _unstorable(value: str) -> str | None:
-    """Why a string cannot be stored: a lone surrogate (JSON escapes can carry them) or
-    a NUL (PostgreSQL refuses it); None when it can."""
-    if "\x00" in value:
-        return "must not contain U+0000 (NUL)"
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return "is not valid Unicode"
-    return None
 
 
 async def register(request: Request) -> JSONResponse:
