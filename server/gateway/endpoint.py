@@ -7,8 +7,6 @@ that it holds the server's own ``send`` and can write frames directly (see
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -101,13 +99,13 @@ class Gateway:
         settings = agora.settings
         agora.sessions.add(session)
         agora.metrics.connections.inc()
-        session.outbox.direct = direct = TransportWriter.of(send)
+        direct = TransportWriter.of(send)
+        session.outbox.attach(send, direct)
         if direct is not None:
             agora.metrics.direct_writes.inc()
             # The transport's buffer counts against the outbox limit: keep it to a quarter,
             # so that a replay pausing at half the limit never overflows it (see Outbox).
             direct.limit_buffer(min(TRANSPORT_HIGH_WATER, settings.outbox_limit // 4))
-        writer = asyncio.create_task(session.outbox.write_to(send))
         session.send(
             hello(
                 heartbeat_ms=settings.heartbeat_ms,
@@ -136,9 +134,7 @@ class Gateway:
                 agora.metrics.direct_writes.dec()
             if session.user is not None:
                 agora.metrics.sessions.dec()
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+            await session.outbox.stop()
             try:
                 await agora.closed(session)
             except Exception as exc:  # presence is forgettable: log, never fail the close
