@@ -61,7 +61,7 @@ from server.http_surface import HttpSurface, on_port
 from server.live import LiveState
 from server.metrics import CONTENT_TYPE_LATEST, Metrics
 from server.settings import Settings
-from server.store import Appended, Store
+from server.store import Appended, Publishable, Store
 from server.workshops import breakouts, hands, polls, questions, recap, running, timers
 from server.workshops.live import LiveWorkshops
 
@@ -179,6 +179,23 @@ class Agora:
         if stored.created:
             self.metrics.events_published.inc()
         return stored
+
+    async def publish_many(self, events: list[Publishable]) -> list[Appended | Exception]:
+        """``publish`` each event, in order, storing them in one transaction; each one's
+        outcome in its place (see ``Store.append_many``)."""
+        stored = await self.store.append_many(events)
+        outcomes: list[Appended | Exception] = []
+        for e, appended in zip(events, stored, strict=True):
+            if isinstance(appended, Appended):
+                try:
+                    await self.broker.publish(e.channel_id, appended.frame)
+                except Exception as exc:
+                    outcomes.append(exc)
+                    continue
+                if appended.created:
+                    self.metrics.events_published.inc()
+            outcomes.append(appended)
+        return outcomes
 
     def _epochs_rotated(self) -> None:
         """The store may have lost commits and gave every channel a new epoch: every

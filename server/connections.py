@@ -189,7 +189,53 @@ def protocol_classes(
         Its receive queue and ``writable`` event allocate their waiters when
         first waited on (``server.waiting``), and the handshake's request and
         response headers are let go once the response is sent.
+
+        Slots for uvicorn's own attributes: past 30 names an instance's
+        ``__dict__`` stops sharing its keys with the class's other instances,
+        and uvicorn sets 37, so each connection had a dict of its own (1.5 KiB).
+        Slots are found before the dict, which then is never made. An attribute
+        a later uvicorn adds lands in the dict again, costing memory, nothing else.
         """
+
+        __slots__ = (
+            "app",
+            "app_state",
+            "asgi_version",
+            "client",
+            "close_sent",
+            "close_timeout",
+            "close_timer",
+            "config",
+            "conn",
+            "connections",
+            "curr_msg_data_type",
+            "default_headers",
+            "disconnected",
+            "frames",
+            "handshake_complete",
+            "handshake_initiated",
+            "initial_response",
+            "last_ping_rtt",
+            "logger",
+            "loop",
+            "pending_ping_payload",
+            "ping_interval",
+            "ping_sent_at",
+            "ping_timeout",
+            "ping_timer",
+            "pong_timer",
+            "queue",
+            "read_paused",
+            "request",
+            "response",
+            "root_path",
+            "scheme",
+            "scope",
+            "server",
+            "tasks",
+            "transport",
+            "writable",
+        )
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)

@@ -39,6 +39,11 @@ class Metrics:
         self.frames_in = Counter(
             "agora_frames_in", "Frames received from clients", registry=registry
         )
+        self.batched_commands = Counter(
+            "agora_batched_commands",
+            "Commands carried out as one batch with the same command that arrived with them",
+            registry=registry,
+        )
         #: frames written by sessions that have ended; live ones are summed at scrape time
         self.frames_out_of_closed = 0
         self.open_outboxes: Callable[[], Iterable[Outbox]] = tuple

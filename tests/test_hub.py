@@ -71,8 +71,13 @@ def live(
     return outbox
 
 
+def queued(outbox: Outbox) -> list[OutFrame | Close]:
+    """What an outbox holds (its queue is made when the first frame must wait)."""
+    return list(outbox._items or ())
+
+
 def frames(outbox: Outbox) -> list[OutFrame]:
-    return [item for item in outbox._items if isinstance(item, OutFrame)]
+    return [item for item in queued(outbox) if isinstance(item, OutFrame)]
 
 
 def pushed(outbox: Outbox) -> list[int]:
@@ -267,7 +272,7 @@ async def test_an_outbox_over_its_limit_calls_on_overflow_exactly_once_and_drops
     slow: Outbox
 
     def overflowed() -> None:  # what a Session does: close at once, without flushing
-        calls.append(len(slow._items))
+        calls.append(len(queued(slow)))
         slow.close(4010, "outbound buffer overflowed", flush=False)
 
     size = len(stored[0])
@@ -277,8 +282,8 @@ async def test_an_outbox_over_its_limit_calls_on_overflow_exactly_once_and_drops
         feed.receive(frame)
     assert calls == [0]  # called once, with the queue already dropped
     assert frames(slow) == []  # nothing queued survived the overflow
-    assert [type(item) for item in slow._items] == [Close]
-    assert slow._items[0].code == 4010
+    assert [type(item) for item in queued(slow)] == [Close]
+    assert queued(slow)[0].code == 4010
     assert pushed(fine) == list(range(1, 11))  # the others are not held back
 
 
@@ -291,6 +296,6 @@ async def test_a_push_over_the_limit_drops_the_whole_queue(setup: Setup) -> None
 
     outbox = Outbox(100, overflowed)
     outbox.push(OutFrame(b"x" * 60))
-    assert (len(outbox._items), outbox.size, calls) == (1, 62, 0)  # 60 + a 2-byte header
+    assert (len(queued(outbox)), outbox.size, calls) == (1, 62, 0)  # 60 + a 2-byte header
     outbox.push(OutFrame(b"y" * 60))
-    assert (len(outbox._items), outbox.size, calls) == (0, 0, 1)
+    assert (len(queued(outbox)), outbox.size, calls) == (0, 0, 1)

@@ -15,8 +15,9 @@ from protocol import ErrorCode, ProtocolError, echo
 from server.discussions import mentions, resources, threads
 from server.domain.channels import postable_channel, readable_channel, require_in
 from server.domain.permissions import Forbidden, Permission
-from server.gateway.router import CommandRouter
+from server.gateway.router import CommandRouter, Outcome
 from server.ids import new_id, now_ms
+from server.store import Publishable
 from server.workshops import running
 
 if TYPE_CHECKING:
@@ -28,6 +29,49 @@ router = CommandRouter()
 
 @router.command("message.send")
 async def send(session: Session, d: dict[str, Any]) -> dict[str, Any]:
+    channel = await sendable_channel(session, d)
+    return {"message": await post(session, channel, d["text"], d["nonce"], d["reply_to"])}
+
+
+@router.batch("message.send")
+async def send_batch(session: Session, ds: list[dict[str, Any]]) -> list[Outcome]:
+    """Sends that arrived together: checked one by one, stored in one transaction and
+    published in one turn, so that each subscriber gets them in one write."""
+    outcomes: list[Outcome] = []
+    posts: list[tuple[int, Channel, dict[str, Any]]] = []
+    for d in ds:
+        try:
+            channel = await sendable_channel(session, d)
+        except Exception as exc:
+            outcomes.append(exc)
+            continue
+        posts.append((len(outcomes), channel, new_message(session, channel, d)))
+        outcomes.append({})  # replaced below
+    events = [
+        Publishable(channel.id, "message.created", {"message": message}, idempotency(message))
+        for _, channel, message in posts
+    ]
+    try:
+        published = await session.agora.publish_many(events)
+    except Exception as exc:
+        published = [exc] * len(events)
+    for (at, channel, _), stored in zip(posts, published, strict=True):
+        if isinstance(stored, Exception):
+            outcomes[at] = stored
+            continue
+        message = stored.event["d"]["message"]
+        if stored.created:
+            try:
+                await after_send(session, channel, message, stored.offset)
+            except Exception as exc:
+                outcomes[at] = exc
+                continue
+        outcomes[at] = {"message": message}
+    return outcomes
+
+
+async def sendable_channel(session: Session, d: dict[str, Any]) -> Channel:
+    """The channel ``message.send``'s payload posts to, once the user may and its reply is there."""
     channel = await postable_channel(session, d["channel"])
     if channel.kind == "forum":
         raise ProtocolError(
@@ -36,7 +80,32 @@ async def send(session: Session, d: dict[str, Any]) -> dict[str, Any]:
         )
     if d["reply_to"] is not None:
         await message_in(session, channel, d["reply_to"])
-    return {"message": await post(session, channel, d["text"], d["nonce"], d["reply_to"])}
+    return channel
+
+
+def new_message(session: Session, channel: Channel, d: dict[str, Any]) -> dict[str, Any]:
+    """A message by the session's user, as ``message.created`` carries it (before storing)."""
+    user = session.user
+    assert user is not None
+    message: dict[str, Any] = {
+        "id": new_id(),
+        "channel": channel.id,
+        "author": {"id": user.id, "name": user.display_name, "bot": user.bot},
+        "text": d["text"],
+        "ts": now_ms(),
+        "reactions": [],
+    }
+    if d.get("nonce") is not None:
+        message["nonce"] = d["nonce"]
+    if d.get("reply_to") is not None:
+        message["reply_to"] = d["reply_to"]
+    return message
+
+
+def idempotency(message: dict[str, Any]) -> tuple[str, str] | None:
+    """A retried send (same author, same nonce) stores nothing twice."""
+    nonce = message.get("nonce")
+    return None if nonce is None else (message["author"]["id"], nonce)
 
 
 async def post(
@@ -47,25 +116,9 @@ async def post(
     reply_to: str | None = None,
 ) -> dict[str, Any]:
     """Store and publish a new message by the session's user; the message as stored."""
-    user = session.user
-    assert user is not None
-    message: dict[str, Any] = {
-        "id": new_id(),
-        "channel": channel.id,
-        "author": {"id": user.id, "name": user.display_name, "bot": user.bot},
-        "text": text,
-        "ts": now_ms(),
-        "reactions": [],
-    }
-    if nonce is not None:
-        message["nonce"] = nonce
-    if reply_to is not None:
-        message["reply_to"] = reply_to
+    message = new_message(session, channel, {"text": text, "nonce": nonce, "reply_to": reply_to})
     stored = await session.agora.publish(
-        channel.id,
-        "message.created",
-        {"message": message},
-        idempotency=None if nonce is None else (user.id, nonce),
+        channel.id, "message.created", {"message": message}, idempotency=idempotency(message)
     )
     message = stored.event["d"]["message"]
     if stored.created:

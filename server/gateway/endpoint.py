@@ -7,16 +7,14 @@ that it holds the server's own ``send`` and can write frames directly (see
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from protocol import PROTOCOL_VERSION, CloseCode, Encoding, hello
+from protocol import PROTOCOL_VERSION, CloseCode, Encoding, Wire, hello
 from server.gateway.session import Session
 from server.gateway.transport import TransportWriter
 from server.ids import now_ms
@@ -25,6 +23,9 @@ log = logging.getLogger("agora.gateway")
 
 #: Most bytes a session's transport buffers before writes wait (asyncio's default).
 TRANSPORT_HIGH_WATER = 64 * 1024
+
+#: Most inbound messages handled as one group (see ``Session.receive_many``).
+RECEIVED_AT_ONCE = 64
 
 if TYPE_CHECKING:
     from server.app import Agora
@@ -101,13 +102,13 @@ class Gateway:
         settings = agora.settings
         agora.sessions.add(session)
         agora.metrics.connections.inc()
-        session.outbox.direct = direct = TransportWriter.of(send)
+        direct = TransportWriter.of(send)
+        session.outbox.attach(send, direct)
         if direct is not None:
             agora.metrics.direct_writes.inc()
             # The transport's buffer counts against the outbox limit: keep it to a quarter,
             # so that a replay pausing at half the limit never overflows it (see Outbox).
             direct.limit_buffer(min(TRANSPORT_HIGH_WATER, settings.outbox_limit // 4))
-        writer = asyncio.create_task(session.outbox.write_to(send))
         session.send(
             hello(
                 heartbeat_ms=settings.heartbeat_ms,
@@ -124,8 +125,16 @@ class Gateway:
                 message = await receive()
                 if message["type"] != "websocket.receive":
                     break
-                data = message.get("bytes")
-                await session.receive(data if data is not None else message.get("text", ""))
+                # What else has arrived is handled with it: a run of sends becomes one batch.
+                datas = [_payload(message)]
+                while direct is not None and direct.received() and len(datas) < RECEIVED_AT_ONCE:
+                    message = await receive()  # already there: no wait
+                    if message["type"] != "websocket.receive":
+                        break
+                    datas.append(_payload(message))
+                await session.receive_many(datas)
+                if message["type"] != "websocket.receive":
+                    break
         finally:
             session.stop_timers()
             session.leave_all()
@@ -136,10 +145,13 @@ class Gateway:
                 agora.metrics.direct_writes.dec()
             if session.user is not None:
                 agora.metrics.sessions.dec()
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+            await session.outbox.stop()
             try:
                 await agora.closed(session)
             except Exception as exc:  # presence is forgettable: log, never fail the close
                 log.warning("after session %s closed: %s", session.id, exc)
+
+
+def _payload(message: Message) -> Wire:
+    data = message.get("bytes")
+    return data if data is not None else message.get("text", "")

@@ -14,6 +14,8 @@ channel), the run is joined once and the same bytes are written to each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +26,8 @@ from websockets.frames import Frame, Opcode
 from protocol import Encoding, Wire, encode
 from server.gateway.transport import TransportWriter
 from server.waiting import LazyEvent
+
+log = logging.getLogger("agora.gateway")
 
 
 class OutFrame:
@@ -119,16 +123,20 @@ class Outbox:
 
     ``push`` never awaits. With a ``TransportWriter`` and nothing queued, the
     frame joins this turn's run, written to the socket at the end of the turn
-    (see ``RunWriter``); otherwise the frame waits here and the writer task
-    sends it when the socket drains. ``limit`` is in bytes of framed data, and
-    counts every byte the session holds in memory: those queued here, those in
-    the run, and those written to the transport that the kernel has not taken
-    yet (``pending``). A frame that would take a run past the limit first
-    writes the run out, so the kernel takes what it can, as if every frame had
-    been written at once. A push that takes the session over the limit drops
-    everything queued and calls ``on_overflow`` once: the session is too slow
-    to keep up, and is closed with 4010. A single frame larger than ``limit``
-    can never go out; ``fits`` tells a caller that would rather refuse it.
+    (see ``RunWriter``); otherwise the frame waits here and a writer task
+    sends it when the socket drains. The queue and the task exist only once
+    something has had to wait: most sessions, idle or keeping up, never need
+    either (a deque and a task with its coroutine are over a kilobyte).
+
+    ``limit`` is in bytes of framed data, and counts every byte the session
+    holds in memory: those queued here, those in the run, and those written to
+    the transport that the kernel has not taken yet (``pending``). A frame that
+    would take a run past the limit first writes the run out, so the kernel
+    takes what it can, as if every frame had been written at once. A push that
+    takes the session over the limit drops everything queued and calls
+    ``on_overflow`` once: the session is too slow to keep up, and is closed
+    with 4010. A single frame larger than ``limit`` can never go out; ``fits``
+    tells a caller that would rather refuse it.
     """
 
     __slots__ = (
@@ -136,7 +144,8 @@ class Outbox:
         "_items",
         "_run",
         "_run_size",
-        "_wakeup",
+        "_send",
+        "_writer",
         "closing",
         "direct",
         "limit",
@@ -154,11 +163,19 @@ class Outbox:
         self.closing = False
         self.direct: TransportWriter | None = None
         self.owner: str | None = None  # the session's user, once identified
-        self._items: deque[OutFrame | Close] = deque()
+        self._items: deque[OutFrame | Close] | None = None  # made when a frame must wait
         self._run: list[bytes] | None = None  # framed bytes to write at the end of the turn
         self._run_size = 0
-        self._wakeup = LazyEvent()
+        self._send: Send | None = None
+        self._writer: asyncio.Task[None] | None = None  # while queued frames are being written
         self._drained = LazyEvent()  # set whenever the writer has emptied the queue
+
+    def attach(self, send: Send, direct: TransportWriter | None) -> None:
+        """Write to this connection: ``direct`` if there is one, else through ASGI ``send``."""
+        self._send = send
+        self.direct = direct
+        if self._items:
+            self._start_writer()
 
     def pending(self) -> int:
         """Bytes this session holds: queued here, in its run, and in its transport's buffer."""
@@ -193,12 +210,21 @@ class Outbox:
                 return
             self._overflow()
             return
-        self._items.append(frame)
+        self._queue(frame)
         self.size += frame.size
         if self.pending() > self.limit:
             self._overflow()
             return
-        self._wakeup.set()
+        self._start_writer()
+
+    def _queue(self, item: OutFrame | Close) -> None:
+        if self._items is None:
+            self._items = deque()
+        self._items.append(item)
+
+    def _start_writer(self) -> None:
+        if self._writer is None and self._send is not None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_queued())
 
     def write_run(self) -> None:
         """Write this turn's run now (``RunWriter`` calls it at the end of the turn)."""
@@ -214,7 +240,8 @@ class Outbox:
             RUNS.writes += 1
 
     def _overflow(self) -> None:
-        self._items.clear()
+        if self._items:
+            self._items.clear()
         self.size = 0
         self._run = None
         self._run_size = 0
@@ -228,12 +255,13 @@ class Outbox:
         if flush:
             self.write_run()  # before the close frame, which the writer task sends
         else:
-            self._items.clear()
+            if self._items:
+                self._items.clear()
             self.size = 0
             self._run = None
             self._run_size = 0
-        self._items.append(Close(code, reason))
-        self._wakeup.set()
+        self._queue(Close(code, reason))
+        self._start_writer()
         self._drained.set()
 
     async def wait_below(self, size: int) -> None:
@@ -250,33 +278,46 @@ class Outbox:
             elif self.pending() > size:
                 return  # writable, yet over ``size``: a buffer limit above it (see the gateway)
 
-    async def write_to(self, send: Send) -> None:
-        """Write queued frames as the socket allows, until a ``Close`` has been written."""
+    async def stop(self) -> None:
+        """Stop writing (the connection is gone)."""
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def _write_queued(self) -> None:
+        """Write queued frames as the socket allows, until none is left or a ``Close`` is sent."""
+        try:
+            await self._write_items()
+        except Exception as exc:  # the connection went mid-write; the gateway sees it too
+            log.debug("writing to a closed connection: %r", exc)
+        finally:
+            self._writer = None
+
+    async def _write_items(self) -> None:
         items = self._items
+        send = self._send
         direct = self.direct
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while items:
-                item = items[0]
-                if isinstance(item, Close):
-                    items.clear()
-                    await send(
-                        {"type": "websocket.close", "code": item.code, "reason": item.reason}
-                    )
-                    return
-                if direct is not None:
-                    if not direct.ready():
-                        if not await direct.wait_writable():
-                            return  # the connection is gone; the gateway sees it too
-                        continue  # the queue may have changed meanwhile (a close, an overflow)
-                    items.popleft()
-                    self.size -= item.size
-                    direct.write(item.framed)
-                else:
-                    items.popleft()
-                    self.size -= item.size
-                    await send(item.message)
-                self.sent += 1
-                RUNS.writes += 1
-            self._drained.set()
+        assert items is not None and send is not None
+        while items:
+            item = items[0]
+            if isinstance(item, Close):
+                items.clear()
+                await send({"type": "websocket.close", "code": item.code, "reason": item.reason})
+                return
+            if direct is not None:
+                if not direct.ready():
+                    if not await direct.wait_writable():
+                        return  # the connection is gone; the gateway sees it too
+                    continue  # the queue may have changed meanwhile (a close, an overflow)
+                items.popleft()
+                self.size -= item.size
+                direct.write(item.framed)
+            else:
+                items.popleft()
+                self.size -= item.size
+                await send(item.message)
+            self.sent += 1
+            RUNS.writes += 1
+        self._drained.set()

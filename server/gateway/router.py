@@ -36,10 +36,19 @@ class Reply:
 
 Handler = Callable[["Session", dict[str, Any]], Awaitable["dict[str, Any] | Reply"]]
 
+#: What a command came to: its reply's ``d`` (or a ``Reply``), or the exception that
+#: answers it (a ``ProtocolError``'s code, ``unavailable``, or ``internal`` for any other).
+Outcome = dict[str, Any] | Reply | Exception
+
+#: Carries out a run of one command's payloads together, one outcome for each, in order.
+BatchHandler = Callable[["Session", list[dict[str, Any]]], Awaitable[list[Outcome]]]
+
 
 class CommandRouter:
     def __init__(self) -> None:
         self.handlers: dict[str, Handler] = {}
+        #: op -> the handler of a run of consecutive such commands that arrived together
+        self.batch_handlers: dict[str, BatchHandler] = {}
 
     def command(self, op: str) -> Callable[[Handler], Handler]:
         if op not in COMMANDS:
@@ -51,8 +60,18 @@ class CommandRouter:
 
         return register
 
+    def batch(self, op: str) -> Callable[[BatchHandler], BatchHandler]:
+        """Also carry out runs of ``op`` together (``op`` keeps its one-command handler)."""
+
+        def register(handler: BatchHandler) -> BatchHandler:
+            self.batch_handlers[op] = handler
+            return handler
+
+        return register
+
     def include(self, other: CommandRouter) -> None:
         taken = self.handlers.keys() & other.handlers.keys()
         if taken:
             raise ValueError(f"commands routed twice: {sorted(taken)}")
         self.handlers.update(other.handlers)
+        self.batch_handlers.update(other.batch_handlers)

@@ -2,7 +2,8 @@
 
 A session decodes and validates each inbound frame, applies the rate limit,
 routes the command to its domain handler and queues the answer. Commands are
-handled one at a time, so they are answered in the order they were sent. All
+handled one at a time (a run of ``message.send`` as one batch), so they are
+answered in the order they were sent. All
 writes go through ``Session.outbox``; nothing here awaits the network.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from protocol import (
     AuthCloseReason,
     CloseCode,
+    Command,
     Encoding,
     ErrorCode,
     ProtocolError,
@@ -29,7 +32,7 @@ from protocol.schema import MAX_SAFE_INT
 from server.errors import Unavailable
 from server.gateway.outbox import Outbox, OutFrame
 from server.gateway.ratelimit import TokenBucket
-from server.gateway.router import CommandRouter, Fatal, Reply
+from server.gateway.router import CommandRouter, Fatal, Outcome, Reply
 from server.ids import new_id
 
 if TYPE_CHECKING:
@@ -184,34 +187,98 @@ class Session:
 
     async def receive(self, data: Wire) -> None:
         """Handle one inbound WebSocket message."""
+        await self.receive_many((data,))
+
+    async def receive_many(self, datas: Sequence[Wire]) -> None:
+        """Handle inbound WebSocket messages that arrived together, in order.
+
+        A run of consecutive commands that the router carries out as a batch
+        (``message.send``) goes to its batch handler at once: one store
+        transaction and one turn of fan-out for the whole run, so that each
+        subscriber gets the run in one write. Every command is still checked,
+        rate-limited and answered on its own, in the order it was sent.
+        """
         self.last_seen = self._loop.time()
-        self.agora.metrics.frames_in.inc()
-        if self.outbox.closing:
-            return
+        self.agora.metrics.frames_in.inc(len(datas))
+        batched = self.agora.router.batch_handlers
+        run: list[Command] = []
+        for data in datas:
+            if self.outbox.closing:
+                return
+            parsed = self._parse(data)
+            if run and not (isinstance(parsed, Command) and parsed.op == run[0].op):
+                await self._carry_out_batch(run)
+                run = []
+                if self.outbox.closing:
+                    return
+            wait = self._bucket.take()
+            if wait == 0.0 and isinstance(parsed, Command) and parsed.op in batched:
+                self._limited_in_a_row = 0
+                run.append(parsed)
+                continue
+            if run:  # refused: the run before it is answered first
+                await self._carry_out_batch(run)
+                run = []
+            if isinstance(parsed, Command):
+                if self._allow(parsed.id, wait):
+                    await self._carry_out(parsed)
+            elif self._allow(parsed.command_id, wait):
+                self.send_error(parsed)
+        if run and not self.outbox.closing:
+            await self._carry_out_batch(run)
+
+    def _parse(self, data: Wire) -> Command | ProtocolError:
         try:
             frame = decode(data, self.encoding, max_size=self.agora.settings.max_frame)
             if self.user is None and frame.get("op") != "identify":
                 raise ProtocolError(
                     "identify first", code=ErrorCode.UNAUTHORIZED, command_id=_usable_id(frame)
                 )
-            command = parse_command(frame)
+            return parse_command(frame)
         except ProtocolError as exc:
-            if self._allow(exc.command_id):
-                self.send_error(exc)
-            return
-        if not self._allow(command.id):
-            return
-        handler = self.agora.router.handlers[command.op]
+            return exc
+
+    async def _carry_out(self, command: Command) -> None:
         self.busy = True
         try:
-            answer = await handler(self, command.d)
-        except ProtocolError as exc:
-            exc.command_id = command.id
-            self.send_error(exc)
-            if isinstance(exc, Fatal):
-                self.close(exc.close_code, exc.message)
-        except Unavailable as exc:
-            log.warning("command %s failed: %s", command.op, exc)
+            try:
+                outcome: Outcome = await self.agora.router.handlers[command.op](self, command.d)
+            except Exception as exc:
+                outcome = exc
+            self._answer(command, outcome)
+        finally:
+            self._carried_out()
+
+    async def _carry_out_batch(self, commands: list[Command]) -> None:
+        if len(commands) == 1:
+            await self._carry_out(commands[0])
+            return
+        self.busy = True
+        self.agora.metrics.batched_commands.inc(len(commands))
+        try:
+            handler = self.agora.router.batch_handlers[commands[0].op]
+            try:
+                outcomes = await handler(self, [command.d for command in commands])
+            except Exception as exc:
+                outcomes = [exc] * len(commands)
+            for command, outcome in zip(commands, outcomes, strict=True):
+                self._answer(command, outcome)
+        finally:
+            self._carried_out()
+
+    def _answer(self, command: Command, outcome: Outcome) -> None:
+        if isinstance(outcome, Reply):
+            self.send_reply(command.id, outcome.d)
+            outcome.then()
+        elif isinstance(outcome, dict):
+            self.send_reply(command.id, outcome)
+        elif isinstance(outcome, ProtocolError):
+            outcome.command_id = command.id
+            self.send_error(outcome)
+            if isinstance(outcome, Fatal):
+                self.close(outcome.close_code, outcome.message)
+        elif isinstance(outcome, Unavailable):
+            log.warning("command %s failed: %s", command.op, outcome)
             self.send_error(
                 ProtocolError(
                     "the server's storage is unavailable; retry shortly",
@@ -220,8 +287,8 @@ class Session:
                     retry_after_ms=UNAVAILABLE_RETRY_MS,
                 )
             )
-        except Exception:
-            log.exception("command %s failed", command.op)
+        else:
+            log.error("command %s failed", command.op, exc_info=outcome)
             self.send_error(
                 ProtocolError(
                     "the server failed to handle this command",
@@ -229,21 +296,16 @@ class Session:
                     command_id=command.id,
                 )
             )
-        else:
-            if isinstance(answer, Reply):
-                self.send_reply(command.id, answer.d)
-                answer.then()
-            else:
-                self.send_reply(command.id, answer)
-        finally:
-            self.busy = False
-            self.last_seen = self._loop.time()  # the client waited on this command
-            if self.draining:
-                self.close(CloseCode.GOING_AWAY, "server shutting down")
 
-    def _allow(self, command_id: int | None) -> bool:
-        """Apply the rate limit; flooding past it closes the session (4008)."""
-        wait = self._bucket.take()
+    def _carried_out(self) -> None:
+        self.busy = False
+        self.last_seen = self._loop.time()  # the client waited on this command
+        if self.draining:
+            self.close(CloseCode.GOING_AWAY, "server shutting down")
+
+    def _allow(self, command_id: int | None, wait: float) -> bool:
+        """Apply the rate limit (``wait``: the bucket's answer); flooding past it closes the
+        session (4008)."""
         if wait == 0.0:
             self._limited_in_a_row = 0
             return True

@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - uvicorn without websockets' sans-I/O l
     WebSocketsSansIOProtocol = None  # type: ignore[assignment,misc]
 
 
-_PROTOCOL_ATTRIBUTES = ("conn", "transport", "writable", "close_sent", "disconnected")
+_PROTOCOL_ATTRIBUTES = ("conn", "transport", "writable", "close_sent", "disconnected", "queue")
 
 
 class TransportWriter:
@@ -68,6 +68,10 @@ class TransportWriter:
     def buffered(self) -> int:
         """Bytes written and not yet taken by the kernel: they count against the outbox."""
         return self._transport.get_write_buffer_size()
+
+    def received(self) -> int:
+        """Messages received from the client that the app has not taken yet."""
+        return self._protocol.queue.qsize()
 
     def write(self, framed: bytes) -> None:
         self._transport.write(framed)

@@ -302,6 +302,16 @@ class Appended:
     created: bool  # False when an idempotency key matched an earlier append
 
 
+@dataclass(frozen=True, slots=True)
+class Publishable:
+    """An event to append (``Store.append``'s arguments, for ``append_many``)."""
+
+    channel_id: str
+    t: str
+    d: dict[str, Any]
+    idempotency: tuple[str, str] | None = None
+
+
 class Store(WorkshopStore, Protocol):
     #: Called when every epoch changed while the store was open (live subscribers
     #: must resubscribe); a store that changes them only in ``open`` never calls it.
@@ -522,6 +532,14 @@ class Store(WorkshopStore, Protocol):
         idempotency: tuple[str, str] | None = None,
     ) -> Appended:
         """Store an event at the channel's next offset. See the module docstring."""
+
+    async def append_many(self, events: list[Publishable]) -> list[Appended | Exception]:
+        """``append`` each event, in order, committed together.
+
+        Each event is stored or refused on its own (its exception in its place:
+        ``KeyError`` for an unknown channel); the whole call raises only if the
+        commit failed, and then none of them is stored.
+        """
 
     async def read_after(self, channel_id: str, after: int, limit: int) -> list[bytes]:
         """Stored frames with ``o > after``, oldest first, at most ``limit``."""

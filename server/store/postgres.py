@@ -57,6 +57,7 @@ from server.store.base import (
     Invite,
     LogHead,
     Membership,
+    Publishable,
     Token,
     User,
 )
@@ -523,6 +524,26 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
             frame = await self._fetchval(sql.numbered(sql.NONCE_FRAME), channel_id, *idempotency)
             stored = msgpack.unpackb(frame, raw=False)
             return Appended(stored["o"], stored, frame, created=False)
+
+    async def append_many(self, events: list[Publishable]) -> list[Appended | Exception]:
+        appended: list[Appended | Exception] = []
+        async with self._connection() as db, db.transaction():
+            for e in events:
+                try:
+                    async with db.transaction():  # a savepoint: a used key refuses this one alone
+                        appended.append(
+                            await self._append_in(db, e.channel_id, e.t, e.d, e.idempotency)
+                        )
+                except asyncpg.UniqueViolationError:
+                    assert e.idempotency is not None
+                    frame = await db.fetchval(
+                        sql.numbered(sql.NONCE_FRAME), e.channel_id, *e.idempotency
+                    )
+                    stored = msgpack.unpackb(frame, raw=False)
+                    appended.append(Appended(stored["o"], stored, frame, created=False))
+                except KeyError as exc:
+                    appended.append(exc)
+        return appended
 
     async def _append_in(
         self,

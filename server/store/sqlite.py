@@ -49,6 +49,7 @@ from server.store.base import (
     Invite,
     LogHead,
     Membership,
+    Publishable,
     Token,
     User,
 )
@@ -507,6 +508,21 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
         idempotency: tuple[str, str] | None = None,
     ) -> Appended:
         return await self._call(self._append, channel_id, t, d, idempotency)
+
+    async def append_many(self, events: list[Publishable]) -> list[Appended | Exception]:
+        def run(db: sqlite3.Connection) -> list[Appended | Exception]:
+            appended: list[Appended | Exception] = []
+            for e in events:
+                db.execute("SAVEPOINT event")
+                try:
+                    appended.append(self._append(db, e.channel_id, e.t, e.d, e.idempotency))
+                except (KeyError, sqlite3.IntegrityError) as exc:
+                    db.execute("ROLLBACK TO event")
+                    appended.append(exc)
+                db.execute("RELEASE event")
+            return appended
+
+        return await self._call(run)
 
     async def read_after(self, channel_id: str, after: int, limit: int) -> list[bytes]:
         return await self._call(
