@@ -104,8 +104,6 @@ class RunWriter:
         self._joined.clear()
 
     def join(self, run: list[bytes]) -> bytes:
-        if len(run) == 1:
-            return run[0]
         key = (len(run), id(run[0]), id(run[-1]))
         joined = self._joined.get(key)
         if joined is not None and joined[0] == run:  # the same frames (compared by identity first)
@@ -164,7 +162,9 @@ class Outbox:
         self.direct: TransportWriter | None = None
         self.owner: str | None = None  # the session's user, once identified
         self._items: deque[OutFrame | Close] | None = None  # made when a frame must wait
-        self._run: list[bytes] | None = None  # framed bytes to write at the end of the turn
+        #: framed bytes to write at the end of the turn: one frame's own bytes until a
+        #: second comes (most turns carry one frame, and bytes are no work for the collector)
+        self._run: bytes | list[bytes] | None = None
         self._run_size = 0
         self._send: Send | None = None
         self._writer: asyncio.Task[None] | None = None  # while queued frames are being written
@@ -196,7 +196,10 @@ class Outbox:
             assert direct is not None
             size = self._run_size + frame.size
             if size <= RUN_BYTES and direct.buffered() + size <= self.limit:
-                run.append(frame.framed)
+                if isinstance(run, bytes):
+                    self._run = [run, frame.framed]
+                else:
+                    run.append(frame.framed)
                 self._run_size = size
                 return
             self.write_run()  # the kernel takes what it can before the limit is checked
@@ -204,7 +207,7 @@ class Outbox:
             return
         if direct is not None and not self._items and direct.ready():
             if direct.buffered() + frame.size <= self.limit:
-                self._run = [frame.framed]
+                self._run = frame.framed
                 self._run_size = frame.size
                 RUNS.add(self)
                 return
@@ -235,8 +238,12 @@ class Outbox:
         self._run_size = 0
         direct = self.direct
         if direct is not None and direct.open():  # else the connection is going: drop it
-            direct.write(run[0] if len(run) == 1 else RUNS.join(run))
-            self.sent += len(run)
+            if isinstance(run, bytes):
+                direct.write(run)
+                self.sent += 1
+            else:
+                direct.write(RUNS.join(run))
+                self.sent += len(run)
             RUNS.writes += 1
 
     def _overflow(self) -> None:
