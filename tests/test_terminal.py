@@ -45,7 +45,13 @@ class Terminal:
     """``agora chat`` in a pty, rendered by pyte."""
 
     def __init__(self, args: list[str], config: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGORA_")}
+        # The pty's size is the terminal's: COLUMNS and LINES (pytest-xdist's workers have
+        # them) would override it for the app but not for the pyte screen.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("AGORA_") and k not in ("COLUMNS", "LINES")
+        }
         env |= {"TERM": "xterm-256color", "XDG_CONFIG_HOME": str(config)}
         self.screen = pyte.Screen(COLUMNS, ROWS)
         self.stream = pyte.ByteStream(self.screen)
