@@ -359,6 +359,9 @@ async def test_when_too_much_was_missed_the_channel_reloads_and_says_so(
     tab = await open_tab(server.nodes[0], ann["token"])
     await tab.send("before")
     await expect(tab.messages()).to_have_count(1)
+    # Stored and acknowledged before the server stops (not still pending, to be retried).
+    pending = tab.page.locator('#message-list .message[data-state="pending"]')
+    await expect(pending).to_have_count(0)
     # Offline in the browser, so that it cannot reconnect before Dan is done.
     await asyncio.to_thread(server.stop)
     await tab.page.context.set_offline(True)
