@@ -296,7 +296,9 @@ class PostgresProcess:
         self.stop(signal.SIGKILL)
 
     def remove(self) -> None:
-        self.stop()
+        """Stop the server and delete its data. Immediate shutdown (SIGQUIT): a fast one
+        first syncs every database the suite created, over 30 s on a loaded machine."""
+        self.stop(signal.SIGQUIT)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

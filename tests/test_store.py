@@ -21,12 +21,15 @@ import pytest
 
 from server.errors import Unavailable
 from server.store import (
+    Appended,
     Channel,
     Conflict,
     Invite,
     InviteRefused,
     LogHead,
+    MemberCheck,
     Membership,
+    Publishable,
     ReadState,
     Resource,
     Store,
@@ -211,6 +214,67 @@ async def test_concurrent_appends_with_one_idempotency_key_create_one_event(
     assert {r.offset for r in results} == {1}
     assert len({r.frame for r in results}) == 1
     assert (await store.log_head(general)).offset == 1
+
+
+# appending together
+
+
+async def test_append_many_stores_each_event_or_its_refusal_in_its_place(store: Store) -> None:
+    """A used key returns the original, an unknown channel refuses with KeyError, a
+    ``MemberCheck`` sees the member's standing as stored and refuses that event alone."""
+    owner, community, general = await owner_and_general(store)
+    guest = await store.create_user("guest", "Guest", "h")
+    await store.set_role(community, guest.id, "guest")
+    await store.set_timeout(community, owner.id, 123)
+    seen: list[Membership | None] = []
+
+    def members_only(membership: Membership | None) -> None:
+        seen.append(membership)
+        if membership is None or membership.role == "guest":
+            raise PermissionError("members only")
+
+    first = await store.append(general, "message.created", {"i": 0}, idempotency=(owner.id, "n"))
+    outcomes = await store.append_many(
+        [
+            Publishable(
+                general,
+                "message.created",
+                {"i": 1},
+                None,
+                MemberCheck(community, owner.id, members_only),
+            ),
+            Publishable(
+                general,
+                "message.created",
+                {"i": 2},
+                None,
+                MemberCheck(community, guest.id, members_only),
+            ),
+            Publishable("nowhere", "message.created", {"i": 3}),
+            Publishable(general, "message.created", {"i": 4}, (owner.id, "n")),
+            Publishable(
+                general,
+                "message.created",
+                {"i": 5},
+                None,
+                MemberCheck(community, "nobody", members_only),
+            ),
+            Publishable(general, "message.created", {"i": 6}),
+        ]
+    )
+    stored, refused_guest, unknown, retried, refused_nobody, last = outcomes
+    assert isinstance(stored, Appended) and isinstance(last, Appended)
+    assert (stored.offset, last.offset) == (2, 3)
+    assert isinstance(refused_guest, PermissionError)
+    assert isinstance(refused_nobody, PermissionError)
+    assert isinstance(unknown, KeyError)
+    assert isinstance(retried, Appended) and not retried.created
+    assert retried.event == first.event
+    assert seen == [Membership("owner", 123), Membership("guest", None), None]
+    stored_is = [
+        msgpack.unpackb(f, raw=False)["d"]["i"] for f in await store.read_after(general, 0, 10)
+    ]
+    assert stored_is == [0, 1, 6]
 
 
 # paging

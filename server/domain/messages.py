@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from protocol import ErrorCode, ProtocolError, echo
 from server.discussions import mentions, resources, threads
-from server.domain.channels import postable_channel, readable_channel, require_in
+from server.domain.channels import (
+    postable_channel_checked_on_append,
+    readable_channel,
+    require_in,
+)
 from server.domain.permissions import Forbidden, Permission
 from server.gateway.router import CommandRouter, Outcome
 from server.ids import new_id, now_ms
@@ -22,15 +26,18 @@ from server.workshops import running
 
 if TYPE_CHECKING:
     from server.gateway.session import Session
-    from server.store import Channel, MessageChange, StoredMessage
+    from server.store import Channel, MemberCheck, MessageChange, StoredMessage
 
 router = CommandRouter()
 
 
 @router.command("message.send")
 async def send(session: Session, d: dict[str, Any]) -> dict[str, Any]:
-    channel = await sendable_channel(session, d)
-    return {"message": await post(session, channel, d["text"], d["nonce"], d["reply_to"])}
+    [outcome] = await send_batch(session, [d])
+    if isinstance(outcome, Exception):
+        raise outcome
+    assert isinstance(outcome, dict)
+    return outcome
 
 
 @router.batch("message.send")
@@ -39,18 +46,25 @@ async def send_batch(session: Session, ds: list[dict[str, Any]]) -> list[Outcome
     published in one turn, so that each subscriber gets them in one write."""
     outcomes: list[Outcome] = []
     posts: list[tuple[int, Channel, dict[str, Any]]] = []
+    events: list[Publishable] = []
     for d in ds:
         try:
-            channel = await sendable_channel(session, d)
+            channel, member_check = await sendable_channel(session, d)
         except Exception as exc:
             outcomes.append(exc)
             continue
-        posts.append((len(outcomes), channel, new_message(session, channel, d)))
+        message = new_message(session, channel, d)
+        posts.append((len(outcomes), channel, message))
+        events.append(
+            Publishable(
+                channel.id,
+                "message.created",
+                {"message": message},
+                idempotency(message),
+                member_check,
+            )
+        )
         outcomes.append({})  # replaced below
-    events = [
-        Publishable(channel.id, "message.created", {"message": message}, idempotency(message))
-        for _, channel, message in posts
-    ]
     try:
         published = await session.agora.publish_many(events)
     except Exception as exc:
@@ -70,9 +84,12 @@ async def send_batch(session: Session, ds: list[dict[str, Any]]) -> list[Outcome
     return outcomes
 
 
-async def sendable_channel(session: Session, d: dict[str, Any]) -> Channel:
-    """The channel ``message.send``'s payload posts to, once the user may and its reply is there."""
-    channel = await postable_channel(session, d["channel"])
+async def sendable_channel(
+    session: Session, d: dict[str, Any]
+) -> tuple[Channel, MemberCheck | None]:
+    """The channel ``message.send``'s payload posts to, once its reply is there, and the
+    check of the user's permission to make as it is stored (None: already made)."""
+    channel, member_check = await postable_channel_checked_on_append(session, d["channel"])
     if channel.kind == "forum":
         raise ProtocolError(
             "a forum takes posts as threads: use thread.create, or post in a thread",
@@ -80,7 +97,7 @@ async def sendable_channel(session: Session, d: dict[str, Any]) -> Channel:
         )
     if d["reply_to"] is not None:
         await message_in(session, channel, d["reply_to"])
-    return channel
+    return channel, member_check
 
 
 def new_message(session: Session, channel: Channel, d: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ the owner makes admins and owners.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -90,6 +91,11 @@ def check(membership: Membership | None, permission: Permission, now: int) -> No
     if permission is not Permission.READ and until is not None and until > now:
         seconds = -(-(until - now) // 1000)
         raise Forbidden(f"you are timed out for {seconds} more seconds", permission)
+
+
+def may(permission: Permission) -> Callable[[Membership | None], None]:
+    """``check`` for ``permission``, as of when it is called (a ``MemberCheck``'s check)."""
+    return lambda membership: check(membership, permission, now_ms())
 
 
 async def require(store: Store, community_id: str, user_id: str, permission: Permission) -> str:

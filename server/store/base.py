@@ -24,7 +24,7 @@ What a Store promises:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -137,6 +137,11 @@ class Membership:
 
     role: str
     timeout_until: int | None = None  # ms since the epoch; acting is refused until then
+
+    @classmethod
+    def of(cls, row: Sequence[Any] | None) -> Membership | None:
+        """The membership a ``MEMBERSHIP`` row says, or None for no row."""
+        return None if row is None else cls(*row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +315,20 @@ class Publishable:
     t: str
     d: dict[str, Any]
     idempotency: tuple[str, str] | None = None
+    member_check: MemberCheck | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberCheck:
+    """A check of the acting user's membership, made in the append's own transaction.
+
+    A send that needs nothing else from the store checks its permission there:
+    one trip to the store instead of two. ``check`` raises to refuse the event.
+    """
+
+    community_id: str
+    user_id: str
+    check: Callable[[Membership | None], None]
 
 
 class Store(WorkshopStore, Protocol):
@@ -537,8 +556,9 @@ class Store(WorkshopStore, Protocol):
         """``append`` each event, in order, committed together.
 
         Each event is stored or refused on its own (its exception in its place:
-        ``KeyError`` for an unknown channel); the whole call raises only if the
-        commit failed, and then none of them is stored.
+        ``KeyError`` for an unknown channel, what its ``member_check`` raised);
+        the whole call raises only if the commit failed, and then none of them
+        is stored.
         """
 
     async def read_after(self, channel_id: str, after: int, limit: int) -> list[bytes]:

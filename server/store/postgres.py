@@ -29,6 +29,7 @@ its sessions so that they resubscribe and learn of it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -426,8 +427,9 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
                 return None
 
     async def membership(self, community_id: str, user_id: str) -> Membership | None:
-        row = await self._fetchrow(sql.numbered(sql.MEMBERSHIP), community_id, user_id)
-        return None if row is None else Membership(*row)
+        return Membership.of(
+            await self._fetchrow(sql.numbered(sql.MEMBERSHIP), community_id, user_id)
+        )
 
     async def remove_member(
         self, community_id: str, user_id: str, *, banned_by: str | None = None
@@ -516,34 +518,41 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
         *,
         idempotency: tuple[str, str] | None = None,
     ) -> Appended:
-        try:
-            async with self._connection() as db:
-                return await self._append_in(db, channel_id, t, d, idempotency)
-        except asyncpg.UniqueViolationError:  # the key was used: nothing was stored
-            assert idempotency is not None
-            frame = await self._fetchval(sql.numbered(sql.NONCE_FRAME), channel_id, *idempotency)
-            stored = msgpack.unpackb(frame, raw=False)
-            return Appended(stored["o"], stored, frame, created=False)
+        async with self._connection() as db:
+            appended = await self._append_one(db, Publishable(channel_id, t, d, idempotency))
+        if isinstance(appended, Exception):
+            raise appended
+        return appended
 
     async def append_many(self, events: list[Publishable]) -> list[Appended | Exception]:
-        appended: list[Appended | Exception] = []
-        async with self._connection() as db, db.transaction():
-            for e in events:
-                try:
-                    async with db.transaction():  # a savepoint: a used key refuses this one alone
-                        appended.append(
-                            await self._append_in(db, e.channel_id, e.t, e.d, e.idempotency)
-                        )
-                except asyncpg.UniqueViolationError:
-                    assert e.idempotency is not None
-                    frame = await db.fetchval(
-                        sql.numbered(sql.NONCE_FRAME), e.channel_id, *e.idempotency
-                    )
-                    stored = msgpack.unpackb(frame, raw=False)
-                    appended.append(Appended(stored["o"], stored, frame, created=False))
-                except KeyError as exc:
-                    appended.append(exc)
-        return appended
+        async with self._connection() as db:
+            if len(events) == 1:  # nothing to commit together: no transaction, no savepoint
+                return [await self._append_one(db, events[0])]
+            async with db.transaction():
+                return [await self._append_one(db, e, savepoint=True) for e in events]
+
+    async def _append_one(
+        self, db: asyncpg.Connection, e: Publishable, *, savepoint: bool = False
+    ) -> Appended | Exception:
+        """Check and append one event: what it stored, or why it was refused. In a
+        transaction, a ``savepoint`` lets a used key or a bad channel refuse it alone."""
+        if e.member_check is not None:
+            check = e.member_check
+            row = await db.fetchrow(sql.numbered(sql.MEMBERSHIP), check.community_id, check.user_id)
+            try:
+                check.check(Membership.of(row))
+            except Exception as exc:  # refused: nothing to store for this one
+                return exc
+        try:
+            async with db.transaction() if savepoint else contextlib.nullcontext():
+                return await self._append_in(db, e.channel_id, e.t, e.d, e.idempotency)
+        except asyncpg.UniqueViolationError:  # the key was used: nothing was stored
+            assert e.idempotency is not None
+            frame = await db.fetchval(sql.numbered(sql.NONCE_FRAME), e.channel_id, *e.idempotency)
+            stored = msgpack.unpackb(frame, raw=False)
+            return Appended(stored["o"], stored, frame, created=False)
+        except KeyError as exc:
+            return exc
 
     async def _append_in(
         self,

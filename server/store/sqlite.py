@@ -401,8 +401,7 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
 
     async def membership(self, community_id: str, user_id: str) -> Membership | None:
         def run(db: sqlite3.Connection) -> Membership | None:
-            row = db.execute(sql.MEMBERSHIP, (community_id, user_id)).fetchone()
-            return None if row is None else Membership(*row)
+            return Membership.of(db.execute(sql.MEMBERSHIP, (community_id, user_id)).fetchone())
 
         return await self._call(run)
 
@@ -513,6 +512,14 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
         def run(db: sqlite3.Connection) -> list[Appended | Exception]:
             appended: list[Appended | Exception] = []
             for e in events:
+                if e.member_check is not None:
+                    check = e.member_check
+                    row = db.execute(sql.MEMBERSHIP, (check.community_id, check.user_id))
+                    try:
+                        check.check(Membership.of(row.fetchone()))
+                    except Exception as exc:  # refused: nothing to store for this one
+                        appended.append(exc)
+                        continue
                 db.execute("SAVEPOINT event")
                 try:
                     appended.append(self._append(db, e.channel_id, e.t, e.d, e.idempotency))
