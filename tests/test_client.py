@@ -9,7 +9,7 @@ import time
 import pytest
 
 from clients import Client, CommandError, ConnectionClosed, Event, Gap
-from tests.conftest import UNSOLICITED, AgoraProcess, eventually, new_user, timeout
+from tests.conftest import UNSOLICITED, AgoraProcess, Plug, eventually, new_user, timeout
 
 _unique = itertools.count()
 
@@ -93,23 +93,26 @@ async def test_resumes_after_kill_9_with_every_event_once_in_order(make_server) 
 async def test_too_many_missed_events_yield_a_gap(make_server) -> None:
     server = make_server(rate_limit=0, replay_cap=5)
     account = await new_user(server)
-    async with Client(server.nodes[0].ws, account["token"]) as reader:
+    # Through a plug, so that the reader cannot reconnect before all 8 are sent.
+    plug = await Plug(server.nodes[0]).plug()
+    async with Client(plug.ws, account["token"]) as reader:
         general = reader.channel_named("general")
         await reader.subscribe(general)
-        server.kill()
-        server.start()
+        await plug.unplug()
         async with Client(server.nodes[-1].ws, account["token"], reconnect=False) as writer:
             for i in range(8):
                 await writer.send_message(general, f"m{i}")
+            await plug.plug()
             # the reader reconnects on its own; this one goes live after the gap
             await eventually(lambda: reader.connections == 2, "the reader reconnected")
             await writer.send_message(general, "live")
         gap = await channel_event(reader)
-        # offset 1 is the account's member.joined, seen before the kill
+        # offset 1 is the account's member.joined, seen before the unplug
         assert gap == Gap(general, 1, 9)
         assert await texts(reader, 1) == ["live"]
         missed = await reader.history(general, before=gap.until + 1, limit=gap.until - gap.after)
         assert [e.o for e in missed] == list(range(2, 10))
+    await plug.unplug()
 
 
 async def test_a_send_retried_across_a_reconnect_is_stored_once(make_server) -> None:
