@@ -121,9 +121,9 @@ async def postable_channel_checked_on_append(
     channel without slow mode, not a breakout room) the permission is left to the
     append's own transaction: the ``MemberCheck`` to store the event with.
 
-    A message's hot path saves a trip to the store that way. The one difference
-    a user can see: an archived channel refuses with ``conflict`` before the
-    permission check would have refused with ``forbidden``.
+    A message's hot path saves a trip to the store that way. What a user can see
+    of it: the channel's own refusals (archived; for a message, a forum or a
+    missing ``reply_to``) come before ``forbidden`` (docs/protocol.md §5.6).
     """
     assert session.user is not None
     channel = await readable_channel(session, channel_id)
