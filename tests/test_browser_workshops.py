@@ -10,6 +10,7 @@ node).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import re
@@ -19,6 +20,7 @@ import pytest
 
 from clients import Client
 from protocol.workshop import apply
+from tests.conftest import timeout
 from tests.test_browser import (  # noqa: F401  (fixtures)
     MakeServer,
     Tab,
@@ -378,10 +380,17 @@ async def test_a_facilitator_and_three_participants_run_a_whole_workshop(
     await fay_tab.page.get_by_role("dialog").get_by_role("button", name="End workshop").click()
     for pane in panes:
         await expect(pane.locator(".ws-none-text")).to_have_text("The workshop has ended.")
-    threads = (await command(server, fay["token"], "thread.list", {"channel": ws}))["threads"]
-    titles = [t["thread"]["title"] for t in threads]
-    # The recap, and the one question left unanswered (the hidden one is left out).
-    assert sorted(titles) == ["Planning day", "Who brings snacks?"], titles
+    # The recap, and the one question left unanswered (the hidden one is left out). Both
+    # are written just after workshop.ended, which the panes showed (server/workshops/recap.py).
+    wanted = ["Planning day", "Who brings snacks?"]
+    deadline = asyncio.get_running_loop().time() + timeout(10)
+    while True:
+        threads = (await command(server, fay["token"], "thread.list", {"channel": ws}))["threads"]
+        titles = sorted(t["thread"]["title"] for t in threads)
+        if titles == wanted or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert titles == wanted, titles
     await ann_pane.get_by_role("button", name="Open the recap: Planning day").click()
     panel = ann_tab.page.locator("#thread-panel")
     await expect(panel.locator("#thread-title")).to_have_text("Planning day")
