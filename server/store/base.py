@@ -330,6 +330,14 @@ class MemberCheck:
     user_id: str
     check: Callable[[Membership | None], None]
 
+    def refusal(self, row: Sequence[Any] | None) -> Exception | None:
+        """What ``check`` raised for the member's ``MEMBERSHIP`` row, or None if it passed."""
+        try:
+            self.check(Membership.of(row))
+        except Exception as exc:
+            return exc
+        return None
+
 
 class Store(WorkshopStore, Protocol):
     #: Called when every epoch changed while the store was open (live subscribers

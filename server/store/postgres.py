@@ -536,13 +536,10 @@ class PostgresStore(PostgresDiscussions, WorkshopStore):
     ) -> Appended | Exception:
         """Check and append one event: what it stored, or why it was refused. In a
         transaction, a ``savepoint`` lets a used key or a bad channel refuse it alone."""
-        if e.member_check is not None:
-            check = e.member_check
+        if (check := e.member_check) is not None:
             row = await db.fetchrow(sql.numbered(sql.MEMBERSHIP), check.community_id, check.user_id)
-            try:
-                check.check(Membership.of(row))
-            except Exception as exc:  # refused: nothing to store for this one
-                return exc
+            if (refusal := check.refusal(row)) is not None:
+                return refusal  # nothing to store for this one
         try:
             async with db.transaction() if savepoint else contextlib.nullcontext():
                 return await self._append_in(db, e.channel_id, e.t, e.d, e.idempotency)

@@ -512,13 +512,10 @@ class SQLiteStore(SQLiteDiscussions, WorkshopStore):
         def run(db: sqlite3.Connection) -> list[Appended | Exception]:
             appended: list[Appended | Exception] = []
             for e in events:
-                if e.member_check is not None:
-                    check = e.member_check
+                if (check := e.member_check) is not None:
                     row = db.execute(sql.MEMBERSHIP, (check.community_id, check.user_id))
-                    try:
-                        check.check(Membership.of(row.fetchone()))
-                    except Exception as exc:  # refused: nothing to store for this one
-                        appended.append(exc)
+                    if (refusal := check.refusal(row.fetchone())) is not None:
+                        appended.append(refusal)  # nothing to store for this one
                         continue
                 db.execute("SAVEPOINT event")
                 try:
