@@ -51,7 +51,12 @@ Exceptions::
     AgoraClientError
     ├── CommandError        the server answered a command with an ``error`` frame
     │                       (``code``, ``message``, ``retry_after_ms`` for ``rate_limited``)
-    └── ConnectionClosed    the connection is gone for good (or dropped mid-command)
+    └── ConnectionClosed    the connection is gone for good, or dropped in the middle
+                            of a command that is not safe to send twice
+
+A command that is safe to send twice (``subscribe``, ``unsubscribe``, ``read.mark``,
+``thread.follow``/``unfollow`` and the reads) is sent again once the client has
+reconnected, when the connection drops before its reply arrives.
 """
 
 from __future__ import annotations
@@ -93,6 +98,27 @@ class AgoraClientError(Exception):
 
 #: Error codes after which ``wait_on_rate_limit`` sends the command again.
 _WAIT_AND_RETRY = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE})
+
+#: Commands whose second sending changes nothing the first did not: when the connection
+#: drops before their reply, they are sent again on the next connection.
+_SAFE_TO_REPEAT = frozenset(
+    {
+        "subscribe",
+        "unsubscribe",
+        "read.mark",
+        "thread.follow",
+        "thread.unfollow",
+        "history",
+        "message.search",
+        "channel.pins",
+        "community.members",
+        "community.presence",
+        "community.participation",
+        "resource.list",
+        "audit.list",
+        "workshop.state",
+    }
+)
 
 
 class CommandError(AgoraClientError):
@@ -345,8 +371,16 @@ class Client(DiscussionCommands, WorkshopCommands):
                     self._paused_until = turn + self._spacing
                     await asyncio.sleep(turn - loop.time())
                 ws = await self._connection()
+                reader = self._reader
                 try:
                     return await self._command(ws, op, d or {}, on_reply)
+                except ConnectionClosed:
+                    if op not in _SAFE_TO_REPEAT or not self.reconnect or reader is None:
+                        raise
+                    # The reader's end marks the connection as down, so that the next
+                    # turn waits for the one that replaces it.
+                    await asyncio.wait([reader])
+                    log.debug("%s: the connection dropped; sending it again", op)
                 except CommandError as exc:
                     if not self.wait_on_rate_limit or exc.code not in _WAIT_AND_RETRY:
                         raise

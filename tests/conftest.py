@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -600,6 +600,24 @@ async def client(server: AgoraProcess) -> AsyncIterator[Client]:
         yield c
 
 
+PlugTo = Callable[["AgoraProcess"], Awaitable["Plug"]]
+
+
+@pytest.fixture
+async def plug_to() -> AsyncIterator[PlugTo]:
+    """Plug a ``Plug`` into a node; every one is unplugged after the test, even a failed
+    one (whose traceback would otherwise keep its sockets open into the next test)."""
+    plugs: list[Plug] = []
+
+    async def plug_to(node: AgoraProcess) -> Plug:
+        plugs.append(plug := await Plug(node).plug())
+        return plug
+
+    yield plug_to
+    for plug in plugs:
+        await plug.unplug()
+
+
 @pytest.fixture
 async def chat(tmp_path: Path) -> AsyncIterator[Callable[..., Terminal]]:
     """Start ``agora chat`` with arguments (a ``test_terminal.Terminal``); every one is
@@ -781,6 +799,7 @@ class Plug:
         self._listener: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
+        self.carried_up = 0  # bytes from clients to the node
 
     @property
     def ws(self) -> str:
@@ -796,9 +815,10 @@ class Plug:
         return self
 
     async def unplug(self) -> None:
-        assert self._listener is not None
-        self._listener.close()
-        await self._listener.wait_closed()
+        if self._listener is not None:
+            self._listener.close()
+            await self._listener.wait_closed()
+            self._listener = None
         for writer in self._open:
             writer.transport.abort()
         await asyncio.gather(*self._pipes, return_exceptions=True)
@@ -813,18 +833,21 @@ class Plug:
             return
         self._open.add(up_writer)
         pipes = [
-            asyncio.create_task(self._pipe(reader, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
+            asyncio.create_task(self._pipe(reader, up_writer, up=True)),
+            asyncio.create_task(self._pipe(up_reader, writer, up=False)),
         ]
         self._pipes.update(pipes)
         await asyncio.gather(*pipes, return_exceptions=True)
         self._pipes.difference_update(pipes)
         self._open -= {writer, up_writer}
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, up: bool
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if up:
+                    self.carried_up += len(data)
                 writer.write(data)
                 await writer.drain()
         except OSError:

@@ -25,7 +25,16 @@ import pytest
 
 from clients import Bot, Client, Context, Event, register
 from clients.examples import faq, remind
-from tests.conftest import ROOT, AgoraProcess, Plug, eventually, http_json, new_user, timeout
+from tests.conftest import (
+    ROOT,
+    AgoraProcess,
+    Plug,
+    PlugTo,
+    eventually,
+    http_json,
+    new_user,
+    timeout,
+)
 
 
 async def create_bot(server: AgoraProcess, owner_token: str, username: str) -> dict[str, Any]:
@@ -180,7 +189,8 @@ async def running(process: BotProcess) -> AsyncIterator[BotProcess]:
 @contextlib.asynccontextmanager
 async def in_process(bot: Bot, server: AgoraProcess | Plug, token: str) -> AsyncIterator[Bot]:
     """``bot`` running in this process, on the last node (or through a ``Plug``)."""
-    url = server.ws if isinstance(server, Plug) else server.nodes[-1].ws
+    # not isinstance: the fixtures' Plugs come from pytest's own import of conftest
+    url = server.ws if hasattr(server, "target_port") else server.nodes[-1].ws
     task = asyncio.create_task(bot.start(url, token))
     ready = asyncio.create_task(bot.ready.wait())
     await asyncio.wait([task, ready], timeout=timeout(10), return_when=asyncio.FIRST_COMPLETED)
@@ -470,11 +480,11 @@ async def test_a_reconnected_bot_does_not_run_handled_commands_again(make_server
 
 
 async def test_events_missed_beyond_the_replay_cap_are_skipped_not_answered(
-    make_server, caplog: pytest.LogCaptureFixture
+    make_server, plug_to: PlugTo, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = make_server(rate_limit=0, replay_cap=5)
     async with owner_with_bot(server) as (ann, made):
-        plug = await Plug(server.nodes[-1]).plug()
+        plug = await plug_to(server.nodes[-1])
         bot = Bot()
         handled: list[str] = []
 

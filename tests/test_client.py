@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
 import time
 
 import pytest
 
 from clients import Client, CommandError, ConnectionClosed, Event, Gap
-from tests.conftest import UNSOLICITED, AgoraProcess, Plug, eventually, new_user, timeout
+from tests.conftest import UNSOLICITED, AgoraProcess, PlugTo, eventually, new_user, timeout
 
 _unique = itertools.count()
 
@@ -90,11 +92,11 @@ async def test_resumes_after_kill_9_with_every_event_once_in_order(make_server) 
         assert reader.connections == 2
 
 
-async def test_too_many_missed_events_yield_a_gap(make_server) -> None:
+async def test_too_many_missed_events_yield_a_gap(make_server, plug_to: PlugTo) -> None:
     server = make_server(rate_limit=0, replay_cap=5)
     account = await new_user(server)
     # Through a plug, so that the reader cannot reconnect before all 8 are sent.
-    plug = await Plug(server.nodes[0]).plug()
+    plug = await plug_to(server.nodes[0])
     async with Client(plug.ws, account["token"]) as reader:
         general = reader.channel_named("general")
         await reader.subscribe(general)
@@ -112,7 +114,34 @@ async def test_too_many_missed_events_yield_a_gap(make_server) -> None:
         assert await texts(reader, 1) == ["live"]
         missed = await reader.history(general, before=gap.until + 1, limit=gap.until - gap.after)
         assert [e.o for e in missed] == list(range(2, 10))
-    await plug.unplug()
+
+
+async def test_a_subscribe_dropped_before_its_reply_is_sent_again_after_the_reconnect(
+    make_server, plug_to: PlugTo
+) -> None:
+    server = make_server(rate_limit=0)
+    account = await new_user(server)
+    node = server.nodes[0]
+    plug = await plug_to(node)
+    async with Client(plug.ws, account["token"]) as reader:
+        general = reader.channel_named("general")
+        # The node is stopped, so the subscribe reaches it but cannot be answered before
+        # the connection drops.
+        os.kill(node.proc.pid, signal.SIGSTOP)
+        try:
+            sent = plug.carried_up
+            subscribing = asyncio.create_task(reader.subscribe(general))
+            await eventually(lambda: plug.carried_up > sent, "the subscribe was sent")
+            await plug.unplug()
+        finally:
+            os.kill(node.proc.pid, signal.SIGCONT)
+        await plug.plug()
+        reply = await asyncio.wait_for(subscribing, timeout(30))
+        assert reply["offset"] >= 1  # the account's member.joined
+        assert reader.connections == 2
+        async with Client(server.nodes[-1].ws, account["token"], reconnect=False) as writer:
+            await writer.send_message(general, "heard")
+        assert await texts(reader, 1) == ["heard"]
 
 
 async def test_a_send_retried_across_a_reconnect_is_stored_once(make_server) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from clients import Client, CommandError
-from tests.conftest import AgoraProcess, Plug, eventually, new_user, timeout
+from tests.conftest import AgoraProcess, PlugTo, eventually, new_user, timeout
 
 
 @dataclass
@@ -204,8 +204,10 @@ async def test_a_late_subscriber_starts_from_the_snapshot_with_its_own_ballots(
         await agrees_with_the_server(bob, ch)
 
 
-async def test_the_kept_workshop_is_right_again_after_a_reconnect(server: AgoraProcess) -> None:
-    plug = await Plug(server.nodes[-1]).plug()
+async def test_the_kept_workshop_is_right_again_after_a_reconnect(
+    server: AgoraProcess, plug_to: PlugTo
+) -> None:
+    plug = await plug_to(server.nodes[-1])
     async with workshop_room(server, bob_url=plug.ws) as room:
         ann, bob, ch = room.ann, room.bob, room.channel
         await ann.workshop_start(ch, "Resilient", [{"title": "Only item", "minutes": 5}])
@@ -223,7 +225,6 @@ async def test_the_kept_workshop_is_right_again_after_a_reconnect(server: AgoraP
         assert bob.workshops[ch].poll(poll["id"])["tallies"] == [1, 0]
         assert bob.workshops[ch].workshop["current"] == 0
         await agrees_with_the_server(bob, ch)
-    await plug.unplug()
 
 
 async def test_ending_gives_the_recap_and_its_thread_and_clears_the_state(

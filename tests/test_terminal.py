@@ -32,7 +32,7 @@ import pytest
 from clients import Client, Event
 from clients.terminal.state import ChatState
 from tests.agora_cli import ok, storage
-from tests.conftest import ROOT, AgoraProcess, Plug, http_json, new_user, timeout
+from tests.conftest import ROOT, AgoraProcess, PlugTo, http_json, new_user, timeout
 
 COLUMNS, ROWS = 100, 30
 PASSWORD = "correct horse"  # what tests.conftest.new_user registers with
@@ -396,12 +396,12 @@ async def test_older_history_pages_in_on_page_up(make_server: MakeServer, chat: 
 
 @pytest.mark.parametrize("replay_cap", [1000, 1], ids=["replayed", "over-the-replay-cap"])
 async def test_reconnects_after_a_restart_and_shows_what_was_missed_once(
-    make_server: MakeServer, chat: Any, replay_cap: int, tmp_path: Path
+    make_server: MakeServer, chat: Any, plug_to: PlugTo, replay_cap: int, tmp_path: Path
 ) -> None:
     server = make_server(rate_limit=0)
     tui, elsewhere = nodes(server)
     # agora chat reaches its node through a plug, so that it stays away until plugged in
-    plug = await Plug(tui).plug()
+    plug = await plug_to(tui)
     log = tmp_path / "chat.log"
     terminal, account = await logged_in(chat, server, "--log-file", str(log), via=plug.http)
     name = account["user"]["name"]
@@ -441,7 +441,6 @@ async def test_reconnects_after_a_restart_and_shows_what_was_missed_once(
     # over the cap, the missed events were read from history, not replayed
     repaired = [line for line in log.read_text().splitlines() if "after a reconnect" in line]
     assert bool(repaired) is (replay_cap == 1), repaired or "it read no history after reconnecting"
-    await plug.unplug()
 
 
 def test_echo_and_event_in_either_order_make_one_line() -> None:

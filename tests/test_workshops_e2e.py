@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from clients import Client, Event, Gap
-from tests.conftest import Plug, eventually, http_json
+from tests.conftest import Plug, PlugTo, eventually, http_json
 from tests.discussion_helpers import all_events, close_all, connect, error, event, send, uid
 from tests.workshop_helpers import folded, follow, make_room
 
@@ -82,7 +82,7 @@ class Bot:
 
 
 async def test_a_whole_workshop_survives_kill_9_and_its_recap_holds_exactly_what_happened(
-    make_server, deployment: str
+    make_server, plug_to: PlugTo, deployment: str
 ) -> None:
     server = make_server(rate_limit=0)
     scaled = deployment == "scaled"
@@ -96,7 +96,7 @@ async def test_a_whole_workshop_survives_kill_9_and_its_recap_holds_exactly_what
         token=room.owner.token,  # type: ignore[attr-defined]
     )
     assert status == 201, made
-    balancer = await Plug(server.nodes[-1]).plug()
+    balancer = await plug_to(server.nodes[-1])
     client = Client(balancer.ws if scaled else server.ws, made["token"])
     await client.connect()
     code = (await room.owner.ok("invite.create", {"community": room.club.id}))["invite"]["code"]
@@ -106,8 +106,6 @@ async def test_a_whole_workshop_survives_kill_9_and_its_recap_holds_exactly_what
         await run_script(server, scaled, room, bot, balancer)
     finally:
         await bot.stop()
-        with contextlib.suppress(Exception):
-            await balancer.unplug()
 
 
 class Tally:
