@@ -647,6 +647,10 @@ async def test_typing_line_seen_by_another_user(make_server: MakeServer, open_ta
     (ann, bob), _, _ = await setup(server, "Ann", "Bob")
     ann_tab = await open_tab(server, ann["token"])
     bob_tab = await open_tab(server.nodes[-1], bob["token"])
+    # Bob's tab subscribes to #general before it asks for its history (one command at a
+    # time, answered in order): once that history shows, Ann's typing reaches the tab.
+    joined = bob_tab.page.locator("#messages .system").filter(has_text="Bob joined")
+    await expect(joined).to_have_count(1)
     await ann_tab.page.locator("#composer-input").press_sequentially("I am wri")
     line = bob_tab.page.locator("#typing")
     await expect(line).to_have_text("Ann is typing…")
