@@ -657,6 +657,9 @@ async def test_typing_shows_on_the_status_line_and_tells_the_channel(
     async with Client(elsewhere.ws, other["token"]) as bob:
         general = bob.channel_named("general")
         await bob.subscribe(general)
+        # Typing is not replayed: it reaches agora chat once #general is subscribed, and
+        # Bob's join shows only after that (live, or in the history read after it).
+        await terminal.see(f"{other['user']['name']} joined Agora")
         await bob.typing(general)
         await terminal.see(f"{other['user']['name']} is typing…")
         await bob.send_message(general, "done typing")  # their message ends the line
