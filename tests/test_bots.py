@@ -28,7 +28,6 @@ from clients.examples import faq, remind
 from tests.conftest import (
     ROOT,
     AgoraProcess,
-    Plug,
     PlugTo,
     eventually,
     http_json,
@@ -187,10 +186,8 @@ async def running(process: BotProcess) -> AsyncIterator[BotProcess]:
 
 
 @contextlib.asynccontextmanager
-async def in_process(bot: Bot, server: AgoraProcess | Plug, token: str) -> AsyncIterator[Bot]:
-    """``bot`` running in this process, on the last node (or through a ``Plug``)."""
-    # not isinstance: the fixtures' Plugs come from pytest's own import of conftest
-    url = server.ws if hasattr(server, "target_port") else server.nodes[-1].ws
+async def in_process(bot: Bot, url: str, token: str) -> AsyncIterator[Bot]:
+    """``bot`` running in this process, connected to ``url``."""
     task = asyncio.create_task(bot.start(url, token))
     ready = asyncio.create_task(bot.ready.wait())
     await asyncio.wait([task, ready], timeout=timeout(10), return_when=asyncio.FIRST_COMPLETED)
@@ -411,7 +408,7 @@ async def test_decorators_dispatch_commands_and_events_but_not_history_or_own_me
             assert ctx.message is not None and ctx.author is not None
             calls.append(("message", ctx.message["text"]))
 
-        async with in_process(bot, server, made["token"]):
+        async with in_process(bot, server.nodes[-1].ws, made["token"]):
             await ann.say("?ECHO  two   words ")
             assert await ann.texts_from(made["user"]["id"], 1) == ["?echo two   words"]
             await ann.say("?nope")
@@ -443,7 +440,7 @@ async def test_a_rate_limited_bot_still_gets_every_message_through(make_server) 
             """Count to ten, all at once."""
             await asyncio.gather(*(ctx.send(f"{i}") for i in range(1, 11)))
 
-        async with in_process(bot, server, made["token"]):
+        async with in_process(bot, server.nodes[-1].ws, made["token"]):
             await ann.say("!count")
             said = await ann.texts_from(made["user"]["id"], 10, wait=30)
             assert sorted(said, key=int) == [str(i) for i in range(1, 11)]
@@ -462,7 +459,7 @@ async def test_a_reconnected_bot_does_not_run_handled_commands_again(make_server
             handled.append(args)
             await ctx.send(f"noted {args}")
 
-        async with in_process(bot, server, made["token"]):
+        async with in_process(bot, server.nodes[-1].ws, made["token"]):
             await ann.say("!note one")
             assert await ann.texts_from(made["user"]["id"], 1) == ["noted one"]
             server.stop()
@@ -493,7 +490,7 @@ async def test_events_missed_beyond_the_replay_cap_are_skipped_not_answered(
             handled.append(args)
             await ctx.send(f"noted {args}")
 
-        async with in_process(bot, plug, made["token"]):
+        async with in_process(bot, plug.ws, made["token"]):
             await ann.say("!note one")
             assert await ann.texts_from(made["user"]["id"], 1) == ["noted one"]
             await plug.unplug()
@@ -527,7 +524,7 @@ async def test_a_failing_handler_is_logged_and_the_bot_goes_on(
             await ctx.reply("pong")
 
         with caplog.at_level(logging.ERROR, logger="agora.bot"):
-            async with in_process(bot, server, made["token"]):
+            async with in_process(bot, server.nodes[-1].ws, made["token"]):
                 await ann.say("!boom")
                 await ann.say("!ping")
                 assert await ann.texts_from(made["user"]["id"], 1) == [f"@{ann.name} pong"]
@@ -549,7 +546,7 @@ async def test_commands_from_other_bots_are_ignored(make_server) -> None:
             await ctx.reply("pong")
 
         async with (
-            in_process(bot, server, made["token"]),
+            in_process(bot, server.nodes[-1].ws, made["token"]),
             room(server, other["token"]) as other_bot,
         ):
             await other_bot.say("!ping")
@@ -578,7 +575,7 @@ async def test_a_running_bot_follows_text_channels_created_or_joined_after_it_st
         async def where(ctx: Context, args: str) -> None:
             await ctx.send(f"{args} in {ctx.channel} of {ctx.community}")
 
-        async with in_process(bot, server, made["token"]):
+        async with in_process(bot, server.nodes[-1].ws, made["token"]):
             agora = ann.client.community(0)["id"]
             room = await ann.client.create_channel(agora, "after-start")
             await ann.client.subscribe(room["id"])
@@ -624,7 +621,7 @@ async def test_a_bot_hears_community_events_and_handles_each_join_once(make_serv
         async def ping(ctx: Context, args: str) -> None:
             await ctx.reply("pong")
 
-        async with in_process(bot, server, made["token"]):
+        async with in_process(bot, server.nodes[-1].ws, made["token"]):
             agora = ann.client.community(0)["id"]
             newcomer = (await new_user(server, "newcomer"))["user"]
             await ann.client.set_role(agora, newcomer["id"], "facilitator")
@@ -665,7 +662,7 @@ async def test_a_bot_hears_thread_activity_mentions_dm_created_and_message_chang
         ):
             record(kind)
 
-        async with in_process(bot, server, made["token"]):
+        async with in_process(bot, server.nodes[-1].ws, made["token"]):
             bot_id = made["user"]["id"]
             asked = await ann.say("!discuss")
             thread, started = await ann.answer_in_thread(asked, bot_id)
@@ -700,7 +697,7 @@ async def test_ctx_reply_sets_reply_to_and_ctx_react_reacts(make_server) -> None
         async def like(ctx: Context, args: str) -> None:
             await ctx.react("👍")
 
-        async with in_process(bot, server, made["token"]):
+        async with in_process(bot, server.nodes[-1].ws, made["token"]):
             asked = await ann.say("!ping")
             (answer,) = await ann.messages_from(made["user"]["id"], 1)
             assert answer["text"] == f"@{ann.name} pong"
@@ -735,7 +732,7 @@ async def test_a_bot_command_works_in_a_dm_and_in_a_thread(make_server) -> None:
         async def ping(ctx: Context, args: str) -> None:
             await ctx.reply(f"pong from {ctx.community or 'a DM'}")
 
-        async with in_process(bot, server, made["token"]):
+        async with in_process(bot, server.nodes[-1].ws, made["token"]):
             bot_id = made["user"]["id"]
             dm = await ann.client.dm_open(bot_id)
             await ann.client.subscribe(dm["id"])
@@ -764,7 +761,10 @@ async def test_ctx_reply_addresses_the_author_by_username_as_a_mention(make_serv
     async def ping(ctx: Context, args: str) -> None:
         await ctx.reply("pong")
 
-    async with in_process(bot, server, made["token"]), room(server, ann_account["token"]) as ann:
+    async with (
+        in_process(bot, server.nodes[-1].ws, made["token"]),
+        room(server, ann_account["token"]) as ann,
+    ):
         await ann.say("!ping")
         (answer,) = await ann.texts_from(made["user"]["id"], 1)
         assert answer == f"@{username} pong"  # not "@Ann Lee": "@Ann" could be someone else
