@@ -68,7 +68,7 @@ async def test_a_bot_hears_workshop_events_and_sees_the_kept_workshop(make_serve
             # a question of its own is not news to it
             await bot.running_client().question_ask(ctx.channel, "May a bot ask?")
 
-        async with in_process(bot, server, made["token"]):
+        async with in_process(bot, server.nodes[-1].ws, made["token"]):
             agora = ann.client.community(0)["id"]
             room = (await ann.client.create_channel(agora, "workshop-room", kind="workshop"))["id"]
             await eventually(lambda: room in bot.handled, "the bot following the workshop channel")
