@@ -299,6 +299,7 @@ class Client(DiscussionCommands, WorkshopCommands):
         self._closed: ConnectionClosed | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._last_sent = 0.0  # loop time of the last frame sent: the server's silence starts there
         #: after a ``rate_limited``: the loop time of the next free turn to send,
         #: and the time between turns
         self._paused_until = 0.0
@@ -718,6 +719,7 @@ class Client(DiscussionCommands, WorkshopCommands):
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[command_id] = (future, on_reply)
         try:
+            self._last_sent = asyncio.get_running_loop().time()
             await ws.send(encode({"op": op, "id": command_id, "d": d}, self.encoding))
             return await future
         except websockets.ConnectionClosed as exc:
@@ -808,11 +810,16 @@ class Client(DiscussionCommands, WorkshopCommands):
                     log.info("reconnect failed: %s", exc)
 
     async def _heartbeat(self, ws: ClientConnection) -> None:
-        interval = self.hello.get("heartbeat_ms", 30_000) / 1000
+        # A ping once 0.8 heartbeat has passed since the last frame sent (identify, a
+        # command, a ping), not since a reply: the server counts silence from what it
+        # last received, so a slow reply must not push the next ping past its cut-off.
+        period = self.hello.get("heartbeat_ms", 30_000) / 1000 * 0.8
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(AgoraClientError, websockets.ConnectionClosed):
             while True:
-                await asyncio.sleep(interval * 0.8)
-                await self._command(ws, "ping", {})
+                await asyncio.sleep(self._last_sent + period - loop.time())
+                if loop.time() >= self._last_sent + period:
+                    await self._command(ws, "ping", {})
 
     def _finish(self, closed: ConnectionClosed) -> None:
         self._closed = closed

@@ -800,6 +800,7 @@ class Plug:
         self._open: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
         self.carried_up = 0  # bytes from clients to the node
+        self.delay_down = 0.0  # seconds each chunk from the node takes to arrive
 
     @property
     def ws(self) -> str:
@@ -848,12 +849,22 @@ class Plug:
             while data := await reader.read(65536):
                 if up:
                     self.carried_up += len(data)
+                elif self.delay_down:  # latency, not a slower pipe: chunks overlap in flight
+                    asyncio.get_running_loop().call_later(
+                        self.delay_down, self._write_unless_closed, writer, data
+                    )
+                    continue
                 writer.write(data)
                 await writer.drain()
         except OSError:
             pass
         finally:
             writer.transport.abort()
+
+    @staticmethod
+    def _write_unless_closed(writer: asyncio.StreamWriter, data: bytes) -> None:
+        if not writer.transport.is_closing():
+            writer.write(data)
 
 
 PROTOCOL_DOC = ROOT / "docs" / "protocol.md"
