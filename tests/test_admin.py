@@ -19,6 +19,7 @@ from tests.conftest import (
     raw_session,
     shared_postgres,
 )
+from tests.discussion_helpers import event
 
 PASSWORD = "correct horse\n"
 
@@ -447,7 +448,12 @@ async def test_export_then_import_carries_threads_edits_reactions_read_markers_a
         "thread.create", {"channel": general, "title": "Chapter 3", "message": first["id"]}
     )
     thread_id = thread["thread"]["id"]
+    await a.ok("subscribe", {"channel": general})
     await a.ok("message.send", {"channel": thread_id, "text": "in the thread"})
+    # #general hears of the reply in a thread.updated a moment later (UPDATE_DELAY); wait
+    # for it, or under load it lands after the snapshot below and before the export.
+    while (await event(a, "thread.updated", ch=general))["d"]["replies"] != 1:
+        pass
     await b.ok("thread.update", {"thread": thread_id, "tags": ["ch3"], "resolved": True})
     await b.ok("read.mark", {"channel": general, "o": 3})
     await a.ok("resource.add", {"community": club[0], "title": "Notes", "note": "read me"})
