@@ -136,14 +136,17 @@ def nodes(server: AgoraProcess) -> tuple[AgoraProcess, AgoraProcess]:
 async def logged_in(
     chat: Callable[..., Terminal], server: AgoraProcess, *args: str, via: str | None = None
 ) -> tuple[Terminal, Any]:
-    """A fresh account's ``agora chat`` (with more ``args``), showing #general.
+    """A fresh account's ``agora chat`` (with more ``args``), subscribed to #general.
 
-    It talks to the first node, or to the address ``via`` (a proxy to it).
+    It talks to the first node, or to the address ``via`` (a proxy to it). The account's
+    own join shows only from the history read once the subscribe is answered; "#general"
+    in the channel list shows before that, and a test that unplugged then would drop
+    the first subscribe half-way.
     """
     tui, other = nodes(server)
     account = await new_user(other, "tui")
     terminal = chat("--server", via or tui.http, "--token", account["token"], *args)
-    await terminal.see("● connected", "#general")
+    await terminal.see("● connected", "#general", f"{account['user']['name']} joined Agora")
     return terminal, account
 
 
