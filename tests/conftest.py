@@ -369,8 +369,12 @@ class Cluster:
     def start(self) -> Cluster:
         if self.redis.proc is None:
             self.redis.start()
-        for node in self.nodes:
-            node.start()
+        try:
+            for node in self.nodes:
+                node.start()
+        except BaseException:  # e.g. a port taken: the nodes already up must not outlive it
+            self.kill()
+            raise
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
