@@ -78,13 +78,12 @@ async def test_slow_ping_replies_do_not_delay_the_next_ping(make_server, plug_to
     # Each reply takes 0.9 heartbeat to come back. A client that waited 0.8 heartbeat
     # after the reply would ping 1.7 apart, past the server's 1.5-heartbeat cut-off.
     plug.delay_down = 0.9 * heartbeat_ms / 1000
-    async with Client(plug.ws, account["token"], reconnect=False) as client:
+    async with Client(plug.ws, account["token"], reconnect=False):  # a 4009 ends the pings
         pings = node.metric("agora_frames_in_total") + 4
         await eventually(
             lambda: node.metric("agora_frames_in_total") >= pings, "four pings", wait=30
         )
         assert node.metric("agora_closes_total", 'code="4009"') == 0
-        assert client.connections == 1
 
 
 async def test_resumes_after_kill_9_with_every_event_once_in_order(make_server) -> None:
