@@ -46,10 +46,42 @@ def timeout(seconds: float) -> float:
     return seconds * FACTOR
 
 
+def _port_block() -> range:
+    """The ports this test process hands out: below the kernel's ephemeral range, where
+    ``bind(0)`` and every outgoing connection take theirs, and a block per xdist worker.
+
+    A port picked with ``bind(0)`` stays free only until something else takes it: another
+    worker picking the same one, or a Redis picked before it but not yet listening.
+    """
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32_768
+    low = 10_000
+    high = max(ephemeral, low + 2_000)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    size = (high - low) // max(workers, 1)
+    start = low + (worker % max(workers, 1)) * size
+    return range(start, start + size)
+
+
+_PORTS = _port_block()
+# A random start: a second pytest run on the machine walks elsewhere in the same block.
+_next_port = itertools.count(secrets.randbelow(len(_PORTS)))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port no other process of this test run will hand out, and bindable now."""
+    for _ in range(len(_PORTS)):
+        port = _PORTS[next(_next_port) % len(_PORTS)]
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 #: Limits the suite's servers start with unless a test names its own: every test connects
@@ -372,8 +404,8 @@ class Cluster:
         try:
             for node in self.nodes:
                 node.start()
-        except BaseException:  # e.g. a port taken: the nodes already up must not outlive it
-            self.kill()
+        except BaseException:  # what started must not outlive a start that failed
+            self.shutdown()
             raise
         return self
 

@@ -20,7 +20,7 @@ import pytest
 from server.broker import Broker, MemoryBroker
 from server.broker.redis import RedisBroker
 from server.errors import Unavailable
-from tests.conftest import RedisProcess, timeout
+from tests.conftest import RedisProcess, free_port, timeout
 
 
 class Inbox:
@@ -213,10 +213,7 @@ async def test_redis_broker_fails_fast_while_redis_is_down_and_recovers_after(
 
 
 async def test_redis_broker_start_raises_unavailable_without_redis() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here
-    broker = RedisBroker(f"redis://127.0.0.1:{port}/0")
+    broker = RedisBroker(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     with pytest.raises(Unavailable):
         await broker.start(Inbox().on_message, Inbox().on_resume)
     await broker.stop()
