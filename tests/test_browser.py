@@ -425,6 +425,10 @@ async def test_unread_marks_per_channel_and_community(
     page = tab.page
     sidebar = page.locator("#sidebar")
     await expect(sidebar.locator("h2")).to_have_text(["Agora", "Book club"])
+    # The tab subscribes to every channel, then asks for #general's history (answered in
+    # order): once that shows, what Bob sends reaches the tab live. A message sent before
+    # a channel's first subscribe is answered is counted by neither `ready` nor the feed.
+    await expect(page.locator("#messages .system").filter(has_text="Bob joined")).to_have_count(1)
 
     async with Client(server.nodes[-1].ws, bob["token"]) as c:
         await c.send_message(c.channel_named("general"), "Welcome to the club, Ann.")
