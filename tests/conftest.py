@@ -59,11 +59,10 @@ def _port_block() -> range:
         ephemeral = 32_768
     low = 10_000
     high = max(ephemeral, low + 2_000)
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    size = (high - low) // max(workers, 1)
-    start = low + (worker % max(workers, 1)) * size
-    return range(start, start + size)
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    size = (high - low) // workers
+    return range(low + worker * size, low + (worker + 1) * size)
 
 
 _PORTS = _port_block()
