@@ -100,6 +100,8 @@ async def test_thread_panel_reply_and_follow(make_server: MakeServer, open_tab: 
     await panel.get_by_label("Reply in the thread").fill("Me! Saturday?")
     await page.keyboard.press("Enter")
     await expect(panel.locator(".message .text")).to_have_text(["Me! Saturday?"])
+    # Confirmed, so stored before Bob's answer: on screen alone it may still be in flight.
+    await expect(panel.locator(".message.pending")).to_have_count(0)
 
     # Bob answers in the thread: it shows live in the panel, and the parent message
     # gets the reply count (thread.updated).
